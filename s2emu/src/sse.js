@@ -57,8 +57,13 @@ export async function serveSse({ res, session, abort, format, faults, stats, onC
   if (faults.cutAfterMs !== null) timers.push(setTimeout(() => trip('cut'), faults.cutAfterMs));
   if (faults.stallAfterMs !== null) timers.push(setTimeout(() => trip('stall'), faults.stallAfterMs));
 
+  let flushed = Promise.resolve();
   const write = async (chunk) => {
-    if (res.write(chunk)) return;
+    let ok;
+    flushed = new Promise((resolve) => {
+      ok = res.write(chunk, () => resolve());
+    });
+    if (ok) return;
     await new Promise((resolve) => {
       const done = () => {
         res.off('drain', done);
@@ -81,8 +86,10 @@ export async function serveSse({ res, session, abort, format, faults, stats, onC
       if (out.type === 'batch') {
         processed.count += out.records.length;
         for (const r of out.records) processed.bytes += r.metered;
+        stats.sseEvents.batch += 1;
         await write(batchEvent(out.records, format, out.tail, processed));
       } else {
+        stats.sseEvents.ping += 1;
         await write(pingEvent(out.tail));
       }
       events += 1;
@@ -103,11 +110,16 @@ export async function serveSse({ res, session, abort, format, faults, stats, onC
   }
   if (fault === 'cut') {
     stats.injected.sseCuts += 1;
-    if (faults.cutMode === 'destroy') res.destroy();
+    if (faults.cutMode === 'destroy') {
+      // Let what was already written reach the client, then drop the connection mid-body.
+      await Promise.race([flushed, new Promise((resolve) => res.once('close', resolve))]);
+      res.destroy();
+    }
     else if (faults.cutMode === 'error') {
       res.end(errorEvent({ code: 'unavailable', message: 'emulator fault: read session cut' }));
     } else res.end();
     return;
   }
+  stats.sseEvents[failure ? 'error' : 'done'] += 1;
   res.end(failure ? errorEvent(failure.body) : DONE_EVENT);
 }

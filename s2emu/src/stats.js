@@ -13,6 +13,7 @@ export class Stats {
     this.injected = { latency: 0, errors: 0, racer: 0, sseCuts: 0, sseStalls: 0 };
     this.sessionsOpened = 0;
     this.appendedRecords = 0;
+    this.sseEvents = { batch: 0, ping: 0, error: 0, done: 0 };
   }
 
   countRequest(op) {
@@ -55,7 +56,7 @@ export class Stats {
       responses: structuredClone(this.responses),
       injected: { ...this.injected },
       appendedRecords: this.appendedRecords,
-      sse: { open, openTotal, opened: this.sessionsOpened },
+      sse: { open, openTotal, opened: this.sessionsOpened, events: { ...this.sseEvents } },
     };
   }
 }
