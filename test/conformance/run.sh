@@ -58,8 +58,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/dstreamd-conformance.XXXXXX")"
 if [[ -z "$BASE_URL" ]]; then
-  TMP="$(mktemp -d "${TMPDIR:-/tmp}/dstreamd-conformance.XXXXXX")"
   PORT="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
   BASE_URL="http://127.0.0.1:$PORT"
   LOG="$TMP/server.log"
@@ -88,11 +88,16 @@ fi
 
 cd "$HERE"
 CONFORMANCE_TEST_URL="$BASE_URL" CONFORMANCE_LONG_POLL_MS="$LONG_POLL_MS" NO_COLOR=1 \
-  timeout --kill-after=10 "$TIMEOUT_S" "$HERE/node_modules/.bin/vitest" run --config "$HERE/vitest.config.mjs"
-RC=$?
+  timeout --kill-after=10 "$TIMEOUT_S" "$HERE/node_modules/.bin/vitest" run --config "$HERE/vitest.config.mjs" 2>&1 \
+  | tee "$TMP/vitest.out"
+RC=${PIPESTATUS[0]}
+# Restate vitest's "Tests  6 failed | 326 passed | 6 skipped (338)" as a plain closing line.
+SUMMARY="$(grep -E '^ +Tests +' "$TMP/vitest.out" | tail -n 1)"
+count() { grep -oE "[0-9]+ $1" <<<"$SUMMARY" | grep -oE '^[0-9]+' || echo 0; }
 if [[ $RC -eq 124 ]]; then echo "run.sh: vitest hit the ${TIMEOUT_S}s cap" >&2; fi
 if [[ $RC -ne 0 && -n "$SERVER_PID" ]]; then
   echo "run.sh: last lines of the server log:" >&2
   tail -n 30 "$LOG" >&2
 fi
+echo "conformance: $(count passed) passed, $(count failed) failed, $(count skipped) skipped"
 exit $RC
