@@ -143,11 +143,18 @@ export async function* readSession(stream, startSeq, plan, { pingIntervalMs, sig
     if (signal?.aborted) return;
     if (start < tail.seq_num) {
       // Catch up from stored records, up to the tail known at this point.
-      const stored = stream.slice(start, tail.seq_num);
+      // Records trimmed meanwhile (including while suspended at a yield) are skipped.
       let batch = [];
       let batchBytes = 0;
       let stop = false;
-      for (const rec of stored) {
+      let seq = Math.max(start, stream.firstSeq);
+      while (seq < tail.seq_num) {
+        const rec = stream.recordAt(seq);
+        if (rec === undefined) {
+          if (stream.firstSeq <= seq) break;
+          seq = stream.firstSeq;
+          continue;
+        }
         if (untilDenies(rec.ts) || denies(limit, batch.length + 1, batchBytes + rec.metered)) {
           stop = batch.length === 0;
           break;
@@ -160,6 +167,7 @@ export async function* readSession(stream, startSeq, plan, { pingIntervalMs, sig
         }
         batch.push(rec);
         batchBytes += rec.metered;
+        seq += 1;
       }
       if (stop) return;
       if (batch.length > 0) yield onBatch(batch, null);

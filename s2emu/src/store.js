@@ -137,12 +137,9 @@ export class Stream {
     return this.base;
   }
 
-  /** Records with from <= seq < to (clipped to what is retained). */
-  slice(from, to) {
-    const start = Math.max(from, this.base) - this.base;
-    const end = Math.min(to, this.nextSeq) - this.base;
-    if (end <= start) return [];
-    return this.records.slice(start, end);
+  /** The retained record with this seq_num, or undefined (trimmed, deleted or not yet written). */
+  recordAt(seq) {
+    return this.records[seq - this.base];
   }
 
   /** Seq_num of the first retained record with timestamp >= ts, or null. */
