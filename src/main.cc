@@ -1,0 +1,124 @@
+// dstreamd: a Durable Streams server.
+
+#include <boost/program_options.hpp>
+
+#include <cctype>
+#include <iostream>
+
+#include "common/clock.h"
+#include "hub/live_hub.h"
+#include "server/server.h"
+#include "store/rocksdb/rocksdb_store.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+/// `500ms`, `30s`, `2m`, or a bare number of seconds.
+std::optional<std::chrono::milliseconds> parse_duration(std::string s) {
+  size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  if (i == 0 || i > 12) return std::nullopt;
+  long long n = std::stoll(s.substr(0, i));
+  std::string unit = s.substr(i);
+  if (unit == "ms") return std::chrono::milliseconds(n);
+  if (unit == "s" || unit.empty()) return std::chrono::milliseconds(n * 1000);
+  if (unit == "m") return std::chrono::milliseconds(n * 60'000);
+  return std::nullopt;
+}
+
+/// DSTREAMD_LONG_POLL_TIMEOUT -> long-poll-timeout; other variables (even
+/// DSTREAMD_-prefixed ones that name no option, like DSTREAMD_BIN) are ignored.
+std::string env_to_option(const po::options_description& desc, const std::string& env) {
+  const std::string prefix = "DSTREAMD_";
+  if (env.rfind(prefix, 0) != 0) return "";
+  std::string name = env.substr(prefix.size());
+  for (auto& c : name) c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (name == "help" || !desc.find_nothrow(name, false)) return "";
+  return name;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string listen = "127.0.0.1:4437";
+  std::string data_dir = "./data";
+  std::string long_poll = "30s";
+  std::string sse_duration = "60s";
+  size_t max_body = 64ull << 20;
+  unsigned threads = 0;
+
+  po::options_description desc(
+      "dstreamd: a Durable Streams server\n\n"
+      "Every option can also be set with an environment variable DSTREAMD_<OPTION>, e.g.\n"
+      "DSTREAMD_LONG_POLL_TIMEOUT=500ms. Command-line values win.\n\nOptions");
+  desc.add_options()
+      ("help", "show this help and exit")
+      ("listen", po::value(&listen)->default_value(listen), "HOST:PORT to serve HTTP on")
+      ("data-dir", po::value(&data_dir)->default_value(data_dir), "directory of the embedded store")
+      ("long-poll-timeout", po::value(&long_poll)->default_value(long_poll), "how long a long-poll waits (e.g. 500ms, 30s)")
+      ("sse-max-duration", po::value(&sse_duration)->default_value(sse_duration), "SSE responses end after this, so CDNs can collapse reconnects")
+      ("max-body-bytes", po::value(&max_body)->default_value(max_body), "largest request body; larger ones get 413")
+      ("threads", po::value(&threads)->default_value(threads), "HTTP threads (0: one per core)");
+
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::store(po::parse_environment(desc, [&desc](const std::string& env) { return env_to_option(desc, env); }), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "dstreamd: " << e.what() << "\n\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+
+  ds::ServerOptions options;
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "dstreamd: --listen must be HOST:PORT\n";
+    return 2;
+  }
+  options.host = listen.substr(0, colon);
+  if (options.host.size() > 2 && options.host.front() == '[') options.host = options.host.substr(1, options.host.size() - 2);
+  try {
+    int port = std::stoi(listen.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    options.port = static_cast<uint16_t>(port);
+  } catch (const std::exception&) {
+    std::cerr << "dstreamd: invalid port in --listen '" << listen << "'\n";
+    return 2;
+  }
+  auto lp = parse_duration(long_poll);
+  auto sse = parse_duration(sse_duration);
+  if (!lp || !sse) {
+    std::cerr << "dstreamd: durations look like 500ms, 30s or 2m\n";
+    return 2;
+  }
+  options.long_poll_timeout = *lp;
+  options.sse_max_duration = *sse;
+  options.max_body_bytes = max_body;
+  options.threads = threads;
+
+  ds::RocksStoreOptions store_options;
+  store_options.path = data_dir;
+  auto store = ds::open_rocksdb_store(store_options);
+  if (!store) {
+    std::cerr << "dstreamd: " << store.error().message << "\n";
+    return 1;
+  }
+  ds::LiveHubs hubs(**store);
+  ds::Server server(options, **store, hubs, ds::SystemClock::instance());
+  auto port = server.bind();
+  if (!port) {
+    std::cerr << "dstreamd: " << port.error().message << "\n";
+    return 1;
+  }
+  std::cout << "dstreamd listening on http://" << options.host << ":" << *port << " (embedded store in "
+            << data_dir << ")" << std::endl;
+  server.run();
+  std::cout << "dstreamd stopped" << std::endl;
+  return 0;
+}

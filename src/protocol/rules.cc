@@ -1,0 +1,151 @@
+#include "protocol/rules.h"
+
+#include "protocol/headers.h"
+#include "protocol/json.h"
+
+namespace ds {
+namespace {
+
+std::string effective_type(const std::string& ct) {
+  auto m = media_type(ct);
+  return m.empty() ? "application/octet-stream" : m;
+}
+
+Result<std::string> frame_body(const std::string& stream_type, const std::string& body,
+                               bool allow_empty_array) {
+  if (!is_json_media_type(media_type(stream_type))) return body;
+  auto batch = frame_json(body);
+  if (!batch) return std::move(batch).error();
+  if (batch->messages == 0 && !allow_empty_array) {
+    return Error(errc::empty_json_array, "empty JSON array: nothing to append");
+  }
+  return std::move(batch->joined);
+}
+
+}  // namespace
+
+bool create_matches(const StreamMeta& existing, const CreateRequest& req) {
+  std::string requested_type = req.config.content_type;
+  if (req.forked_from && media_type(requested_type).empty()) requested_type = existing.config.content_type;
+  if (effective_type(requested_type) != effective_type(existing.config.content_type)) return false;
+  if (!req.forked_from) {
+    if (req.config.ttl_seconds != existing.config.ttl_seconds) return false;
+    if (req.config.expires_at_ms != existing.config.expires_at_ms) return false;
+  } else {
+    // A fork's stored TTL may be inherited; only compare what was asked for.
+    if (req.config.ttl_seconds && req.config.ttl_seconds != existing.config.ttl_seconds) return false;
+    if (req.config.expires_at_ms && req.config.expires_at_ms != existing.config.expires_at_ms) return false;
+  }
+  if (req.closed != existing.closed) return false;
+  const bool existing_fork = existing.fork.has_value();
+  if (req.forked_from.has_value() != existing_fork) return false;
+  if (existing_fork) {
+    if (*req.forked_from != existing.fork->source_path) return false;
+    if (req.fork_offset && *req.fork_offset != existing.fork->offset) return false;
+    if (req.fork_sub_offset != existing.fork->sub_offset) return false;
+  }
+  return true;
+}
+
+ProducerVerdict check_producer(const ProducerState* state, const ProducerTriple& p) {
+  if (state == nullptr) return p.seq == 0 ? ProducerVerdict::accept : ProducerVerdict::seq_gap;
+  if (p.epoch < state->epoch) return ProducerVerdict::stale_epoch;
+  if (p.epoch > state->epoch) return p.seq == 0 ? ProducerVerdict::accept : ProducerVerdict::bad_epoch_start;
+  if (p.seq <= state->last_seq) return ProducerVerdict::duplicate;
+  if (p.seq == state->last_seq + 1) return ProducerVerdict::accept;
+  return ProducerVerdict::seq_gap;
+}
+
+Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState* producer,
+                                     const AppendRequest& req, int64_t now_ms) {
+  const bool has_body = !req.body.empty();
+
+  // 1. Closure comes first so clients always see Stream-Closed: true.
+  if (meta.closed) {
+    if (req.producer && meta.closed_by && *meta.closed_by == *req.producer) {
+      return AppendDecision{AppendDuplicate{req.producer->epoch, req.producer->seq, true}};
+    }
+    // Close-only is idempotent, unless a producer claims it: then only the
+    // producer tuple that closed the stream may repeat it (handled above).
+    if (!has_body && req.close && !req.producer) return AppendDecision{AlreadyClosed{}};
+    Error e(errc::stream_closed, "stream is closed");
+    e.closed = true;
+    e.tail = meta.tail;
+    return e;
+  }
+
+  // 2. Content type, only when there is a body to type.
+  if (has_body && effective_type(req.content_type) != effective_type(meta.config.content_type)) {
+    return Error(errc::content_type_mismatch, "Content-Type '" + req.content_type +
+                                                  "' does not match the stream's '" +
+                                                  meta.config.content_type + "'");
+  }
+
+  // 3. Idempotent producer.
+  std::optional<ProducerState> next_producer;
+  if (req.producer) {
+    const auto& p = *req.producer;
+    switch (check_producer(producer, p)) {
+      case ProducerVerdict::accept:
+        next_producer = ProducerState{p.epoch, p.seq, now_ms};
+        break;
+      case ProducerVerdict::duplicate:
+        return AppendDecision{AppendDuplicate{p.epoch, producer->last_seq, false}};
+      case ProducerVerdict::stale_epoch: {
+        Error e(errc::producer_stale_epoch, "producer epoch is stale");
+        e.producer_epoch = producer->epoch;
+        return e;
+      }
+      case ProducerVerdict::bad_epoch_start:
+        return Error(errc::producer_bad_epoch_start, "a new producer epoch must start at Producer-Seq 0");
+      case ProducerVerdict::seq_gap: {
+        Error e(errc::producer_seq_gap, "producer sequence gap");
+        e.expected_seq = producer ? producer->last_seq + 1 : 0;
+        e.received_seq = p.seq;
+        return e;
+      }
+    }
+  }
+
+  // 4. Writer sequence (lexicographic, per stream).
+  if (req.stream_seq && meta.last_stream_seq && *req.stream_seq <= *meta.last_stream_seq) {
+    return Error(errc::stream_seq_regression, "Stream-Seq '" + *req.stream_seq +
+                                                  "' is not greater than '" + *meta.last_stream_seq + "'");
+  }
+
+  // 5. The body itself.
+  AppendAccepted accepted;
+  accepted.close = req.close;
+  accepted.producer = next_producer;
+  if (has_body) {
+    auto record = frame_body(meta.config.content_type, req.body, /*allow_empty_array=*/false);
+    if (!record) return std::move(record).error();
+    accepted.record = std::move(*record);
+  }
+  return AppendDecision{std::move(accepted)};
+}
+
+Result<std::string> frame_initial_body(const std::string& content_type, const std::string& body) {
+  if (body.empty()) return std::string();
+  return frame_body(content_type, body, /*allow_empty_array=*/true);
+}
+
+StreamConfig resolve_fork_config(const StreamConfig& requested, const StreamConfig& source) {
+  StreamConfig out;
+  out.content_type = media_type(requested.content_type).empty() ? source.content_type
+                                                                : requested.content_type;
+  if (requested.ttl_seconds) {
+    out.ttl_seconds = requested.ttl_seconds;
+  } else if (requested.expires_at_ms) {
+    out.expires_at_ms = requested.expires_at_ms;
+    out.expires_at_text = requested.expires_at_text;
+  } else if (source.ttl_seconds) {
+    out.ttl_seconds = source.ttl_seconds;
+  } else if (source.expires_at_ms) {
+    out.expires_at_ms = source.expires_at_ms;
+    out.expires_at_text = source.expires_at_text;
+  }
+  return out;
+}
+
+}  // namespace ds

@@ -1,0 +1,73 @@
+#pragma once
+// The protocol's decisions about writes, as pure functions of a stream's
+// state and a request. Every engine calls these, so the embedded and the S2
+// engine cannot disagree about idempotency, closure or error precedence.
+
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "common/errc.h"
+#include "protocol/stream_state.h"
+
+namespace ds {
+
+/// A PUT, as parsed from the request.
+struct CreateRequest {
+  std::string path;
+  StreamConfig config;          ///< content_type empty = not given
+  bool closed = false;
+  std::optional<std::string> forked_from;
+  std::optional<Offset> fork_offset;
+  uint64_t fork_sub_offset = 0;
+  std::string body;             ///< initial data, raw
+};
+
+/// A POST, as parsed from the request. JSON framing happens in decide_append,
+/// because only the stream knows whether it is a JSON stream.
+struct AppendRequest {
+  std::string path;
+  std::string content_type;     ///< Content-Type as sent; empty if absent
+  std::string body;
+  bool close = false;
+  std::optional<ProducerTriple> producer;
+  std::optional<std::string> stream_seq;
+};
+
+/// Idempotent PUT: does an existing stream match the request?
+bool create_matches(const StreamMeta& existing, const CreateRequest& req);
+
+/// What an append will do to the stream.
+struct AppendAccepted {
+  std::string record;                      ///< bytes to store (empty: close only)
+  bool close = false;
+  std::optional<ProducerState> producer;   ///< new state for req.producer->id
+};
+/// The request repeats one that already took effect: answer success, write nothing.
+struct AppendDuplicate {
+  uint64_t epoch = 0;
+  uint64_t seq = 0;   ///< highest accepted seq
+  bool closed = false;
+};
+/// Close-only on a stream that is already closed.
+struct AlreadyClosed {};
+
+using AppendDecision = std::variant<AppendAccepted, AppendDuplicate, AlreadyClosed>;
+
+/// Applies PROTOCOL.md 5.2 / 5.2.1 in their error precedence:
+/// closed -> content type -> producer epoch/seq -> Stream-Seq -> body.
+Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState* producer,
+                                     const AppendRequest& req, int64_t now_ms);
+
+/// Producer epoch/seq state machine alone (exposed for tests).
+enum class ProducerVerdict { accept, duplicate, stale_epoch, seq_gap, bad_epoch_start };
+ProducerVerdict check_producer(const ProducerState* state, const ProducerTriple& p);
+
+/// The record an initial PUT body becomes (JSON framing for JSON streams;
+/// `[]` is allowed and stores nothing).
+Result<std::string> frame_initial_body(const std::string& content_type, const std::string& body);
+
+/// The fork's TTL/expiry (PROTOCOL.md 4.2 table).
+StreamConfig resolve_fork_config(const StreamConfig& requested, const StreamConfig& source);
+
+}  // namespace ds

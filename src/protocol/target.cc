@@ -1,0 +1,83 @@
+#include "protocol/target.h"
+
+namespace ds {
+namespace {
+int hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+std::vector<std::string_view> Target::all(std::string_view key) const {
+  std::vector<std::string_view> out;
+  for (const auto& [k, v] : query) {
+    if (k == key) out.emplace_back(v);
+  }
+  return out;
+}
+
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      int hi = hex(s[i + 1]);
+      int lo = hex(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+Result<Target> parse_target(std::string_view target) {
+  Target t;
+  auto q = target.find('?');
+  auto path = percent_decode(target.substr(0, q), false);
+  if (!path) return Error(errc::bad_request, "malformed percent-encoding in path");
+  t.path = std::move(*path);
+  if (q == std::string_view::npos) return t;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq), true);
+    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
+    if (!key || !value) return Error(errc::bad_request, "malformed percent-encoding in query");
+    t.query.emplace_back(std::move(*key), std::move(*value));
+  }
+  return t;
+}
+
+Result<std::string> stream_name(std::string_view path) {
+  if (!path.starts_with(kStreamPrefix)) return Error(errc::not_found, "no such route");
+  std::string_view name = path.substr(kStreamPrefix.size());
+  if (name.empty()) return Error(errc::bad_request, "missing stream name");
+  if (name.size() > kMaxStreamNameBytes) {
+    return Error(errc::uri_too_long, "stream name is longer than 512 bytes");
+  }
+  if (name.find('\0') != std::string_view::npos) return Error(errc::bad_request, "stream name contains NUL");
+  size_t start = 0;
+  for (;;) {
+    size_t end = name.find('/', start);
+    std::string_view seg = name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (seg == "." || seg == "..") return Error(errc::bad_request, "stream name contains a dot segment");
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return std::string(name);
+}
+
+}  // namespace ds

@@ -1,0 +1,33 @@
+#pragma once
+// Request-target parsing: the stream name under /v1/stream/ and the query.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/errc.h"
+
+namespace ds {
+
+inline constexpr std::string_view kStreamPrefix = "/v1/stream/";
+inline constexpr size_t kMaxStreamNameBytes = 512;
+
+struct Target {
+  std::string path;  ///< percent-decoded path
+  std::vector<std::pair<std::string, std::string>> query;  ///< decoded, in order
+
+  /// Values of one query parameter, in order.
+  std::vector<std::string_view> all(std::string_view key) const;
+};
+
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
+Result<Target> parse_target(std::string_view target);
+
+/// The stream name of a decoded path under /v1/stream/ (or of a
+/// Stream-Forked-From value). Rejects empty names, NUL bytes, `.`/`..`
+/// segments and names over 512 bytes.
+Result<std::string> stream_name(std::string_view path);
+
+}  // namespace ds

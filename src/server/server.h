@@ -1,0 +1,46 @@
+#pragma once
+// The HTTP front end: Boost.Beast on Asio, C++20 coroutines, one strand per
+// connection. This header is Asio-free so main and tests stay cheap to build.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "hub/live_hub.h"
+#include "store/stream_store.h"
+
+namespace ds {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 4437;
+  std::chrono::milliseconds long_poll_timeout{30'000};
+  std::chrono::milliseconds sse_max_duration{60'000};  ///< SSE responses end after this, for CDN collapsing
+  std::chrono::milliseconds sse_keepalive{15'000};     ///< comment line while idle
+  size_t max_body_bytes = 64ull << 20;
+  size_t read_chunk_bytes = 1 << 20;  ///< soft cap of one catch-up response body
+  unsigned threads = 0;               ///< 0: one per core
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, StreamStore& store, LiveHubs& hubs, const Clock& clock);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Binds the listening socket; returns the bound port (useful with port 0).
+  Result<uint16_t> bind();
+  /// Serves until stop() or SIGINT/SIGTERM.
+  void run();
+  /// Thread-safe.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ds

@@ -1,0 +1,738 @@
+// The protocol's operations on a stream URL: PUT, POST, GET (catch-up,
+// long-poll, SSE), HEAD and DELETE. Parsing and decisions come from
+// protocol/; this file maps them onto HTTP and onto the store's calls.
+
+#include <algorithm>
+
+#include "protocol/cursor.h"
+#include "protocol/headers.h"
+#include "protocol/http_status.h"
+#include "protocol/sse.h"
+#include "protocol/target.h"
+#include "server/http.h"
+
+namespace ds::http_server {
+namespace {
+
+using Clock_ = std::chrono::steady_clock;
+
+std::string_view header(const Request& req, std::string_view name) {
+  auto it = req.find(name);
+  if (it == req.end()) return {};
+  return {it->value().data(), it->value().size()};
+}
+
+bool has_header(const Request& req, std::string_view name) { return req.find(name) != req.end(); }
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  return out;
+}
+
+Response make_response(const Request& req, http::status status) {
+  Response res{status, req.version()};
+  decorate(res);
+  res.keep_alive(req.keep_alive());
+  return res;
+}
+
+/// A Content-Type value shaped like `type/subtype`; anything else counts as absent.
+bool valid_content_type(std::string_view ct) {
+  auto media = media_type(ct);
+  auto slash = media.find('/');
+  auto word = [](std::string_view w) {
+    return !w.empty() && std::all_of(w.begin(), w.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '+';
+    });
+  };
+  return slash != std::string::npos && word(std::string_view(media).substr(0, slash)) &&
+         word(std::string_view(media).substr(slash + 1));
+}
+
+std::string etag_for(uint64_t stream_id, const Offset& start, const Offset& end, bool closed) {
+  std::string tag = "\"" + std::to_string(stream_id) + ":" + start.str() + ":" + end.str();
+  if (closed) tag += ":c";
+  tag += "\"";
+  return tag;
+}
+
+bool etag_matches(std::string_view if_none_match, std::string_view etag) {
+  if (if_none_match.empty()) return false;
+  if (trim(if_none_match) == "*") return true;
+  size_t start = 0;
+  while (start < if_none_match.size()) {
+    size_t comma = if_none_match.find(',', start);
+    auto candidate = trim(if_none_match.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (candidate.starts_with("W/")) candidate.remove_prefix(2);
+    if (candidate == etag) return true;
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return false;
+}
+
+void set_stream_headers(Response& res, const StreamMeta& m) {
+  res.set(http::field::content_type, m.config.content_type);
+  if (m.config.ttl_seconds) res.set("Stream-TTL", std::to_string(*m.config.ttl_seconds));
+  if (m.config.expires_at_ms) res.set("Stream-Expires-At", m.config.expires_at_text);
+}
+
+/// The body of a read: bytes concatenated, or a JSON array of the messages.
+std::string render_body(const std::vector<RecordPtr>& records, bool json) {
+  size_t total = json ? 2 : 0;
+  for (const auto& r : records) total += r->bytes.size() + 1;
+  std::string body;
+  body.reserve(total);
+  if (json) body.push_back('[');
+  bool first = true;
+  for (const auto& r : records) {
+    if (r->bytes.empty()) continue;
+    if (json && !first) body.push_back(',');
+    body.append(r->bytes);
+    first = false;
+  }
+  if (json) body.push_back(']');
+  return body;
+}
+
+asio::awaitable<bool> send(Stream& stream, Response& res) {
+  res.prepare_payload();
+  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  co_return !ec && res.keep_alive();
+}
+
+// --------------------------------------------------------------------- store calls
+
+template <class T>
+using StoreResult = Result<T>;
+
+auto store_read(Context& ctx, ReadRequest rr) {
+  return async_call<Result<ReadOutcome>>(
+      [&ctx, rr = std::move(rr)](auto cb) mutable { ctx.store.read(std::move(rr), std::move(cb)); });
+}
+
+/// Where a hub wake lands: set on the connection's executor, which then
+/// cancels the timer the coroutine sleeps on.
+struct PendingWake {
+  explicit PendingWake(asio::any_io_executor ex) : timer(std::move(ex)) {}
+  asio::steady_timer timer;
+  std::optional<Wake> value;
+};
+
+/// Parks on the stream's hub until it has something for `from` or the deadline
+/// passes (nullopt).
+asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& path, Offset from,
+                                               Clock_::time_point deadline) {
+  auto ex = co_await asio::this_coro::executor;
+  auto pending = std::make_shared<PendingWake>(ex);
+  auto waiter = ctx.hubs.wait(path, from, [pending](Wake w) {
+    auto wex = pending->timer.get_executor();
+    asio::post(wex, [pending, w = std::move(w)]() mutable {
+      pending->value.emplace(std::move(w));
+      pending->timer.cancel();
+    });
+  });
+  if (!pending->value) {
+    pending->timer.expires_at(deadline);
+    co_await pending->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  if (!pending->value && !waiter->cancel()) {
+    // The wake fired just as the deadline passed: it is already posted.
+    while (!pending->value) {
+      pending->timer.expires_at(Clock_::time_point::max());
+      co_await pending->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+  co_return std::move(pending->value);
+}
+
+// --------------------------------------------------------------------- PUT
+
+asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req, const std::string& name) {
+  CreateRequest cr;
+  cr.path = name;
+  std::string_view ct = header(req, "content-type");
+  if (valid_content_type(ct)) cr.config.content_type = std::string(trim(ct));
+
+  bool has_ttl = has_header(req, "stream-ttl");
+  bool has_expires = has_header(req, "stream-expires-at");
+  if (has_ttl && has_expires) {
+    {
+      Response err_ = error_response(req, Error(errc::bad_request, "Stream-TTL and Stream-Expires-At are mutually exclusive"));
+      co_return co_await send(stream, err_);
+    }
+  }
+  if (has_ttl) {
+    auto ttl = parse_strict_uint(header(req, "stream-ttl"));
+    if (!ttl) {
+      Response err_ = error_response(req, Error(errc::bad_request, "Stream-TTL must be a non-negative integer without sign or leading zeros"));
+      co_return co_await send(stream, err_);
+    }
+    cr.config.ttl_seconds = *ttl;
+  }
+  if (has_expires) {
+    auto text = header(req, "stream-expires-at");
+    auto at = parse_rfc3339_ms(text);
+    if (!at) {
+      Response err_ = error_response(req, Error(errc::bad_request, "Stream-Expires-At must be an RFC 3339 timestamp"));
+      co_return co_await send(stream, err_);
+    }
+    cr.config.expires_at_ms = *at;
+    cr.config.expires_at_text = std::string(text);
+  }
+  cr.closed = is_true_flag(header(req, "stream-closed"));
+
+  if (has_header(req, "stream-forked-from")) {
+    auto source = percent_decode(header(req, "stream-forked-from"), false);
+    std::string_view sv = source ? std::string_view(*source) : std::string_view();
+    if (auto scheme = sv.find("://"); scheme != std::string_view::npos) {
+      auto slash = sv.find('/', scheme + 3);
+      sv = slash == std::string_view::npos ? std::string_view() : sv.substr(slash);
+    }
+    auto src = stream_name(sv);
+    if (!src) {
+      if (src.error().code == errc::not_found) {
+        {
+      Response err_ = error_response(req, Error(errc::not_found, "fork source stream not found"));
+      co_return co_await send(stream, err_);
+    }
+      }
+      {
+      Response err_ = error_response(req, src.error());
+      co_return co_await send(stream, err_);
+    }
+    }
+    cr.forked_from = std::move(*src);
+    if (has_header(req, "stream-fork-offset")) {
+      auto off = parse_offset(header(req, "stream-fork-offset"));
+      if (!off) {
+      Response err_ = error_response(req, Error(errc::bad_offset, "malformed Stream-Fork-Offset"));
+      co_return co_await send(stream, err_);
+    }
+      cr.fork_offset = *off;
+    }
+    if (has_header(req, "stream-fork-sub-offset")) {
+      auto sub = parse_strict_uint(header(req, "stream-fork-sub-offset"));
+      if (!sub || *sub > kMaxSafeInteger) {
+        {
+      Response err_ = error_response(req, Error(errc::bad_request, "Stream-Fork-Sub-Offset must be a non-negative integer"));
+      co_return co_await send(stream, err_);
+    }
+      }
+      cr.fork_sub_offset = *sub;
+    }
+  } else if (has_header(req, "stream-fork-offset") || has_header(req, "stream-fork-sub-offset")) {
+    {
+      Response err_ = error_response(req, Error(errc::bad_request, "Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From"));
+      co_return co_await send(stream, err_);
+    }
+  }
+  cr.body = std::move(req.body());
+
+  auto result_op = async_call<Result<CreateOutcome>>(
+      [&ctx, cr = std::move(cr)](auto cb) mutable { ctx.store.create(std::move(cr), std::move(cb)); });
+  auto result = std::move(*co_await std::move(result_op));
+  if (!result) {
+      Response err_ = error_response(req, result.error());
+      co_return co_await send(stream, err_);
+    }
+
+  const auto& meta = result->meta;
+  auto res = make_response(req, result->created ? http::status::created : http::status::ok);
+  res.set(http::field::content_type, meta.config.content_type);
+  res.set("Stream-Next-Offset", meta.tail.str());
+  if (meta.closed) res.set("Stream-Closed", "true");
+  if (result->created) {
+    std::string host(header(req, "host"));
+    if (host.empty()) host = "localhost";
+    res.set(http::field::location, "http://" + host + std::string(req.target().substr(0, req.target().find('?'))));
+  }
+  res.set(http::field::cache_control, "no-store");
+  co_return co_await send(stream, res);
+}
+
+// --------------------------------------------------------------------- POST
+
+asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req, const std::string& name) {
+  AppendRequest ar;
+  ar.path = name;
+  const bool has_id = has_header(req, "producer-id");
+  const bool has_epoch = has_header(req, "producer-epoch");
+  const bool has_seq = has_header(req, "producer-seq");
+  if (has_id || has_epoch || has_seq) {
+    if (!(has_id && has_epoch && has_seq)) {
+      {
+      Response err_ = error_response(req, Error(errc::bad_request, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
+      co_return co_await send(stream, err_);
+    }
+    }
+    auto id = header(req, "producer-id");
+    auto epoch = parse_safe_uint(header(req, "producer-epoch"));
+    auto seq = parse_safe_uint(header(req, "producer-seq"));
+    if (id.empty()) {
+      Response err_ = error_response(req, Error(errc::bad_request, "Producer-Id must not be empty"));
+      co_return co_await send(stream, err_);
+    }
+    if (!epoch || !seq) {
+      {
+      Response err_ = error_response(req, Error(errc::bad_request, "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
+      co_return co_await send(stream, err_);
+    }
+    }
+    ar.producer = ProducerTriple{std::string(id), *epoch, *seq};
+  }
+  if (has_header(req, "stream-seq")) ar.stream_seq = std::string(header(req, "stream-seq"));
+  ar.close = is_true_flag(header(req, "stream-closed"));
+  ar.body = std::move(req.body());
+  if (ar.body.empty() && !ar.close) {
+    {
+      Response err_ = error_response(req, Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)"));
+      co_return co_await send(stream, err_);
+    }
+  }
+  if (!ar.body.empty()) {
+    std::string_view ct = header(req, "content-type");
+    if (!valid_content_type(ct)) {
+      {
+      Response err_ = error_response(req, Error(errc::bad_request, "an append with a body needs a Content-Type"));
+      co_return co_await send(stream, err_);
+    }
+    }
+    ar.content_type = std::string(ct);
+  }
+  const bool has_body = !ar.body.empty();
+  const bool with_producer = ar.producer.has_value();
+
+  auto result_op = async_call<Result<AppendOutcome>>(
+      [&ctx, ar = std::move(ar)](auto cb) mutable { ctx.store.append(std::move(ar), std::move(cb)); });
+  auto result = std::move(*co_await std::move(result_op));
+  if (!result) {
+      Response err_ = error_response(req, result.error());
+      co_return co_await send(stream, err_);
+    }
+
+  const auto& out = *result;
+  http::status status = http::status::no_content;
+  if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body) status = http::status::ok;
+  auto res = make_response(req, status);
+  res.set("Stream-Next-Offset", out.tail.str());
+  if (out.closed) res.set("Stream-Closed", "true");
+  if (out.producer_epoch) res.set("Producer-Epoch", std::to_string(*out.producer_epoch));
+  if (out.producer_seq) res.set("Producer-Seq", std::to_string(*out.producer_seq));
+  res.set(http::field::cache_control, "no-store");
+  co_return co_await send(stream, res);
+}
+
+// --------------------------------------------------------------------- HEAD / DELETE
+
+asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req, const std::string& name) {
+  auto result_op = async_call<Result<StreamMeta>>(
+      [&ctx, name](auto cb) { ctx.store.head(name, std::move(cb)); });
+  auto result = std::move(*co_await std::move(result_op));
+  if (!result) {
+    auto res = error_response(req, result.error());
+    res.body().clear();
+    co_return co_await send(stream, res);
+  }
+  auto res = make_response(req, http::status::ok);
+  set_stream_headers(res, *result);
+  res.set("Stream-Next-Offset", result->tail.str());
+  if (result->closed) res.set("Stream-Closed", "true");
+  res.set(http::field::cache_control, "no-store");
+  res.set(http::field::etag, etag_for(result->id, Offset{}, result->tail, result->closed));
+  res.prepare_payload();
+  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  co_return !ec && res.keep_alive();
+}
+
+asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req, const std::string& name) {
+  auto result_op = async_call<Result<Unit>>(
+      [&ctx, name](auto cb) { ctx.store.remove(name, std::move(cb)); });
+  auto result = std::move(*co_await std::move(result_op));
+  if (!result) {
+      Response err_ = error_response(req, result.error());
+      co_return co_await send(stream, err_);
+    }
+  auto res = make_response(req, http::status::no_content);
+  co_return co_await send(stream, res);
+}
+
+// --------------------------------------------------------------------- GET
+
+enum class Live { none, long_poll, sse };
+
+struct ReadParams {
+  OffsetSpec from;
+  bool offset_given = false;
+  Live live = Live::none;
+  std::string cursor;
+};
+
+Result<ReadParams> parse_read_params(const Target& t) {
+  ReadParams p;
+  auto offsets = t.all("offset");
+  if (offsets.size() > 1) return Error(errc::bad_offset, "offset must be given at most once");
+  if (offsets.size() == 1) {
+    auto spec = parse_offset_spec(offsets[0]);
+    if (!spec) return Error(errc::bad_offset, "malformed offset '" + std::string(offsets[0]) + "'");
+    p.from = *spec;
+    p.offset_given = true;
+  }
+  auto live = t.all("live");
+  if (live.size() > 1) return Error(errc::bad_request, "live must be given at most once");
+  if (live.size() == 1) {
+    if (live[0] == "long-poll") {
+      p.live = Live::long_poll;
+    } else if (live[0] == "sse") {
+      p.live = Live::sse;
+    } else {
+      return Error(errc::bad_request, "live must be 'long-poll' or 'sse'");
+    }
+    if (!p.offset_given) return Error(errc::bad_offset, "live reads need an offset");
+  }
+  if (auto c = t.all("cursor"); !c.empty()) p.cursor = std::string(c[0]);
+  return p;
+}
+
+bool is_json_stream(const StreamMeta& m) { return is_json_media_type(media_type(m.config.content_type)); }
+
+/// A 200 carrying records (catch-up or long-poll).
+Response data_response(Context& ctx, const Request& req, const StreamMeta& meta, const Offset& start,
+                       const std::vector<RecordPtr>& records, const Offset& next, bool up_to_date,
+                       bool closed, bool now_read, const std::string* cursor) {
+  auto res = make_response(req, http::status::ok);
+  res.set(http::field::content_type, meta.config.content_type);
+  res.set("Stream-Next-Offset", next.str());
+  if (up_to_date) res.set("Stream-Up-To-Date", "true");
+  if (closed && up_to_date) res.set("Stream-Closed", "true");
+  if (cursor && !(closed && up_to_date)) res.set("Stream-Cursor", *cursor);
+  if (now_read) {
+    res.set(http::field::cache_control, "no-store");
+  } else {
+    res.set(http::field::etag, etag_for(meta.id, start, next, closed && up_to_date));
+    const bool empty_open_tail = records.empty() && !(closed && up_to_date);
+    res.set(http::field::cache_control,
+            empty_open_tail ? "no-store" : "public, max-age=60, stale-while-revalidate=300");
+  }
+  res.body() = render_body(records, is_json_stream(meta));
+  (void)ctx;
+  return res;
+}
+
+Response no_content_live(const Request& req, const Offset& next, bool closed, const std::string& cursor) {
+  auto res = make_response(req, http::status::no_content);
+  res.set("Stream-Next-Offset", next.str());
+  res.set("Stream-Up-To-Date", "true");
+  if (closed) {
+    res.set("Stream-Closed", "true");
+  } else {
+    res.set("Stream-Cursor", cursor);
+  }
+  res.set(http::field::cache_control, "no-store");
+  return res;
+}
+
+asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req, const std::string& name,
+                                      const ReadParams& p) {
+  auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  auto r = std::move(*co_await std::move(r_op));
+  if (!r) {
+      Response err_ = error_response(req, r.error());
+      co_return co_await send(stream, err_);
+    }
+  const bool now_read = p.from.kind == OffsetSpec::Kind::now;
+  auto res = data_response(ctx, req, r->meta, r->start, r->records, r->next, r->up_to_date,
+                           r->meta.closed, now_read, nullptr);
+  if (!now_read && etag_matches(header(req, "if-none-match"), std::string_view(res[http::field::etag]))) {
+    auto not_modified = make_response(req, http::status::not_modified);
+    not_modified.set(http::field::etag, res[http::field::etag]);
+    not_modified.set(http::field::cache_control, res[http::field::cache_control]);
+    co_return co_await send(stream, not_modified);
+  }
+  co_return co_await send(stream, res);
+}
+
+asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req, const std::string& name,
+                                       const ReadParams& p) {
+  const auto deadline = Clock_::now() + ctx.options.long_poll_timeout;
+  auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  auto r = std::move(*co_await std::move(r_op));
+  if (!r) {
+      Response err_ = error_response(req, r.error());
+      co_return co_await send(stream, err_);
+    }
+  const StreamMeta meta = r->meta;
+  const Offset start = r->start;
+  Offset at = r->next;
+  auto cursor = [&] { return next_cursor(ctx.clock.now_ms(), p.cursor); };
+
+  if (!r->records.empty()) {
+    auto c = cursor();
+    auto res = data_response(ctx, req, meta, start, r->records, r->next, r->up_to_date, meta.closed, false, &c);
+    co_return co_await send(stream, res);
+  }
+  for (;;) {
+    if (ctx.stopping) break;
+    auto wake = co_await wait_live(ctx, name, at, deadline);
+    if (!wake) break;  // timeout
+    switch (wake->kind) {
+      case Wake::Kind::data: {
+        auto c = cursor();
+        Offset next = wake->records.empty() ? at : wake->records.back()->end;
+        bool up_to_date = next >= wake->tail;
+        auto res = data_response(ctx, req, meta, start, wake->records, next, up_to_date, wake->closed, false, &c);
+        co_return co_await send(stream, res);
+      }
+      case Wake::Kind::closed: {
+        auto res = no_content_live(req, wake->tail, true, "");
+        co_return co_await send(stream, res);
+      }
+      case Wake::Kind::gone:
+        {
+      Response err_ = error_response(req, Error(errc::not_found, "stream was deleted"));
+      co_return co_await send(stream, err_);
+    }
+      case Wake::Kind::catch_up: {
+        auto again_op = store_read(ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
+  auto again = std::move(*co_await std::move(again_op));
+        if (!again) {
+      Response err_ = error_response(req, again.error());
+      co_return co_await send(stream, err_);
+    }
+        if (!again->records.empty() || again->meta.closed) {
+          auto c = cursor();
+          auto res = data_response(ctx, req, again->meta, start, again->records, again->next,
+                                   again->up_to_date, again->meta.closed, false, &c);
+          co_return co_await send(stream, res);
+        }
+        at = again->next;
+        break;
+      }
+    }
+  }
+  auto res = no_content_live(req, at, false, cursor());
+  co_return co_await send(stream, res);
+}
+
+/// Writes one chunk of an SSE body. Returns false when the client is gone.
+asio::awaitable<bool> sse_write(Stream& stream, const std::string& text) {
+  auto chunk = http::make_chunk(asio::buffer(text));
+  auto [ec, n] = co_await asio::async_write(stream, chunk, asio::as_tuple(asio::use_awaitable));
+  co_return !ec;
+}
+
+asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req, const std::string& name,
+                                 const ReadParams& p) {
+  // Resolve the stream (and the start offset) before committing to a 200.
+  auto first_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  auto first = std::move(*co_await std::move(first_op));
+  if (!first) {
+      Response err_ = error_response(req, first.error());
+      co_return co_await send(stream, err_);
+    }
+  const bool base64 = !is_text_media_type(media_type(first->meta.config.content_type));
+  const bool json = is_json_stream(first->meta);
+
+  http::response<http::empty_body> head{http::status::ok, req.version()};
+  {
+    Response tmp;
+    decorate(tmp);
+    for (const auto& f : tmp) head.set(f.name_string(), f.value());
+  }
+  head.set(http::field::content_type, "text/event-stream");
+  head.set(http::field::cache_control, "no-cache, no-transform");
+  head.set("X-Accel-Buffering", "no");
+  if (base64) head.set("Stream-SSE-Data-Encoding", "base64");
+  head.chunked(true);
+  head.keep_alive(false);
+  http::response_serializer<http::empty_body> sr{head};
+  auto [hec, hn] = co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
+  if (hec) co_return false;
+
+  const auto session_end = Clock_::now() + ctx.options.sse_max_duration;
+  std::string cursor_in = p.cursor;
+  auto control = [&](std::string& out, Offset next, bool up_to_date, bool closed) {
+    SseControl c;
+    c.next = next;
+    c.up_to_date = up_to_date;
+    c.closed = closed;
+    if (!closed) {
+      c.cursor = next_cursor(ctx.clock.now_ms(), cursor_in);
+      cursor_in = c.cursor;  // later cursors keep moving forward
+    }
+    append_sse_control(out, c);
+  };
+  // Text streams: a UTF-8 character split across appends is held back until
+  // its remaining bytes arrive, so SSE parsers never see half a character.
+  std::string held;
+  Offset held_from;
+  auto emit = [&](std::string& out, const std::vector<RecordPtr>& records, Offset next, bool up_to_date, bool closed) {
+    if (!records.empty()) {
+      std::string payload;
+      if (json) {
+        payload = render_body(records, true);
+      } else {
+        payload = std::move(held);
+        held.clear();
+        for (const auto& r : records) payload.append(r->bytes);
+        if (!base64 && !closed) {
+          size_t keep = utf8_complete_prefix(payload);
+          if (keep < payload.size()) {
+            held = payload.substr(keep);
+            payload.resize(keep);
+            next = Offset{next.hi, next.lo - held.size()};
+            up_to_date = false;
+          }
+        }
+      }
+      if (!payload.empty() || json) append_sse_data(out, payload, base64);
+    }
+    control(out, next, up_to_date, closed);
+  };
+
+  Offset at = first->next;
+  bool closed_at_tail = first->up_to_date && first->meta.closed;
+  {
+    std::string out;
+    emit(out, first->records, first->next, first->up_to_date, closed_at_tail);
+    if (!co_await sse_write(stream, out)) co_return false;
+  }
+  bool up_to_date = first->up_to_date;
+  while (!closed_at_tail && !ctx.stopping) {
+    if (!up_to_date) {
+      auto more_op = store_read(ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
+  auto more = std::move(*co_await std::move(more_op));
+      if (!more) break;
+      closed_at_tail = more->up_to_date && more->meta.closed;
+      std::string out;
+      emit(out, more->records, more->next, more->up_to_date, closed_at_tail);
+      if (!co_await sse_write(stream, out)) co_return false;
+      at = more->next;
+      up_to_date = more->up_to_date;
+      continue;
+    }
+    auto now = Clock_::now();
+    if (now >= session_end) break;
+    auto wake = co_await wait_live(ctx, name, at, std::min(session_end, now + ctx.options.sse_keepalive));
+    if (!wake) {
+      if (Clock_::now() >= session_end) break;
+      static const std::string kKeepAlive = ": keep-alive\n\n";
+      if (!co_await sse_write(stream, kKeepAlive)) co_return false;
+      continue;
+    }
+    std::string out;
+    switch (wake->kind) {
+      case Wake::Kind::data: {
+        Offset next = wake->records.empty() ? at : wake->records.back()->end;
+        bool caught_up = next >= wake->tail;
+        closed_at_tail = caught_up && wake->closed;
+        emit(out, wake->records, next, caught_up, closed_at_tail);
+        at = next;
+        up_to_date = caught_up;
+        break;
+      }
+      case Wake::Kind::closed:
+        closed_at_tail = true;
+        emit(out, {}, wake->tail, true, true);
+        break;
+      case Wake::Kind::gone:
+        closed_at_tail = true;  // nothing more will come; end the response
+        break;
+      case Wake::Kind::catch_up:
+        up_to_date = false;
+        break;
+    }
+    if (!out.empty() && !co_await sse_write(stream, out)) co_return false;
+  }
+  auto last = http::make_chunk_last();
+  co_await asio::async_write(stream, last, asio::as_tuple(asio::use_awaitable));
+  co_return false;  // SSE responses close the connection
+}
+
+}  // namespace
+
+Response error_response(const Request& req, const Error& e) {
+  Response res{static_cast<http::status>(http_status(e.code)), req.version()};
+  decorate(res);
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  if (e.closed) res.set("Stream-Closed", "true");
+  if (e.tail) res.set("Stream-Next-Offset", e.tail->str());
+  if (e.producer_epoch) res.set("Producer-Epoch", std::to_string(*e.producer_epoch));
+  if (e.expected_seq) res.set("Producer-Expected-Seq", std::to_string(*e.expected_seq));
+  if (e.received_seq) res.set("Producer-Received-Seq", std::to_string(*e.received_seq));
+  if (e.code == errc::unavailable || e.code == errc::shutting_down) res.set(http::field::retry_after, "1");
+  res.body() = std::string("{\"code\":\"") + errc_name(e.code) + "\",\"message\":\"" + json_escape(e.message) + "\"}";
+  const bool fatal = e.code == errc::payload_too_large;
+  res.keep_alive(req.keep_alive() && !fatal);
+  res.prepare_payload();
+  return res;
+}
+
+asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Request& req) {
+  std::string_view raw(req.target().data(), req.target().size());
+  auto target = parse_target(raw);
+  if (!target) {
+      Response err_ = error_response(req, target.error());
+      co_return co_await send(stream, err_);
+    }
+  auto name = stream_name(target->path);
+  if (!name) {
+      Response err_ = error_response(req, name.error());
+      co_return co_await send(stream, err_);
+    }
+
+  switch (req.method()) {
+    case http::verb::put: co_return co_await handle_put(ctx, stream, req, *name);
+    case http::verb::post: co_return co_await handle_post(ctx, stream, req, *name);
+    case http::verb::head: co_return co_await handle_head(ctx, stream, req, *name);
+    case http::verb::delete_: co_return co_await handle_delete(ctx, stream, req, *name);
+    case http::verb::get: {
+      auto params = parse_read_params(*target);
+      if (!params) {
+        // An unknown stream is a 404 even when the parameters are bad.
+        auto exists_op = async_call<Result<StreamMeta>>(
+            [&ctx, &name](auto cb) { ctx.store.head(*name, std::move(cb)); });
+  auto exists = std::move(*co_await std::move(exists_op));
+        if (!exists) {
+      Response err_ = error_response(req, exists.error());
+      co_return co_await send(stream, err_);
+    }
+        {
+      Response err_ = error_response(req, params.error());
+      co_return co_await send(stream, err_);
+    }
+      }
+      switch (params->live) {
+        case Live::none: co_return co_await handle_catch_up(ctx, stream, req, *name, *params);
+        case Live::long_poll: co_return co_await handle_long_poll(ctx, stream, req, *name, *params);
+        case Live::sse: co_return co_await handle_sse(ctx, stream, req, *name, *params);
+      }
+      break;
+    }
+    default: break;
+  }
+  auto res = error_response(req, Error(errc::method_not_allowed, "method not allowed on a stream"));
+  res.set(http::field::allow, "GET, HEAD, PUT, POST, DELETE, OPTIONS");
+  co_return co_await send(stream, res);
+}
+
+}  // namespace ds::http_server

@@ -1,0 +1,40 @@
+#pragma once
+// Key layout and value encoding of the embedded engine.
+//
+//   'M' path                      -> StreamMeta          (one per stream)
+//   'P' id(8, BE) producer_id     -> ProducerState
+//   'D' id(8, BE) begin(8, BE)    -> record bytes        (one per append)
+//   'N'                           -> next stream id
+//
+// Big-endian ids and positions make RocksDB's byte order the stream order,
+// so a stream's data is one contiguous, seekable key range.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "protocol/stream_state.h"
+
+namespace ds::rocks {
+
+std::string meta_key(std::string_view path);
+std::string producer_prefix(uint64_t id);
+std::string producer_key(uint64_t id, std::string_view producer_id);
+std::string data_prefix(uint64_t id);
+std::string data_key(uint64_t id, uint64_t position);
+inline const std::string kNextIdKey = "N";
+
+/// Position encoded in a data key (its last 8 bytes).
+uint64_t data_key_position(std::string_view key);
+
+std::string encode_u64(uint64_t v);
+std::optional<uint64_t> decode_u64(std::string_view v);
+
+std::string encode_meta(const StreamMeta& m);
+std::optional<StreamMeta> decode_meta(std::string_view v);
+
+std::string encode_producer(const ProducerState& p);
+std::optional<ProducerState> decode_producer(std::string_view v);
+
+}  // namespace ds::rocks

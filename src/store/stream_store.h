@@ -1,0 +1,101 @@
+#pragma once
+// The storage engine boundary. Every engine (embedded RocksDB, S2) implements
+// StreamStore; nothing above this header knows which one it talks to.
+//
+// The interface is asynchronous and Asio-free: each call takes a completion
+// callback that the engine invokes exactly once, on one of its own threads.
+// Callers must not block in callbacks; the HTTP layer posts them back to the
+// connection's executor.
+//
+// Thread safety: all methods may be called from any thread concurrently.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/errc.h"
+#include "protocol/rules.h"
+#include "protocol/stream_state.h"
+
+namespace ds {
+
+/// One stored append (or the readable part of one): bytes in [begin, end).
+/// For JSON streams the bytes are the messages joined by ','.
+struct Record {
+  Offset begin;
+  Offset end;
+  std::string bytes;
+};
+using RecordPtr = std::shared_ptr<const Record>;
+
+struct CreateOutcome {
+  bool created = false;  ///< false: an identical stream already existed
+  StreamMeta meta;
+};
+
+struct AppendOutcome {
+  enum class Kind { appended, duplicate, already_closed };
+  Kind kind = Kind::appended;
+  Offset tail;
+  bool closed = false;
+  std::optional<uint64_t> producer_epoch;
+  std::optional<uint64_t> producer_seq;
+};
+
+struct ReadRequest {
+  std::string path;
+  OffsetSpec from;
+  size_t max_bytes = 1 << 20;  ///< soft cap: at least one record is returned
+};
+
+struct ReadOutcome {
+  StreamMeta meta;                  ///< the stream as of this read (tail, closed)
+  Offset start;                     ///< the resolved start offset
+  std::vector<RecordPtr> records;   ///< contiguous, starting at `start`
+  Offset next;                      ///< offset after the last record returned
+  bool up_to_date = false;          ///< next == meta.tail
+};
+
+/// A change to one stream, delivered to watchers in commit order.
+struct CommitEvent {
+  std::vector<RecordPtr> records;  ///< appended records (empty for the initial event)
+  Offset tail;                     ///< tail after this commit
+  bool closed = false;
+  bool gone = false;               ///< stream deleted, expired or never existed: no more events
+};
+
+/// Unregisters its watch when destroyed.
+class WatchHandle {
+ public:
+  virtual ~WatchHandle() = default;
+};
+
+class StreamStore {
+ public:
+  template <class T>
+  using Callback = std::function<void(Result<T>)>;
+
+  virtual ~StreamStore() = default;
+
+  virtual void create(CreateRequest req, Callback<CreateOutcome> done) = 0;
+  virtual void append(AppendRequest req, Callback<AppendOutcome> done) = 0;
+  /// Reads and renews the stream's sliding TTL.
+  virtual void read(ReadRequest req, Callback<ReadOutcome> done) = 0;
+  /// Metadata only; does not renew the TTL.
+  virtual void head(std::string path, Callback<StreamMeta> done) = 0;
+  virtual void remove(std::string path, Callback<Unit> done) = 0;
+
+  /// Watches one stream's own commits (a fork's watch never fires for its
+  /// source's appends). The first event describes the current state with no
+  /// records; every later event follows a commit, in order, with nothing
+  /// missed in between. `on_event` runs on an engine thread and must not block
+  /// or call back into the store.
+  virtual std::unique_ptr<WatchHandle> watch(const std::string& path,
+                                             std::function<void(const CommitEvent&)> on_event) = 0;
+
+  /// Whether the engine can serve requests now (for /ready).
+  virtual Status health() = 0;
+};
+
+}  // namespace ds
