@@ -1,7 +1,6 @@
 // dstreamd: a Durable Streams server.
 
 #include <boost/program_options.hpp>
-
 #include <cctype>
 #include <iostream>
 
@@ -33,7 +32,8 @@ std::string env_to_option(const po::options_description& desc, const std::string
   const std::string prefix = "DSTREAMD_";
   if (env.rfind(prefix, 0) != 0) return "";
   std::string name = env.substr(prefix.size());
-  for (auto& c : name) c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : name)
+    c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (name == "help" || !desc.find_nothrow(name, false)) return "";
   return name;
 }
@@ -52,19 +52,23 @@ int main(int argc, char** argv) {
       "dstreamd: a Durable Streams server\n\n"
       "Every option can also be set with an environment variable DSTREAMD_<OPTION>, e.g.\n"
       "DSTREAMD_LONG_POLL_TIMEOUT=500ms. Command-line values win.\n\nOptions");
-  desc.add_options()
-      ("help", "show this help and exit")
-      ("listen", po::value(&listen)->default_value(listen), "HOST:PORT to serve HTTP on")
-      ("data-dir", po::value(&data_dir)->default_value(data_dir), "directory of the embedded store")
-      ("long-poll-timeout", po::value(&long_poll)->default_value(long_poll), "how long a long-poll waits (e.g. 500ms, 30s)")
-      ("sse-max-duration", po::value(&sse_duration)->default_value(sse_duration), "SSE responses end after this, so CDNs can collapse reconnects")
-      ("max-body-bytes", po::value(&max_body)->default_value(max_body), "largest request body; larger ones get 413")
-      ("threads", po::value(&threads)->default_value(threads), "HTTP threads (0: one per core)");
+  desc.add_options()("help", "show this help and exit")(
+      "listen", po::value(&listen)->default_value(listen), "HOST:PORT to serve HTTP on")(
+      "data-dir", po::value(&data_dir)->default_value(data_dir), "directory of the embedded store")(
+      "long-poll-timeout", po::value(&long_poll)->default_value(long_poll),
+      "how long a long-poll waits (e.g. 500ms, 30s)")(
+      "sse-max-duration", po::value(&sse_duration)->default_value(sse_duration),
+      "SSE responses end after this, so CDNs can collapse reconnects")(
+      "max-body-bytes", po::value(&max_body)->default_value(max_body),
+      "largest request body; larger ones get 413")(
+      "threads", po::value(&threads)->default_value(threads), "HTTP threads (0: one per core)");
 
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::store(po::parse_environment(desc, [&desc](const std::string& env) { return env_to_option(desc, env); }), vm);
+    po::store(po::parse_environment(
+                  desc, [&desc](const std::string& env) { return env_to_option(desc, env); }),
+              vm);
     po::notify(vm);
   } catch (const std::exception& e) {
     std::cerr << "dstreamd: " << e.what() << "\n\n" << desc << "\n";
@@ -82,7 +86,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.host = listen.substr(0, colon);
-  if (options.host.size() > 2 && options.host.front() == '[') options.host = options.host.substr(1, options.host.size() - 2);
+  if (options.host.size() > 2 && options.host.front() == '[')
+    options.host = options.host.substr(1, options.host.size() - 2);
   try {
     int port = std::stoi(listen.substr(colon + 1));
     if (port < 0 || port > 65535) throw std::out_of_range("port");
@@ -116,8 +121,8 @@ int main(int argc, char** argv) {
     std::cerr << "dstreamd: " << port.error().message << "\n";
     return 1;
   }
-  std::cout << "dstreamd listening on http://" << options.host << ":" << *port << " (embedded store in "
-            << data_dir << ")" << std::endl;
+  std::cout << "dstreamd listening on http://" << options.host << ":" << *port
+            << " (embedded store in " << data_dir << ")" << std::endl;
   server.run();
   std::cout << "dstreamd stopped" << std::endl;
   return 0;

@@ -18,28 +18,28 @@ namespace ds {
 
 enum class errc : int {
   ok = 0,
-  bad_request,              ///< malformed request: header syntax, parameters
-  bad_offset,               ///< offset query parameter or header is malformed
-  bad_json,                 ///< JSON body is not valid JSON
-  empty_body,               ///< POST without body and without Stream-Closed
-  empty_json_array,         ///< POST of `[]` to a JSON stream
-  not_found,                ///< no such stream
-  gone,                     ///< stream is soft-deleted (forks still reference it)
-  method_not_allowed,       ///< HTTP method the stream URL does not support
-  config_mismatch,          ///< PUT of an existing stream with another config
-  stream_closed,            ///< append to a closed stream
-  content_type_mismatch,    ///< append with another Content-Type than the stream's
-  stream_seq_regression,    ///< Stream-Seq not greater than the last one
-  producer_stale_epoch,     ///< Producer-Epoch below the current one (fenced)
-  producer_seq_gap,         ///< Producer-Seq skips ahead of the expected one
-  producer_bad_epoch_start, ///< new Producer-Epoch that does not start at seq 0
-  payload_too_large,        ///< body over --max-body-bytes
-  uri_too_long,             ///< stream path over 512 bytes
-  fork_offset_beyond_tail,  ///< Stream-Fork-Offset past the source's tail
-  fork_source_deleted,      ///< Stream-Forked-From names a soft-deleted stream
-  unavailable,              ///< storage temporarily unavailable: retry later
-  storage_failure,          ///< storage failed; the request had no effect
-  shutting_down,            ///< server is draining
+  bad_request,               ///< malformed request: header syntax, parameters
+  bad_offset,                ///< offset query parameter or header is malformed
+  bad_json,                  ///< JSON body is not valid JSON
+  empty_body,                ///< POST without body and without Stream-Closed
+  empty_json_array,          ///< POST of `[]` to a JSON stream
+  not_found,                 ///< no such stream
+  gone,                      ///< stream is soft-deleted (forks still reference it)
+  method_not_allowed,        ///< HTTP method the stream URL does not support
+  config_mismatch,           ///< PUT of an existing stream with another config
+  stream_closed,             ///< append to a closed stream
+  content_type_mismatch,     ///< append with another Content-Type than the stream's
+  stream_seq_regression,     ///< Stream-Seq not greater than the last one
+  producer_stale_epoch,      ///< Producer-Epoch below the current one (fenced)
+  producer_seq_gap,          ///< Producer-Seq skips ahead of the expected one
+  producer_bad_epoch_start,  ///< new Producer-Epoch that does not start at seq 0
+  payload_too_large,         ///< body over --max-body-bytes
+  uri_too_long,              ///< stream path over 512 bytes
+  fork_offset_beyond_tail,   ///< Stream-Fork-Offset past the source's tail
+  fork_source_deleted,       ///< Stream-Forked-From names a soft-deleted stream
+  unavailable,               ///< storage temporarily unavailable: retry later
+  storage_failure,           ///< storage failed; the request had no effect
+  shutting_down,             ///< server is draining
 };
 
 const std::error_category& ds_category() noexcept;
@@ -67,8 +67,8 @@ struct Error {
 template <class T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}    // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
   Result(errc code, std::string message) : v_(Error(code, std::move(message))) {}
 
   bool ok() const noexcept { return v_.index() == 0; }

@@ -101,13 +101,13 @@ class Hub : public std::enable_shared_from_this<Hub> {
 
   const size_t buffer_limit_;
   mutable std::mutex mu_;
-  bool initialized_ = false;                          // guarded by mu_
-  bool gone_ = false;                                 // guarded by mu_
-  bool closed_ = false;                               // guarded by mu_
-  Offset tail_;                                       // guarded by mu_
-  std::deque<RecordPtr> buffer_;                      // guarded by mu_
-  size_t buffered_ = 0;                               // guarded by mu_
-  std::vector<std::shared_ptr<Waiter>> waiters_;      // guarded by mu_
+  bool initialized_ = false;                      // guarded by mu_
+  bool gone_ = false;                             // guarded by mu_
+  bool closed_ = false;                           // guarded by mu_
+  Offset tail_;                                   // guarded by mu_
+  std::deque<RecordPtr> buffer_;                  // guarded by mu_
+  size_t buffered_ = 0;                           // guarded by mu_
+  std::vector<std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
   std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
 };
 
@@ -164,7 +164,8 @@ std::shared_ptr<Hub> LiveHubs::hub_for(const std::string& path) {
   return hub;
 }
 
-std::shared_ptr<Waiter> LiveHubs::wait(const std::string& path, Offset from, std::function<void(Wake)> wake) {
+std::shared_ptr<Waiter> LiveHubs::wait(const std::string& path, Offset from,
+                                       std::function<void(Wake)> wake) {
   auto waiter = std::make_shared<Waiter>(from, std::move(wake));
   hub_for(path)->add(waiter);
   return waiter;

@@ -55,7 +55,7 @@ class Waiter {
   Offset from_;
   std::function<void(Wake)> fn_;
   std::mutex mu_;
-  bool done_ = false;                 // guarded by mu_
+  bool done_ = false;  // guarded by mu_
   std::weak_ptr<Hub> hub_;
 };
 
@@ -71,7 +71,8 @@ class LiveHubs {
 
   /// Waits until the stream has data at `from`, is closed at `from`, or goes
   /// away. May call `wake` before returning.
-  std::shared_ptr<Waiter> wait(const std::string& path, Offset from, std::function<void(Wake)> wake);
+  std::shared_ptr<Waiter> wait(const std::string& path, Offset from,
+                               std::function<void(Wake)> wake);
 
   /// Drops hubs that have had no waiter for the idle grace period. Call
   /// periodically from a non-engine thread.

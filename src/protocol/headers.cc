@@ -59,7 +59,9 @@ std::optional<uint64_t> parse_strict_uint(std::string_view s) {
   return digits_value(s, UINT64_MAX);
 }
 
-std::optional<uint64_t> parse_safe_uint(std::string_view s) { return digits_value(s, kMaxSafeInteger); }
+std::optional<uint64_t> parse_safe_uint(std::string_view s) {
+  return digits_value(s, kMaxSafeInteger);
+}
 
 std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
   size_t p = 0;

@@ -36,9 +36,13 @@ void for_each_element(std::string_view array_text, Fn&& fn) {
       continue;
     }
     switch (c) {
-      case '"': in_string = true; break;
+      case '"':
+        in_string = true;
+        break;
       case '[':
-      case '{': ++depth; break;
+      case '{':
+        ++depth;
+        break;
       case ']':
       case '}':
         if (--depth == 0) {
@@ -53,7 +57,8 @@ void for_each_element(std::string_view array_text, Fn&& fn) {
           start = i + 1;
         }
         break;
-      default: break;
+      default:
+        break;
     }
   }
 }
@@ -94,7 +99,9 @@ Result<std::string> json_prefix(std::string_view record, uint64_t count) {
     if (taken++ > 0) out.push_back(',');
     out.append(raw);
   });
-  if (taken < count) return Error(errc::bad_request, "Stream-Fork-Sub-Offset overshoots the append at the fork offset");
+  if (taken < count)
+    return Error(errc::bad_request,
+                 "Stream-Fork-Sub-Offset overshoots the append at the fork offset");
   return out;
 }
 

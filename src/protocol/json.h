@@ -15,8 +15,8 @@
 namespace ds {
 
 struct JsonBatch {
-  std::string joined;      ///< messages joined by ','
-  uint32_t messages = 0;   ///< how many messages
+  std::string joined;     ///< messages joined by ','
+  uint32_t messages = 0;  ///< how many messages
 };
 
 /// Validates `body` as one JSON value. A top-level array contributes each of

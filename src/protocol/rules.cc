@@ -26,15 +26,18 @@ Result<std::string> frame_body(const std::string& stream_type, const std::string
 
 bool create_matches(const StreamMeta& existing, const CreateRequest& req) {
   std::string requested_type = req.config.content_type;
-  if (req.forked_from && media_type(requested_type).empty()) requested_type = existing.config.content_type;
+  if (req.forked_from && media_type(requested_type).empty())
+    requested_type = existing.config.content_type;
   if (effective_type(requested_type) != effective_type(existing.config.content_type)) return false;
   if (!req.forked_from) {
     if (req.config.ttl_seconds != existing.config.ttl_seconds) return false;
     if (req.config.expires_at_ms != existing.config.expires_at_ms) return false;
   } else {
     // A fork's stored TTL may be inherited; only compare what was asked for.
-    if (req.config.ttl_seconds && req.config.ttl_seconds != existing.config.ttl_seconds) return false;
-    if (req.config.expires_at_ms && req.config.expires_at_ms != existing.config.expires_at_ms) return false;
+    if (req.config.ttl_seconds && req.config.ttl_seconds != existing.config.ttl_seconds)
+      return false;
+    if (req.config.expires_at_ms && req.config.expires_at_ms != existing.config.expires_at_ms)
+      return false;
   }
   if (req.closed != existing.closed) return false;
   const bool existing_fork = existing.fork.has_value();
@@ -50,7 +53,8 @@ bool create_matches(const StreamMeta& existing, const CreateRequest& req) {
 ProducerVerdict check_producer(const ProducerState* state, const ProducerTriple& p) {
   if (state == nullptr) return p.seq == 0 ? ProducerVerdict::accept : ProducerVerdict::seq_gap;
   if (p.epoch < state->epoch) return ProducerVerdict::stale_epoch;
-  if (p.epoch > state->epoch) return p.seq == 0 ? ProducerVerdict::accept : ProducerVerdict::bad_epoch_start;
+  if (p.epoch > state->epoch)
+    return p.seq == 0 ? ProducerVerdict::accept : ProducerVerdict::bad_epoch_start;
   if (p.seq <= state->last_seq) return ProducerVerdict::duplicate;
   if (p.seq == state->last_seq + 1) return ProducerVerdict::accept;
   return ProducerVerdict::seq_gap;
@@ -97,7 +101,8 @@ Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState
         return e;
       }
       case ProducerVerdict::bad_epoch_start:
-        return Error(errc::producer_bad_epoch_start, "a new producer epoch must start at Producer-Seq 0");
+        return Error(errc::producer_bad_epoch_start,
+                     "a new producer epoch must start at Producer-Seq 0");
       case ProducerVerdict::seq_gap: {
         Error e(errc::producer_seq_gap, "producer sequence gap");
         e.expected_seq = producer ? producer->last_seq + 1 : 0;
@@ -109,8 +114,9 @@ Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState
 
   // 4. Writer sequence (lexicographic, per stream).
   if (req.stream_seq && meta.last_stream_seq && *req.stream_seq <= *meta.last_stream_seq) {
-    return Error(errc::stream_seq_regression, "Stream-Seq '" + *req.stream_seq +
-                                                  "' is not greater than '" + *meta.last_stream_seq + "'");
+    return Error(
+        errc::stream_seq_regression,
+        "Stream-Seq '" + *req.stream_seq + "' is not greater than '" + *meta.last_stream_seq + "'");
   }
 
   // 5. The body itself.
@@ -132,8 +138,8 @@ Result<std::string> frame_initial_body(const std::string& content_type, const st
 
 StreamConfig resolve_fork_config(const StreamConfig& requested, const StreamConfig& source) {
   StreamConfig out;
-  out.content_type = media_type(requested.content_type).empty() ? source.content_type
-                                                                : requested.content_type;
+  out.content_type =
+      media_type(requested.content_type).empty() ? source.content_type : requested.content_type;
   if (requested.ttl_seconds) {
     out.ttl_seconds = requested.ttl_seconds;
   } else if (requested.expires_at_ms) {

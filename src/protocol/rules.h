@@ -15,19 +15,19 @@ namespace ds {
 /// A PUT, as parsed from the request.
 struct CreateRequest {
   std::string path;
-  StreamConfig config;          ///< content_type empty = not given
+  StreamConfig config;  ///< content_type empty = not given
   bool closed = false;
   std::optional<std::string> forked_from;
   std::optional<Offset> fork_offset;
   uint64_t fork_sub_offset = 0;
-  std::string body;             ///< initial data, raw
+  std::string body;  ///< initial data, raw
 };
 
 /// A POST, as parsed from the request. JSON framing happens in decide_append,
 /// because only the stream knows whether it is a JSON stream.
 struct AppendRequest {
   std::string path;
-  std::string content_type;     ///< Content-Type as sent; empty if absent
+  std::string content_type;  ///< Content-Type as sent; empty if absent
   std::string body;
   bool close = false;
   std::optional<ProducerTriple> producer;
@@ -39,14 +39,14 @@ bool create_matches(const StreamMeta& existing, const CreateRequest& req);
 
 /// What an append will do to the stream.
 struct AppendAccepted {
-  std::string record;                      ///< bytes to store (empty: close only)
+  std::string record;  ///< bytes to store (empty: close only)
   bool close = false;
-  std::optional<ProducerState> producer;   ///< new state for req.producer->id
+  std::optional<ProducerState> producer;  ///< new state for req.producer->id
 };
 /// The request repeats one that already took effect: answer success, write nothing.
 struct AppendDuplicate {
   uint64_t epoch = 0;
-  uint64_t seq = 0;   ///< highest accepted seq
+  uint64_t seq = 0;  ///< highest accepted seq
   bool closed = false;
 };
 /// Close-only on a stream that is already closed.

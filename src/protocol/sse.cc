@@ -38,7 +38,8 @@ void append_sse_data(std::string& out, std::string_view payload, bool base64) {
   size_t start = 0;
   for (;;) {
     size_t end = payload.find_first_of("\r\n", start);
-    std::string_view line = payload.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    std::string_view line =
+        payload.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
     out.append(line.starts_with(' ') ? "data: " : "data:");
     out.append(line);
     out.push_back('\n');
@@ -69,7 +70,11 @@ size_t utf8_complete_prefix(std::string_view s) {
   for (size_t back = 1; back <= 3 && back <= n; ++back) {
     auto c = static_cast<uint8_t>(s[n - back]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 1;
     return back < len ? n - back : n;
   }
   return n;

@@ -12,10 +12,10 @@
 namespace ds {
 
 struct StreamConfig {
-  std::string content_type;                 ///< as given at creation
-  std::optional<uint64_t> ttl_seconds;      ///< sliding TTL
-  std::optional<int64_t> expires_at_ms;     ///< absolute expiry
-  std::string expires_at_text;              ///< Stream-Expires-At as given, echoed on HEAD
+  std::string content_type;              ///< as given at creation
+  std::optional<uint64_t> ttl_seconds;   ///< sliding TTL
+  std::optional<int64_t> expires_at_ms;  ///< absolute expiry
+  std::string expires_at_text;           ///< Stream-Expires-At as given, echoed on HEAD
 
   friend bool operator==(const StreamConfig&, const StreamConfig&) = default;
 };
@@ -35,22 +35,22 @@ struct ProducerTriple {
 
 struct ForkRef {
   std::string source_path;
-  uint64_t source_id = 0;     ///< the source's incarnation
-  Offset offset;              ///< inherit source data before this offset
-  uint64_t sub_offset = 0;    ///< as requested (kept for idempotent PUT)
+  uint64_t source_id = 0;   ///< the source's incarnation
+  Offset offset;            ///< inherit source data before this offset
+  uint64_t sub_offset = 0;  ///< as requested (kept for idempotent PUT)
 };
 
 /// Everything about a stream except its data.
 struct StreamMeta {
-  uint64_t id = 0;            ///< incarnation: unique per engine, never reused
+  uint64_t id = 0;  ///< incarnation: unique per engine, never reused
   std::string path;
   StreamConfig config;
-  Offset tail;                ///< next offset to be written
+  Offset tail;  ///< next offset to be written
   bool closed = false;
   std::optional<ProducerTriple> closed_by;
   std::optional<std::string> last_stream_seq;
   std::optional<ForkRef> fork;
-  uint64_t ref_count = 0;     ///< forks that read through this stream
+  uint64_t ref_count = 0;  ///< forks that read through this stream
   bool soft_deleted = false;
   int64_t created_ms = 0;
   int64_t last_access_ms = 0;
@@ -58,7 +58,8 @@ struct StreamMeta {
   /// Deadline after which the stream no longer exists (ms), if any.
   std::optional<int64_t> expiry_ms() const {
     if (config.expires_at_ms) return config.expires_at_ms;
-    if (config.ttl_seconds) return last_access_ms + static_cast<int64_t>(*config.ttl_seconds) * 1000;
+    if (config.ttl_seconds)
+      return last_access_ms + static_cast<int64_t>(*config.ttl_seconds) * 1000;
     return std::nullopt;
   }
   bool expired(int64_t now_ms) const {

@@ -54,7 +54,8 @@ Result<Target> parse_target(std::string_view target) {
     if (pair.empty()) continue;
     auto eq = pair.find('=');
     auto key = percent_decode(pair.substr(0, eq), true);
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
+    auto value = percent_decode(
+        eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
     if (!key || !value) return Error(errc::bad_request, "malformed percent-encoding in query");
     t.query.emplace_back(std::move(*key), std::move(*value));
   }
@@ -68,12 +69,15 @@ Result<std::string> stream_name(std::string_view path) {
   if (name.size() > kMaxStreamNameBytes) {
     return Error(errc::uri_too_long, "stream name is longer than 512 bytes");
   }
-  if (name.find('\0') != std::string_view::npos) return Error(errc::bad_request, "stream name contains NUL");
+  if (name.find('\0') != std::string_view::npos)
+    return Error(errc::bad_request, "stream name contains NUL");
   size_t start = 0;
   for (;;) {
     size_t end = name.find('/', start);
-    std::string_view seg = name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-    if (seg == "." || seg == "..") return Error(errc::bad_request, "stream name contains a dot segment");
+    std::string_view seg =
+        name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (seg == "." || seg == "..")
+      return Error(errc::bad_request, "stream name contains a dot segment");
     if (end == std::string_view::npos) break;
     start = end + 1;
   }

@@ -15,7 +15,7 @@ inline constexpr std::string_view kStreamPrefix = "/v1/stream/";
 inline constexpr size_t kMaxStreamNameBytes = 512;
 
 struct Target {
-  std::string path;  ///< percent-decoded path
+  std::string path;                                        ///< percent-decoded path
   std::vector<std::pair<std::string, std::string>> query;  ///< decoded, in order
 
   /// Values of one query parameter, in order.

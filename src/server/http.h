@@ -5,7 +5,6 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -63,7 +62,7 @@ auto async_call(Start start) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         start([shared, ex](T value) {
           auto result = std::make_shared<T>(std::move(value));
-          asio::post(ex, [shared, result]() mutable { std::move(*shared)(std::move(result)); });
+          asio::post(ex, [shared, result]() mutable { std::move (*shared)(std::move(result)); });
         });
       },
       asio::use_awaitable, std::move(start));

@@ -2,7 +2,6 @@
 // its own strand; the coroutine frame owns the socket.
 
 #include <boost/asio/signal_set.hpp>
-
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -78,8 +77,9 @@ asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
   std::string_view path = target.substr(0, target.find('?'));
   if (path == "/health" || path == "/ready") {
     auto health = ctx.store.health();
-    auto res = health ? plain(req, http::status::ok, "ok\n")
-                      : plain(req, http::status::service_unavailable, health.error().message + "\n");
+    auto res = health
+                   ? plain(req, http::status::ok, "ok\n")
+                   : plain(req, http::status::service_unavailable, health.error().message + "\n");
     auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
     co_return !ec && res.keep_alive();
   }
@@ -96,12 +96,15 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
     parser.body_limit(boost::none);  // checked against --max-body-bytes below
     parser.header_limit(64 * 1024);
     stream.expires_after(kIdleTimeout);
-    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser,
+                                                    asio::as_tuple(asio::use_awaitable));
     if (ec) {
-      if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != asio::error::eof &&
-          ec != asio::error::connection_reset && ec != asio::error::operation_aborted) {
+      if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
+          ec != asio::error::eof && ec != asio::error::connection_reset &&
+          ec != asio::error::operation_aborted) {
         {
-          auto op = reject_and_close(stream, 11, Error(errc::bad_request, "malformed HTTP request: " + ec.message()));
+          auto op = reject_and_close(
+              stream, 11, Error(errc::bad_request, "malformed HTTP request: " + ec.message()));
           co_await std::move(op);
         }
       }
@@ -111,24 +114,32 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
     const unsigned version = head.version();
     if (auto len = parser.content_length(); len && *len > ctx.options.max_body_bytes) {
       {
-          auto op = reject_and_close(stream, version, Error(errc::payload_too_large, "request body is larger than " +
-                                                       std::to_string(ctx.options.max_body_bytes) + " bytes"));
-          co_await std::move(op);
-        }
+        auto op =
+            reject_and_close(stream, version,
+                             Error(errc::payload_too_large,
+                                   "request body is larger than " +
+                                       std::to_string(ctx.options.max_body_bytes) + " bytes"));
+        co_await std::move(op);
+      }
       break;
     }
     if (iequals(std::string_view(head[http::field::expect]), "100-continue")) {
       http::response<http::empty_body> cont{http::status::continue_, version};
-      auto [wec, wn] = co_await http::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
+      auto [wec, wn] =
+          co_await http::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
       if (wec) break;
     }
     parser.body_limit(ctx.options.max_body_bytes);
     if (!parser.is_done()) {
-      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      auto [bec, bn] =
+          co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       if (bec == http::error::body_limit) {
         {
-          auto op = reject_and_close(stream, version, Error(errc::payload_too_large, "request body is larger than " +
-                                                         std::to_string(ctx.options.max_body_bytes) + " bytes"));
+          auto op =
+              reject_and_close(stream, version,
+                               Error(errc::payload_too_large,
+                                     "request body is larger than " +
+                                         std::to_string(ctx.options.max_body_bytes) + " bytes"));
           co_await std::move(op);
         }
         break;
@@ -149,7 +160,8 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
 struct Server::Impl {
   Impl(ServerOptions o, StreamStore& store, LiveHubs& hubs, const Clock& clock)
       : options(std::move(o)),
-        threads(options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency())),
+        threads(options.threads ? options.threads
+                                : std::max(1u, std::thread::hardware_concurrency())),
         ioc(static_cast<int>(threads)),
         acceptor(ioc),
         signals(ioc, SIGINT, SIGTERM),
@@ -159,7 +171,8 @@ struct Server::Impl {
   asio::awaitable<void> accept_loop() {
     for (;;) {
       auto strand = asio::make_strand(ioc);
-      auto [ec, socket] = co_await acceptor.async_accept(strand, asio::as_tuple(asio::use_awaitable));
+      auto [ec, socket] =
+          co_await acceptor.async_accept(strand, asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         continue;  // e.g. EMFILE: keep serving the connections we have
@@ -219,8 +232,9 @@ Result<uint16_t> Server::bind() {
   if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acc.bind(endpoint, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return Error(errc::unavailable, "cannot listen on " + impl_->options.host + ":" +
-                                              std::to_string(impl_->options.port) + ": " + ec.message());
+  if (ec)
+    return Error(errc::unavailable, "cannot listen on " + impl_->options.host + ":" +
+                                        std::to_string(impl_->options.port) + ": " + ec.message());
   return acc.local_endpoint().port();
 }
 

@@ -17,8 +17,9 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 4437;
   std::chrono::milliseconds long_poll_timeout{30'000};
-  std::chrono::milliseconds sse_max_duration{60'000};  ///< SSE responses end after this, for CDN collapsing
-  std::chrono::milliseconds sse_keepalive{15'000};     ///< comment line while idle
+  std::chrono::milliseconds sse_max_duration{
+      60'000};  ///< SSE responses end after this, for CDN collapsing
+  std::chrono::milliseconds sse_keepalive{15'000};  ///< comment line while idle
   size_t max_body_bytes = 64ull << 20;
   size_t read_chunk_bytes = 1 << 20;  ///< soft cap of one catch-up response body
   unsigned threads = 0;               ///< 0: one per core

@@ -29,11 +29,21 @@ std::string json_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -60,7 +70,8 @@ bool valid_content_type(std::string_view ct) {
   auto slash = media.find('/');
   auto word = [](std::string_view w) {
     return !w.empty() && std::all_of(w.begin(), w.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '+';
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+             c == '+';
     });
   };
   return slash != std::string::npos && word(std::string_view(media).substr(0, slash)) &&
@@ -80,7 +91,8 @@ bool etag_matches(std::string_view if_none_match, std::string_view etag) {
   size_t start = 0;
   while (start < if_none_match.size()) {
     size_t comma = if_none_match.find(',', start);
-    auto candidate = trim(if_none_match.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    auto candidate = trim(if_none_match.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
     if (candidate.starts_with("W/")) candidate.remove_prefix(2);
     if (candidate == etag) return true;
     if (comma == std::string_view::npos) break;
@@ -125,8 +137,9 @@ template <class T>
 using StoreResult = Result<T>;
 
 auto store_read(Context& ctx, ReadRequest rr) {
-  return async_call<Result<ReadOutcome>>(
-      [&ctx, rr = std::move(rr)](auto cb) mutable { ctx.store.read(std::move(rr), std::move(cb)); });
+  return async_call<Result<ReadOutcome>>([&ctx, rr = std::move(rr)](auto cb) mutable {
+    ctx.store.read(std::move(rr), std::move(cb));
+  });
 }
 
 /// Where a hub wake lands: set on the connection's executor, which then
@@ -166,7 +179,8 @@ asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& 
 
 // --------------------------------------------------------------------- PUT
 
-asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req, const std::string& name) {
+asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
+                                 const std::string& name) {
   CreateRequest cr;
   cr.path = name;
   std::string_view ct = header(req, "content-type");
@@ -176,14 +190,17 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req, con
   bool has_expires = has_header(req, "stream-expires-at");
   if (has_ttl && has_expires) {
     {
-      Response err_ = error_response(req, Error(errc::bad_request, "Stream-TTL and Stream-Expires-At are mutually exclusive"));
+      Response err_ = error_response(
+          req, Error(errc::bad_request, "Stream-TTL and Stream-Expires-At are mutually exclusive"));
       co_return co_await send(stream, err_);
     }
   }
   if (has_ttl) {
     auto ttl = parse_strict_uint(header(req, "stream-ttl"));
     if (!ttl) {
-      Response err_ = error_response(req, Error(errc::bad_request, "Stream-TTL must be a non-negative integer without sign or leading zeros"));
+      Response err_ = error_response(
+          req, Error(errc::bad_request,
+                     "Stream-TTL must be a non-negative integer without sign or leading zeros"));
       co_return co_await send(stream, err_);
     }
     cr.config.ttl_seconds = *ttl;
@@ -192,7 +209,8 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req, con
     auto text = header(req, "stream-expires-at");
     auto at = parse_rfc3339_ms(text);
     if (!at) {
-      Response err_ = error_response(req, Error(errc::bad_request, "Stream-Expires-At must be an RFC 3339 timestamp"));
+      Response err_ = error_response(
+          req, Error(errc::bad_request, "Stream-Expires-At must be an RFC 3339 timestamp"));
       co_return co_await send(stream, err_);
     }
     cr.config.expires_at_ms = *at;
@@ -211,49 +229,56 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req, con
     if (!src) {
       if (src.error().code == errc::not_found) {
         {
-      Response err_ = error_response(req, Error(errc::not_found, "fork source stream not found"));
-      co_return co_await send(stream, err_);
-    }
+          Response err_ =
+              error_response(req, Error(errc::not_found, "fork source stream not found"));
+          co_return co_await send(stream, err_);
+        }
       }
       {
-      Response err_ = error_response(req, src.error());
-      co_return co_await send(stream, err_);
-    }
+        Response err_ = error_response(req, src.error());
+        co_return co_await send(stream, err_);
+      }
     }
     cr.forked_from = std::move(*src);
     if (has_header(req, "stream-fork-offset")) {
       auto off = parse_offset(header(req, "stream-fork-offset"));
       if (!off) {
-      Response err_ = error_response(req, Error(errc::bad_offset, "malformed Stream-Fork-Offset"));
-      co_return co_await send(stream, err_);
-    }
+        Response err_ =
+            error_response(req, Error(errc::bad_offset, "malformed Stream-Fork-Offset"));
+        co_return co_await send(stream, err_);
+      }
       cr.fork_offset = *off;
     }
     if (has_header(req, "stream-fork-sub-offset")) {
       auto sub = parse_strict_uint(header(req, "stream-fork-sub-offset"));
       if (!sub || *sub > kMaxSafeInteger) {
         {
-      Response err_ = error_response(req, Error(errc::bad_request, "Stream-Fork-Sub-Offset must be a non-negative integer"));
-      co_return co_await send(stream, err_);
-    }
+          Response err_ = error_response(
+              req,
+              Error(errc::bad_request, "Stream-Fork-Sub-Offset must be a non-negative integer"));
+          co_return co_await send(stream, err_);
+        }
       }
       cr.fork_sub_offset = *sub;
     }
   } else if (has_header(req, "stream-fork-offset") || has_header(req, "stream-fork-sub-offset")) {
     {
-      Response err_ = error_response(req, Error(errc::bad_request, "Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From"));
+      Response err_ = error_response(
+          req, Error(errc::bad_request,
+                     "Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From"));
       co_return co_await send(stream, err_);
     }
   }
   cr.body = std::move(req.body());
 
-  auto result_op = async_call<Result<CreateOutcome>>(
-      [&ctx, cr = std::move(cr)](auto cb) mutable { ctx.store.create(std::move(cr), std::move(cb)); });
+  auto result_op = async_call<Result<CreateOutcome>>([&ctx, cr = std::move(cr)](auto cb) mutable {
+    ctx.store.create(std::move(cr), std::move(cb));
+  });
   auto result = std::move(*co_await std::move(result_op));
   if (!result) {
-      Response err_ = error_response(req, result.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, result.error());
+    co_return co_await send(stream, err_);
+  }
 
   const auto& meta = result->meta;
   auto res = make_response(req, result->created ? http::status::created : http::status::ok);
@@ -263,7 +288,8 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req, con
   if (result->created) {
     std::string host(header(req, "host"));
     if (host.empty()) host = "localhost";
-    res.set(http::field::location, "http://" + host + std::string(req.target().substr(0, req.target().find('?'))));
+    res.set(http::field::location,
+            "http://" + host + std::string(req.target().substr(0, req.target().find('?'))));
   }
   res.set(http::field::cache_control, "no-store");
   co_return co_await send(stream, res);
@@ -271,7 +297,8 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req, con
 
 // --------------------------------------------------------------------- POST
 
-asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req, const std::string& name) {
+asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
+                                  const std::string& name) {
   AppendRequest ar;
   ar.path = name;
   const bool has_id = has_header(req, "producer-id");
@@ -280,22 +307,27 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req, co
   if (has_id || has_epoch || has_seq) {
     if (!(has_id && has_epoch && has_seq)) {
       {
-      Response err_ = error_response(req, Error(errc::bad_request, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
-      co_return co_await send(stream, err_);
-    }
+        Response err_ = error_response(
+            req, Error(errc::bad_request,
+                       "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
+        co_return co_await send(stream, err_);
+      }
     }
     auto id = header(req, "producer-id");
     auto epoch = parse_safe_uint(header(req, "producer-epoch"));
     auto seq = parse_safe_uint(header(req, "producer-seq"));
     if (id.empty()) {
-      Response err_ = error_response(req, Error(errc::bad_request, "Producer-Id must not be empty"));
+      Response err_ =
+          error_response(req, Error(errc::bad_request, "Producer-Id must not be empty"));
       co_return co_await send(stream, err_);
     }
     if (!epoch || !seq) {
       {
-      Response err_ = error_response(req, Error(errc::bad_request, "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
-      co_return co_await send(stream, err_);
-    }
+        Response err_ = error_response(
+            req, Error(errc::bad_request,
+                       "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
+        co_return co_await send(stream, err_);
+      }
     }
     ar.producer = ProducerTriple{std::string(id), *epoch, *seq};
   }
@@ -304,7 +336,9 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req, co
   ar.body = std::move(req.body());
   if (ar.body.empty() && !ar.close) {
     {
-      Response err_ = error_response(req, Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)"));
+      Response err_ = error_response(
+          req,
+          Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)"));
       co_return co_await send(stream, err_);
     }
   }
@@ -312,26 +346,29 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req, co
     std::string_view ct = header(req, "content-type");
     if (!valid_content_type(ct)) {
       {
-      Response err_ = error_response(req, Error(errc::bad_request, "an append with a body needs a Content-Type"));
-      co_return co_await send(stream, err_);
-    }
+        Response err_ = error_response(
+            req, Error(errc::bad_request, "an append with a body needs a Content-Type"));
+        co_return co_await send(stream, err_);
+      }
     }
     ar.content_type = std::string(ct);
   }
   const bool has_body = !ar.body.empty();
   const bool with_producer = ar.producer.has_value();
 
-  auto result_op = async_call<Result<AppendOutcome>>(
-      [&ctx, ar = std::move(ar)](auto cb) mutable { ctx.store.append(std::move(ar), std::move(cb)); });
+  auto result_op = async_call<Result<AppendOutcome>>([&ctx, ar = std::move(ar)](auto cb) mutable {
+    ctx.store.append(std::move(ar), std::move(cb));
+  });
   auto result = std::move(*co_await std::move(result_op));
   if (!result) {
-      Response err_ = error_response(req, result.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, result.error());
+    co_return co_await send(stream, err_);
+  }
 
   const auto& out = *result;
   http::status status = http::status::no_content;
-  if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body) status = http::status::ok;
+  if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body)
+    status = http::status::ok;
   auto res = make_response(req, status);
   res.set("Stream-Next-Offset", out.tail.str());
   if (out.closed) res.set("Stream-Closed", "true");
@@ -343,7 +380,8 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req, co
 
 // --------------------------------------------------------------------- HEAD / DELETE
 
-asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req, const std::string& name) {
+asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req,
+                                  const std::string& name) {
   auto result_op = async_call<Result<StreamMeta>>(
       [&ctx, name](auto cb) { ctx.store.head(name, std::move(cb)); });
   auto result = std::move(*co_await std::move(result_op));
@@ -363,14 +401,15 @@ asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req, co
   co_return !ec && res.keep_alive();
 }
 
-asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req, const std::string& name) {
-  auto result_op = async_call<Result<Unit>>(
-      [&ctx, name](auto cb) { ctx.store.remove(name, std::move(cb)); });
+asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,
+                                    const std::string& name) {
+  auto result_op =
+      async_call<Result<Unit>>([&ctx, name](auto cb) { ctx.store.remove(name, std::move(cb)); });
   auto result = std::move(*co_await std::move(result_op));
   if (!result) {
-      Response err_ = error_response(req, result.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, result.error());
+    co_return co_await send(stream, err_);
+  }
   auto res = make_response(req, http::status::no_content);
   co_return co_await send(stream, res);
 }
@@ -412,12 +451,15 @@ Result<ReadParams> parse_read_params(const Target& t) {
   return p;
 }
 
-bool is_json_stream(const StreamMeta& m) { return is_json_media_type(media_type(m.config.content_type)); }
+bool is_json_stream(const StreamMeta& m) {
+  return is_json_media_type(media_type(m.config.content_type));
+}
 
 /// A 200 carrying records (catch-up or long-poll).
-Response data_response(Context& ctx, const Request& req, const StreamMeta& meta, const Offset& start,
-                       const std::vector<RecordPtr>& records, const Offset& next, bool up_to_date,
-                       bool closed, bool now_read, const std::string* cursor) {
+Response data_response(Context& ctx, const Request& req, const StreamMeta& meta,
+                       const Offset& start, const std::vector<RecordPtr>& records,
+                       const Offset& next, bool up_to_date, bool closed, bool now_read,
+                       const std::string* cursor) {
   auto res = make_response(req, http::status::ok);
   res.set(http::field::content_type, meta.config.content_type);
   res.set("Stream-Next-Offset", next.str());
@@ -437,7 +479,8 @@ Response data_response(Context& ctx, const Request& req, const StreamMeta& meta,
   return res;
 }
 
-Response no_content_live(const Request& req, const Offset& next, bool closed, const std::string& cursor) {
+Response no_content_live(const Request& req, const Offset& next, bool closed,
+                         const std::string& cursor) {
   auto res = make_response(req, http::status::no_content);
   res.set("Stream-Next-Offset", next.str());
   res.set("Stream-Up-To-Date", "true");
@@ -450,18 +493,19 @@ Response no_content_live(const Request& req, const Offset& next, bool closed, co
   return res;
 }
 
-asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req, const std::string& name,
-                                      const ReadParams& p) {
+asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req,
+                                      const std::string& name, const ReadParams& p) {
   auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
   auto r = std::move(*co_await std::move(r_op));
   if (!r) {
-      Response err_ = error_response(req, r.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, r.error());
+    co_return co_await send(stream, err_);
+  }
   const bool now_read = p.from.kind == OffsetSpec::Kind::now;
   auto res = data_response(ctx, req, r->meta, r->start, r->records, r->next, r->up_to_date,
                            r->meta.closed, now_read, nullptr);
-  if (!now_read && etag_matches(header(req, "if-none-match"), std::string_view(res[http::field::etag]))) {
+  if (!now_read &&
+      etag_matches(header(req, "if-none-match"), std::string_view(res[http::field::etag]))) {
     auto not_modified = make_response(req, http::status::not_modified);
     not_modified.set(http::field::etag, res[http::field::etag]);
     not_modified.set(http::field::cache_control, res[http::field::cache_control]);
@@ -470,15 +514,15 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
   co_return co_await send(stream, res);
 }
 
-asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req, const std::string& name,
-                                       const ReadParams& p) {
+asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req,
+                                       const std::string& name, const ReadParams& p) {
   const auto deadline = Clock_::now() + ctx.options.long_poll_timeout;
   auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
   auto r = std::move(*co_await std::move(r_op));
   if (!r) {
-      Response err_ = error_response(req, r.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, r.error());
+    co_return co_await send(stream, err_);
+  }
   const StreamMeta meta = r->meta;
   const Offset start = r->start;
   Offset at = r->next;
@@ -486,7 +530,8 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
 
   if (!r->records.empty()) {
     auto c = cursor();
-    auto res = data_response(ctx, req, meta, start, r->records, r->next, r->up_to_date, meta.closed, false, &c);
+    auto res = data_response(ctx, req, meta, start, r->records, r->next, r->up_to_date, meta.closed,
+                             false, &c);
     co_return co_await send(stream, res);
   }
   for (;;) {
@@ -498,25 +543,26 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
         auto c = cursor();
         Offset next = wake->records.empty() ? at : wake->records.back()->end;
         bool up_to_date = next >= wake->tail;
-        auto res = data_response(ctx, req, meta, start, wake->records, next, up_to_date, wake->closed, false, &c);
+        auto res = data_response(ctx, req, meta, start, wake->records, next, up_to_date,
+                                 wake->closed, false, &c);
         co_return co_await send(stream, res);
       }
       case Wake::Kind::closed: {
         auto res = no_content_live(req, wake->tail, true, "");
         co_return co_await send(stream, res);
       }
-      case Wake::Kind::gone:
-        {
-      Response err_ = error_response(req, Error(errc::not_found, "stream was deleted"));
-      co_return co_await send(stream, err_);
-    }
+      case Wake::Kind::gone: {
+        Response err_ = error_response(req, Error(errc::not_found, "stream was deleted"));
+        co_return co_await send(stream, err_);
+      }
       case Wake::Kind::catch_up: {
-        auto again_op = store_read(ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
-  auto again = std::move(*co_await std::move(again_op));
+        auto again_op = store_read(
+            ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
+        auto again = std::move(*co_await std::move(again_op));
         if (!again) {
-      Response err_ = error_response(req, again.error());
-      co_return co_await send(stream, err_);
-    }
+          Response err_ = error_response(req, again.error());
+          co_return co_await send(stream, err_);
+        }
         if (!again->records.empty() || again->meta.closed) {
           auto c = cursor();
           auto res = data_response(ctx, req, again->meta, start, again->records, again->next,
@@ -539,15 +585,15 @@ asio::awaitable<bool> sse_write(Stream& stream, const std::string& text) {
   co_return !ec;
 }
 
-asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req, const std::string& name,
-                                 const ReadParams& p) {
+asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
+                                 const std::string& name, const ReadParams& p) {
   // Resolve the stream (and the start offset) before committing to a 200.
   auto first_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
   auto first = std::move(*co_await std::move(first_op));
   if (!first) {
-      Response err_ = error_response(req, first.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, first.error());
+    co_return co_await send(stream, err_);
+  }
   const bool base64 = !is_text_media_type(media_type(first->meta.config.content_type));
   const bool json = is_json_stream(first->meta);
 
@@ -564,7 +610,8 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req, con
   head.chunked(true);
   head.keep_alive(false);
   http::response_serializer<http::empty_body> sr{head};
-  auto [hec, hn] = co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
+  auto [hec, hn] =
+      co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
   if (hec) co_return false;
 
   const auto session_end = Clock_::now() + ctx.options.sse_max_duration;
@@ -584,7 +631,8 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req, con
   // its remaining bytes arrive, so SSE parsers never see half a character.
   std::string held;
   Offset held_from;
-  auto emit = [&](std::string& out, const std::vector<RecordPtr>& records, Offset next, bool up_to_date, bool closed) {
+  auto emit = [&](std::string& out, const std::vector<RecordPtr>& records, Offset next,
+                  bool up_to_date, bool closed) {
     if (!records.empty()) {
       std::string payload;
       if (json) {
@@ -618,8 +666,9 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req, con
   bool up_to_date = first->up_to_date;
   while (!closed_at_tail && !ctx.stopping) {
     if (!up_to_date) {
-      auto more_op = store_read(ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
-  auto more = std::move(*co_await std::move(more_op));
+      auto more_op = store_read(
+          ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
+      auto more = std::move(*co_await std::move(more_op));
       if (!more) break;
       closed_at_tail = more->up_to_date && more->meta.closed;
       std::string out;
@@ -631,7 +680,8 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req, con
     }
     auto now = Clock_::now();
     if (now >= session_end) break;
-    auto wake = co_await wait_live(ctx, name, at, std::min(session_end, now + ctx.options.sse_keepalive));
+    auto wake =
+        co_await wait_live(ctx, name, at, std::min(session_end, now + ctx.options.sse_keepalive));
     if (!wake) {
       if (Clock_::now() >= session_end) break;
       static const std::string kKeepAlive = ": keep-alive\n\n";
@@ -679,8 +729,10 @@ Response error_response(const Request& req, const Error& e) {
   if (e.producer_epoch) res.set("Producer-Epoch", std::to_string(*e.producer_epoch));
   if (e.expected_seq) res.set("Producer-Expected-Seq", std::to_string(*e.expected_seq));
   if (e.received_seq) res.set("Producer-Received-Seq", std::to_string(*e.received_seq));
-  if (e.code == errc::unavailable || e.code == errc::shutting_down) res.set(http::field::retry_after, "1");
-  res.body() = std::string("{\"code\":\"") + errc_name(e.code) + "\",\"message\":\"" + json_escape(e.message) + "\"}";
+  if (e.code == errc::unavailable || e.code == errc::shutting_down)
+    res.set(http::field::retry_after, "1");
+  res.body() = std::string("{\"code\":\"") + errc_name(e.code) + "\",\"message\":\"" +
+               json_escape(e.message) + "\"}";
   const bool fatal = e.code == errc::payload_too_large;
   res.keep_alive(req.keep_alive() && !fatal);
   res.prepare_payload();
@@ -691,44 +743,52 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
   std::string_view raw(req.target().data(), req.target().size());
   auto target = parse_target(raw);
   if (!target) {
-      Response err_ = error_response(req, target.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, target.error());
+    co_return co_await send(stream, err_);
+  }
   auto name = stream_name(target->path);
   if (!name) {
-      Response err_ = error_response(req, name.error());
-      co_return co_await send(stream, err_);
-    }
+    Response err_ = error_response(req, name.error());
+    co_return co_await send(stream, err_);
+  }
 
   switch (req.method()) {
-    case http::verb::put: co_return co_await handle_put(ctx, stream, req, *name);
-    case http::verb::post: co_return co_await handle_post(ctx, stream, req, *name);
-    case http::verb::head: co_return co_await handle_head(ctx, stream, req, *name);
-    case http::verb::delete_: co_return co_await handle_delete(ctx, stream, req, *name);
+    case http::verb::put:
+      co_return co_await handle_put(ctx, stream, req, *name);
+    case http::verb::post:
+      co_return co_await handle_post(ctx, stream, req, *name);
+    case http::verb::head:
+      co_return co_await handle_head(ctx, stream, req, *name);
+    case http::verb::delete_:
+      co_return co_await handle_delete(ctx, stream, req, *name);
     case http::verb::get: {
       auto params = parse_read_params(*target);
       if (!params) {
         // An unknown stream is a 404 even when the parameters are bad.
         auto exists_op = async_call<Result<StreamMeta>>(
             [&ctx, &name](auto cb) { ctx.store.head(*name, std::move(cb)); });
-  auto exists = std::move(*co_await std::move(exists_op));
+        auto exists = std::move(*co_await std::move(exists_op));
         if (!exists) {
-      Response err_ = error_response(req, exists.error());
-      co_return co_await send(stream, err_);
-    }
+          Response err_ = error_response(req, exists.error());
+          co_return co_await send(stream, err_);
+        }
         {
-      Response err_ = error_response(req, params.error());
-      co_return co_await send(stream, err_);
-    }
+          Response err_ = error_response(req, params.error());
+          co_return co_await send(stream, err_);
+        }
       }
       switch (params->live) {
-        case Live::none: co_return co_await handle_catch_up(ctx, stream, req, *name, *params);
-        case Live::long_poll: co_return co_await handle_long_poll(ctx, stream, req, *name, *params);
-        case Live::sse: co_return co_await handle_sse(ctx, stream, req, *name, *params);
+        case Live::none:
+          co_return co_await handle_catch_up(ctx, stream, req, *name, *params);
+        case Live::long_poll:
+          co_return co_await handle_long_poll(ctx, stream, req, *name, *params);
+        case Live::sse:
+          co_return co_await handle_sse(ctx, stream, req, *name, *params);
       }
       break;
     }
-    default: break;
+    default:
+      break;
   }
   auto res = error_response(req, Error(errc::method_not_allowed, "method not allowed on a stream"));
   res.set(http::field::allow, "GET, HEAD, PUT, POST, DELETE, OPTIONS");

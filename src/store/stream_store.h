@@ -50,11 +50,11 @@ struct ReadRequest {
 };
 
 struct ReadOutcome {
-  StreamMeta meta;                  ///< the stream as of this read (tail, closed)
-  Offset start;                     ///< the resolved start offset
-  std::vector<RecordPtr> records;   ///< contiguous, starting at `start`
-  Offset next;                      ///< offset after the last record returned
-  bool up_to_date = false;          ///< next == meta.tail
+  StreamMeta meta;                 ///< the stream as of this read (tail, closed)
+  Offset start;                    ///< the resolved start offset
+  std::vector<RecordPtr> records;  ///< contiguous, starting at `start`
+  Offset next;                     ///< offset after the last record returned
+  bool up_to_date = false;         ///< next == meta.tail
 };
 
 /// A change to one stream, delivered to watchers in commit order.
@@ -62,7 +62,7 @@ struct CommitEvent {
   std::vector<RecordPtr> records;  ///< appended records (empty for the initial event)
   Offset tail;                     ///< tail after this commit
   bool closed = false;
-  bool gone = false;               ///< stream deleted, expired or never existed: no more events
+  bool gone = false;  ///< stream deleted, expired or never existed: no more events
 };
 
 /// Unregisters its watch when destroyed.

@@ -6,7 +6,8 @@ namespace {
 constexpr uint8_t kMetaVersion = 1;
 
 void put_be64(std::string& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 uint64_t get_be64(std::string_view in) {

@@ -41,7 +41,8 @@ struct Slot {
   bool expired(int64_t now) const {
     const auto& m = state->meta;
     if (m.config.expires_at_ms) return now >= *m.config.expires_at_ms;
-    if (m.config.ttl_seconds) return now >= last_access() + static_cast<int64_t>(*m.config.ttl_seconds) * 1000;
+    if (m.config.ttl_seconds)
+      return now >= last_access() + static_cast<int64_t>(*m.config.ttl_seconds) * 1000;
     return false;
   }
 };
@@ -90,7 +91,9 @@ class RocksStore final : public StreamStore {
   }
 
   Status load();
-  void start() { writer_ = std::thread([this] { writer_loop(); }); }
+  void start() {
+    writer_ = std::thread([this] { writer_loop(); });
+  }
 
   void create(CreateRequest req, Callback<CreateOutcome> done) override {
     enqueue(CreateOp{std::move(req), std::move(done)});
@@ -102,9 +105,8 @@ class RocksStore final : public StreamStore {
     enqueue(RemoveOp{std::move(path), std::move(done)});
   }
   void read(ReadRequest req, Callback<ReadOutcome> done) override {
-    readers_.submit([this, req = std::move(req), done = std::move(done)]() mutable {
-      done(do_read(req));
-    });
+    readers_.submit(
+        [this, req = std::move(req), done = std::move(done)]() mutable { done(do_read(req)); });
   }
   void head(std::string path, Callback<StreamMeta> done) override;
   std::unique_ptr<WatchHandle> watch(const std::string& path,
@@ -121,7 +123,7 @@ class RocksStore final : public StreamStore {
   struct Staging {
     std::unordered_map<std::string, std::shared_ptr<StreamState>> streams;  // null = deleted
     std::map<std::string, CommitEvent> events;
-    std::vector<std::function<void()>> completions;  // run after a successful commit
+    std::vector<std::function<void()>> completions;           // run after a successful commit
     std::vector<std::function<void(const Error&)>> failures;  // run if the commit fails
     rocksdb::WriteBatch batch;
   };
@@ -190,7 +192,7 @@ class RocksStore final : public StreamStore {
 
   std::mutex q_mu_;
   std::condition_variable q_cv_;
-  std::deque<Op> queue_;  // guarded by q_mu_
+  std::deque<Op> queue_;   // guarded by q_mu_
   bool stopping_ = false;  // guarded by q_mu_
   std::thread writer_;
   WorkerPool readers_;
@@ -198,7 +200,8 @@ class RocksStore final : public StreamStore {
 
 class RocksStore::Handle final : public WatchHandle {
  public:
-  Handle(RocksStore* store, std::string path, uint64_t id) : store_(store), path_(std::move(path)), id_(id) {}
+  Handle(RocksStore* store, std::string path, uint64_t id)
+      : store_(store), path_(std::move(path)), id_(id) {}
   ~Handle() override {
     if (id_ == 0) return;
     std::unique_lock lock(store_->mu_);
@@ -219,7 +222,8 @@ Status RocksStore::load() {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek("M"); it->Valid() && it->key().starts_with("M"); it->Next()) {
     auto meta = rocks::decode_meta(it->value().ToStringView());
-    if (!meta) return Error(errc::storage_failure, "corrupt stream metadata at " + it->key().ToString());
+    if (!meta)
+      return Error(errc::storage_failure, "corrupt stream metadata at " + it->key().ToString());
     auto state = std::make_shared<StreamState>();
     state->meta = std::move(*meta);
     by_id[state->meta.id] = state;
@@ -352,7 +356,8 @@ bool RocksStore::expired_now(Staging& st, const std::string& path, int64_t now) 
   if (!s || s->meta.soft_deleted) return false;
   const auto& c = s->meta.config;
   if (c.expires_at_ms) return now >= *c.expires_at_ms;
-  if (c.ttl_seconds) return now >= effective_access(st, path) + static_cast<int64_t>(*c.ttl_seconds) * 1000;
+  if (c.ttl_seconds)
+    return now >= effective_access(st, path) + static_cast<int64_t>(*c.ttl_seconds) * 1000;
   return false;
 }
 
@@ -413,11 +418,13 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
 
   if (const StreamState* existing = current(st, req.path)) {
     if (existing->meta.soft_deleted) {
-      return reject(st, op.done, Error(errc::config_mismatch,
-                                       "a deleted stream at this path is still referenced by forks"));
+      return reject(st, op.done,
+                    Error(errc::config_mismatch,
+                          "a deleted stream at this path is still referenced by forks"));
     }
     if (!create_matches(existing->meta, req)) {
-      return reject(st, op.done, Error(errc::config_mismatch, "stream exists with a different configuration"));
+      return reject(st, op.done,
+                    Error(errc::config_mismatch, "stream exists with a different configuration"));
     }
     // Idempotent success. A PUT is a write: it renews the sliding TTL.
     StreamMeta meta = existing->meta;
@@ -427,7 +434,9 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
       put_meta(st, m);
       meta = m;
     }
-    return on_commit(st, op.done, [meta]() -> Result<CreateOutcome> { return CreateOutcome{false, meta}; });
+    return on_commit(st, op.done, [meta]() -> Result<CreateOutcome> {
+      return CreateOutcome{false, meta};
+    });
   }
 
   StreamMeta meta;
@@ -443,16 +452,20 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
     const StreamState* src = current(st, source_path);
     if (!src) return reject(st, op.done, Error(errc::not_found, "fork source stream not found"));
     if (src->meta.soft_deleted) {
-      return reject(st, op.done, Error(errc::fork_source_deleted, "fork source stream has been deleted"));
+      return reject(st, op.done,
+                    Error(errc::fork_source_deleted, "fork source stream has been deleted"));
     }
     if (!media_type(req.config.content_type).empty() &&
         media_type(req.config.content_type) != media_type(src->meta.config.content_type)) {
-      return reject(st, op.done,
-                    Error(errc::content_type_mismatch, "Content-Type differs from the fork source's"));
+      return reject(
+          st, op.done,
+          Error(errc::content_type_mismatch, "Content-Type differs from the fork source's"));
     }
     Offset at = req.fork_offset.value_or(src->meta.tail);
     if (at > src->meta.tail) {
-      return reject(st, op.done, Error(errc::fork_offset_beyond_tail, "Stream-Fork-Offset is beyond the source's tail"));
+      return reject(
+          st, op.done,
+          Error(errc::fork_offset_beyond_tail, "Stream-Fork-Offset is beyond the source's tail"));
     }
     if (req.fork_sub_offset > 0) {
       // Copy the inherited part of the append at the fork offset into the
@@ -470,7 +483,9 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
         break;
       }
       if (!first || (*first)->begin != at) {
-        return reject(st, op.done, Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
+        return reject(
+            st, op.done,
+            Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
       }
       if (is_json_media_type(media_type(src->meta.config.content_type))) {
         auto p = json_prefix((*first)->bytes, req.fork_sub_offset);
@@ -478,7 +493,9 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
         prefix = std::move(*p);
       } else {
         if (req.fork_sub_offset > (*first)->bytes.size()) {
-          return reject(st, op.done, Error(errc::bad_request, "Stream-Fork-Sub-Offset overshoots the append at the fork offset"));
+          return reject(st, op.done,
+                        Error(errc::bad_request,
+                              "Stream-Fork-Sub-Offset overshoots the append at the fork offset"));
         }
         prefix = (*first)->bytes.substr(0, req.fork_sub_offset);
       }
@@ -488,7 +505,8 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
     meta.tail = at;
   } else {
     meta.config = req.config;
-    if (media_type(meta.config.content_type).empty()) meta.config.content_type = "application/octet-stream";
+    if (media_type(meta.config.content_type).empty())
+      meta.config.content_type = "application/octet-stream";
   }
 
   auto initial = frame_initial_body(meta.config.content_type, req.body);
@@ -519,7 +537,8 @@ void RocksStore::apply(AppendOp& op, Staging& st) {
   if (expired_now(st, req.path, now)) expire(st, req.path);
   const StreamState* s = current(st, req.path);
   if (!s) return reject(st, op.done, Error(errc::not_found, "stream not found"));
-  if (s->meta.soft_deleted) return reject(st, op.done, Error(errc::gone, "stream has been deleted"));
+  if (s->meta.soft_deleted)
+    return reject(st, op.done, Error(errc::gone, "stream has been deleted"));
 
   const ProducerState* producer = nullptr;
   if (req.producer) {
@@ -561,7 +580,8 @@ void RocksStore::apply(AppendOp& op, Staging& st) {
   if (req.stream_seq) m.last_stream_seq = req.stream_seq;
   if (acc.producer) {
     w.producers[req.producer->id] = *acc.producer;
-    st.batch.Put(rocks::producer_key(m.id, req.producer->id), rocks::encode_producer(*acc.producer));
+    st.batch.Put(rocks::producer_key(m.id, req.producer->id),
+                 rocks::encode_producer(*acc.producer));
   }
   m.last_access_ms = now;
   put_meta(st, m);
@@ -581,7 +601,8 @@ void RocksStore::apply(RemoveOp& op, Staging& st) {
   if (expired_now(st, op.path, now)) expire(st, op.path);
   const StreamState* s = current(st, op.path);
   if (!s) return reject(st, op.done, Error(errc::not_found, "stream not found"));
-  if (s->meta.soft_deleted) return reject(st, op.done, Error(errc::gone, "stream has been deleted"));
+  if (s->meta.soft_deleted)
+    return reject(st, op.done, Error(errc::gone, "stream has been deleted"));
   if (s->meta.ref_count > 0) {
     auto& m = mut(st, op.path).meta;
     m.soft_deleted = true;
@@ -675,9 +696,15 @@ Result<ReadOutcome> RocksStore::do_read(const ReadRequest& req) {
   }
   const Offset tail = out.meta.tail;
   switch (req.from.kind) {
-    case OffsetSpec::Kind::start: out.start = Offset{}; break;
-    case OffsetSpec::Kind::now: out.start = tail; break;
-    case OffsetSpec::Kind::at: out.start = std::min(req.from.at, tail); break;
+    case OffsetSpec::Kind::start:
+      out.start = Offset{};
+      break;
+    case OffsetSpec::Kind::now:
+      out.start = tail;
+      break;
+    case OffsetSpec::Kind::at:
+      out.start = std::min(req.from.at, tail);
+      break;
   }
   out.next = out.start;
   size_t used = 0;
@@ -746,7 +773,8 @@ Result<std::unique_ptr<StreamStore>> open_rocksdb_store(const RocksStoreOptions&
   if (options.env) db_options.env = options.env;
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(db_options, options.path, &raw);
-  if (!s.ok()) return Error(errc::storage_failure, "cannot open " + options.path + ": " + s.ToString());
+  if (!s.ok())
+    return Error(errc::storage_failure, "cannot open " + options.path + ": " + s.ToString());
   auto store = std::make_unique<RocksStore>(options, std::unique_ptr<rocksdb::DB>(raw));
   auto loaded = store->load();
   if (!loaded) return std::move(loaded).error();

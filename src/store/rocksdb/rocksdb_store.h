@@ -30,7 +30,7 @@ struct RocksStoreOptions {
   /// The disk seam: tests pass a rocksdb::EnvWrapper that injects faults
   /// (failed syncs, no space) or keeps everything in memory.
   rocksdb::Env* env = nullptr;
-  bool sync = true;                ///< fsync the WAL before acknowledging
+  bool sync = true;  ///< fsync the WAL before acknowledging
   unsigned reader_threads = 2;
   const Clock* clock = &SystemClock::instance();
   int64_t maintenance_interval_ms = 1000;  ///< TTL sweep and access-time persistence

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sets up everything (scripts/setup.sh), then runs every test suite:
+#   1. unit + store contract tests (GoogleTest via ctest), release build
+#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. the official conformance suite against dstreamd (embedded store), release
+#   4. the conformance suite against the sanitizer build
+#   5. the SIGKILL crash test (20 cycles)
+#   6. the S2 emulator's own tests and its fidelity proof with S2's TypeScript SDK
+#   7. formatting (clang-format)
+# Ends with one line "N passed, N failed" counting suites.
+#
+#   scripts/test.sh            everything
+#   SUITES="unit conformance" scripts/test.sh   a subset
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SUITES="${SUITES:-unit asan conformance conformance-asan crash s2emu format}"
+JOBS="${JOBS:-$(nproc)}"
+
+passed=0
+failed=0
+failures=()
+step() {  # step NAME COMMAND...
+  local name=$1
+  shift
+  echo
+  echo "=== $name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($((SECONDS - start))s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - start))s)"
+  fi
+}
+want() { [[ " $SUITES " == *" $1 "* ]]; }
+
+scripts/setup.sh build || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+if want asan || want conformance-asan; then
+  CMAKE_BUILD_TYPE=Debug scripts/setup.sh build-asan -DDSTREAMD_SANITIZE=ON -DCMAKE_CXX_FLAGS=-O1 ||
+    { echo "sanitizer build failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+want unit && step "unit and contract tests" ctest --test-dir build --output-on-failure -j "$JOBS"
+want asan && step "unit and contract tests (ASan+UBSan)" ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+want conformance && step "conformance (embedded)" test/conformance/run.sh
+want conformance-asan && step "conformance (embedded, ASan+UBSan)" env DSTREAMD_BIN="$ROOT/build-asan/dstreamd" test/conformance/run.sh
+want crash && step "crash test (SIGKILL x20)" test/crash/run.sh --cycles 20
+want s2emu && step "S2 emulator" s2emu/run-tests.sh
+want format && step "clang-format" bash -c 'git ls-files "*.cc" "*.h" | xargs clang-format --dry-run --Werror'
+
+echo
+((failed)) && echo "failed suites: ${failures[*]}"
+echo "$passed passed, $failed failed"
+((failed == 0))
