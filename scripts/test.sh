@@ -5,8 +5,10 @@
 #   3. the official conformance suite against dstreamd (embedded store), release
 #   4. the conformance suite against the sanitizer build
 #   5. the SIGKILL crash test (20 cycles)
-#   6. the S2 emulator's own tests and its fidelity proof with S2's TypeScript SDK
-#   7. formatting (clang-format)
+#   6. integration tests: live readers joining behind the hub buffer, bad input
+#   7. the S2 emulator's own tests and its fidelity proof with S2's TypeScript SDK
+#   8. a clang++ build (g++ 12 miscompiles some coroutine code; clang 14 does not)
+#   9. clang-tidy on the bug-prone checks, and formatting (clang-format)
 # Ends with one line "N passed, N failed" counting suites.
 #
 #   scripts/test.sh            everything
@@ -14,7 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SUITES="${SUITES:-unit asan conformance conformance-asan crash s2emu format}"
+SUITES="${SUITES:-unit asan conformance conformance-asan crash integration s2emu clang lint format}"
 JOBS="${JOBS:-$(nproc)}"
 
 passed=0
@@ -51,7 +53,10 @@ want asan && step "unit and contract tests (ASan+UBSan)" ctest --test-dir build-
 want conformance && step "conformance (embedded)" test/conformance/run.sh
 want conformance-asan && step "conformance (embedded, ASan+UBSan)" env DSTREAMD_BIN="$ROOT/build-asan/dstreamd" test/conformance/run.sh
 want crash && step "crash test (SIGKILL x20)" test/crash/run.sh --cycles 20
+want integration && step "integration (live catch-up, bad input)" test/integration/run.sh
 want s2emu && step "S2 emulator" s2emu/run-tests.sh
+want clang && step "clang++ build" bash -c 'CXX=clang++ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDSTREAMD_TESTS=OFF >/dev/null && ninja -C build-clang dstreamd'
+want lint && step "clang-tidy (bug-prone checks)" scripts/lint.sh build
 want format && step "clang-format" bash -c 'git ls-files "*.cc" "*.h" | xargs clang-format --dry-run --Werror'
 
 echo

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   std::string sse_duration = "60s";
   size_t max_body = 64ull << 20;
   unsigned threads = 0;
+  size_t hub_buffer = 4u << 20;
 
   po::options_description desc(
       "dstreamd: a Durable Streams server\n\n"
@@ -114,7 +115,9 @@ int main(int argc, char** argv) {
     std::cerr << "dstreamd: " << store.error().message << "\n";
     return 1;
   }
-  ds::LiveHubs hubs(**store);
+  ds::LiveHubs::Options hub_options;
+  hub_options.buffer_bytes = hub_buffer;
+  ds::LiveHubs hubs(**store, hub_options);
   ds::Server server(options, **store, hubs, ds::SystemClock::instance());
   auto port = server.bind();
   if (!port) {

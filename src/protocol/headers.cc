@@ -100,7 +100,7 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
     if (!tzh || !expect(s, p, ':')) return std::nullopt;
     auto tzm = fixed_digits(s, p, 2);
     if (!tzm || *tzh > 23 || *tzm > 59) return std::nullopt;
-    tz_minutes = sign * (*tzh * 60 + *tzm);
+    tz_minutes = static_cast<int64_t>(sign) * (int64_t{*tzh} * 60 + *tzm);
   } else {
     return std::nullopt;
   }
@@ -111,7 +111,8 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
                      std::chrono::day{static_cast<unsigned>(*day)}};
   if (!ymd.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
   int64_t days = sys_days{ymd}.time_since_epoch().count();
-  int64_t secs = days * 86400 + *hour * 3600 + *minute * 60 + *second - tz_minutes * 60;
+  int64_t secs =
+      days * 86400 + int64_t{*hour} * 3600 + int64_t{*minute} * 60 + *second - tz_minutes * 60;
   return secs * 1000 + millis;
 }
 

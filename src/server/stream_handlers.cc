@@ -630,10 +630,9 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   // Text streams: a UTF-8 character split across appends is held back until
   // its remaining bytes arrive, so SSE parsers never see half a character.
   std::string held;
-  Offset held_from;
   auto emit = [&](std::string& out, const std::vector<RecordPtr>& records, Offset next,
                   bool up_to_date, bool closed) {
-    if (!records.empty()) {
+    if (!records.empty() || (closed && !held.empty())) {
       std::string payload;
       if (json) {
         payload = render_body(records, true);
