@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol/stream_state.h"
+#include "store/meta_codec.h"
 
 namespace ds::rocks {
 
@@ -28,13 +28,11 @@ inline const std::string kNextIdKey = "N";
 /// Position encoded in a data key (its last 8 bytes).
 uint64_t data_key_position(std::string_view key);
 
-std::string encode_u64(uint64_t v);
-std::optional<uint64_t> decode_u64(std::string_view v);
-
-std::string encode_meta(const StreamMeta& m);
-std::optional<StreamMeta> decode_meta(std::string_view v);
-
-std::string encode_producer(const ProducerState& p);
-std::optional<ProducerState> decode_producer(std::string_view v);
+using ds::decode_meta;
+using ds::decode_producer;
+using ds::decode_u64;
+using ds::encode_meta;
+using ds::encode_producer;
+using ds::encode_u64;
 
 }  // namespace ds::rocks
