@@ -50,6 +50,10 @@ const char* errc_name(errc e) noexcept {
       return "storage_failure";
     case errc::shutting_down:
       return "shutting_down";
+    case errc::unauthorized:
+      return "unauthorized";
+    case errc::forbidden:
+      return "forbidden";
   }
   return "unknown";
 }

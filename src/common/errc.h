@@ -40,6 +40,8 @@ enum class errc : int {
   unavailable,               ///< storage temporarily unavailable: retry later
   storage_failure,           ///< storage failed; the request had no effect
   shutting_down,             ///< server is draining
+  unauthorized,              ///< missing, invalid or expired bearer token (auth/)
+  forbidden,                 ///< valid token without the scope or stream path needed
 };
 
 const std::error_category& ds_category() noexcept;

@@ -23,7 +23,11 @@ constexpr int http_status(errc e) {
       return 400;
     case errc::fork_offset_beyond_tail:
       return 400;
+    case errc::unauthorized:
+      return 401;
     case errc::producer_stale_epoch:
+      return 403;
+    case errc::forbidden:
       return 403;
     case errc::not_found:
       return 404;
