@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "store/meta_codec.h"
+
 namespace ds::rocks {
 namespace {
 

@@ -38,12 +38,28 @@ const std::map<errc, int>& intended() {
       {errc::unavailable, 503},
       {errc::storage_failure, 500},
       {errc::shutting_down, 503},
+      {errc::unauthorized, 401},
+      {errc::forbidden, 403},
   };
   return table;
 }
 
 constexpr int kFirst = static_cast<int>(errc::ok);
-constexpr int kLast = static_cast<int>(errc::shutting_down);
+
+// One past the last enumerator: errc_name() switches over every enumerator
+// (-Wswitch makes that a build error otherwise) and answers "unknown" beyond.
+int end_of_errc() {
+  int v = kFirst;
+  while (std::string(errc_name(static_cast<errc>(v))) != "unknown") ++v;
+  return v;
+}
+const int kLast = end_of_errc() - 1;
+
+TEST(HttpStatusTest, EnumeratorsAreContiguousFromOk) {
+  EXPECT_EQ(kFirst, 0);
+  EXPECT_GE(kLast, static_cast<int>(errc::shutting_down));
+  EXPECT_GE(kLast, static_cast<int>(errc::forbidden));
+}
 
 TEST(HttpStatusTest, EveryEnumeratorIsMapped) {
   EXPECT_EQ(intended().size(), static_cast<size_t>(kLast - kFirst + 1))

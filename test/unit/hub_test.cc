@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,8 @@ class FakeStore final : public StreamStore {
   std::unique_ptr<WatchHandle> watch(const std::string& path,
                                      std::function<void(const CommitEvent&)> on_event) override {
     ++watch_calls;
+    // Like the embedded engine, describe the current state before returning.
+    if (auto it = initial.find(path); it != initial.end()) on_event(it->second);
     auto w = std::make_shared<Watch>(Watch{path, std::move(on_event)});
     watches.push_back(w);
     return std::make_unique<Handle>(*this, w);
@@ -66,6 +69,9 @@ class FakeStore final : public StreamStore {
     return n;
   }
 
+  /// If set for a path, watch() delivers this event synchronously, as the
+  /// embedded engine does with its initial state.
+  std::map<std::string, CommitEvent> initial;
   int watch_calls = 0;
   int unwatch_calls = 0;
   std::vector<std::shared_ptr<Watch>> watches;
@@ -490,6 +496,42 @@ TEST_F(NoGraceHubTest, CancelledWaiterLeavesHubIdle) {
   hubs_.reap();
   EXPECT_EQ(hubs_.hub_count(), 0u);
   EXPECT_EQ(store_.unwatch_calls, 1);
+}
+
+TEST_F(HubTest, InitialStateDeliveredInsideWatch) {
+  store_.initial["behind"] = state(10);
+  Wakes behind;
+  hubs_.wait("behind", at(4), behind.fn());
+  ASSERT_EQ(behind.got.size(), 1u);
+  EXPECT_EQ(behind.got[0].kind, Wake::Kind::catch_up);
+  EXPECT_EQ(behind.got[0].tail, at(10));
+
+  Wakes at_tail;
+  hubs_.wait("behind", at(10), at_tail.fn());
+  EXPECT_TRUE(at_tail.got.empty());
+  EXPECT_EQ(store_.watch_calls, 1);
+
+  store_.initial["closed"] = state(3, /*closed=*/true);
+  Wakes closed;
+  hubs_.wait("closed", at(3), closed.fn());
+  ASSERT_EQ(closed.got.size(), 1u);
+  EXPECT_EQ(closed.got[0].kind, Wake::Kind::closed);
+}
+
+TEST_F(HubTest, MissingStreamIsGoneAtOnce) {
+  store_.initial["missing"] = gone_event();
+  Wakes w;
+  hubs_.wait("missing", at(0), w.fn());
+  ASSERT_EQ(w.got.size(), 1u);
+  EXPECT_EQ(w.got[0].kind, Wake::Kind::gone);
+
+  // Every later wait retries the store: the stream may have been created since.
+  store_.initial.erase("missing");
+  Wakes later;
+  hubs_.wait("missing", at(0), later.fn());
+  EXPECT_TRUE(later.got.empty());
+  EXPECT_EQ(store_.watch_calls, 2);
+  EXPECT_EQ(hubs_.hub_count(), 1u);
 }
 
 TEST(LiveHubsTest, DestructionUnwatchesEverything) {
