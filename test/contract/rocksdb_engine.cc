@@ -11,9 +11,12 @@
 #include <rocksdb/env.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "store/rocksdb/rocksdb_store.h"
@@ -31,7 +34,23 @@ struct FaultFlags {
   std::atomic<bool> fail_appends{false};
   std::atomic<uint64_t> injected{0};
 
+  std::mutex pause_mu;
+  std::condition_variable pause_cv;
+  bool paused = false;  // guarded by pause_mu
+  int blocked = 0;      // syncs waiting in gate(), guarded by pause_mu
+
+  /// Holds a sync while paused.
+  void gate() {
+    std::unique_lock lock(pause_mu);
+    if (!paused) return;
+    ++blocked;
+    pause_cv.notify_all();
+    pause_cv.wait(lock, [&] { return !paused; });
+    --blocked;
+  }
+
   rocksdb::Status maybe_fail(const std::atomic<bool>& flag, const char* what) {
+    if (&flag == &fail_syncs) gate();
     if (!flag.load()) return rocksdb::Status::OK();
     ++injected;
     return rocksdb::Status::IOError(std::string("injected fault: ") + what);
@@ -118,6 +137,17 @@ class RocksFaults final : public FaultControl {
   void fail_syncs(bool on) override { flags_->fail_syncs = on; }
   void fail_appends(bool on) override { flags_->fail_appends = on; }
   uint64_t injected() const override { return flags_->injected.load(); }
+  void pause_syncs(bool on) override {
+    {
+      std::lock_guard lock(flags_->pause_mu);
+      flags_->paused = on;
+    }
+    flags_->pause_cv.notify_all();
+  }
+  bool wait_until_paused(std::chrono::milliseconds bound) override {
+    std::unique_lock lock(flags_->pause_mu);
+    return flags_->pause_cv.wait_for(lock, bound, [&] { return flags_->blocked > 0; });
+  }
 
  private:
   std::shared_ptr<FaultFlags> flags_;

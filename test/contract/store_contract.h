@@ -51,6 +51,12 @@ class FaultControl {
   /// How many faults have actually been injected, so a test can tell a fault
   /// that fired from one that never reached the engine.
   virtual uint64_t injected() const = 0;
+  /// While on, the durability barrier blocks (the engine's commit stalls) so
+  /// a test can queue several requests behind it and have them committed as
+  /// one group.
+  virtual void pause_syncs(bool on) = 0;
+  /// Waits until a commit is blocked by pause_syncs(true); false on timeout.
+  virtual bool wait_until_paused(std::chrono::milliseconds bound) = 0;
 };
 
 /// One test's storage. open() may be called again after the previous store

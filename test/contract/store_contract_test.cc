@@ -1804,4 +1804,274 @@ TEST_P(StoreContract, ProducerRetryAfterFailedSyncAndRestartAppliesOnce) {
   DS_ASSERT_OK(append(producer_req(kA, "c", "p", 0, 2)));
 }
 
+// ------------------------------------------------------------------ group commit
+//
+// pause_syncs() stalls the engine's commit so that the requests queued behind
+// it are committed together: each must still see the effect of the ones
+// queued before it, exactly as if they had been sent one at a time.
+
+namespace {
+
+class PauseScope {
+ public:
+  explicit PauseScope(FaultControl* f) : f_(f) { f_->pause_syncs(true); }
+  ~PauseScope() { f_->pause_syncs(false); }
+
+ private:
+  FaultControl* f_;
+};
+
+template <class T>
+class Pending {
+ public:
+  template <class Start>
+  explicit Pending(Start&& start) {
+    auto p = std::make_shared<std::promise<Result<T>>>();
+    future_ = p->get_future();
+    start([p](Result<T> r) { p->set_value(std::move(r)); });
+  }
+  Result<T> get() {
+    if (future_.wait_for(kCallTimeout) != std::future_status::ready) {
+      ADD_FAILURE() << "no completion within " << kCallTimeout.count() << " s";
+      return Error(errc::unavailable, "contract test timeout");
+    }
+    return future_.get();
+  }
+
+ private:
+  std::future<Result<T>> future_;
+};
+
+}  // namespace
+
+#define DS_PENDING_APPEND(req) Pending<AppendOutcome>([&](auto cb) { store().append((req), cb); })
+#define DS_PENDING_CREATE(req) Pending<CreateOutcome>([&](auto cb) { store().create((req), cb); })
+#define DS_PENDING_REMOVE(path) Pending<Unit>([&](auto cb) { store().remove((path), cb); })
+
+TEST_P(StoreContract, GroupedCreateAndSubOffsetForkSeeEachOther) {
+  DS_REQUIRE_FAULTS();
+  make_stream(kC, kText, "x");
+  std::optional<Pending<AppendOutcome>> blocker, more;
+  std::optional<Pending<CreateOutcome>> src, fork;
+  {
+    PauseScope pause(faults());
+    blocker.emplace(DS_PENDING_APPEND(append_req(kC, "y")));
+    ASSERT_TRUE(faults()->wait_until_paused(kCallTimeout));
+    src.emplace(DS_PENDING_CREATE(create_req(kA, kText, "hello")));
+    fork.emplace(DS_PENDING_CREATE(fork_req(kB, kA, Offset{}, 3)));
+    more.emplace(DS_PENDING_APPEND(append_req(kB, "LO")));
+  }
+  DS_EXPECT_OK(blocker->get());
+  auto s = src->get();
+  DS_ASSERT_OK(s);
+  EXPECT_TRUE(s->created);
+  auto f = fork->get();
+  DS_ASSERT_OK(f);
+  EXPECT_TRUE(f->created);
+  DS_EXPECT_OK(more->get());
+  EXPECT_EQ(read_all(kB), "helLO");
+  EXPECT_EQ(read_all(kA), "hello");
+}
+
+TEST_P(StoreContract, GroupedAppendAndSubOffsetForkSeeEachOther) {
+  DS_REQUIRE_FAULTS();
+  make_stream(kC, kText, "x");
+  make_stream(kA, kText, "ab");
+  const Offset anchor = head(kA)->tail;
+  std::optional<Pending<AppendOutcome>> blocker, data;
+  std::optional<Pending<CreateOutcome>> fork;
+  {
+    PauseScope pause(faults());
+    blocker.emplace(DS_PENDING_APPEND(append_req(kC, "y")));
+    ASSERT_TRUE(faults()->wait_until_paused(kCallTimeout));
+    data.emplace(DS_PENDING_APPEND(append_req(kA, "cdef")));
+    fork.emplace(DS_PENDING_CREATE(fork_req(kB, kA, anchor, 2)));
+  }
+  DS_EXPECT_OK(blocker->get());
+  DS_EXPECT_OK(data->get());
+  auto f = fork->get();
+  DS_ASSERT_OK(f);
+  EXPECT_TRUE(f->created);
+  EXPECT_EQ(read_all(kB), "abcd");
+}
+
+TEST_P(StoreContract, GroupedRequestsOnOnePathApplyInOrder) {
+  DS_REQUIRE_FAULTS();
+  make_stream(kC, kText, "x");
+  std::optional<Pending<AppendOutcome>> blocker, a1, a2;
+  std::optional<Pending<CreateOutcome>> c1, c2, c3;
+  std::optional<Pending<Unit>> rm;
+  {
+    PauseScope pause(faults());
+    blocker.emplace(DS_PENDING_APPEND(append_req(kC, "y")));
+    ASSERT_TRUE(faults()->wait_until_paused(kCallTimeout));
+    c1.emplace(DS_PENDING_CREATE(create_req(kA, kText)));
+    c2.emplace(DS_PENDING_CREATE(create_req(kA, kText)));
+    a1.emplace(DS_PENDING_APPEND(append_req(kA, "old")));
+    rm.emplace(DS_PENDING_REMOVE(kA));
+    c3.emplace(DS_PENDING_CREATE(create_req(kA, kJson)));
+    a2.emplace(DS_PENDING_APPEND(append_req(kA, "[1]", kJson)));
+  }
+  DS_EXPECT_OK(blocker->get());
+  auto r1 = c1->get();
+  DS_ASSERT_OK(r1);
+  EXPECT_TRUE(r1->created);
+  auto r2 = c2->get();
+  DS_ASSERT_OK(r2);
+  EXPECT_FALSE(r2->created);
+  DS_EXPECT_OK(a1->get());
+  DS_EXPECT_OK(rm->get());
+  auto r3 = c3->get();
+  DS_ASSERT_OK(r3);
+  EXPECT_TRUE(r3->created);
+  EXPECT_NE(r3->meta.id, r1->meta.id);
+  DS_EXPECT_OK(a2->get());
+  EXPECT_EQ(head(kA)->config.content_type, kJson);
+  EXPECT_EQ(read_all(kA), "1");
+  reopen();
+  EXPECT_EQ(read_all(kA), "1");
+}
+
+TEST_P(StoreContract, GroupedForkAndSourceDeletion) {
+  DS_REQUIRE_FAULTS();
+  make_stream(kC, kText, "x");
+  make_stream(kA, kText, "data");
+  std::optional<Pending<AppendOutcome>> blocker;
+  std::optional<Pending<CreateOutcome>> fork;
+  std::optional<Pending<Unit>> rm;
+  {
+    PauseScope pause(faults());
+    blocker.emplace(DS_PENDING_APPEND(append_req(kC, "y")));
+    ASSERT_TRUE(faults()->wait_until_paused(kCallTimeout));
+    fork.emplace(DS_PENDING_CREATE(fork_req(kB, kA)));
+    rm.emplace(DS_PENDING_REMOVE(kA));
+  }
+  DS_EXPECT_OK(blocker->get());
+  DS_ASSERT_OK(fork->get());
+  DS_ASSERT_OK(rm->get());
+  DS_EXPECT_ERR(head(kA), errc::gone);
+  EXPECT_EQ(read_all(kB), "data");
+  DS_ASSERT_OK(remove(kB));
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+}
+
+TEST_P(StoreContract, EveryRequestInAFailedCommitFails) {
+  DS_REQUIRE_FAULTS();
+  make_stream(kC, kText, "x");
+  make_stream(kA, kText, "a");
+  std::optional<Pending<AppendOutcome>> blocker, a, dup;
+  std::optional<Pending<CreateOutcome>> b;
+  {
+    PauseScope pause(faults());
+    blocker.emplace(DS_PENDING_APPEND(append_req(kC, "y")));
+    ASSERT_TRUE(faults()->wait_until_paused(kCallTimeout));
+    a.emplace(DS_PENDING_APPEND(producer_req(kA, "1", "p", 0, 0)));
+    b.emplace(DS_PENDING_CREATE(create_req(kB, kText, "b")));
+    faults()->fail_syncs(true);
+  }
+  auto rb = blocker->get();
+  auto ra = a->get();
+  auto rc = b->get();
+  faults()->fail_syncs(false);
+  EXPECT_FALSE(rb.ok()) << "a write whose log sync failed was acknowledged";
+  EXPECT_FALSE(ra.ok()) << "a write whose log sync failed was acknowledged";
+  EXPECT_FALSE(rc.ok()) << "a write whose log sync failed was acknowledged";
+  EXPECT_EQ(read_all(kC), "x");
+  EXPECT_EQ(read_all(kA), "a");
+  DS_EXPECT_ERR(head(kB), errc::not_found);
+}
+
+// ------------------------------------------------------------------ more concurrency
+
+TEST_P(StoreContract, ConcurrentCreatesOfOnePathCreateOnce) {
+  constexpr int kThreads = 8;
+  std::vector<std::optional<Result<CreateOutcome>>> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] { results[t] = create(create_req(kA, kText)); });
+  }
+  for (auto& t : threads) t.join();
+  int created = 0;
+  std::set<uint64_t> ids;
+  for (auto& r : results) {
+    ASSERT_TRUE(r.has_value());
+    DS_ASSERT_OK(*r);
+    created += (*r)->created ? 1 : 0;
+    ids.insert((*r)->meta.id);
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(ids.size(), 1u);
+}
+
+TEST_P(StoreContract, ConcurrentForkAndSourceDeleteStayConsistent) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string src = "/v1/stream/src" + std::to_string(i);
+    const std::string fork = "/v1/stream/fork" + std::to_string(i);
+    make_stream(src, kText, "data");
+    std::optional<Result<CreateOutcome>> f;
+    std::optional<Status> rm;
+    std::thread t1([&] { f = create(fork_req(fork, src)); });
+    std::thread t2([&] { rm = remove(src); });
+    t1.join();
+    t2.join();
+    DS_ASSERT_OK(*rm);
+    if (f->ok()) {
+      DS_EXPECT_ERR(head(src), errc::gone);
+      EXPECT_EQ(read_all(fork), "data");
+      DS_ASSERT_OK(remove(fork));
+    } else {
+      DS_EXPECT_ERR(*f, errc::not_found);
+    }
+    DS_EXPECT_ERR(head(src), errc::not_found);
+  }
+}
+
+// ------------------------------------------------------------------ more create / TTL / watch
+
+TEST_P(StoreContract, CreateComparesClosureStatus) {
+  make_stream(kA);
+  DS_ASSERT_OK(append(close_req(kA)));
+  DS_EXPECT_ERR(create(create_req(kA, kText)), errc::config_mismatch);
+  auto closed = create_req(kA, kText);
+  closed.closed = true;
+  auto r = create(closed);
+  DS_ASSERT_OK(r);
+  EXPECT_FALSE(r->created);
+}
+
+TEST_P(StoreContract, ReadRenewalSurvivesRestart) {
+  DS_ASSERT_OK(create(ttl_req(kA, 10, "data")));
+  clock_.advance_ms(8'000);
+  EXPECT_EQ(read_all(kA), "data");
+  reopen();
+  clock_.advance_ms(5'000);  // 13 s after creation, 5 s after the read
+  DS_EXPECT_OK(head(kA)) << "the read's TTL renewal was lost across a restart";
+}
+
+TEST_P(StoreContract, ExpiresAtSurvivesRestart) {
+  auto req = create_req(kA, kText, "data");
+  req.config.expires_at_ms = clock_.now_ms() + 10'000;
+  req.config.expires_at_text = "2023-11-14T22:13:30.000Z";
+  DS_ASSERT_OK(create(req));
+  reopen();
+  auto h = head(kA);
+  DS_ASSERT_OK(h);
+  EXPECT_EQ(h->config.expires_at_ms, req.config.expires_at_ms);
+  EXPECT_EQ(h->config.expires_at_text, req.config.expires_at_text);
+  clock_.advance_ms(10'000);
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+}
+
+TEST_P(StoreContract, WatcherOfExpiredStreamGetsGone) {
+  DS_ASSERT_OK(create(ttl_req(kA, 10, "data")));
+  EventLog log;
+  auto w = store().watch(kA, log.sink());
+  ASSERT_TRUE(log.wait_for(1));
+  clock_.advance_ms(10'000);
+  // Any write access to the path notices the expiry (so does the sweeper).
+  DS_EXPECT_ERR(append(append_req(kA, "x")), errc::not_found);
+  ASSERT_TRUE(log.wait_for(2)) << "the watcher of an expired stream was never told it is gone";
+  EXPECT_TRUE(log.events().back().gone);
+}
+
 }  // namespace ds::contract
