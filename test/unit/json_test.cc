@@ -107,6 +107,24 @@ TEST(FrameJsonTest, RejectsInvalidJson) {
   }
 }
 
+// RFC 8259 puts no range on numbers, and the reference server (JSON.parse)
+// accepts these. The server never needs their values: it must store the bytes.
+TEST(FrameJsonTest, AcceptsNumbersOutsideMachineRange) {
+  // BUG: simdjson's DOM parser rejects them with NUMBER_ERROR, so frame_json
+  // answers 400 "invalid JSON" for valid JSON (src/protocol/json.cc, frame_json).
+  for (const char* s : {"123456789012345678901234567890", "18446744073709551616",
+                        "-9223372036854775809", "1e400", "-1e400", "1.5e-400"}) {
+    auto r = frame_json(s);
+    ASSERT_TRUE(r.ok()) << s << ": " << r.error().message;
+    EXPECT_EQ(r->joined, s);
+    EXPECT_EQ(r->messages, 1u);
+  }
+  auto batch = frame_json(R"([{"id":123456789012345678901234567890},1e400])");
+  ASSERT_TRUE(batch.ok()) << batch.error().message;
+  EXPECT_EQ(batch->joined, R"({"id":123456789012345678901234567890},1e400)");
+  EXPECT_EQ(batch->messages, 2u);
+}
+
 TEST(JsonPrefixTest, TakesTheFirstMessages) {
   const std::string record = R"({"a":[1,2]},[3,4],"x,y",null)";
   auto p0 = json_prefix(record, 0);
