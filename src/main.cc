@@ -4,6 +4,7 @@
 #include <cctype>
 #include <iostream>
 
+#include "auth/policy.h"
 #include "common/clock.h"
 #include "hub/live_hub.h"
 #include "server/server.h"
@@ -38,6 +39,67 @@ std::string env_to_option(const po::options_description& desc, const std::string
   return name;
 }
 
+// ---- JWT auth flags (auth/): off unless a key is configured.
+struct AuthFlags {
+  std::string secret, public_key, jwks, issuer, audience, skew = "30s";
+  bool allow_query_token = false;
+};
+
+void add_auth_options(po::options_description& desc, AuthFlags& f) {
+  po::options_description g("Authentication (off unless a key is given; never logged)");
+  g.add_options()("jwt-secret", po::value(&f.secret),
+                  "HS256 secret (>= 32 bytes); prefer DSTREAMD_JWT_SECRET over the command line")(
+      "jwt-public-key", po::value(&f.public_key),
+      "PEM public key file: RSA (RS256) or P-256 (ES256)")(
+      "jwks-file", po::value(&f.jwks), "JWK Set file of RSA / EC P-256 keys, chosen by kid")(
+      "jwt-issuer", po::value(&f.issuer), "require this iss claim")(
+      "jwt-audience", po::value(&f.audience), "require this aud claim")(
+      "jwt-clock-skew", po::value(&f.skew)->default_value(f.skew), "allowance for exp and nbf")(
+      "allow-query-token", po::bool_switch(&f.allow_query_token),
+      "also accept the token as ?token= (for EventSource, which cannot set headers)");
+  desc.add(g);
+}
+
+/// Fills options.auth when a key is configured; false (after a message) on bad flags.
+bool configure_auth(const AuthFlags& f, const po::variables_map& vm, ds::ServerOptions& options) {
+  ds::auth::AuthConfig config;
+  auto fail = [](const std::string& msg) {
+    std::cerr << "dstreamd: " << msg << "\n";
+    return false;
+  };
+  if (vm.count("jwt-secret")) {
+    auto key = ds::auth::Key::hmac(f.secret);
+    if (!key) return fail("--jwt-secret: " + key.error().message);
+    config.keys.add(std::move(*key));
+  }
+  if (vm.count("jwt-public-key")) {
+    auto key = ds::auth::load_pem_file(f.public_key);
+    if (!key) return fail("--jwt-public-key: " + key.error().message);
+    config.keys.add(std::move(*key));
+  }
+  if (vm.count("jwks-file")) {
+    auto keys = ds::auth::load_jwks_file(f.jwks);
+    if (!keys) return fail("--jwks-file: " + keys.error().message);
+    for (auto& k : *keys) config.keys.add(std::move(k));
+  }
+  auto skew = parse_duration(f.skew);
+  if (!skew) return fail("--jwt-clock-skew: durations look like 500ms, 30s or 2m");
+  const bool other = vm.count("jwt-issuer") || vm.count("jwt-audience") || f.allow_query_token;
+  if (config.keys.empty()) {
+    if (other) return fail("--jwt-issuer, --jwt-audience and --allow-query-token need a JWT key");
+    return true;
+  }
+  if (vm.count("jwt-issuer")) config.issuer = f.issuer;
+  if (vm.count("jwt-audience")) config.audience = f.audience;
+  config.clock_skew_ms = skew->count();
+  config.allow_query_token = f.allow_query_token;
+  std::cout << "dstreamd: bearer JWT required on streams (" << config.keys.size() << " key(s)"
+            << (f.allow_query_token ? ", ?token= accepted" : "") << ")" << std::endl;
+  options.auth =
+      std::make_shared<ds::auth::Authenticator>(std::move(config), ds::SystemClock::instance());
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -63,6 +125,8 @@ int main(int argc, char** argv) {
       "max-body-bytes", po::value(&max_body)->default_value(max_body),
       "largest request body; larger ones get 413")(
       "threads", po::value(&threads)->default_value(threads), "HTTP threads (0: one per core)");
+  AuthFlags auth_flags;
+  add_auth_options(desc, auth_flags);
 
   po::variables_map vm;
   try {
@@ -107,6 +171,7 @@ int main(int argc, char** argv) {
   options.sse_max_duration = *sse;
   options.max_body_bytes = max_body;
   options.threads = threads;
+  if (!configure_auth(auth_flags, vm, options)) return 2;
 
   ds::RocksStoreOptions store_options;
   store_options.path = data_dir;

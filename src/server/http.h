@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "auth/policy.h"
 #include "common/clock.h"
 #include "common/errc.h"
 #include "hub/live_hub.h"
@@ -34,6 +35,8 @@ struct Context {
   const Clock& clock;
   /// Set when the server is draining: live responses end early.
   const std::atomic<bool>& stopping;
+  /// Checks bearer tokens on stream requests; null: auth is off.
+  const auth::Authenticator* auth = nullptr;
 };
 
 /// Headers every response carries (CORS, browser security).

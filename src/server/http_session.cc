@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "protocol/headers.h"
+#include "protocol/target.h"
 #include "server/http.h"
 
 namespace ds {
@@ -23,7 +24,7 @@ void decorate(Response& res) {
           "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
           "Stream-Expires-At, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
           "Producer-Received-Seq, Stream-SSE-Data-Encoding, ETag, Location, Content-Type, "
-          "Content-Encoding, Vary");
+          "Content-Encoding, Vary, WWW-Authenticate");
 }
 
 }  // namespace http_server
@@ -67,6 +68,84 @@ asio::awaitable<void> reject_and_close(Stream& stream, unsigned version, Error e
   co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
 }
 
+auth::Method auth_method(http::verb v) {
+  switch (v) {
+    case http::verb::get:
+      return auth::Method::get;
+    case http::verb::head:
+      return auth::Method::head;
+    case http::verb::post:
+      return auth::Method::post;
+    case http::verb::put:
+      return auth::Method::put;
+    case http::verb::delete_:
+      return auth::Method::del;
+    default:
+      return auth::Method::other;
+  }
+}
+
+/// The stream a Stream-Forked-From value names, parsed exactly as the PUT
+/// handler parses it; nullopt if it does not parse.
+std::optional<std::string> fork_source_name(std::string_view value) {
+  auto source = percent_decode(value, false);
+  std::string_view sv = source ? std::string_view(*source) : std::string_view();
+  if (auto scheme = sv.find("://"); scheme != std::string_view::npos) {
+    auto slash = sv.find('/', scheme + 3);
+    sv = slash == std::string_view::npos ? std::string_view() : sv.substr(slash);
+  }
+  auto name = stream_name(sv);
+  if (!name) return std::nullopt;
+  return std::move(*name);
+}
+
+/// Bearer-token check of a stream request (auth/policy.h). nullopt: go on;
+/// otherwise the 400/401/403 to send. Never logs or echoes the token.
+std::optional<Response> check_auth(const auth::Authenticator& authn, const Request& req) {
+  using Outcome = auth::Decision::Outcome;
+  auth::AccessRequest ar;
+  ar.method = auth_method(req.method());
+  std::string_view raw(req.target().data(), req.target().size());
+  auto target = parse_target(raw);
+  std::optional<std::string> name;
+  std::vector<std::string_view> query_tokens;
+  if (target) {
+    if (auto n = stream_name(target->path)) name = std::move(*n);
+    query_tokens = target->all("token");
+  }
+  ar.streams.push_back(std::move(name));
+  if (req.method() == http::verb::put && req.find("stream-forked-from") != req.end())
+    ar.streams.push_back(fork_source_name(std::string_view(req["stream-forked-from"])));
+
+  auth::Decision d;
+  const size_t header_count = req.count(http::field::authorization);
+  std::optional<std::string_view> token;
+  if (header_count == 1)
+    token = auth::bearer_token(std::string_view(req[http::field::authorization]));
+  const bool use_query = authn.config().allow_query_token && !query_tokens.empty();
+  if (header_count > 1 || (use_query && (token || query_tokens.size() > 1))) {
+    d.outcome = Outcome::bad_request;
+    d.bearer_error = "invalid_request";
+    d.message = "give exactly one bearer token (one Authorization header or one token parameter)";
+  } else {
+    if (use_query) token = query_tokens.front();
+    d = authn.authorize(token, ar);
+    if (!d.allowed() && !token && !query_tokens.empty())
+      d.message = "a bearer token is required (the token query parameter is not enabled)";
+  }
+  if (d.allowed()) return std::nullopt;
+  errc code = d.outcome == Outcome::forbidden     ? errc::forbidden
+              : d.outcome == Outcome::bad_request ? errc::bad_request
+                                                  : errc::unauthorized;
+  Response res = error_response(req, Error(code, d.message));
+  if (auto www = d.www_authenticate(); !www.empty()) res.set(http::field::www_authenticate, www);
+  if (req.method() == http::verb::head) {
+    res.body().clear();
+    res.prepare_payload();
+  }
+  return res;
+}
+
 asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
   if (req.method() == http::verb::options) {
     auto res = preflight(req);
@@ -83,7 +162,17 @@ asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
     auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
     co_return !ec && res.keep_alive();
   }
-  if (path.starts_with("/v1/stream/")) co_return co_await handle_stream_request(ctx, stream, req);
+  if (path.starts_with("/v1/stream/")) {
+    if (ctx.auth) {
+      auto denied = check_auth(*ctx.auth, req);
+      if (denied) {
+        auto [ec, n] =
+            co_await http::async_write(stream, *denied, asio::as_tuple(asio::use_awaitable));
+        co_return !ec && denied->keep_alive();
+      }
+    }
+    co_return co_await handle_stream_request(ctx, stream, req);
+  }
   auto res = error_response(req, Error(errc::not_found, "no such route"));
   auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
   co_return !ec && res.keep_alive();
@@ -166,7 +255,7 @@ struct Server::Impl {
         acceptor(ioc),
         signals(ioc, SIGINT, SIGTERM),
         reaper(ioc),
-        ctx{options, store, hubs, clock, stopping} {}
+        ctx{options, store, hubs, clock, stopping, options.auth.get()} {}
 
   asio::awaitable<void> accept_loop() {
     for (;;) {

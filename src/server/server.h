@@ -13,6 +13,10 @@
 
 namespace ds {
 
+namespace auth {
+class Authenticator;
+}
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 4437;
@@ -23,6 +27,8 @@ struct ServerOptions {
   size_t max_body_bytes = 64ull << 20;
   size_t read_chunk_bytes = 1 << 20;  ///< soft cap of one catch-up response body
   unsigned threads = 0;               ///< 0: one per core
+  /// Bearer-JWT checks on stream requests; null: no authentication.
+  std::shared_ptr<const auth::Authenticator> auth;
 };
 
 class Server {
