@@ -23,6 +23,8 @@ const HUB_SMALL = 2048; // ~20 binary records
 const SCENARIO_MS = 45000; // hard bound on one scenario
 const MAX_REQUESTS_PER_READER = 5000;
 const MAX_SSE_CONNECTIONS = 400;
+const END_AFTER_CLOSE_MS = 5000; // an SSE response must end this soon after its closed control
+const READERS_AFTER_CLOSE_MS = 15000; // every reader must be done this soon after the close
 
 // ------------------------------------------------------------------ records --
 function binaryRecord(i) {
@@ -45,21 +47,30 @@ const recordNumberOfBinary = (buf) => {
 // tail at join time.
 function readerSpecs() {
   const specs = [];
-  const both = (s) => {
-    specs.push({ ...s, mode: "sse" });
-    specs.push({ ...s, mode: "lp" });
+  const add = (modes, s) => {
+    for (const mode of modes) specs.push({ ...s, mode });
   };
-  both({ label: "from -1, joined before any append", joinAt: 0, from: "-1" });
-  both({ label: "from -1, joined mid-stream", joinAt: 150, from: "-1" });
-  both({ label: "offset of record 10 (far behind the buffer)", joinAt: 300, fromIdx: 10 });
-  both({ label: "offset of record 100 (far behind the buffer)", joinAt: 320, fromIdx: 100 });
-  both({ label: "3 records behind the tail (inside the buffer)", joinAt: 250, back: 3 });
-  both({ label: "8 records behind the tail (inside the buffer)", joinAt: 260, back: 8 });
+  const both = ["sse", "lp"];
+  add(both, { label: "from -1, joined before any append", joinAt: 0, from: "-1" });
+  add(["sse"], { label: "from -1, joined mid-stream", joinAt: 150, from: "-1" });
+  add(both, { label: "offset of record 10 (far behind the buffer)", joinAt: 300, fromIdx: 10 });
+  add(["lp"], { label: "offset of record 100 (far behind the buffer)", joinAt: 320, fromIdx: 100 });
+  add(["sse"], { label: "3 records behind the tail (inside the buffer)", joinAt: 250, back: 3 });
+  add(["lp"], { label: "8 records behind the tail (inside the buffer)", joinAt: 260, back: 8 });
   // Around the edge of a 2048-byte buffer (~20 records of 100 bytes).
-  for (const d of [16, 18, 19, 20, 21, 22, 24, 30]) both({ label: `${d} records behind the tail (buffer edge)`, joinAt: 350 + d, back: d });
-  both({ label: "the tail", joinAt: 400, back: 0 });
-  both({ label: "offset=now", joinAt: 450, from: "now" });
-  both({ label: "50 records behind, joined after the close", joinAt: "end", back: 50 });
+  for (const [d, modes] of [
+    [18, ["sse"]],
+    [19, ["lp"]],
+    [20, both],
+    [21, ["sse"]],
+    [22, ["lp"]],
+    [24, ["sse"]],
+  ]) {
+    add(modes, { label: `${d} records behind the tail (buffer edge)`, joinAt: 360, back: d });
+  }
+  add(both, { label: "the tail", joinAt: 400, back: 0 });
+  add(both, { label: "offset=now", joinAt: 450, from: "now" });
+  add(both, { label: "50 records behind, joined after the close", joinAt: "end", back: 50 });
   return specs;
 }
 
@@ -116,7 +127,15 @@ async function sseReader(url, kind, startOffset, acc, signal) {
     let closed = false;
     try {
       for (;;) {
-        const { value, done } = await reader.read();
+        let timer;
+        const { value, done } = closed
+          ? await Promise.race([
+              reader.read(),
+              new Promise((_, rej) => {
+                timer = setTimeout(() => rej(new Error(`SSE response not ended ${END_AFTER_CLOSE_MS} ms after the closed control`)), END_AFTER_CLOSE_MS);
+              }),
+            ]).finally(() => clearTimeout(timer))
+          : await reader.read();
         if (done) break;
         buf += td.decode(value, { stream: true });
         let sep;
@@ -157,7 +176,7 @@ async function sseReader(url, kind, startOffset, acc, signal) {
         }
       }
     } finally {
-      reader.releaseLock();
+      reader.cancel().catch(() => {});
     }
     // The response ended (the server ends it after the closed control, or after --sse-max-duration).
     assert.ok(!pendingData, "SSE response ended between a data event and its control event");
@@ -244,7 +263,9 @@ async function runScenario(server, kind, tag) {
         fn(url, kind, from, r.acc, ac.signal).then(
           () => (r.doneAt = clock()),
           (e) => {
-            r.error = e;
+            const p = r.acc.pairs[r.acc.pairs.length - 1];
+            const units = isBinary ? `${r.acc.bytes} bytes` : `${r.acc.messages.length} messages`;
+            r.error = new Error(`${e?.message ?? e} (after ${units}, ${r.acc.connections} requests; last position ${p ? p.offset : "none"})`);
           },
         ),
       );
@@ -280,7 +301,20 @@ async function runScenario(server, kind, tag) {
     }
     const writerDoneAt = clock();
     for (const r of readers) if (r.joinAt === "end") launch(r);
-    await Promise.all(running);
+    {
+      let timer;
+      await Promise.race([
+        Promise.all(running),
+        new Promise((resolve) => {
+          timer = setTimeout(() => {
+            ac.abort(new Error(`reader not done ${READERS_AFTER_CLOSE_MS} ms after the stream was closed`));
+            resolve();
+          }, READERS_AFTER_CLOSE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      await Promise.all(running); // settle (aborted readers reject promptly)
+    }
     const readersDoneAt = clock();
 
     // ---- the writer's offsets: strictly increasing, one per record
