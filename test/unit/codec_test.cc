@@ -43,7 +43,7 @@ StreamMeta minimal_meta() {
 StreamMeta full_meta() {
   StreamMeta m;
   m.id = 0x0123456789abcdefULL;
-  m.path = std::string("dir/stream \xC3\xA9\0x", 17);
+  m.path = std::string("dir/stream \xC3\xA9\0x", 15);
   m.config.content_type = "application/json; charset=utf-8";
   m.config.ttl_seconds = 3600;
   m.config.expires_at_ms = 1'748'773'230'456;
