@@ -18,7 +18,7 @@
 namespace ds::auth {
 
 /// Longest token accepted, in bytes.
-inline constexpr size_t kMaxTokenBytes = 16 * 1024;
+inline constexpr size_t kMaxTokenBytes = size_t{16} * 1024;
 
 /// Strict base64url (RFC 4648 section 5) as JWS uses it: only the URL-safe
 /// alphabet, no padding, no whitespace, and the unused low bits of the last

@@ -82,10 +82,12 @@ Result<Key> rsa_from_jwk(std::string_view n64, std::string_view e64, std::string
   auto e = base64url_decode(e64);
   if (!n || !e || n->empty() || e->empty())
     return key_error("JWKS RSA key: n and e must be base64url");
-  std::unique_ptr<BIGNUM, BnFree> bn_n(BN_bin2bn(reinterpret_cast<const unsigned char*>(n->data()),
-                                                 static_cast<int>(n->size()), nullptr));
-  std::unique_ptr<BIGNUM, BnFree> bn_e(BN_bin2bn(reinterpret_cast<const unsigned char*>(e->data()),
-                                                 static_cast<int>(e->size()), nullptr));
+  const std::string& nb = *n;
+  const std::string& eb = *e;
+  std::unique_ptr<BIGNUM, BnFree> bn_n(BN_bin2bn(reinterpret_cast<const unsigned char*>(nb.data()),
+                                                 static_cast<int>(nb.size()), nullptr));
+  std::unique_ptr<BIGNUM, BnFree> bn_e(BN_bin2bn(reinterpret_cast<const unsigned char*>(eb.data()),
+                                                 static_cast<int>(eb.size()), nullptr));
   std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree> bld(OSSL_PARAM_BLD_new());
   if (!bn_n || !bn_e || !bld ||
       !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
