@@ -85,14 +85,19 @@ std::optional<HttpAnswer> http_exchange(int port, const std::string& method,
 }
 
 bool Emulator::start(const std::vector<std::string>& args, std::string* why) {
+  std::vector<std::string> argv = {std::string(DS_SOURCE_DIR) + "/scripts/s2emu", "--port", "0"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return start_command(argv, "S2EMU_URL", why);
+}
+
+bool Emulator::start_command(const std::vector<std::string>& argv_in, const std::string& marker,
+                             std::string* why) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) {
     *why = "pipe failed";
     return false;
   }
-  std::string script = std::string(DS_SOURCE_DIR) + "/scripts/s2emu";
-  std::vector<std::string> argv_s = {script, "--port", "0"};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<std::string> argv_s = argv_in;
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -103,7 +108,7 @@ bool Emulator::start(const std::vector<std::string>& args, std::string* why) {
   }
   if (pid_ == 0) {
     ::dup2(out[1], STDOUT_FILENO);
-    ::execv(argv[0], argv.data());
+    ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
   ::close(out[1]);
@@ -117,15 +122,16 @@ bool Emulator::start(const std::vector<std::string>& args, std::string* why) {
     ssize_t n = ::read(out[0], buf, sizeof buf);
     if (n <= 0) break;
     text.append(buf, static_cast<size_t>(n));
-    size_t at = text.find("S2EMU_URL=");
+    size_t at = text.find(marker + "=");
     if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
-      url_ = text.substr(at + 10, text.find('\n', at) - at - 10);
+      size_t from = at + marker.size() + 1;
+      url_ = text.substr(from, text.find('\n', at) - from);
       found = true;
     }
   }
   ::close(out[0]);
   if (!found) {
-    *why = "the emulator printed no S2EMU_URL line within 15 s; output: " + text;
+    *why = argv_in[0] + " printed no " + marker + "= line within 15 s; output: " + text;
     stop();
     return false;
   }

@@ -30,6 +30,9 @@ class Emulator {
   /// Starts scripts/s2emu with `args` (after `--port 0`) and waits, bounded,
   /// for its S2EMU_URL line. False with *why on failure.
   bool start(const std::vector<std::string>& args, std::string* why);
+  /// Starts any program that prints `<marker>=<url>` on stdout once ready.
+  bool start_command(const std::vector<std::string>& argv, const std::string& marker,
+                     std::string* why);
   /// SIGTERM, then SIGKILL if it has not exited within 5 s.
   void stop();
 
