@@ -563,6 +563,48 @@ TEST_F(HttpS2ApiTest, StreamNamesWithSlashesSpacesAndUnicode) {
   ASSERT_TRUE(c.wait([&] { return c.records.size() == 1; }));
 }
 
+TEST_F(HttpS2ApiTest, ConcurrentCallsOnTwoThreads) {
+  auto api = make(kBasin, [](HttpS2Options& o) {
+    o.threads = 2;
+    o.max_idle_connections = 4;
+  });
+  Collector c;
+  auto session = api->open_session(stream_, 0, c.handlers());
+  constexpr int kAppends = 64;
+  std::vector<Pending<AppendAck>> pending(kAppends);
+  for (int i = 0; i < kAppends; ++i) {
+    AppendInput in;
+    in.records = {text_record(std::to_string(i))};
+    api->append(stream_, std::move(in), pending[i].callback());
+  }
+  std::vector<bool> seen(kAppends);
+  for (auto& p : pending) {
+    auto ack = p.get();
+    ASSERT_TRUE(ack.ok()) << ack.error->message;
+    ASSERT_LT(ack.value->start_seq, static_cast<uint64_t>(kAppends));
+    EXPECT_FALSE(seen[ack.value->start_seq]);
+    seen[ack.value->start_seq] = true;
+  }
+  ASSERT_TRUE(c.wait([&] { return c.records.size() == kAppends; }));
+  std::lock_guard lock(c.mu);
+  for (int i = 0; i < kAppends; ++i) EXPECT_EQ(c.records[i].seq_num, static_cast<uint64_t>(i));
+  EXPECT_LE(api->stats().connections_opened, static_cast<uint64_t>(kAppends) + 1);
+}
+
+TEST_F(HttpS2ApiTest, DestroyingTheClientWithWorkInFlight) {
+  ASSERT_TRUE(emulator_->set_faults(R"({"pingIntervalMs":20,"latencyMs":200})"));
+  auto api = make(kBasin);
+  Collector c;
+  auto session = api->open_session(stream_, 0, c.handlers());
+  ReadLimits wait;
+  wait.wait_s = 30;
+  api->read(stream_, 0, wait, [](S2Result<ReadBatch>) {});
+  api.reset();      // calls in flight never call back
+  session.reset();  // a handle may outlive its client
+  std::lock_guard lock(c.mu);
+  EXPECT_EQ(c.ends, 0);
+}
+
 TEST_F(HttpS2ApiTest, FactoryRejectsBadOptions) {
   std::string error;
   HttpS2Options o;
