@@ -43,16 +43,28 @@ class Hub : public std::enable_shared_from_this<Hub> {
     for (auto& [w, wake] : wakes) w->fire(std::move(wake));
   }
 
-  /// Parks the waiter, or wakes it at once if it need not wait.
-  void add(const std::shared_ptr<Waiter>& w) {
+  /// Parks the waiter, or wakes it at once if it need not wait. Returns
+  /// false if the hub was retired by reap() meanwhile (use a fresh hub).
+  bool add(const std::shared_ptr<Waiter>& w) {
     std::optional<Wake> wake;
     {
       std::lock_guard lock(mu_);
+      if (retired_) return false;
       w->hub_ = weak_from_this();
       if (initialized_) wake = evaluate_locked(w->from_);
       if (!wake) waiters_.push_back(w);
     }
     if (wake) w->fire(std::move(*wake));
+    return true;
+  }
+
+  /// Retires the hub if it is gone or has been idle for `grace`; a retired
+  /// hub accepts no waiters. Called by reap() under LiveHubs::mu_.
+  bool retire_if_idle(std::chrono::milliseconds grace) {
+    std::lock_guard lock(mu_);
+    if (gone_ || (waiters_.empty() && std::chrono::steady_clock::now() - idle_since_ >= grace))
+      retired_ = true;
+    return retired_;
   }
 
   void remove(const Waiter* w) {
@@ -66,9 +78,9 @@ class Hub : public std::enable_shared_from_this<Hub> {
     return gone_;
   }
 
-  bool idle_longer_than(std::chrono::milliseconds grace) const {
+  bool retired() const {
     std::lock_guard lock(mu_);
-    return waiters_.empty() && std::chrono::steady_clock::now() - idle_since_ >= grace;
+    return retired_;
   }
 
   std::unique_ptr<WatchHandle> watch;
@@ -103,6 +115,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
   mutable std::mutex mu_;
   bool initialized_ = false;                      // guarded by mu_
   bool gone_ = false;                             // guarded by mu_
+  bool retired_ = false;                          // guarded by mu_: reaped, takes no waiters
   bool closed_ = false;                           // guarded by mu_
   Offset tail_;                                   // guarded by mu_
   std::deque<RecordPtr> buffer_;                  // guarded by mu_
@@ -147,27 +160,33 @@ LiveHubs::~LiveHubs() {
 
 std::shared_ptr<Hub> LiveHubs::hub_for(const std::string& path) {
   std::shared_ptr<Hub> stale;
-  std::lock_guard lock(mu_);
-  auto it = hubs_.find(path);
-  if (it != hubs_.end()) {
-    if (!it->second->gone()) return it->second;
-    stale = std::move(it->second);  // a deleted stream's hub; the path may hold a new stream
-    hubs_.erase(it);
+  std::shared_ptr<Hub> hub;
+  {
+    std::lock_guard lock(mu_);
+    auto it = hubs_.find(path);
+    if (it != hubs_.end()) {
+      if (!it->second->gone() && !it->second->retired()) return it->second;
+      stale = std::move(it->second);  // a deleted stream's hub; the path may hold a new stream
+      hubs_.erase(it);
+    }
+    hub = std::make_shared<Hub>(options_.buffer_bytes);
+    std::weak_ptr<Hub> weak = hub;
+    hub->watch = store_.watch(path, [weak](const CommitEvent& ev) {
+      if (auto h = weak.lock()) h->on_event(ev);
+    });
+    hubs_.emplace(path, hub);
   }
-  auto hub = std::make_shared<Hub>(options_.buffer_bytes);
-  std::weak_ptr<Hub> weak = hub;
-  hub->watch = store_.watch(path, [weak](const CommitEvent& ev) {
-    if (auto h = weak.lock()) h->on_event(ev);
-  });
-  hubs_.emplace(path, hub);
-  if (stale) stale->watch.reset();
+  if (stale) stale->watch.reset();  // outside mu_, like reap()
   return hub;
 }
 
 std::shared_ptr<Waiter> LiveHubs::wait(const std::string& path, Offset from,
                                        std::function<void(Wake)> wake) {
   auto waiter = std::make_shared<Waiter>(from, std::move(wake));
-  hub_for(path)->add(waiter);
+  // A hub retired by reap() between hub_for() and add() takes no waiters; the
+  // next hub_for() then makes a fresh one.
+  while (!hub_for(path)->add(waiter)) {
+  }
   return waiter;
 }
 
@@ -176,7 +195,7 @@ void LiveHubs::reap() {
   {
     std::lock_guard lock(mu_);
     for (auto it = hubs_.begin(); it != hubs_.end();) {
-      if (it->second->gone() || it->second->idle_longer_than(options_.idle_grace)) {
+      if (it->second->retire_if_idle(options_.idle_grace)) {
         dead.push_back(std::move(it->second));
         it = hubs_.erase(it);
       } else {

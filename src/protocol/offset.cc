@@ -1,5 +1,6 @@
 #include "protocol/offset.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace ds {
@@ -18,9 +19,13 @@ std::optional<uint64_t> parse_part(std::string_view s) {
 }  // namespace
 
 std::string Offset::str() const {
-  char buf[2 * kPartDigits + 2];
-  std::snprintf(buf, sizeof buf, "%016llu_%016llu", static_cast<unsigned long long>(hi),
-                static_cast<unsigned long long>(lo));
+  // Engines never mint parts above 16 digits; clamp rather than emit a
+  // string that would parse as another offset.
+  const uint64_t h = std::min(hi, kMaxPart);
+  const uint64_t l = std::min(lo, kMaxPart);
+  char buf[2 * kPartDigits + 8];
+  std::snprintf(buf, sizeof buf, "%016llu_%016llu", static_cast<unsigned long long>(h),
+                static_cast<unsigned long long>(l));
   return buf;
 }
 

@@ -233,7 +233,18 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
         }
         break;
       }
-      if (bec) break;
+      if (bec) {
+        // A body that breaks HTTP framing (bad chunk sizes, ...) gets a 400
+        // before the connection closes; a client that went away gets nothing.
+        if (bec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+            bec != http::error::end_of_stream && bec != http::error::partial_message) {
+          auto op = reject_and_close(
+              stream, version,
+              Error(errc::bad_request, "malformed request body: " + bec.message()));
+          co_await std::move(op);
+        }
+        break;
+      }
     }
     stream.expires_never();
     Request req = parser.release();

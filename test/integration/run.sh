@@ -20,7 +20,7 @@ echo "run.sh: testing $DSTREAMD_BIN"
 
 cd "$HERE"
 FILES=()
-[[ $# -eq 0 || "$*" != *.mjs* ]] && FILES=(live-catchup.test.mjs bad-input.test.mjs)
+[[ $# -eq 0 || "$*" != *.mjs* ]] && FILES=(*.test.mjs)
 OUT="$(mktemp "${TMPDIR:-/tmp}/dstreamd-integration.XXXXXX")"
 trap 'rm -f "$OUT"' EXIT
 # The spec reporter prints each test and a closing summary (tests/pass/fail/skipped/duration).

@@ -111,7 +111,11 @@ class RocksStore final : public StreamStore {
   void head(std::string path, Callback<StreamMeta> done) override;
   std::unique_ptr<WatchHandle> watch(const std::string& path,
                                      std::function<void(const CommitEvent&)> on_event) override;
-  Status health() override { return Unit{}; }
+  Status health() override {
+    std::lock_guard lock(broken_mu_);
+    if (broken_) return *broken_;
+    return Unit{};
+  }
 
  private:
   class Handle;
@@ -137,7 +141,10 @@ class RocksStore final : public StreamStore {
   }
 
   void writer_loop();
+  /// Applies and commits queued requests, in as few groups as possible.
   void commit_group(std::deque<Op>& ops, bool maintain);
+  /// Writes one group's batch (synced), then publishes it and completes its requests.
+  void commit(Staging& st);
   void apply(CreateOp& op, Staging& st);
   void apply(AppendOp& op, Staging& st);
   void apply(RemoveOp& op, Staging& st);
@@ -172,8 +179,11 @@ class RocksStore final : public StreamStore {
   // ---- Reader side. ----
   Result<ReadOutcome> do_read(const ReadRequest& req);
   /// The record of stream `id` that contains position `at`, if any.
+  /// With `whole_records` (JSON streams, whose records hold several
+  /// messages), an offset inside a record is rejected instead of sliced.
   Result<std::vector<RecordPtr>> scan(const Segment& seg, Offset from, size_t max_bytes,
-                                      size_t& budget_used, bool& truncated) const;
+                                      size_t& budget_used, bool& truncated,
+                                      bool whole_records = false) const;
   /// The segments that make up a stream's readable data, oldest first.
   /// Caller holds mu_ (shared or unique) or runs on the writer.
   std::optional<std::vector<Segment>> chain(const StreamMeta& meta) const;
@@ -188,6 +198,14 @@ class RocksStore final : public StreamStore {
   uint64_t next_watch_id_ = 1;                                             // guarded by mu_
 
   uint64_t next_id_ = 1;  // writer thread only (after load)
+
+  // Set when a write fails. RocksDB refuses further writes after a failed WAL
+  // sync, and a batch that failed may or may not reappear on the next
+  // recovery, so the engine stops writing (503, /ready fails) until the
+  // process restarts and RocksDB recovers from its WAL. Crash-only recovery:
+  // the failed batch was never acknowledged, and it is atomic either way.
+  mutable std::mutex broken_mu_;
+  std::optional<Error> broken_;  // guarded by broken_mu_
   int64_t last_maintenance_ms_ = 0;
 
   std::mutex q_mu_;
@@ -280,11 +298,29 @@ void RocksStore::writer_loop() {
 }
 
 void RocksStore::commit_group(std::deque<Op>& ops, bool maintain_now) {
-  Staging st;
-  if (maintain_now) maintain(st);
-  for (auto& op : ops) std::visit([&](auto& o) { apply(o, st); }, op);
+  while (maintain_now || !ops.empty()) {
+    if (auto broken = health(); !broken) {
+      for (auto& op : ops) std::visit([&](auto& o) { o.done(broken.error()); }, op);
+      return;
+    }
+    Staging st;
+    if (maintain_now) maintain(st);
+    maintain_now = false;
+    while (!ops.empty()) {
+      // A sub-offset fork reads its source's records from the database, so
+      // it must not share a group with uncommitted changes: start a new one.
+      if (const auto* c = std::get_if<CreateOp>(&ops.front());
+          c && c->req.fork_sub_offset > 0 && !st.streams.empty()) {
+        break;
+      }
+      std::visit([&](auto& o) { apply(o, st); }, ops.front());
+      ops.pop_front();
+    }
+    commit(st);
+  }
+}
 
-  uint64_t next_id_before = next_id_;
+void RocksStore::commit(Staging& st) {
   if (st.batch.Count() > 0) {
     rocksdb::WriteOptions wo;
     wo.sync = opts_.sync;
@@ -292,9 +328,13 @@ void RocksStore::commit_group(std::deque<Op>& ops, bool maintain_now) {
     if (!s.ok()) {
       // Nothing of this group happened: forget the staged state and fail
       // every request in it (even rejections, which were judged on it).
-      (void)next_id_before;
       Error e = rocks_error(s);
       e.message = "storage write failed: " + e.message;
+      {
+        std::lock_guard lock(broken_mu_);
+        broken_ = Error(errc::unavailable,
+                        "storage is failing (" + s.ToString() + "); restart dstreamd to recover");
+      }
       for (auto& f : st.failures) f(e);
       return;
     }
@@ -636,7 +676,8 @@ std::optional<std::vector<Segment>> RocksStore::chain(const StreamMeta& meta) co
 }
 
 Result<std::vector<RecordPtr>> RocksStore::scan(const Segment& seg, Offset from, size_t max_bytes,
-                                                size_t& used, bool& truncated) const {
+                                                size_t& used, bool& truncated,
+                                                bool whole_records) const {
   std::vector<RecordPtr> out;
   if (from >= seg.end) return out;
   rocksdb::ReadOptions ro;
@@ -659,6 +700,9 @@ Result<std::vector<RecordPtr>> RocksStore::scan(const Segment& seg, Offset from,
     }
     auto rec = std::make_shared<Record>();
     uint64_t skip = from.lo > begin ? from.lo - begin : 0;
+    if (skip > 0 && whole_records) {
+      return Error(errc::bad_offset, "offset " + from.str() + " is not at a message boundary");
+    }
     uint64_t stop = std::min(end, seg.end.lo);
     rec->begin = Offset{seg.end.hi, begin + skip};
     rec->end = Offset{seg.end.hi, stop};
@@ -695,6 +739,7 @@ Result<ReadOutcome> RocksStore::do_read(const ReadRequest& req) {
     }
   }
   const Offset tail = out.meta.tail;
+  const bool json = is_json_media_type(media_type(out.meta.config.content_type));
   switch (req.from.kind) {
     case OffsetSpec::Kind::start:
       out.start = Offset{};
@@ -712,7 +757,7 @@ Result<ReadOutcome> RocksStore::do_read(const ReadRequest& req) {
   for (const auto& seg : segs) {
     if (truncated) break;
     if (seg.end <= out.next) continue;
-    auto recs = scan(seg, std::max(out.next, seg.begin), req.max_bytes, used, truncated);
+    auto recs = scan(seg, std::max(out.next, seg.begin), req.max_bytes, used, truncated, json);
     if (!recs) return std::move(recs).error();
     for (auto& r : *recs) {
       out.next = r->end;
