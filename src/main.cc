@@ -7,8 +7,10 @@
 #include "auth/policy.h"
 #include "common/clock.h"
 #include "hub/live_hub.h"
+#include "s2/http_s2_api.h"
 #include "server/server.h"
 #include "store/rocksdb/rocksdb_store.h"
+#include "store/s2/s2_store.h"
 
 namespace po = boost::program_options;
 
@@ -110,6 +112,11 @@ int main(int argc, char** argv) {
   size_t max_body = 64ull << 20;
   unsigned threads = 0;
   size_t hub_buffer = 4u << 20;
+  std::string storage = "embedded";
+  std::string s2_endpoint;
+  std::string s2_basin;
+  std::string s2_token;
+  std::string s2_ca_file;
 
   po::options_description desc(
       "dstreamd: a Durable Streams server\n\n"
@@ -126,7 +133,14 @@ int main(int argc, char** argv) {
       "largest request body; larger ones get 413")(
       "threads", po::value(&threads)->default_value(threads), "HTTP threads (0: one per core)")(
       "hub-buffer-bytes", po::value(&hub_buffer)->default_value(hub_buffer),
-      "recent data each live hub keeps for caught-up readers");
+      "recent data each live hub keeps for caught-up readers")(
+      "storage", po::value(&storage)->default_value(storage),
+      "embedded (RocksDB in --data-dir) or s2")(
+      "s2-endpoint", po::value(&s2_endpoint),
+      "S2 basin endpoint: https://{basin}.b.s2.dev, or one host (s2-lite, emulator)")(
+      "s2-basin", po::value(&s2_basin), "S2 basin holding the streams")(
+      "s2-token", po::value(&s2_token), "S2 access token (default: $S2_ACCESS_TOKEN)")(
+      "s2-ca-file", po::value(&s2_ca_file), "PEM file of extra CAs to trust for S2 (private CA)");
   AuthFlags auth_flags;
   add_auth_options(desc, auth_flags);
 
@@ -175,24 +189,59 @@ int main(int argc, char** argv) {
   options.threads = threads;
   if (!configure_auth(auth_flags, vm, options)) return 2;
 
-  ds::RocksStoreOptions store_options;
-  store_options.path = data_dir;
-  auto store = ds::open_rocksdb_store(store_options);
-  if (!store) {
-    std::cerr << "dstreamd: " << store.error().message << "\n";
-    return 1;
+  // The S2 client outlives the store that uses it (declared first, destroyed last).
+  std::unique_ptr<ds::s2::HttpS2Api> s2_api;
+  std::unique_ptr<ds::StreamStore> store;
+  std::string described;
+  if (storage == "embedded") {
+    ds::RocksStoreOptions store_options;
+    store_options.path = data_dir;
+    auto opened = ds::open_rocksdb_store(store_options);
+    if (!opened) {
+      std::cerr << "dstreamd: " << opened.error().message << "\n";
+      return 1;
+    }
+    store = std::move(*opened);
+    described = "embedded store in " + data_dir;
+  } else if (storage == "s2") {
+    if (s2_token.empty()) {
+      if (const char* t = std::getenv("S2_ACCESS_TOKEN")) s2_token = t;
+    }
+    if (s2_endpoint.empty() || s2_basin.empty()) {
+      std::cerr << "dstreamd: --storage s2 needs --s2-endpoint and --s2-basin\n";
+      return 2;
+    }
+    ds::s2::HttpS2Options s2_options;
+    s2_options.endpoint = s2_endpoint;
+    s2_options.basin = s2_basin;
+    s2_options.token = s2_token;
+    s2_options.ca_file = s2_ca_file;
+    s2_options.threads = 2;
+    std::string error;
+    s2_api = ds::s2::make_http_s2_api(s2_options, &error);
+    if (!s2_api) {
+      std::cerr << "dstreamd: " << error << "\n";
+      return 2;
+    }
+    ds::S2StoreOptions store_options;
+    store_options.api = s2_api.get();
+    store = ds::make_s2_store(store_options);
+    described = "S2 basin " + s2_basin + " at " + s2_endpoint;
+  } else {
+    std::cerr << "dstreamd: --storage must be embedded or s2\n";
+    return 2;
   }
   ds::LiveHubs::Options hub_options;
   hub_options.buffer_bytes = hub_buffer;
-  ds::LiveHubs hubs(**store, hub_options);
-  ds::Server server(options, **store, hubs, ds::SystemClock::instance());
+  ds::LiveHubs hubs(*store, hub_options);
+  ds::Server server(options, *store, hubs, ds::SystemClock::instance());
   auto port = server.bind();
   if (!port) {
     std::cerr << "dstreamd: " << port.error().message << "\n";
     return 1;
   }
-  std::cout << "dstreamd listening on http://" << options.host << ":" << *port
-            << " (embedded store in " << data_dir << ")" << std::endl;
+  std::cout << "dstreamd listening on http://" << options.host << ":" << *port << " (" << described
+            << ")" << std::endl;
   server.run();
   std::cout << "dstreamd stopped" << std::endl;
   return 0;
