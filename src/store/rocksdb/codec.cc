@@ -1,20 +1,6 @@
 #include "store/rocksdb/codec.h"
 
 namespace ds::rocks {
-namespace {
-
-void put_be64(std::string& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out.push_back(static_cast<char>((v >> shift) & 0xff));
-}
-
-uint64_t get_be64(std::string_view in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
-  return v;
-}
-
-}  // namespace
 
 std::string meta_key(std::string_view path) {
   std::string k("M");
@@ -24,7 +10,7 @@ std::string meta_key(std::string_view path) {
 
 std::string producer_prefix(uint64_t id) {
   std::string k("P");
-  put_be64(k, id);
+  k += encode_u64(id);
   return k;
 }
 
@@ -36,16 +22,18 @@ std::string producer_key(uint64_t id, std::string_view producer_id) {
 
 std::string data_prefix(uint64_t id) {
   std::string k("D");
-  put_be64(k, id);
+  k += encode_u64(id);
   return k;
 }
 
 std::string data_key(uint64_t id, uint64_t position) {
   std::string k = data_prefix(id);
-  put_be64(k, position);
+  k += encode_u64(position);
   return k;
 }
 
-uint64_t data_key_position(std::string_view key) { return get_be64(key.substr(key.size() - 8)); }
+uint64_t data_key_position(std::string_view key) {
+  return decode_u64(key.substr(key.size() - 8)).value_or(0);
+}
 
 }  // namespace ds::rocks
