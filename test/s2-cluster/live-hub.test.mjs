@@ -1,0 +1,162 @@
+// The live hub on S2: many SSE and long-poll readers of one stream on ONE
+// node cost one upstream S2 read session, and no per-reader S2 reads; readers
+// behind the hub buffer catch up from S2 and join live; upstream sessions that
+// get cut are reopened with no gap and no duplicate.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { req } from "../integration/lib/http.mjs";
+import { liveReader, openSessions, startEmulator, startNode, streamUrl, waitFor } from "./lib/cluster.mjs";
+
+const JSON_CT = "application/json";
+const HUB_BYTES = 2048;
+
+let emu;
+let node;
+before(async () => {
+  emu = await startEmulator();
+  node = await startNode(emu, ["--hub-buffer-bytes", String(HUB_BYTES)], "s2hub");
+});
+after(async () => {
+  if (node) await node.stop();
+  if (emu) await emu.stop();
+});
+
+const record = (i) => ({ i, pad: "x".repeat(80) }); // ~100 bytes each: ~20 fit the hub buffer
+
+async function createStream(name) {
+  const r = await req(streamUrl(node, name), { method: "PUT", headers: { "content-type": JSON_CT } });
+  assert.equal(r.status, 201, `PUT: ${r.status} ${r.text}`);
+  return r.headers.get("stream-next-offset");
+}
+
+async function append(name, i, extraHeaders = {}) {
+  const r = await req(streamUrl(node, name), { method: "POST", headers: { "content-type": JSON_CT, ...extraHeaders }, body: JSON.stringify(record(i)) });
+  assert.equal(r.status, 204, `append ${i}: ${r.status} ${r.text}`);
+  return r.headers.get("stream-next-offset");
+}
+
+function checkReader(r, expected, label) {
+  assert.deepEqual(r.errors, [], `${label} (${r.mode}) saw errors`);
+  const got = r.messages.map((m) => m.i);
+  assert.deepEqual(got, expected, `${label} (${r.mode}) did not get every record exactly once in order`);
+}
+
+const range = (a, b) => Array.from({ length: b - a }, (_, k) => a + k);
+
+/**
+ * N SSE + N long-poll readers join at the tail; a writer appends R records
+ * one after another (free-running: the next POST goes out when the previous
+ * one is answered). Returns the emulator's counters for the writing phase.
+ */
+async function fanOut(N, R) {
+  const name = `hub-fanout-${N}-${Date.now()}`;
+  const tail = await createStream(name);
+  const url = streamUrl(node, name);
+  const readers = [];
+  for (let k = 0; k < N; k++) readers.push(liveReader(url, "sse", tail), liveReader(url, "lp", tail));
+  try {
+    await waitFor(() => readers.every((r) => r.live || r.errors.length), 10000, `${2 * N} readers to be live`);
+    await waitFor(async () => openSessions(await emu.stats(), name) === 1, 10000, "the node's S2 read session");
+    await emu.resetStats();
+    let maxOpen = 0;
+    let minOpen = Infinity;
+    for (let i = 0; i < R; i++) {
+      await append(name, i);
+      const s = await emu.stats();
+      const open = openSessions(s, name);
+      maxOpen = Math.max(maxOpen, open);
+      minOpen = Math.min(minOpen, open);
+    }
+    await waitFor(() => readers.every((r) => r.messages.length >= R || r.errors.length), 15000, "every reader to get every record");
+    const s = await emu.stats();
+    for (const r of readers) checkReader(r, range(0, R), `fan-out N=${N}`);
+    return { maxOpen, minOpen, reads: s.requests.read ?? 0, sessionsOpened: s.sse.opened, checkTails: s.requests.check_tail ?? 0, appends: s.requests.append ?? 0 };
+  } finally {
+    for (const r of readers) r.stop();
+    await Promise.all(readers.map((r) => r.done));
+  }
+}
+
+describe(`live hub on S2 (one node, --hub-buffer-bytes ${HUB_BYTES})`, () => {
+  test("N SSE + N long-poll readers cost one S2 read session and no per-reader S2 reads (N=5 vs N=50)", async () => {
+    const R = 30;
+    const small = await fanOut(5, R);
+    const large = await fanOut(50, R);
+    console.log(`# N=5:  ${JSON.stringify(small)}`);
+    console.log(`# N=50: ${JSON.stringify(large)}`);
+    for (const [N, m] of [
+      [5, small],
+      [50, large],
+    ]) {
+      assert.ok(m.minOpen >= 1 && m.maxOpen <= 2, `N=${N}: open S2 read sessions for the stream ranged ${m.minOpen}..${m.maxOpen} (want 1, at most 2 during a reopen)`);
+      assert.ok(m.sessionsOpened <= 1, `N=${N}: ${m.sessionsOpened} S2 read sessions opened while writing (want none new: one kept open)`);
+    }
+    assert.ok(large.reads <= small.reads + 5, `unary S2 reads grew with N: ${small.reads} for N=5, ${large.reads} for N=50 (${R} appends)`);
+  });
+
+  test("readers older than the hub buffer catch up from S2 and join live with no gap or duplicate", async () => {
+    const name = `hub-catchup-${Date.now()}`;
+    const url = streamUrl(node, name);
+    const offsets = [await createStream(name)]; // offsets[k]: tail after k records
+    const FIRST = 60; // ~6 KB: far more than the 2 KiB buffer
+    const MORE = 40;
+    for (let i = 0; i < FIRST; i++) offsets.push(await append(name, i));
+    const starts = [0, 10, 40, 55, FIRST]; // record index each reader starts at
+    const readers = [];
+    for (const k of starts) {
+      for (const mode of ["sse", "lp"]) {
+        const r = liveReader(url, mode, k === 0 ? "-1" : offsets[k]);
+        r.startIdx = k;
+        readers.push(r);
+      }
+    }
+    try {
+      // Keep writing while they catch up; the last append closes the stream.
+      for (let i = FIRST; i < FIRST + MORE; i++) {
+        offsets.push(await append(name, i, i === FIRST + MORE - 1 ? { "stream-closed": "true" } : {}));
+      }
+      await waitFor(() => readers.every((r) => r.closed || r.errors.length), 20000, "every reader to reach the close");
+      for (const r of readers) checkReader(r, range(r.startIdx, FIRST + MORE), `reader from record ${r.startIdx}`);
+    } finally {
+      for (const r of readers) r.stop();
+      await Promise.all(readers.map((r) => r.done));
+    }
+  });
+
+  for (const fault of [
+    { sseCutAfterEvents: 3, sseCutMode: "destroy" },
+    { sseCutAfterEvents: 3, sseCutMode: "end" },
+    { sseCutAfterEvents: 3, sseCutMode: "error" },
+    { sseCutAfterMs: 150, sseCutMode: "destroy" },
+  ]) {
+    test(`upstream S2 sessions cut repeatedly (${JSON.stringify(fault)}): readers get everything once, no error`, async () => {
+      const name = `hub-cut-${Date.now()}`;
+      const url = streamUrl(node, name);
+      const tail = await createStream(name);
+      await emu.faults(fault);
+      await emu.resetStats();
+      const N = 10;
+      const R = 40;
+      const readers = [];
+      for (let k = 0; k < N; k++) readers.push(liveReader(url, "sse", tail), liveReader(url, "lp", tail));
+      try {
+        await waitFor(() => readers.every((r) => r.live || r.errors.length), 10000, "readers to be live");
+        let maxOpen = 0;
+        for (let i = 0; i < R; i++) {
+          await append(name, i);
+          maxOpen = Math.max(maxOpen, openSessions(await emu.stats(), name));
+        }
+        await waitFor(() => readers.every((r) => r.messages.length >= R || r.errors.length), 20000, "every reader to get every record");
+        for (const r of readers) checkReader(r, range(0, R), "reader");
+        const s = await emu.stats();
+        assert.ok(s.injected.sseCuts >= 2, `the fault cut only ${s.injected.sseCuts} sessions`);
+        assert.ok(maxOpen <= 2, `${maxOpen} S2 read sessions open at once for the stream`);
+        console.log(`# ${JSON.stringify(fault)}: cuts ${s.injected.sseCuts}, sessions opened ${s.sse.opened}, unary reads ${s.requests.read ?? 0}`);
+      } finally {
+        await emu.resetFaults();
+        for (const r of readers) r.stop();
+        await Promise.all(readers.map((r) => r.done));
+      }
+    });
+  }
+});
