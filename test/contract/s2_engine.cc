@@ -1,0 +1,202 @@
+// The S2 engine (store/s2) under the storage-engine contract, over the S2
+// emulator (scripts/s2emu, s2emu/README.md).
+//
+// Storage: one emulator for the whole test binary, started on first use
+// (test/s2/emulator.h) and stopped by a gtest Environment; every harness gets
+// a fresh basin, so tests never see each other's streams. open() makes a new
+// S2 client and a new S2 store over that basin: "reopen on the same storage"
+// is exactly a stateless node restarting.
+//
+// Time: S2 stamps records with its own (real) arrival time, so the engine is
+// declared without manual time (EngineTraits::manual_time).
+//
+// Faults: FaultControl drives the emulator's /_emu/faults. S2 has no separate
+// durability barrier: an acknowledged append is durable, so both a failed log
+// write and a failed log sync are "every S2 append fails (503, no side
+// effect)" while on. There is no group commit, so pause_syncs() is not
+// available (EngineTraits::group_commit). S2-only tests at the end cover the
+// faults the embedded engine has no equivalent for: a lost acknowledgement
+// and a racing writer.
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "../s2/emulator.h"
+#include "s2/http_s2_api.h"
+#include "store/s2/s2_store.h"
+#include "store_contract.h"
+
+namespace ds::contract {
+namespace {
+
+using s2::test::Emulator;
+using s2::test::http_exchange;
+using s2::test::json_u64;
+
+/// The one emulator of this process, started on first use.
+class SharedEmulator {
+ public:
+  /// The running emulator, or null with *why (then the S2 tests skip or fail).
+  static Emulator* get(std::string* why, bool* skip) {
+    std::lock_guard lock(mu_);
+    if (!tried_) {
+      tried_ = true;
+      if (std::system("node --version >/dev/null 2>&1") != 0) {
+        skip_ = true;
+        error_ = "node is not installed: the S2 emulator cannot run";
+      } else {
+        auto e = std::make_unique<Emulator>();
+        if (e->start({"--ping-interval-ms", "1000"}, &error_)) emulator_ = std::move(e);
+      }
+    }
+    *why = error_;
+    *skip = skip_;
+    return emulator_.get();
+  }
+  static void stop() {
+    std::lock_guard lock(mu_);
+    emulator_.reset();
+  }
+
+ private:
+  static inline std::mutex mu_;
+  static inline bool tried_ = false;
+  static inline bool skip_ = false;
+  static inline std::string error_;
+  static inline std::unique_ptr<Emulator> emulator_;
+};
+
+class StopEmulator final : public ::testing::Environment {
+ public:
+  void TearDown() override { SharedEmulator::stop(); }
+};
+[[maybe_unused]] ::testing::Environment* const kStopEmulator =
+    ::testing::AddGlobalTestEnvironment(new StopEmulator);
+
+uint64_t injected_errors(Emulator& emu) {
+  return json_u64(emu.stats(), {"injected", "errors"}).value_or(0);
+}
+
+class S2Faults final : public FaultControl {
+ public:
+  explicit S2Faults(Emulator& emu) : emu_(emu), baseline_(injected_errors(emu)) {}
+  ~S2Faults() override { set(false, false); }
+
+  void fail_syncs(bool on) override { set(on, appends_); }
+  void fail_appends(bool on) override { set(syncs_, on); }
+  uint64_t injected() const override { return injected_errors(emu_) - baseline_; }
+  void pause_syncs(bool) override {
+    ADD_FAILURE() << "the S2 engine has no group commit to pause (EngineTraits::group_commit)";
+  }
+  bool wait_until_paused(std::chrono::milliseconds) override { return false; }
+
+ private:
+  void set(bool syncs, bool appends) {
+    syncs_ = syncs;
+    appends_ = appends;
+    // An acknowledged S2 append is durable: a failed write and a failed sync
+    // are both an append that S2 refuses without applying it.
+    const bool on = syncs || appends;
+    const std::string json =
+        on ? R"({"errorRate":1,"errorOps":["append"],"errorCodes":["unavailable"],)"
+             R"("errorApplyAppend":false})"
+           : R"({"errorRate":0,"errorNext":0,"errorOps":null,"errorApplyAppend":false})";
+    if (!emu_.set_faults(json)) ADD_FAILURE() << "POST /_emu/faults " << json << " failed";
+  }
+
+  Emulator& emu_;
+  const uint64_t baseline_;
+  bool syncs_ = false;
+  bool appends_ = false;
+};
+
+class S2Harness final : public EngineHarness {
+ public:
+  S2Harness(Emulator& emu, std::string basin) : emu_(emu), basin_(std::move(basin)) {}
+
+  ~S2Harness() override {
+    // The fixture has destroyed every store opened here: the client is idle.
+    faults_.reset();
+    api_.reset();
+    (void)http_exchange(emu_.port(), "DELETE", "/v1/basins/" + basin_);
+  }
+
+  Result<std::unique_ptr<StreamStore>> open(const EngineOptions& options) override {
+    // A restart: the previous store is gone, so its client can go too.
+    api_.reset();
+    faults_.reset();
+    s2::HttpS2Options o;
+    o.endpoint = emu_.url();
+    o.basin = basin_;
+    o.backoff_base = std::chrono::milliseconds(5);
+    o.backoff_max = std::chrono::milliseconds(40);
+    o.request_timeout = std::chrono::seconds(5);
+    o.threads = 2;
+    std::string error;
+    api_ = s2::make_http_s2_api(o, &error);
+    if (!api_) return Error(errc::storage_failure, "S2 client: " + error);
+    if (options.fault_injection) faults_ = std::make_unique<S2Faults>(emu_);
+    S2StoreOptions so;
+    so.api = api_.get();
+    so.clock = options.clock;
+    so.threads = 16;
+    return make_s2_store(so);
+  }
+
+  FaultControl* faults() override { return faults_.get(); }
+  Emulator& emulator() { return emu_; }
+
+ private:
+  Emulator& emu_;
+  const std::string basin_;
+  std::unique_ptr<s2::HttpS2Api> api_;
+  std::unique_ptr<S2Faults> faults_;
+};
+
+void skip_test(const std::string& why) { GTEST_SKIP() << why; }
+
+std::unique_ptr<EngineHarness> make_s2_harness() {
+  std::string why;
+  bool skip = false;
+  Emulator* emu = SharedEmulator::get(&why, &skip);
+  if (!emu) {
+    if (skip) {
+      skip_test(why);
+    } else {
+      ADD_FAILURE() << why;
+    }
+    return nullptr;
+  }
+  static std::atomic<int> counter{0};
+  std::string basin = "contract-" + std::to_string(++counter);
+  auto created = http_exchange(emu->port(), "POST", "/v1/basins", R"({"basin":")" + basin + "\"}");
+  if (!created || created->status != 201) {
+    ADD_FAILURE() << "could not create basin " << basin << ": "
+                  << (created ? std::to_string(created->status) + " " + created->body
+                              : std::string("no answer"));
+    return nullptr;
+  }
+  return std::make_unique<S2Harness>(*emu, std::move(basin));
+}
+
+EngineFactory s2_emulator() {
+  EngineTraits traits;
+  traits.manual_time = false;
+  traits.dense_offsets = false;
+  traits.group_commit = false;
+  return {"S2Emulator", make_s2_harness, traits};
+}
+
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(S2, StoreContract, ::testing::Values(s2_emulator()),
+                         [](const ::testing::TestParamInfo<EngineFactory>& info) {
+                           return info.param.name;
+                         });
+
+}  // namespace ds::contract
