@@ -44,55 +44,98 @@ function checkReader(r, expected, label) {
 const range = (a, b) => Array.from({ length: b - a }, (_, k) => a + k);
 
 /**
- * N SSE + N long-poll readers join at the tail; a writer appends R records
- * one after another (free-running: the next POST goes out when the previous
- * one is answered). Returns the emulator's counters for the writing phase.
+ * N SSE + N long-poll readers join at the tail; a writer appends R records.
+ * `pace` decides when the next append goes out:
+ *  - "free":   as soon as the previous POST is answered (readers race the writer);
+ *  - "parked": only once every reader has the previous record and every
+ *              long-poll reader's next request has reached S2's check_tail (so it
+ *              parks on the hub before the append);
+ *  - "behind": long-poll readers hold their next request until the node has
+ *              the following record (its SSE readers got it), so each comes back
+ *              one record behind the tail, inside the hub buffer.
+ * Returns the emulator's counters for the writing phase.
  */
-async function fanOut(N, R) {
-  const name = `hub-fanout-${N}-${Date.now()}`;
+async function fanOut(N, R, pace) {
+  const name = `hub-fanout-${pace}-${N}-${Date.now()}`;
   const tail = await createStream(name);
   const url = streamUrl(node, name);
-  const readers = [];
-  for (let k = 0; k < N; k++) readers.push(liveReader(url, "sse", tail), liveReader(url, "lp", tail));
+  let lpRequests = 0;
+  let gate = null; // "behind": long-poll readers wait on this before re-requesting
+  let openGate = () => {};
+  const newGate = () => (gate = new Promise((r) => (openGate = r)));
+  if (pace === "behind") newGate();
+  const lpOpts = { onRequest: () => lpRequests++, beforeRequest: pace === "behind" ? () => gate : null };
+  const sse = [];
+  const lp = [];
+  for (let k = 0; k < N; k++) {
+    sse.push(liveReader(url, "sse", tail));
+    lp.push(liveReader(url, "lp", tail, lpOpts));
+  }
+  const readers = [...sse, ...lp];
+  const have = (rs, n) => rs.every((r) => r.messages.length >= n || r.errors.length);
   try {
-    await waitFor(() => readers.every((r) => r.live || r.errors.length), 10000, `${2 * N} readers to be live`);
+    await waitFor(() => sse.every((r) => r.live || r.errors.length), 10000, `${N} SSE readers to be live`);
     await waitFor(async () => openSessions(await emu.stats(), name) === 1, 10000, "the node's S2 read session");
     await emu.resetStats();
+    const lpBase = lpRequests;
     let maxOpen = 0;
     let minOpen = Infinity;
     for (let i = 0; i < R; i++) {
+      if (pace === "parked" && i > 0) {
+        await waitFor(() => have(readers, i), 10000, `every reader to get record ${i - 1}`);
+        const want = lpRequests - lpBase + i; // every long-poll request and every append does one check_tail
+        await waitFor(async () => ((await emu.stats()).requests.check_tail ?? 0) >= want, 10000, "long-poll readers to park");
+      }
       await append(name, i);
-      const s = await emu.stats();
-      const open = openSessions(s, name);
+      if (pace === "behind") {
+        await waitFor(() => have(sse, i + 1), 10000, `SSE readers to get record ${i}`);
+        const g = openGate;
+        newGate();
+        g(); // long-poll readers (each holding record i-1) now ask for record i
+        await waitFor(() => have(lp, i + 1), 10000, `long-poll readers to get record ${i}`);
+      }
+      const open = openSessions(await emu.stats(), name);
       maxOpen = Math.max(maxOpen, open);
       minOpen = Math.min(minOpen, open);
     }
-    await waitFor(() => readers.every((r) => r.messages.length >= R || r.errors.length), 15000, "every reader to get every record");
+    await waitFor(() => have(readers, R), 15000, "every reader to get every record");
     const s = await emu.stats();
-    for (const r of readers) checkReader(r, range(0, R), `fan-out N=${N}`);
-    return { maxOpen, minOpen, reads: s.requests.read ?? 0, sessionsOpened: s.sse.opened, checkTails: s.requests.check_tail ?? 0, appends: s.requests.append ?? 0 };
+    for (const r of readers) checkReader(r, range(0, R), `fan-out N=${N} (${pace})`);
+    return { maxOpen, minOpen, reads: s.requests.read ?? 0, sessionsOpened: s.sse.opened, checkTails: s.requests.check_tail ?? 0, lpRequests: lpRequests - lpBase };
   } finally {
+    openGate();
     for (const r of readers) r.stop();
     await Promise.all(readers.map((r) => r.done));
   }
 }
 
 describe(`live hub on S2 (one node, --hub-buffer-bytes ${HUB_BYTES})`, () => {
-  test("N SSE + N long-poll readers cost one S2 read session and no per-reader S2 reads (N=5 vs N=50)", async () => {
-    const R = 30;
-    const small = await fanOut(5, R);
-    const large = await fanOut(50, R);
-    console.log(`# N=5:  ${JSON.stringify(small)}`);
-    console.log(`# N=50: ${JSON.stringify(large)}`);
-    for (const [N, m] of [
-      [5, small],
-      [50, large],
-    ]) {
-      assert.ok(m.minOpen >= 1 && m.maxOpen <= 2, `N=${N}: open S2 read sessions for the stream ranged ${m.minOpen}..${m.maxOpen} (want 1, at most 2 during a reopen)`);
-      assert.ok(m.sessionsOpened <= 1, `N=${N}: ${m.sessionsOpened} S2 read sessions opened while writing (want none new: one kept open)`);
-    }
-    assert.ok(large.reads <= small.reads + 5, `unary S2 reads grew with N: ${small.reads} for N=5, ${large.reads} for N=50 (${R} appends)`);
-  });
+  const R = 20;
+  for (const [pace, what] of [
+    ["free", "a free-running writer"],
+    ["parked", "long-poll readers parked before each append"],
+    ["behind", "long-poll readers coming back one record behind, inside the hub buffer"],
+  ]) {
+    test(`N SSE + N long-poll readers, ${what}: one S2 read session, unary S2 reads do not grow with N (N=5 vs N=50)`, async () => {
+      const small = await fanOut(5, R, pace);
+      const large = await fanOut(50, R, pace);
+      console.log(`# ${pace} N=5:  ${JSON.stringify(small)}`);
+      console.log(`# ${pace} N=50: ${JSON.stringify(large)}`);
+      for (const [N, m] of [
+        [5, small],
+        [50, large],
+      ]) {
+        assert.ok(m.minOpen >= 1 && m.maxOpen <= 2, `N=${N}: open S2 read sessions for the stream ranged ${m.minOpen}..${m.maxOpen} (want 1, at most 2 during a reopen)`);
+        assert.ok(m.sessionsOpened <= 1, `N=${N}: ${m.sessionsOpened} S2 read sessions opened while writing (want the one kept open)`);
+      }
+      // A free-running writer races the long-poll readers' reconnects, so how many
+      // come back behind the tail varies from run to run: that case is pinned down
+      // deterministically by "behind"; here only the session count is asserted.
+      if (pace !== "free") {
+        assert.ok(large.reads <= small.reads + 5, `unary S2 reads grew with N: ${small.reads} for N=5, ${large.reads} for N=50 (${R} appends; ${small.lpRequests} vs ${large.lpRequests} long-poll requests)`);
+      }
+    });
+  }
 
   test("readers older than the hub buffer catch up from S2 and join live with no gap or duplicate", async () => {
     const name = `hub-catchup-${Date.now()}`;

@@ -132,8 +132,9 @@ export async function readAll(url, offset = "-1", { maxRequests = 2000, deadline
  * into `r.messages` until `r.stop()` or the stream closes. Any non-2xx status
  * or SSE protocol error is recorded in `r.errors`. `onMessage` is called per
  * message. SSE reconnects from the last control offset if a response ends.
+ * Long-poll: `beforeRequest(r)` (async) is awaited before every request but the first.
  */
-export function liveReader(url, mode, from, { onMessage = () => {}, onRequest = () => {}, maxRequests = 5000 } = {}) {
+export function liveReader(url, mode, from, { onMessage = () => {}, onRequest = () => {}, beforeRequest = null, maxRequests = 5000 } = {}) {
   const ac = new AbortController();
   const r = {
     mode,
@@ -204,6 +205,8 @@ export function liveReader(url, mode, from, { onMessage = () => {}, onRequest = 
   const lp = async () => {
     let cursor = null;
     while (!ac.signal.aborted && r.requests < maxRequests) {
+      if (beforeRequest && r.requests > 0) await Promise.race([beforeRequest(r), new Promise((res) => ac.signal.addEventListener("abort", res, { once: true }))]);
+      if (ac.signal.aborted) return;
       r.requests++;
       onRequest(r);
       const q = `offset=${encodeURIComponent(r.offset)}&live=long-poll${cursor ? `&cursor=${cursor}` : ""}`;
