@@ -192,11 +192,159 @@ EngineFactory s2_emulator() {
   return {"S2Emulator", make_s2_harness, traits};
 }
 
+std::string engine_name(const ::testing::TestParamInfo<EngineFactory>& info) {
+  return info.param.name;
+}
+
 }  // namespace
 
-INSTANTIATE_TEST_SUITE_P(S2, StoreContract, ::testing::Values(s2_emulator()),
-                         [](const ::testing::TestParamInfo<EngineFactory>& info) {
-                           return info.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(S2, StoreContract, ::testing::Values(s2_emulator()), engine_name);
+
+// ------------------------------------------------------------------ S2 only
+//
+// What the contract cannot say engine-neutrally: TTL across a restart in real
+// time (the S2 engine reads access times back from S2's timestamps), and the
+// S2 faults that have no embedded-engine equivalent.
+
+class S2Engine : public StoreContract {
+ protected:
+  void TearDown() override {
+    if (harness_) (void)emu().set_faults(kFaultsOff);
+    StoreContract::TearDown();
+  }
+
+  Emulator& emu() { return static_cast<S2Harness&>(*harness_).emulator(); }
+  uint64_t emu_stat(const std::vector<std::string>& path) {
+    return json_u64(emu().stats(), path).value_or(0);
+  }
+  /// The test's clock follows real time (S2's timestamps are real time).
+  void sync_clock() { clock_.set_ms(SystemClock::instance().now_ms()); }
+  /// Sleeps until `at` (real ms since the epoch), then syncs the clock.
+  void sleep_until_ms(int64_t at) {
+    int64_t left = at - SystemClock::instance().now_ms();
+    if (left > 0) std::this_thread::sleep_for(std::chrono::milliseconds(left));
+    sync_clock();
+  }
+  static int64_t real_ms() { return SystemClock::instance().now_ms(); }
+
+  static CreateRequest ttl_create(const std::string& path, uint64_t ttl_seconds,
+                                  const std::string& body) {
+    auto r = create_req(path, "text/plain", body);
+    r.config.ttl_seconds = ttl_seconds;
+    return r;
+  }
+
+  static constexpr const char* kFaultsOff =
+      R"({"errorRate":0,"errorNext":0,"errorOps":null,"errorApplyAppend":false,)"
+      R"("racerProbability":0,"racerNext":0})";
+  const std::string kA = "/v1/stream/s2-a";
+};
+
+INSTANTIATE_TEST_SUITE_P(S2, S2Engine, ::testing::Values(s2_emulator()), engine_name);
+
+// ReadRenewalSurvivesRestart in real time: the touch record a read appends is
+// what a restarted node folds back into the stream's last access.
+TEST_P(S2Engine, ReadRenewalSurvivesRestartInRealTime) {
+  const int64_t created = real_ms();
+  sync_clock();
+  DS_ASSERT_OK(create(ttl_create(kA, 2, "data")));
+  sleep_until_ms(created + 1'200);
+  EXPECT_EQ(read_all(kA), "data");
+  const int64_t renewed = real_ms();  // the touch record is stamped before this
+  reopen();
+  sleep_until_ms(renewed + 1'000);  // > 2 s after creation, < 2 s after the read
+  DS_EXPECT_OK(head(kA)) << "the read's TTL renewal was lost across a restart";
+  sleep_until_ms(renewed + 2'100);
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+}
+
+// ReopenKeepsTtlAndExpiry in real time.
+TEST_P(S2Engine, ReopenKeepsTtlAndExpiryInRealTime) {
+  sync_clock();
+  DS_ASSERT_OK(create(ttl_create(kA, 1, "data")));
+  const int64_t created = real_ms();  // the meta record is stamped before this
+  sleep_until_ms(created + 500);
+  reopen();
+  auto h = head(kA);
+  DS_ASSERT_OK(h);
+  EXPECT_EQ(h->config.ttl_seconds, std::optional<uint64_t>(1));
+  sleep_until_ms(created + 1'100);
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+  reopen();
+  sync_clock();
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+  DS_EXPECT_ERR(read(kA), errc::not_found);
+}
+
+// S2 failed an append after applying it (a lost acknowledgement): the engine
+// finds its write id when it reads forward, so the append is acknowledged
+// once and applied once.
+TEST_P(S2Engine, LostAppendAckIsSettledByReadingForward) {
+  make_stream(kA, "text/plain", "a");
+  ASSERT_TRUE(
+      emu().set_faults(R"({"errorNext":1,"errorOps":["append"],"errorCodes":["unavailable"],)"
+                       R"("errorApplyAppend":true})"));
+  const uint64_t before = emu_stat({"injected", "errors"});
+  auto r = append(producer_req(kA, "b", "p", 0, 0));
+  DS_ASSERT_OK(r);
+  EXPECT_EQ(r->kind, AppendOutcome::Kind::appended);
+  EXPECT_EQ(emu_stat({"injected", "errors"}) - before, 1u) << "the lost ack was never injected";
+  auto again = append(producer_req(kA, "b", "p", 0, 0));
+  DS_ASSERT_OK(again);
+  EXPECT_EQ(again->kind, AppendOutcome::Kind::duplicate);
+  EXPECT_EQ(again->tail, r->tail);
+  EXPECT_EQ(read_all(kA), "ab");
+  reopen();
+  EXPECT_EQ(read_all(kA), "ab");
+}
+
+// A failed append that S2 did not apply is retried by the engine (it proved
+// the write absent), so one transient 503 is invisible to the client.
+TEST_P(S2Engine, TransientAppendFailureIsRetriedOnce) {
+  make_stream(kA, "text/plain", "a");
+  ASSERT_TRUE(
+      emu().set_faults(R"({"errorNext":1,"errorOps":["append"],"errorCodes":["unavailable"],)"
+                       R"("errorApplyAppend":false})"));
+  const uint64_t before = emu_stat({"injected", "errors"});
+  auto r = append(append_req(kA, "b"));
+  DS_ASSERT_OK(r);
+  EXPECT_EQ(emu_stat({"injected", "errors"}) - before, 1u);
+  EXPECT_EQ(read_all(kA), "ab");
+}
+
+// Another writer appends between the engine's fold and its conditional
+// append: S2 answers 412, the engine folds the foreign record (which is not
+// dstreamd's and holds no data for readers), decides again and succeeds.
+TEST_P(S2Engine, RacingWriterIsFoldedAndRetried) {
+  make_stream(kA, "text/plain", "a");
+  EventLog log;
+  auto w = store().watch(kA, log.sink());
+  ASSERT_TRUE(log.wait_for(1));
+  const uint64_t before = emu_stat({"injected", "racer"});
+  ASSERT_TRUE(emu().set_faults(R"({"racerNext":1})"));
+  auto b = append(producer_req(kA, "b", "p", 0, 0));
+  DS_ASSERT_OK(b);
+  EXPECT_EQ(b->kind, AppendOutcome::Kind::appended);
+  auto dup = append(producer_req(kA, "b", "p", 0, 0));
+  DS_ASSERT_OK(dup);
+  EXPECT_EQ(dup->kind, AppendOutcome::Kind::duplicate);
+  EXPECT_EQ(dup->tail, b->tail);
+  ASSERT_TRUE(emu().set_faults(R"({"racerNext":1})"));
+  auto c = append(close_req(kA));
+  DS_ASSERT_OK(c);
+  EXPECT_TRUE(c->closed);
+  EXPECT_EQ(emu_stat({"injected", "racer"}) - before, 2u) << "the racing writer never struck";
+  EXPECT_EQ(read_all(kA), "ab");
+  ASSERT_TRUE(log.wait_for(3));
+  std::string seen;
+  for (const auto& ev : log.events()) {
+    for (const auto& rec : ev.records) seen += rec->bytes;
+  }
+  EXPECT_EQ(seen, "b") << "watchers saw the racing writer's record";
+  EXPECT_TRUE(log.events().back().closed);
+  reopen();
+  EXPECT_EQ(read_all(kA), "ab");
+  EXPECT_TRUE(head(kA)->closed);
+}
 
 }  // namespace ds::contract

@@ -127,6 +127,7 @@ class StoreContract : public ::testing::TestWithParam<EngineFactory> {
   void close_store() { store_.reset(); }
   StreamStore& store() { return *store_; }
   FaultControl* faults() { return harness_->faults(); }
+  const EngineTraits& traits() const { return GetParam().traits; }
 
   // ---- Request builders.
   static CreateRequest create_req(const std::string& path,
@@ -194,3 +195,6 @@ template <class T>
 #define DS_EXPECT_OK(expr) EXPECT_TRUE(::ds::contract::IsOk(expr))
 #define DS_EXPECT_ERR(expr, code) EXPECT_TRUE(::ds::contract::IsErr((expr), (code)))
 #define DS_ASSERT_ERR(expr, code) ASSERT_TRUE(::ds::contract::IsErr((expr), (code)))
+/// Skips a test whose engine does not declare EngineTraits::trait.
+#define DS_REQUIRE_TRAIT(trait, why) \
+  if (!traits().trait) GTEST_SKIP() << GetParam().name << ": " << (why)

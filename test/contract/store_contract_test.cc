@@ -244,7 +244,9 @@ TEST_P(StoreContract, CreateNewStreamReportsCreated) {
   EXPECT_TRUE(r->created);
   EXPECT_EQ(r->meta.path, kA);
   EXPECT_EQ(r->meta.config.content_type, kText);
-  EXPECT_EQ(r->meta.tail, Offset{});
+  if (traits().dense_offsets) {
+    EXPECT_EQ(r->meta.tail, Offset{});
+  }
   EXPECT_FALSE(r->meta.closed);
   auto h = head(kA);
   DS_ASSERT_OK(h);
@@ -252,6 +254,11 @@ TEST_P(StoreContract, CreateNewStreamReportsCreated) {
   EXPECT_EQ(h->tail, r->meta.tail);
   EXPECT_EQ(h->config.content_type, kText);
   EXPECT_FALSE(h->closed);
+  auto rd = read(kA);
+  DS_ASSERT_OK(rd);
+  EXPECT_TRUE(rd->records.empty());
+  EXPECT_EQ(rd->next, r->meta.tail);
+  EXPECT_TRUE(rd->up_to_date);
 }
 
 TEST_P(StoreContract, CreateIdenticalStreamIsIdempotent) {
@@ -325,7 +332,10 @@ TEST_P(StoreContract, CreateWithInitialBody) {
   DS_ASSERT_OK(r);
   ASSERT_EQ(r->records.size(), 1u);
   EXPECT_EQ(r->records[0]->bytes, "hello");
-  EXPECT_EQ(r->records[0]->begin, Offset{});
+  EXPECT_TRUE(Contiguous(*r));
+  if (traits().dense_offsets) {
+    EXPECT_EQ(r->records[0]->begin, Offset{});
+  }
   EXPECT_EQ(r->records[0]->end, meta.tail);
   EXPECT_EQ(r->next, meta.tail);
   EXPECT_TRUE(r->up_to_date);
@@ -347,10 +357,13 @@ TEST_P(StoreContract, CreateClosedWithInitialBody) {
 
 TEST_P(StoreContract, CreateJsonWithEmptyArrayStoresNothing) {
   auto meta = make_stream(kA, kJson, "[]");
-  EXPECT_EQ(meta.tail, Offset{});
+  if (traits().dense_offsets) {
+    EXPECT_EQ(meta.tail, Offset{});
+  }
   auto r = read(kA);
   DS_ASSERT_OK(r);
   EXPECT_TRUE(r->records.empty());
+  EXPECT_EQ(r->next, meta.tail);
   EXPECT_TRUE(r->up_to_date);
   auto t = put(kA, "[1]", kJson);
   EXPECT_LT(Offset{}, t);
@@ -460,13 +473,19 @@ TEST_P(StoreContract, CloseOnlyIsIdempotent) {
   DS_ASSERT_OK(first);
   EXPECT_NE(first->kind, AppendOutcome::Kind::duplicate);
   EXPECT_TRUE(first->closed);
-  EXPECT_EQ(first->tail, tail);
+  // With sparse offsets the closure may take an offset of its own.
+  if (traits().dense_offsets) {
+    EXPECT_EQ(first->tail, tail);
+  } else {
+    EXPECT_LE(tail, first->tail);
+  }
+  const Offset closed_tail = first->tail;
 
   auto second = append(close_req(kA));
   DS_ASSERT_OK(second);
   EXPECT_EQ(second->kind, AppendOutcome::Kind::already_closed);
   EXPECT_TRUE(second->closed);
-  EXPECT_EQ(second->tail, tail);
+  EXPECT_EQ(second->tail, closed_tail);
 
   // A close-only request carries no body, so its Content-Type is not checked.
   auto typed = close_req(kA);
@@ -478,7 +497,8 @@ TEST_P(StoreContract, CloseOnlyIsIdempotent) {
   auto h = head(kA);
   DS_ASSERT_OK(h);
   EXPECT_TRUE(h->closed);
-  EXPECT_EQ(h->tail, tail);
+  EXPECT_EQ(h->tail, closed_tail);
+  EXPECT_EQ(read_all(kA, OffsetSpec::position(tail)), "");
 }
 
 TEST_P(StoreContract, CloseOnlyIgnoresContentTypeOnOpenStream) {
@@ -943,14 +963,24 @@ TEST_P(StoreContract, ForkInheritsPrefixUpToForkOffset) {
   auto at_mid = create(fork_req(kB, kA, mid));
   DS_ASSERT_OK(at_mid);
   EXPECT_TRUE(at_mid->created);
-  EXPECT_EQ(at_mid->meta.tail, mid);
+  // A fork's own offsets continue from its fork point (densely) or sort after
+  // everything it inherits.
+  if (traits().dense_offsets) {
+    EXPECT_EQ(at_mid->meta.tail, mid);
+  } else {
+    EXPECT_LE(mid, at_mid->meta.tail);
+  }
   EXPECT_EQ(at_mid->meta.config.content_type, kText) << "a fork inherits the source's content type";
   EXPECT_FALSE(at_mid->meta.closed);
   EXPECT_EQ(read_all(kB), "first");
 
   auto at_tail = create(fork_req(kC, kA));
   DS_ASSERT_OK(at_tail);
-  EXPECT_EQ(at_tail->meta.tail, tail);
+  if (traits().dense_offsets) {
+    EXPECT_EQ(at_tail->meta.tail, tail);
+  } else {
+    EXPECT_LE(tail, at_tail->meta.tail);
+  }
   EXPECT_EQ(read_all(kC), "firstsecond");
 
   auto at_zero = create(fork_req("/v1/stream/zero", kA, Offset{}));
@@ -1072,6 +1102,7 @@ TEST_P(StoreContract, ForkRejections) {
 
 TEST_P(StoreContract, ForkCreationIsIdempotent) {
   make_stream(kA, kText, "data");
+  const Offset fork_point = head(kA)->tail;  // what an omitted fork offset resolves to
   auto first = create(fork_req(kB, kA));
   DS_ASSERT_OK(first);
   EXPECT_TRUE(first->created);
@@ -1079,7 +1110,7 @@ TEST_P(StoreContract, ForkCreationIsIdempotent) {
   DS_ASSERT_OK(again);
   EXPECT_FALSE(again->created) << "omitting the fork offset matches the stored, resolved one";
   EXPECT_EQ(again->meta.id, first->meta.id);
-  auto explicit_offset = create(fork_req(kB, kA, first->meta.tail));
+  auto explicit_offset = create(fork_req(kB, kA, fork_point));
   DS_ASSERT_OK(explicit_offset);
   EXPECT_FALSE(explicit_offset->created);
   DS_EXPECT_ERR(create(fork_req(kB, kA, Offset{})), errc::config_mismatch);
@@ -1236,6 +1267,10 @@ TEST_P(StoreContract, RejectedForkDoesNotTakeAReference) {
 // ------------------------------------------------------------------ TTL
 
 namespace {
+/// Why restart-and-TTL tests skip without EngineTraits::manual_time.
+constexpr const char* kRestartNeedsManualTime =
+    "after a restart the engine re-derives access times from its storage's own (real) "
+    "timestamps, which the test's ManualClock cannot move";
 CreateRequest ttl_req(const std::string& path, uint64_t ttl_seconds, const std::string& body = "") {
   CreateRequest r;
   r.path = path;
@@ -1318,7 +1353,11 @@ TEST_P(StoreContract, ExpiredStreamCanBeRecreated) {
   EXPECT_TRUE(fresh->created);
   EXPECT_NE(fresh->meta.id, old->meta.id);
   EXPECT_EQ(fresh->meta.config.content_type, kJson);
-  EXPECT_EQ(fresh->meta.tail, Offset{});
+  if (traits().dense_offsets) {
+    EXPECT_EQ(fresh->meta.tail, Offset{});
+  } else {
+    EXPECT_LT(old->meta.tail, fresh->meta.tail) << "the new incarnation sorts after the old one";
+  }
   EXPECT_EQ(read_all(kA), "") << "data of the expired incarnation must not resurface";
   put(kA, "[1]", kJson);
   EXPECT_EQ(read_all(kA), "1");
@@ -1483,6 +1522,7 @@ TEST_P(StoreContract, ReopenKeepsForksAndReferences) {
 }
 
 TEST_P(StoreContract, ReopenKeepsTtlAndExpiry) {
+  DS_REQUIRE_TRAIT(manual_time, kRestartNeedsManualTime);
   DS_ASSERT_OK(create(ttl_req(kA, 10, "data")));
   clock_.advance_ms(5'000);
   reopen();
@@ -1496,18 +1536,22 @@ TEST_P(StoreContract, ReopenKeepsTtlAndExpiry) {
   DS_EXPECT_ERR(read(kA), errc::not_found);
 }
 
+// A path's incarnations never share an id (the ETag's first part), even
+// across a restart. Ids may be numbered per path (the S2 engine does).
 TEST_P(StoreContract, IncarnationIdsAreNeverReusedAcrossReopen) {
-  std::set<uint64_t> ids;
-  ids.insert(make_stream(kA).id);
-  ids.insert(make_stream(kB).id);
+  std::map<std::string, std::set<uint64_t>> ids;
+  auto make = [&](const std::string& path) { ids[path].insert(make_stream(path).id); };
+  make(kA);
+  make(kB);
   DS_ASSERT_OK(remove(kB));
   reopen();
-  ids.insert(make_stream(kB).id);
-  ids.insert(make_stream(kC).id);
+  make(kB);
+  make(kC);
   DS_ASSERT_OK(remove(kC));
   reopen();
-  ids.insert(make_stream(kC).id);
-  EXPECT_EQ(ids.size(), 5u);
+  make(kC);
+  EXPECT_EQ(ids[kB].size(), 2u) << "a re-created stream reused its path's old id";
+  EXPECT_EQ(ids[kC].size(), 2u) << "a re-created stream reused its path's old id";
 }
 
 // ------------------------------------------------------------------ watch
@@ -1797,14 +1841,20 @@ TEST_P(StoreContract, ProducerRetryAfterFailedSyncAndRestartAppliesOnce) {
     FaultScope scope(faults(), true, false);
     EXPECT_TRUE(IsStorageError(append(producer_req(kA, "b", "p", 0, 1))));
   }
-  // Whatever the engine does next with other writers must not corrupt p's retry.
-  (void)append(producer_req(kA, "q", "q", 0, 0));
+  // Whatever the engine does next with other writers must not corrupt p's
+  // retry. An engine may refuse writes until it restarts; one that stays
+  // writable (S2) takes q's append, and p's retry then lands after it.
+  auto q = append(producer_req(kA, "q", "q", 0, 0));
   reopen();
   auto retry = append(producer_req(kA, "b", "p", 0, 1));
   DS_ASSERT_OK(retry);
   const std::string all = read_all(kA);
   EXPECT_EQ(std::count(all.begin(), all.end(), 'b'), 1) << "content: " << all;
-  EXPECT_EQ(all.rfind("ab", 0), 0u) << "content: " << all;
+  if (q.ok()) {
+    EXPECT_TRUE(all == "aqb" || all == "abq") << "content: " << all;
+  } else {
+    EXPECT_EQ(all.rfind("ab", 0), 0u) << "content: " << all;
+  }
   DS_ASSERT_OK(append(producer_req(kA, "c", "p", 0, 2)));
 }
 
@@ -1848,11 +1898,16 @@ class Pending {
 
 }  // namespace
 
+constexpr const char* kNeedsGroupCommit =
+    "the engine has no group commit to pause, and does not order concurrently submitted "
+    "requests by submission";
+
 #define DS_PENDING_APPEND(req) Pending<AppendOutcome>([&](auto cb) { store().append((req), cb); })
 #define DS_PENDING_CREATE(req) Pending<CreateOutcome>([&](auto cb) { store().create((req), cb); })
 #define DS_PENDING_REMOVE(path) Pending<Unit>([&](auto cb) { store().remove((path), cb); })
 
 TEST_P(StoreContract, GroupedCreateAndSubOffsetForkSeeEachOther) {
+  DS_REQUIRE_TRAIT(group_commit, kNeedsGroupCommit);
   DS_REQUIRE_FAULTS();
   make_stream(kC, kText, "x");
   std::optional<Pending<AppendOutcome>> blocker, more;
@@ -1878,6 +1933,7 @@ TEST_P(StoreContract, GroupedCreateAndSubOffsetForkSeeEachOther) {
 }
 
 TEST_P(StoreContract, GroupedAppendAndSubOffsetForkSeeEachOther) {
+  DS_REQUIRE_TRAIT(group_commit, kNeedsGroupCommit);
   DS_REQUIRE_FAULTS();
   make_stream(kC, kText, "x");
   make_stream(kA, kText, "ab");
@@ -1900,6 +1956,7 @@ TEST_P(StoreContract, GroupedAppendAndSubOffsetForkSeeEachOther) {
 }
 
 TEST_P(StoreContract, GroupedRequestsOnOnePathApplyInOrder) {
+  DS_REQUIRE_TRAIT(group_commit, kNeedsGroupCommit);
   DS_REQUIRE_FAULTS();
   make_stream(kC, kText, "x");
   std::optional<Pending<AppendOutcome>> blocker, a1, a2;
@@ -1937,6 +1994,7 @@ TEST_P(StoreContract, GroupedRequestsOnOnePathApplyInOrder) {
 }
 
 TEST_P(StoreContract, GroupedForkAndSourceDeletion) {
+  DS_REQUIRE_TRAIT(group_commit, kNeedsGroupCommit);
   DS_REQUIRE_FAULTS();
   make_stream(kC, kText, "x");
   make_stream(kA, kText, "data");
@@ -1960,6 +2018,7 @@ TEST_P(StoreContract, GroupedForkAndSourceDeletion) {
 }
 
 TEST_P(StoreContract, EveryRequestInAFailedCommitFails) {
+  DS_REQUIRE_TRAIT(group_commit, kNeedsGroupCommit);
   DS_REQUIRE_FAULTS();
   make_stream(kC, kText, "x");
   make_stream(kA, kText, "a");
@@ -2044,6 +2103,7 @@ TEST_P(StoreContract, CreateComparesClosureStatus) {
 }
 
 TEST_P(StoreContract, ReadRenewalSurvivesRestart) {
+  DS_REQUIRE_TRAIT(manual_time, kRestartNeedsManualTime);
   DS_ASSERT_OK(create(ttl_req(kA, 10, "data")));
   clock_.advance_ms(8'000);
   EXPECT_EQ(read_all(kA), "data");
