@@ -16,6 +16,7 @@ case "$host" in
 esac
 path="${DSTREAMD_HEALTH_PATH:-/health}"
 
+# shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
 exec timeout 3 bash -c '
   exec 3<>"/dev/tcp/$1/$2" || exit 1
   printf "GET %s HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n" "$3" >&3
