@@ -13,7 +13,7 @@ shift || true
 PACKAGES=(
   g++ cmake ninja-build pkg-config
   libboost1.81-dev libboost-program-options1.81-dev
-  librocksdb-dev libsimdjson-dev libssl-dev libgtest-dev
+  librocksdb-dev libsimdjson-dev libssl-dev zlib1g-dev libgtest-dev
   clang clang-tidy clang-format
   nginx-light curl ca-certificates
 )

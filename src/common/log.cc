@@ -1,0 +1,185 @@
+#include "common/log.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <random>
+
+namespace ds::log {
+namespace {
+
+std::atomic<Level> g_level{Level::info};
+std::atomic<Format> g_format{Format::text};
+std::mutex g_mu;
+
+std::string_view level_name(Level l) {
+  switch (l) {
+    case Level::debug:
+      return "debug";
+    case Level::info:
+      return "info";
+    case Level::warn:
+      return "warn";
+    default:
+      return "error";
+  }
+}
+
+void json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+          out += buf;
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+bool needs_quotes(std::string_view s) {
+  if (s.empty()) return true;
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '"' || c == '=' || c == '\\') return true;
+  }
+  return false;
+}
+
+void timestamp(std::string& out, int64_t unix_ms) {
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(unix_ms % 1000));
+  out += buf;
+}
+
+}  // namespace
+
+Field::Field(std::string_view k, double v) : key(k), quoted(false) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  value = buf;
+}
+
+void configure(Format format, Level level) {
+  g_format = format;
+  g_level = level;
+}
+
+bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
+
+std::optional<Level> parse_level(std::string_view s) {
+  if (s == "debug") return Level::debug;
+  if (s == "info") return Level::info;
+  if (s == "warn" || s == "warning") return Level::warn;
+  if (s == "error") return Level::error;
+  return std::nullopt;
+}
+
+std::optional<Format> parse_format(std::string_view s) {
+  if (s == "text") return Format::text;
+  if (s == "json") return Format::json;
+  return std::nullopt;
+}
+
+std::string format_line(Format format, Level level, std::string_view msg,
+                        std::initializer_list<Field> fields, int64_t unix_ms) {
+  std::string out;
+  out.reserve(160);
+  if (format == Format::json) {
+    out += "{\"ts\":\"";
+    timestamp(out, unix_ms);
+    out += "\",\"level\":\"";
+    out += level_name(level);
+    out += "\",\"msg\":";
+    json_string(out, msg);
+    for (const auto& f : fields) {
+      out.push_back(',');
+      json_string(out, f.key);
+      out.push_back(':');
+      if (f.quoted) {
+        json_string(out, f.value);
+      } else {
+        out += f.value;
+      }
+    }
+    out.push_back('}');
+  } else {
+    timestamp(out, unix_ms);
+    out.push_back(' ');
+    out += level_name(level);
+    out.push_back(' ');
+    out += msg;
+    for (const auto& f : fields) {
+      out.push_back(' ');
+      out += f.key;
+      out.push_back('=');
+      if (f.quoted && needs_quotes(f.value)) {
+        json_string(out, f.value);
+      } else {
+        out += f.value;
+      }
+    }
+  }
+  return out;
+}
+
+void write(Level level, std::string_view msg, std::initializer_list<Field> fields) {
+  if (!enabled(level)) return;
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  std::string line = format_line(g_format.load(std::memory_order_relaxed), level, msg, fields, now);
+  line.push_back('\n');
+  std::lock_guard lock(g_mu);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+bool sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                   (static_cast<uint64_t>(std::random_device{}()) << 32)};
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t v = rng();
+  std::string id(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) id[i] = kHex[v & 15];
+  return id;
+}
+
+}  // namespace ds::log

@@ -1,0 +1,99 @@
+#include "metrics/http_metrics.h"
+
+#include <string>
+
+namespace ds::metrics {
+
+HttpMetrics::HttpMetrics()
+    : requests_(std::make_unique<std::atomic<uint64_t>[]>(size_t{kMethods} * kModes * kCodes)) {
+  for (size_t i = 0; i < size_t{kMethods} * kModes * kCodes; ++i)
+    requests_[i].store(0, std::memory_order_relaxed);
+  for (auto& h : duration_) h = std::make_unique<Histogram>(latency_buckets());
+}
+
+void HttpMetrics::record(Method method, Mode mode, unsigned status, double seconds) {
+  if (status < 100 || status > 599) status = 599;
+  const auto m = static_cast<size_t>(method);
+  const auto d = static_cast<size_t>(mode);
+  requests_[(m * kModes + d) * kCodes + (status - 100)].fetch_add(1, std::memory_order_relaxed);
+  if (mode == Mode::none || mode == Mode::catchup) duration_[m]->observe(seconds);
+}
+
+std::string_view HttpMetrics::method_name(Method m) {
+  switch (m) {
+    case Method::get:
+      return "GET";
+    case Method::head:
+      return "HEAD";
+    case Method::post:
+      return "POST";
+    case Method::put:
+      return "PUT";
+    case Method::del:
+      return "DELETE";
+    case Method::options:
+      return "OPTIONS";
+    default:
+      return "other";
+  }
+}
+
+std::string_view HttpMetrics::mode_name(Mode m) {
+  switch (m) {
+    case Mode::catchup:
+      return "catchup";
+    case Mode::long_poll:
+      return "long_poll";
+    case Mode::sse:
+      return "sse";
+    default:
+      return "none";
+  }
+}
+
+HttpMetrics::Method HttpMetrics::method_from(std::string_view verb) {
+  if (verb == "GET") return Method::get;
+  if (verb == "HEAD") return Method::head;
+  if (verb == "POST") return Method::post;
+  if (verb == "PUT") return Method::put;
+  if (verb == "DELETE") return Method::del;
+  if (verb == "OPTIONS") return Method::options;
+  return Method::other;
+}
+
+void HttpMetrics::collect(Exposition& e) const {
+  e.family("dstreamd_http_requests_total",
+           "HTTP requests answered, by method, read mode and status code",
+           Exposition::Type::counter);
+  for (int m = 0; m < kMethods; ++m) {
+    for (int d = 0; d < kModes; ++d) {
+      for (int c = 0; c < kCodes; ++c) {
+        uint64_t v =
+            requests_[(size_t(m) * kModes + d) * kCodes + c].load(std::memory_order_relaxed);
+        if (v == 0) continue;
+        std::string code = std::to_string(c + 100);
+        e.sample("dstreamd_http_requests_total",
+                 {{"method", method_name(Method(m))}, {"mode", mode_name(Mode(d))}, {"code", code}},
+                 v);
+      }
+    }
+  }
+  e.family("dstreamd_http_request_duration_seconds",
+           "Time from a request's complete head to its complete response, for non-live requests "
+           "(everything but long-poll and SSE)",
+           Exposition::Type::histogram);
+  for (int m = 0; m < kMethods; ++m) {
+    if (duration_[m]->snapshot().count == 0) continue;
+    e.histogram("dstreamd_http_request_duration_seconds", {{"method", method_name(Method(m))}},
+                *duration_[m]);
+  }
+  e.counter("dstreamd_http_received_bytes_total", "Request body bytes received",
+            received_bytes.value());
+  e.counter("dstreamd_http_sent_bytes_total", "Response bytes sent (heads and bodies)",
+            sent_bytes.value());
+  e.gauge("dstreamd_http_open_sse_connections", "SSE responses being streamed", open_sse.value());
+  e.gauge("dstreamd_http_parked_long_polls", "Long-poll requests waiting for data",
+          parked_long_polls.value());
+}
+
+}  // namespace ds::metrics

@@ -1,0 +1,48 @@
+#pragma once
+// The HTTP front end's metrics: plain atomics, recorded once per request by
+// the connection loop, rendered by /metrics. No Asio here.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "metrics/metrics.h"
+
+namespace ds::metrics {
+
+class HttpMetrics {
+ public:
+  enum class Method { get, head, post, put, del, options, other, kCount };
+  /// The read mode of a request: GET without live (catchup), long-poll, SSE,
+  /// or none (every other request).
+  enum class Mode { none, catchup, long_poll, sse, kCount };
+
+  HttpMetrics();
+
+  /// One finished request. `seconds` feeds the latency histogram for
+  /// non-live requests (mode none or catchup).
+  void record(Method method, Mode mode, unsigned status, double seconds);
+
+  Counter received_bytes;  ///< request body bytes
+  Counter sent_bytes;      ///< response bytes written (head and body)
+  Gauge open_sse;          ///< SSE responses being streamed
+  Gauge parked_long_polls;
+
+  /// Renders every family above.
+  void collect(Exposition& e) const;
+
+  static std::string_view method_name(Method m);
+  static std::string_view mode_name(Mode m);
+  static Method method_from(std::string_view verb);
+
+ private:
+  static constexpr int kMethods = static_cast<int>(Method::kCount);
+  static constexpr int kModes = static_cast<int>(Mode::kCount);
+  static constexpr int kCodes = 500;                   // 100 .. 599
+  std::unique_ptr<std::atomic<uint64_t>[]> requests_;  // [method][mode][code - 100]
+  std::array<std::unique_ptr<Histogram>, kMethods> duration_;
+};
+
+}  // namespace ds::metrics
