@@ -144,7 +144,7 @@ class RocksStore final : public StreamStore {
   /// Applies and commits queued requests, in as few groups as possible.
   void commit_group(std::deque<Op>& ops, bool maintain);
   /// Writes one group's batch (synced), then publishes it and completes its requests.
-  void commit(Staging& st);
+  void commit(Staging& st, size_t requests);
   void apply(CreateOp& op, Staging& st);
   void apply(AppendOp& op, Staging& st);
   void apply(RemoveOp& op, Staging& st);
@@ -306,6 +306,7 @@ void RocksStore::commit_group(std::deque<Op>& ops, bool maintain_now) {
     Staging st;
     if (maintain_now) maintain(st);
     maintain_now = false;
+    size_t requests = 0;
     while (!ops.empty()) {
       // A sub-offset fork reads its source's records from the database, so
       // it must not share a group with uncommitted changes: start a new one.
@@ -315,16 +316,25 @@ void RocksStore::commit_group(std::deque<Op>& ops, bool maintain_now) {
       }
       std::visit([&](auto& o) { apply(o, st); }, ops.front());
       ops.pop_front();
+      ++requests;
     }
-    commit(st);
+    commit(st, requests);
   }
 }
 
-void RocksStore::commit(Staging& st) {
+void RocksStore::commit(Staging& st, size_t requests) {
   if (st.batch.Count() > 0) {
     rocksdb::WriteOptions wo;
     wo.sync = opts_.sync;
+    const auto started = std::chrono::steady_clock::now();
     auto s = db_->Write(wo, &st.batch);
+    if (s.ok() && opts_.on_group_commit) {
+      GroupCommitStats stats;
+      stats.requests = requests;
+      stats.bytes = st.batch.GetDataSize();
+      stats.write_duration = std::chrono::steady_clock::now() - started;
+      opts_.on_group_commit(stats);
+    }
     if (!s.ok()) {
       // Nothing of this group happened: forget the staged state and fail
       // every request in it (even rejections, which were judged on it).

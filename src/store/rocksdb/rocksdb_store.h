@@ -12,6 +12,9 @@
 // Reads run on a small worker pool against published (committed) state, so
 // event-loop threads never touch the disk.
 
+#include <chrono>
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,6 +28,13 @@ class Env;
 
 namespace ds {
 
+/// One synced write of a group commit, for metrics.
+struct GroupCommitStats {
+  size_t requests = 0;  ///< creates, appends and deletes decided in the group
+  size_t bytes = 0;     ///< size of the WriteBatch
+  std::chrono::nanoseconds write_duration{0};  ///< the synced Write (WAL append + fsync)
+};
+
 struct RocksStoreOptions {
   std::string path = "./data";
   /// The disk seam: tests pass a rocksdb::EnvWrapper that injects faults
@@ -34,6 +44,9 @@ struct RocksStoreOptions {
   unsigned reader_threads = 2;
   const Clock* clock = &SystemClock::instance();
   int64_t maintenance_interval_ms = 1000;  ///< TTL sweep and access-time persistence
+  /// Called on the writer thread after each successful group write; must be
+  /// cheap (a few atomics) and must not call into the store.
+  std::function<void(const GroupCommitStats&)> on_group_commit;
 };
 
 Result<std::unique_ptr<StreamStore>> open_rocksdb_store(const RocksStoreOptions& options);
