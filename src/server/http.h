@@ -6,14 +6,18 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "auth/policy.h"
 #include "common/clock.h"
 #include "common/errc.h"
 #include "hub/live_hub.h"
+#include "metrics/http_metrics.h"
 #include "server/server.h"
 #include "store/stream_store.h"
 
@@ -27,7 +31,49 @@ using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 using Stream = beast::tcp_stream;
 
-/// What handlers need from the server.
+/// Things to do when the server starts draining: each is called once, from
+/// the thread that calls stop_all(), and must only post to its own executor.
+class StopSignals {
+ public:
+  /// Returns an id for remove().
+  uint64_t add(std::function<void()> on_stop);
+  void remove(uint64_t id);
+  void stop_all();
+  /// Open connections (counted in on accept, out when the session ends).
+  std::atomic<size_t> sessions{0};
+
+ private:
+  std::mutex mu_;
+  uint64_t next_ = 1;                                        // guarded by mu_
+  std::unordered_map<uint64_t, std::function<void()>> fns_;  // guarded by mu_
+};
+
+/// Removes a StopSignals entry when it goes out of scope.
+class StopRegistration {
+ public:
+  StopRegistration(StopSignals& s, std::function<void()> fn) : s_(s), id_(s.add(std::move(fn))) {}
+  ~StopRegistration() { s_.remove(id_); }
+  StopRegistration(const StopRegistration&) = delete;
+  StopRegistration& operator=(const StopRegistration&) = delete;
+
+ private:
+  StopSignals& s_;
+  uint64_t id_;
+};
+
+using ReadMode = metrics::HttpMetrics::Mode;
+
+/// One request/response exchange, for headers, metrics and the access log.
+struct Exchange {
+  std::string id;      ///< X-Request-Id (sane incoming one, or generated)
+  std::string origin;  ///< the request's Origin, if any
+  ReadMode mode = ReadMode::none;
+  unsigned status = 0;  ///< of the response (head) written
+  uint64_t bytes_out = 0;
+};
+
+/// What handlers need from the server. Each connection works on its own copy
+/// (so `exchange` is per connection).
 struct Context {
   const ServerOptions& options;
   StreamStore& store;
@@ -36,11 +82,37 @@ struct Context {
   /// Set when the server is draining: live responses end early.
   const std::atomic<bool>& stopping;
   /// Checks bearer tokens on stream requests; null: auth is off.
-  const auth::Authenticator* auth = nullptr;
+  const auth::Authenticator* auth;
+  /// Parked live waits register here so a shutdown wakes them.
+  StopSignals& stop_signals;
+  metrics::HttpMetrics& metrics;
+  /// What /metrics renders.
+  const metrics::Registry& registry;
+  /// The request being answered on this connection; null between requests.
+  Exchange* exchange = nullptr;
 };
 
-/// Headers every response carries (CORS, browser security).
+/// Headers every response carries (browser security, exposed headers).
 void decorate(Response& res);
+
+/// Per-request headers, set just before a response head is written: CORS
+/// (Access-Control-Allow-Origin, Vary: Origin, credentials) and X-Request-Id.
+/// Records the status in ctx.exchange.
+void finalize_headers(Context& ctx, http::response_header<>& head);
+
+/// Adds `token` to the response's Vary header.
+void add_vary(http::response_header<>& head, std::string_view token);
+
+/// Writes a complete response (finalize_headers first; no keep-alive once the
+/// server is draining) and counts its bytes. Returns whether the connection
+/// may be kept alive. The caller has called prepare_payload().
+asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res);
+
+/// Counts bytes written outside write_response (SSE heads and chunks).
+inline void count_sent(Context& ctx, size_t n) {
+  ctx.metrics.sent_bytes.inc(n);
+  if (ctx.exchange) ctx.exchange->bytes_out += n;
+}
 
 /// A JSON error response `{"code": ..., "message": ...}` with the status and
 /// protocol headers the error calls for.

@@ -2,10 +2,10 @@
 // its own strand; the coroutine frame owns the socket.
 
 #include <boost/asio/signal_set.hpp>
-#include <iostream>
 #include <thread>
 #include <vector>
 
+#include "common/log.h"
 #include "protocol/headers.h"
 #include "protocol/target.h"
 #include "server/http.h"
@@ -19,12 +19,85 @@ namespace http_server {
 void decorate(Response& res) {
   res.set("X-Content-Type-Options", "nosniff");
   res.set("Cross-Origin-Resource-Policy", "cross-origin");
-  res.set(http::field::access_control_allow_origin, "*");
   res.set(http::field::access_control_expose_headers,
           "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
           "Stream-Expires-At, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
           "Producer-Received-Seq, Stream-SSE-Data-Encoding, ETag, Location, Content-Type, "
-          "Content-Encoding, Vary, WWW-Authenticate");
+          "Content-Encoding, Vary, WWW-Authenticate, X-Request-Id");
+}
+
+void add_vary(http::response_header<>& head, std::string_view token) {
+  auto it = head.find(http::field::vary);
+  if (it == head.end()) {
+    head.set(http::field::vary, token);
+    return;
+  }
+  std::string v(it->value().data(), it->value().size());
+  // Already listed (case-insensitively, as one comma-separated element)?
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    auto item = trim(std::string_view(v).substr(
+        start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (iequals(item, token)) return;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  v += ", ";
+  v += token;
+  head.set(http::field::vary, v);
+}
+
+void finalize_headers(Context& ctx, http::response_header<>& head) {
+  const auto& allowed = ctx.options.cors_origins;
+  const bool any =
+      allowed.empty() || std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+  if (any) {
+    head.set(http::field::access_control_allow_origin, "*");
+  } else {
+    const std::string* origin = ctx.exchange ? &ctx.exchange->origin : nullptr;
+    if (origin && !origin->empty() &&
+        std::find(allowed.begin(), allowed.end(), *origin) != allowed.end()) {
+      head.set(http::field::access_control_allow_origin, *origin);
+      head.set(http::field::access_control_allow_credentials, "true");
+    } else {
+      head.erase(http::field::access_control_allow_origin);
+    }
+    add_vary(head, "Origin");
+  }
+  if (ctx.exchange) {
+    head.set("X-Request-Id", ctx.exchange->id);
+    ctx.exchange->status = head.result_int();
+  }
+}
+
+asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
+  finalize_headers(ctx, res);
+  if (ctx.stopping) res.keep_alive(false);
+  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  count_sent(ctx, n);
+  co_return !ec && res.keep_alive();
+}
+
+uint64_t StopSignals::add(std::function<void()> on_stop) {
+  std::lock_guard lock(mu_);
+  uint64_t id = next_++;
+  fns_.emplace(id, std::move(on_stop));
+  return id;
+}
+
+void StopSignals::remove(uint64_t id) {
+  std::lock_guard lock(mu_);
+  fns_.erase(id);
+}
+
+void StopSignals::stop_all() {
+  std::vector<std::function<void()>> fns;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, fn] : fns_) fns.push_back(fn);
+  }
+  for (auto& fn : fns) fn();
 }
 
 }  // namespace http_server
@@ -40,32 +113,77 @@ Response preflight(const Request& req) {
   res.set(http::field::access_control_allow_headers,
           "Content-Type, Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
           "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, "
-          "Stream-Fork-Offset, Stream-Fork-Sub-Offset, Last-Event-ID, Cache-Control");
+          "Stream-Fork-Offset, Stream-Fork-Sub-Offset, Last-Event-ID, Cache-Control, "
+          "X-Request-Id");
   res.set(http::field::access_control_max_age, "86400");
   res.keep_alive(req.keep_alive());
   res.prepare_payload();
   return res;
 }
 
-Response plain(const Request& req, http::status status, std::string body) {
+/// A small response of the server's own (health, readiness, metrics).
+Response own_response(const Request& req, http::status status, std::string_view content_type,
+                      std::string body) {
   Response res{status, req.version()};
   decorate(res);
-  res.set(http::field::content_type, "text/plain");
+  res.set(http::field::content_type, content_type);
   res.set(http::field::cache_control, "no-store");
+  const bool head = req.method() == http::verb::head;
   res.body() = std::move(body);
   res.keep_alive(req.keep_alive());
   res.prepare_payload();
+  if (head) res.body().clear();  // Content-Length stays the GET's
   return res;
 }
 
-/// A response to a request whose head could not be read in full: the
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+/// /health, /ready and /metrics: GET or HEAD, never authenticated.
+Response own_endpoint(Context& ctx, const Request& req, std::string_view path,
+                      const metrics::Registry& registry) {
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    auto res = error_response(req, Error(errc::method_not_allowed, "use GET or HEAD"));
+    res.set(http::field::allow, "GET, HEAD, OPTIONS");
+    return res;
+  }
+  if (path == "/health")
+    return own_response(req, http::status::ok, "application/json", "{\"status\":\"ok\"}");
+  if (path == "/ready") {
+    if (ctx.stopping)
+      return own_response(req, http::status::service_unavailable, "application/json",
+                          "{\"status\":\"shutting_down\"}");
+    auto health = ctx.store.health();
+    if (health)
+      return own_response(req, http::status::ok, "application/json", "{\"status\":\"ready\"}");
+    return own_response(
+        req, http::status::service_unavailable, "application/json",
+        "{\"status\":\"unavailable\",\"message\":" + json_string(health.error().message) + "}");
+  }
+  return own_response(req, http::status::ok, metrics::kContentType, registry.render());
+}
+
+/// A response to a request whose head or body could not be read in full: the
 /// connection is closed after it.
-asio::awaitable<void> reject_and_close(Stream& stream, unsigned version, Error e) {
+asio::awaitable<void> reject_and_close(Context& ctx, Stream& stream, unsigned version, Error e) {
   Request req;
   req.version(version);
   auto res = error_response(req, e);
   res.keep_alive(false);
-  co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  co_await write_response(ctx, stream, res);
 }
 
 auth::Method auth_method(http::verb v) {
@@ -149,67 +267,147 @@ std::optional<Response> check_auth(const auth::Authenticator& authn, const Reque
 asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
   if (req.method() == http::verb::options) {
     auto res = preflight(req);
-    auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-    co_return !ec && res.keep_alive();
+    co_return co_await write_response(ctx, stream, res);
   }
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
-  if (path == "/health" || path == "/ready") {
-    auto health = ctx.store.health();
-    auto res = health
-                   ? plain(req, http::status::ok, "ok\n")
-                   : plain(req, http::status::service_unavailable, health.error().message + "\n");
-    auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-    co_return !ec && res.keep_alive();
+  if (path == "/health" || path == "/ready" || path == "/metrics") {
+    auto res = own_endpoint(ctx, req, path, ctx.registry);
+    co_return co_await write_response(ctx, stream, res);
   }
   if (path.starts_with("/v1/stream/")) {
     if (ctx.auth) {
       auto denied = check_auth(*ctx.auth, req);
-      if (denied) {
-        auto [ec, n] =
-            co_await http::async_write(stream, *denied, asio::as_tuple(asio::use_awaitable));
-        co_return !ec && denied->keep_alive();
-      }
+      if (denied) co_return co_await write_response(ctx, stream, *denied);
     }
     co_return co_await handle_stream_request(ctx, stream, req);
   }
   auto res = error_response(req, Error(errc::not_found, "no such route"));
-  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-  co_return !ec && res.keep_alive();
+  co_return co_await write_response(ctx, stream, res);
 }
 
-asio::awaitable<void> run_session(Stream stream, Context& ctx) {
+using SteadyClock = std::chrono::steady_clock;
+
+/// What the shutdown needs to know about a connection. Touched only on the
+/// connection's strand (or after the io_context has stopped).
+struct SessionState {
+  Stream* stream = nullptr;  ///< null once the session has ended
+  bool idle = false;         ///< waiting for a request head
+};
+
+/// On shutdown, an idle keep-alive connection stops waiting for a request.
+std::function<void()> idle_closer(std::shared_ptr<SessionState> state, asio::any_io_executor ex) {
+  return [state, ex] {
+    asio::post(ex, [state] {
+      if (state->stream && state->idle) state->stream->cancel();
+    });
+  };
+}
+
+/// Marks the session ended and counts it out (accept_loop counted it in).
+class SessionScope {
+ public:
+  SessionScope(std::shared_ptr<SessionState> state, std::atomic<size_t>& sessions)
+      : state_(std::move(state)), sessions_(sessions) {}
+  ~SessionScope() {
+    state_->stream = nullptr;
+    sessions_.fetch_sub(1);
+  }
+  SessionScope(const SessionScope&) = delete;
+  SessionScope& operator=(const SessionScope&) = delete;
+
+ private:
+  std::shared_ptr<SessionState> state_;
+  std::atomic<size_t>& sessions_;
+};
+
+/// Metrics and the access log line of one exchange. Never logs the query
+/// string (it may hold a token) or any header value but the request id.
+void finish_exchange(Context& ctx, const Exchange& ex, std::string_view method,
+                     std::string_view path, uint64_t bytes_in, SteadyClock::time_point started,
+                     const std::string& remote) {
+  const double secs = std::chrono::duration<double>(SteadyClock::now() - started).count();
+  if (ex.status != 0)
+    ctx.metrics.record(metrics::HttpMetrics::method_from(method), ex.mode, ex.status, secs);
+  if (!log::enabled(log::Level::info)) return;
+  log::info("access", {{"id", ex.id},
+                       {"remote", remote},
+                       {"method", method},
+                       {"path", path},
+                       {"mode", metrics::HttpMetrics::mode_name(ex.mode)},
+                       {"status", ex.status},
+                       {"bytes_in", bytes_in},
+                       {"bytes_out", ex.bytes_out},
+                       {"duration_ms", secs * 1000}});
+}
+
+std::string request_id(const http::request_header<>& head) {
+  auto it = head.find("x-request-id");
+  if (it != head.end()) {
+    std::string_view v(it->value().data(), it->value().size());
+    if (log::sane_request_id(v)) return std::string(v);
+  }
+  return log::new_request_id();
+}
+
+asio::awaitable<void> run_session(Stream stream, Context& shared) {
+  Context ctx = shared;  // this connection's copy: ctx.exchange is ours
+  auto state = std::make_shared<SessionState>();
+  state->stream = &stream;
+  SessionScope scope(state, shared.stop_signals.sessions);
+  StopRegistration on_stop(ctx.stop_signals, idle_closer(state, stream.get_executor()));
+  std::string remote;
+  {
+    beast::error_code rec;
+    auto ep = stream.socket().remote_endpoint(rec);
+    if (!rec) remote = ep.address().to_string();
+  }
   beast::flat_buffer buffer;
   for (;;) {
+    if (ctx.stopping) break;
     http::request_parser<http::string_body> parser;
     parser.body_limit(boost::none);  // checked against --max-body-bytes below
     parser.header_limit(64 * 1024);
     stream.expires_after(kIdleTimeout);
+    state->idle = true;
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser,
                                                     asio::as_tuple(asio::use_awaitable));
+    state->idle = false;
+    const auto started = SteadyClock::now();
+    Exchange ex;
+    ctx.exchange = &ex;
     if (ec) {
       if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
           ec != asio::error::eof && ec != asio::error::connection_reset &&
           ec != asio::error::operation_aborted) {
+        ex.id = log::new_request_id();
         {
           auto op = reject_and_close(
-              stream, 11, Error(errc::bad_request, "malformed HTTP request: " + ec.message()));
+              ctx, stream, 11, Error(errc::bad_request, "malformed HTTP request: " + ec.message()));
           co_await std::move(op);
         }
+        finish_exchange(ctx, ex, "-", "-", 0, started, remote);
       }
       break;
     }
     const auto& head = parser.get();
     const unsigned version = head.version();
+    ex.id = request_id(head);
+    if (auto it = head.find(http::field::origin); it != head.end())
+      ex.origin.assign(it->value().data(), it->value().size());
+    const std::string method(head.method_string().data(), head.method_string().size());
+    std::string path(head.target().data(), head.target().size());
+    path.resize(std::min(path.find('?'), path.size()));
     if (auto len = parser.content_length(); len && *len > ctx.options.max_body_bytes) {
       {
         auto op =
-            reject_and_close(stream, version,
+            reject_and_close(ctx, stream, version,
                              Error(errc::payload_too_large,
                                    "request body is larger than " +
                                        std::to_string(ctx.options.max_body_bytes) + " bytes"));
         co_await std::move(op);
       }
+      finish_exchange(ctx, ex, method, path, 0, started, remote);
       break;
     }
     if (iequals(std::string_view(head[http::field::expect]), "100-continue")) {
@@ -217,6 +415,7 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
       auto [wec, wn] =
           co_await http::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
       if (wec) break;
+      count_sent(ctx, wn);
     }
     parser.body_limit(ctx.options.max_body_bytes);
     if (!parser.is_done()) {
@@ -225,12 +424,13 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
       if (bec == http::error::body_limit) {
         {
           auto op =
-              reject_and_close(stream, version,
+              reject_and_close(ctx, stream, version,
                                Error(errc::payload_too_large,
                                      "request body is larger than " +
                                          std::to_string(ctx.options.max_body_bytes) + " bytes"));
           co_await std::move(op);
         }
+        finish_exchange(ctx, ex, method, path, 0, started, remote);
         break;
       }
       if (bec) {
@@ -239,18 +439,24 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
         if (bec.category() == http::make_error_code(http::error::bad_chunk).category() &&
             bec != http::error::end_of_stream && bec != http::error::partial_message) {
           auto op = reject_and_close(
-              stream, version,
+              ctx, stream, version,
               Error(errc::bad_request, "malformed request body: " + bec.message()));
           co_await std::move(op);
+          finish_exchange(ctx, ex, method, path, 0, started, remote);
         }
         break;
       }
     }
     stream.expires_never();
     Request req = parser.release();
+    const uint64_t bytes_in = req.body().size();
+    ctx.metrics.received_bytes.inc(bytes_in);
     bool keep_alive = co_await dispatch(ctx, stream, req);
+    finish_exchange(ctx, ex, method, path, bytes_in, started, remote);
+    ctx.exchange = nullptr;
     if (!keep_alive || ctx.stopping) break;
   }
+  ctx.exchange = nullptr;
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
@@ -260,13 +466,24 @@ asio::awaitable<void> run_session(Stream stream, Context& ctx) {
 struct Server::Impl {
   Impl(ServerOptions o, StreamStore& store, LiveHubs& hubs, const Clock& clock)
       : options(std::move(o)),
+        registry(options.metrics ? options.metrics : std::make_shared<metrics::Registry>()),
         threads(options.threads ? options.threads
                                 : std::max(1u, std::thread::hardware_concurrency())),
         ioc(static_cast<int>(threads)),
+        control(asio::make_strand(ioc)),
         acceptor(ioc),
         signals(ioc, SIGINT, SIGTERM),
-        reaper(ioc),
-        ctx{options, store, hubs, clock, stopping, options.auth.get()} {}
+        reaper(control),
+        ctx{options,      store,        hubs,     clock, stopping, options.auth.get(),
+            stop_signals, http_metrics, *registry} {
+    registry->add([this](metrics::Exposition& e) {
+      http_metrics.collect(e);
+      e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
+              static_cast<int64_t>(ctx.hubs.hub_count()));
+      e.gauge("dstreamd_http_connections", "Open HTTP connections",
+              static_cast<int64_t>(stop_signals.sessions.load()));
+    });
+  }
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
@@ -279,12 +496,13 @@ struct Server::Impl {
       }
       socket.set_option(tcp::no_delay(true), ec);
       auto ex = socket.get_executor();
+      stop_signals.sessions.fetch_add(1);
       asio::co_spawn(ex, run_session(Stream(std::move(socket)), ctx), [](std::exception_ptr e) {
         if (!e) return;
         try {
           std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-          std::cerr << "dstreamd: connection failed: " << ex.what() << "\n";
+          log::error("connection failed", {{"error", ex.what()}});
         }
       });
     }
@@ -294,26 +512,69 @@ struct Server::Impl {
     for (;;) {
       reaper.expires_after(std::chrono::seconds(5));
       auto [ec] = co_await reaper.async_wait(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;
+      if (ec || stopping) co_return;
       ctx.hubs.reap();
     }
   }
 
-  void shutdown() {
-    stopping = true;
-    beast::error_code ec;
-    acceptor.close(ec);
-    reaper.cancel();
+  /// Waits (on `control`) until every connection has ended or the shutdown
+  /// timeout passes, then stops the io_context.
+  asio::awaitable<void> drain() {
+    const auto deadline = SteadyClock::now() + options.shutdown_timeout;
+    asio::steady_timer tick(control);
+    while (stop_signals.sessions.load() > 0 && SteadyClock::now() < deadline) {
+      tick.expires_after(std::chrono::milliseconds(20));
+      co_await tick.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (size_t left = stop_signals.sessions.load(); left > 0) {
+      log::warn("shutdown timeout: closing the remaining connections",
+                {{"connections", static_cast<uint64_t>(left)}});
+    } else {
+      log::info("all connections closed");
+    }
     ioc.stop();
   }
 
+  /// Runs on `control`.
+  void begin_shutdown() {
+    if (stopping.exchange(true)) return;
+    log::info("shutting down",
+              {{"connections", static_cast<uint64_t>(stop_signals.sessions.load())},
+               {"timeout_ms", static_cast<int64_t>(options.shutdown_timeout.count())}});
+    beast::error_code ec;
+    acceptor.close(ec);
+    reaper.cancel();
+    stop_signals.stop_all();
+    asio::co_spawn(control, drain(), asio::detached);
+  }
+
+  void wait_signal() {
+    signals.async_wait(asio::bind_executor(control, [this](const beast::error_code& ec, int sig) {
+      if (ec) return;
+      if (stopping) {
+        log::warn("second signal: stopping now", {{"signal", sig}});
+        ioc.stop();
+        return;
+      }
+      log::info("signal received", {{"signal", sig}});
+      begin_shutdown();
+      wait_signal();
+    }));
+  }
+
   ServerOptions options;
+  std::shared_ptr<metrics::Registry> registry;
+  // Declared before the io_context: coroutine frames destroyed with it still
+  // unregister from these.
+  StopSignals stop_signals;
+  metrics::HttpMetrics http_metrics;
+  std::atomic<bool> stopping{false};
   unsigned threads;
   asio::io_context ioc;
+  asio::strand<asio::io_context::executor_type> control;  ///< accept, reap, shutdown
   tcp::acceptor acceptor;
   asio::signal_set signals;
   asio::steady_timer reaper;
-  std::atomic<bool> stopping{false};
   Context ctx;
 };
 
@@ -340,11 +601,9 @@ Result<uint16_t> Server::bind() {
 
 void Server::run() {
   auto& impl = *impl_;
-  impl.signals.async_wait([&impl](const beast::error_code& ec, int) {
-    if (!ec) impl.shutdown();
-  });
-  asio::co_spawn(impl.ioc, impl.accept_loop(), asio::detached);
-  asio::co_spawn(impl.ioc, impl.reap_loop(), asio::detached);
+  impl.wait_signal();
+  asio::co_spawn(impl.control, impl.accept_loop(), asio::detached);
+  asio::co_spawn(impl.control, impl.reap_loop(), asio::detached);
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < impl.threads; ++i) pool.emplace_back([&impl] { impl.ioc.run(); });
   impl.ioc.run();
@@ -352,7 +611,7 @@ void Server::run() {
 }
 
 void Server::stop() {
-  asio::post(impl_->ioc, [impl = impl_.get()] { impl->shutdown(); });
+  asio::post(impl_->control, [impl = impl_.get()] { impl->begin_shutdown(); });
 }
 
 }  // namespace ds

@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "hub/live_hub.h"
+#include "metrics/metrics.h"
 #include "store/stream_store.h"
 
 namespace ds {
@@ -29,6 +31,18 @@ struct ServerOptions {
   unsigned threads = 0;               ///< 0: one per core
   /// Bearer-JWT checks on stream requests; null: no authentication.
   std::shared_ptr<const auth::Authenticator> auth;
+  /// Origins allowed by CORS; empty or containing "*": any origin (`*`).
+  /// Otherwise a listed Origin is echoed with credentials allowed.
+  std::vector<std::string> cors_origins;
+  /// Catch-up bodies of at least this many bytes are gzipped for clients that
+  /// accept it; 0: never.
+  size_t gzip_min_bytes = 1024;
+  /// After SIGTERM/SIGINT: how long in-flight requests may take before the
+  /// server stops anyway.
+  std::chrono::milliseconds shutdown_timeout{10'000};
+  /// /metrics renders this registry; the server adds its HTTP families to it.
+  /// Null: the server makes its own.
+  std::shared_ptr<metrics::Registry> metrics;
 };
 
 class Server {
@@ -40,9 +54,13 @@ class Server {
 
   /// Binds the listening socket; returns the bound port (useful with port 0).
   Result<uint16_t> bind();
-  /// Serves until stop() or SIGINT/SIGTERM.
+  /// Serves until stop() or SIGINT/SIGTERM, then shuts down gracefully:
+  /// stops accepting, lets in-flight requests finish, ends live responses
+  /// (SSE with a final control event, long-polls with 204), closes idle
+  /// connections, and returns when all connections are gone or after
+  /// shutdown_timeout. A second signal stops at once.
   void run();
-  /// Thread-safe.
+  /// Starts the graceful shutdown. Thread-safe.
   void stop();
 
  private:

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "protocol/content_encoding.h"
 #include "protocol/cursor.h"
 #include "protocol/headers.h"
 #include "protocol/http_status.h"
@@ -125,11 +126,22 @@ std::string render_body(const std::vector<RecordPtr>& records, bool json) {
   return body;
 }
 
-asio::awaitable<bool> send(Stream& stream, Response& res) {
+asio::awaitable<bool> send(Context& ctx, Stream& stream, Response& res) {
   res.prepare_payload();
-  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-  co_return !ec && res.keep_alive();
+  co_return co_await write_response(ctx, stream, res);
 }
+
+/// Keeps a gauge up while it lives.
+class GaugeUp {
+ public:
+  explicit GaugeUp(metrics::Gauge& g) : g_(g) { g_.inc(); }
+  ~GaugeUp() { g_.dec(); }
+  GaugeUp(const GaugeUp&) = delete;
+  GaugeUp& operator=(const GaugeUp&) = delete;
+
+ private:
+  metrics::Gauge& g_;
+};
 
 // --------------------------------------------------------------------- store calls
 
@@ -150,12 +162,21 @@ struct PendingWake {
   std::optional<Wake> value;
 };
 
+/// On shutdown, a parked reader stops waiting (as if its deadline passed).
+std::function<void()> wake_on_stop(std::shared_ptr<PendingWake> pending) {
+  return [pending] {
+    auto ex = pending->timer.get_executor();
+    asio::post(ex, [pending] { pending->timer.cancel(); });
+  };
+}
+
 /// Parks on the stream's hub until it has something for `from` or the deadline
 /// passes (nullopt).
 asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& path, Offset from,
                                                Clock_::time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
   auto pending = std::make_shared<PendingWake>(ex);
+  StopRegistration on_stop(ctx.stop_signals, wake_on_stop(pending));
   auto waiter = ctx.hubs.wait(path, from, [pending](Wake w) {
     auto wex = pending->timer.get_executor();
     asio::post(wex, [pending, w = std::move(w)]() mutable {
@@ -163,7 +184,9 @@ asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& 
       pending->timer.cancel();
     });
   });
-  if (!pending->value) {
+  // Registered before this check, so a shutdown either sees this wait or
+  // was already visible here.
+  if (!pending->value && !ctx.stopping) {
     pending->timer.expires_at(deadline);
     co_await pending->timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }
@@ -192,7 +215,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
     {
       Response err_ = error_response(
           req, Error(errc::bad_request, "Stream-TTL and Stream-Expires-At are mutually exclusive"));
-      co_return co_await send(stream, err_);
+      co_return co_await send(ctx, stream, err_);
     }
   }
   if (has_ttl) {
@@ -201,7 +224,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
       Response err_ = error_response(
           req, Error(errc::bad_request,
                      "Stream-TTL must be a non-negative integer without sign or leading zeros"));
-      co_return co_await send(stream, err_);
+      co_return co_await send(ctx, stream, err_);
     }
     cr.config.ttl_seconds = *ttl;
   }
@@ -211,7 +234,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
     if (!at) {
       Response err_ = error_response(
           req, Error(errc::bad_request, "Stream-Expires-At must be an RFC 3339 timestamp"));
-      co_return co_await send(stream, err_);
+      co_return co_await send(ctx, stream, err_);
     }
     cr.config.expires_at_ms = *at;
     cr.config.expires_at_text = std::string(text);
@@ -231,12 +254,12 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
         {
           Response err_ =
               error_response(req, Error(errc::not_found, "fork source stream not found"));
-          co_return co_await send(stream, err_);
+          co_return co_await send(ctx, stream, err_);
         }
       }
       {
         Response err_ = error_response(req, src.error());
-        co_return co_await send(stream, err_);
+        co_return co_await send(ctx, stream, err_);
       }
     }
     cr.forked_from = std::move(*src);
@@ -245,7 +268,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
       if (!off) {
         Response err_ =
             error_response(req, Error(errc::bad_offset, "malformed Stream-Fork-Offset"));
-        co_return co_await send(stream, err_);
+        co_return co_await send(ctx, stream, err_);
       }
       cr.fork_offset = *off;
     }
@@ -256,7 +279,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
           Response err_ = error_response(
               req,
               Error(errc::bad_request, "Stream-Fork-Sub-Offset must be a non-negative integer"));
-          co_return co_await send(stream, err_);
+          co_return co_await send(ctx, stream, err_);
         }
       }
       cr.fork_sub_offset = *sub;
@@ -266,7 +289,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
       Response err_ = error_response(
           req, Error(errc::bad_request,
                      "Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From"));
-      co_return co_await send(stream, err_);
+      co_return co_await send(ctx, stream, err_);
     }
   }
   cr.body = std::move(req.body());
@@ -277,7 +300,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
   auto result = std::move(*co_await std::move(result_op));
   if (!result) {
     Response err_ = error_response(req, result.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
 
   const auto& meta = result->meta;
@@ -292,7 +315,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
             "http://" + host + std::string(req.target().substr(0, req.target().find('?'))));
   }
   res.set(http::field::cache_control, "no-store");
-  co_return co_await send(stream, res);
+  co_return co_await send(ctx, stream, res);
 }
 
 // --------------------------------------------------------------------- POST
@@ -310,7 +333,7 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
         Response err_ = error_response(
             req, Error(errc::bad_request,
                        "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
-        co_return co_await send(stream, err_);
+        co_return co_await send(ctx, stream, err_);
       }
     }
     auto id = header(req, "producer-id");
@@ -319,14 +342,14 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
     if (id.empty()) {
       Response err_ =
           error_response(req, Error(errc::bad_request, "Producer-Id must not be empty"));
-      co_return co_await send(stream, err_);
+      co_return co_await send(ctx, stream, err_);
     }
     if (!epoch || !seq) {
       {
         Response err_ = error_response(
             req, Error(errc::bad_request,
                        "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
-        co_return co_await send(stream, err_);
+        co_return co_await send(ctx, stream, err_);
       }
     }
     ar.producer = ProducerTriple{std::string(id), *epoch, *seq};
@@ -339,7 +362,7 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
       Response err_ = error_response(
           req,
           Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)"));
-      co_return co_await send(stream, err_);
+      co_return co_await send(ctx, stream, err_);
     }
   }
   if (!ar.body.empty()) {
@@ -348,7 +371,7 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
       {
         Response err_ = error_response(
             req, Error(errc::bad_request, "an append with a body needs a Content-Type"));
-        co_return co_await send(stream, err_);
+        co_return co_await send(ctx, stream, err_);
       }
     }
     ar.content_type = std::string(ct);
@@ -362,7 +385,7 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   auto result = std::move(*co_await std::move(result_op));
   if (!result) {
     Response err_ = error_response(req, result.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
 
   const auto& out = *result;
@@ -375,7 +398,7 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   if (out.producer_epoch) res.set("Producer-Epoch", std::to_string(*out.producer_epoch));
   if (out.producer_seq) res.set("Producer-Seq", std::to_string(*out.producer_seq));
   res.set(http::field::cache_control, "no-store");
-  co_return co_await send(stream, res);
+  co_return co_await send(ctx, stream, res);
 }
 
 // --------------------------------------------------------------------- HEAD / DELETE
@@ -388,7 +411,7 @@ asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req,
   if (!result) {
     auto res = error_response(req, result.error());
     res.body().clear();
-    co_return co_await send(stream, res);
+    co_return co_await send(ctx, stream, res);
   }
   auto res = make_response(req, http::status::ok);
   set_stream_headers(res, *result);
@@ -397,8 +420,7 @@ asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req,
   res.set(http::field::cache_control, "no-store");
   res.set(http::field::etag, etag_for(result->id, Offset{}, result->tail, result->closed));
   res.prepare_payload();
-  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-  co_return !ec && res.keep_alive();
+  co_return co_await write_response(ctx, stream, res);
 }
 
 asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,
@@ -408,10 +430,10 @@ asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,
   auto result = std::move(*co_await std::move(result_op));
   if (!result) {
     Response err_ = error_response(req, result.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
   auto res = make_response(req, http::status::no_content);
-  co_return co_await send(stream, res);
+  co_return co_await send(ctx, stream, res);
 }
 
 // --------------------------------------------------------------------- GET
@@ -499,19 +521,36 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
   auto r = std::move(*co_await std::move(r_op));
   if (!r) {
     Response err_ = error_response(req, r.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
   const bool now_read = p.from.kind == OffsetSpec::Kind::now;
   auto res = data_response(ctx, req, r->meta, r->start, r->records, r->next, r->up_to_date,
                            r->meta.closed, now_read, nullptr);
+  // gzip: a separate representation, with its own ETag, for clients that
+  // accept it; caches keep both apart by Vary: Accept-Encoding.
+  const bool gzip_on = ctx.options.gzip_min_bytes > 0;
+  const bool gzip = gzip_eligible(res.body().size(), ctx.options.gzip_min_bytes) &&
+                    accepts_gzip(header(req, "accept-encoding"));
+  if (gzip_on) add_vary(res, "Accept-Encoding");
+  std::string identity_etag(res[http::field::etag]);
+  if (gzip && !identity_etag.empty()) res.set(http::field::etag, gzip_etag(identity_etag));
   if (!now_read &&
       etag_matches(header(req, "if-none-match"), std::string_view(res[http::field::etag]))) {
     auto not_modified = make_response(req, http::status::not_modified);
     not_modified.set(http::field::etag, res[http::field::etag]);
     not_modified.set(http::field::cache_control, res[http::field::cache_control]);
-    co_return co_await send(stream, not_modified);
+    if (gzip_on) add_vary(not_modified, "Accept-Encoding");
+    co_return co_await send(ctx, stream, not_modified);
   }
-  co_return co_await send(stream, res);
+  if (gzip) {
+    if (auto z = gzip_compress(res.body(), 1)) {
+      res.body() = std::move(*z);
+      res.set(http::field::content_encoding, "gzip");
+    } else if (!identity_etag.empty()) {
+      res.set(http::field::etag, identity_etag);
+    }
+  }
+  co_return co_await send(ctx, stream, res);
 }
 
 asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req,
@@ -521,7 +560,7 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
   auto r = std::move(*co_await std::move(r_op));
   if (!r) {
     Response err_ = error_response(req, r.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
   const StreamMeta meta = r->meta;
   const Offset start = r->start;
@@ -532,12 +571,13 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
     auto c = cursor();
     auto res = data_response(ctx, req, meta, start, r->records, r->next, r->up_to_date, meta.closed,
                              false, &c);
-    co_return co_await send(stream, res);
+    co_return co_await send(ctx, stream, res);
   }
+  GaugeUp parked(ctx.metrics.parked_long_polls);
   for (;;) {
     if (ctx.stopping) break;
     auto wake = co_await wait_live(ctx, name, at, deadline);
-    if (!wake) break;  // timeout
+    if (!wake) break;  // timeout or shutdown: 204 with the current offset
     switch (wake->kind) {
       case Wake::Kind::data: {
         auto c = cursor();
@@ -545,15 +585,15 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
         bool up_to_date = next >= wake->tail;
         auto res = data_response(ctx, req, meta, start, wake->records, next, up_to_date,
                                  wake->closed, false, &c);
-        co_return co_await send(stream, res);
+        co_return co_await send(ctx, stream, res);
       }
       case Wake::Kind::closed: {
         auto res = no_content_live(req, wake->tail, true, "");
-        co_return co_await send(stream, res);
+        co_return co_await send(ctx, stream, res);
       }
       case Wake::Kind::gone: {
         Response err_ = error_response(req, Error(errc::not_found, "stream was deleted"));
-        co_return co_await send(stream, err_);
+        co_return co_await send(ctx, stream, err_);
       }
       case Wake::Kind::catch_up: {
         auto again_op = store_read(
@@ -561,13 +601,13 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
         auto again = std::move(*co_await std::move(again_op));
         if (!again) {
           Response err_ = error_response(req, again.error());
-          co_return co_await send(stream, err_);
+          co_return co_await send(ctx, stream, err_);
         }
         if (!again->records.empty() || again->meta.closed) {
           auto c = cursor();
           auto res = data_response(ctx, req, again->meta, start, again->records, again->next,
                                    again->up_to_date, again->meta.closed, false, &c);
-          co_return co_await send(stream, res);
+          co_return co_await send(ctx, stream, res);
         }
         at = again->next;
         break;
@@ -575,13 +615,14 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
     }
   }
   auto res = no_content_live(req, at, false, cursor());
-  co_return co_await send(stream, res);
+  co_return co_await send(ctx, stream, res);
 }
 
 /// Writes one chunk of an SSE body. Returns false when the client is gone.
-asio::awaitable<bool> sse_write(Stream& stream, const std::string& text) {
+asio::awaitable<bool> sse_write(Context& ctx, Stream& stream, const std::string& text) {
   auto chunk = http::make_chunk(asio::buffer(text));
   auto [ec, n] = co_await asio::async_write(stream, chunk, asio::as_tuple(asio::use_awaitable));
+  count_sent(ctx, n);
   co_return !ec;
 }
 
@@ -592,7 +633,7 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   auto first = std::move(*co_await std::move(first_op));
   if (!first) {
     Response err_ = error_response(req, first.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
   const bool base64 = !is_text_media_type(media_type(first->meta.config.content_type));
   const bool json = is_json_stream(first->meta);
@@ -609,10 +650,13 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   if (base64) head.set("Stream-SSE-Data-Encoding", "base64");
   head.chunked(true);
   head.keep_alive(false);
+  finalize_headers(ctx, head);
   http::response_serializer<http::empty_body> sr{head};
   auto [hec, hn] =
       co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
+  count_sent(ctx, hn);
   if (hec) co_return false;
+  GaugeUp open(ctx.metrics.open_sse);
 
   const auto session_end = Clock_::now() + ctx.options.sse_max_duration;
   std::string cursor_in = p.cursor;
@@ -660,7 +704,7 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   {
     std::string out;
     emit(out, first->records, first->next, first->up_to_date, closed_at_tail);
-    if (!co_await sse_write(stream, out)) co_return false;
+    if (!co_await sse_write(ctx, stream, out)) co_return false;
   }
   bool up_to_date = first->up_to_date;
   while (!closed_at_tail && !ctx.stopping) {
@@ -672,7 +716,7 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
       closed_at_tail = more->up_to_date && more->meta.closed;
       std::string out;
       emit(out, more->records, more->next, more->up_to_date, closed_at_tail);
-      if (!co_await sse_write(stream, out)) co_return false;
+      if (!co_await sse_write(ctx, stream, out)) co_return false;
       at = more->next;
       up_to_date = more->up_to_date;
       continue;
@@ -682,9 +726,9 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
     auto wake =
         co_await wait_live(ctx, name, at, std::min(session_end, now + ctx.options.sse_keepalive));
     if (!wake) {
-      if (Clock_::now() >= session_end) break;
+      if (ctx.stopping || Clock_::now() >= session_end) break;
       static const std::string kKeepAlive = ": keep-alive\n\n";
-      if (!co_await sse_write(stream, kKeepAlive)) co_return false;
+      if (!co_await sse_write(ctx, stream, kKeepAlive)) co_return false;
       continue;
     }
     std::string out;
@@ -709,10 +753,20 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
         up_to_date = false;
         break;
     }
-    if (!out.empty() && !co_await sse_write(stream, out)) co_return false;
+    if (!out.empty() && !co_await sse_write(ctx, stream, out)) co_return false;
+  }
+  if (ctx.stopping && !closed_at_tail) {
+    // Draining: a last control event with the offset the client has, so it
+    // resumes from there on another server.
+    std::string out;
+    Offset delivered = at;
+    if (!held.empty()) delivered = Offset{at.hi, at.lo - held.size()};
+    control(out, delivered, up_to_date && held.empty(), false);
+    if (!co_await sse_write(ctx, stream, out)) co_return false;
   }
   auto last = http::make_chunk_last();
-  co_await asio::async_write(stream, last, asio::as_tuple(asio::use_awaitable));
+  auto [lec, ln] = co_await asio::async_write(stream, last, asio::as_tuple(asio::use_awaitable));
+  count_sent(ctx, ln);
   co_return false;  // SSE responses close the connection
 }
 
@@ -743,12 +797,12 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
   auto target = parse_target(raw);
   if (!target) {
     Response err_ = error_response(req, target.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
   auto name = stream_name(target->path);
   if (!name) {
     Response err_ = error_response(req, name.error());
-    co_return co_await send(stream, err_);
+    co_return co_await send(ctx, stream, err_);
   }
 
   switch (req.method()) {
@@ -769,13 +823,17 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
         auto exists = std::move(*co_await std::move(exists_op));
         if (!exists) {
           Response err_ = error_response(req, exists.error());
-          co_return co_await send(stream, err_);
+          co_return co_await send(ctx, stream, err_);
         }
         {
           Response err_ = error_response(req, params.error());
-          co_return co_await send(stream, err_);
+          co_return co_await send(ctx, stream, err_);
         }
       }
+      if (ctx.exchange)
+        ctx.exchange->mode = params->live == Live::none        ? ReadMode::catchup
+                             : params->live == Live::long_poll ? ReadMode::long_poll
+                                                               : ReadMode::sse;
       switch (params->live) {
         case Live::none:
           co_return co_await handle_catch_up(ctx, stream, req, *name, *params);
@@ -791,7 +849,7 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
   }
   auto res = error_response(req, Error(errc::method_not_allowed, "method not allowed on a stream"));
   res.set(http::field::allow, "GET, HEAD, PUT, POST, DELETE, OPTIONS");
-  co_return co_await send(stream, res);
+  co_return co_await send(ctx, stream, res);
 }
 
 }  // namespace ds::http_server
