@@ -2,11 +2,16 @@
 
 #include <boost/program_options.hpp>
 #include <cctype>
+#include <chrono>
 #include <iostream>
+#include <iterator>
+#include <memory>
 
 #include "auth/policy.h"
 #include "common/clock.h"
+#include "common/log.h"
 #include "hub/live_hub.h"
+#include "metrics/metrics.h"
 #include "s2/http_s2_api.h"
 #include "server/server.h"
 #include "store/rocksdb/rocksdb_store.h"
@@ -102,6 +107,118 @@ bool configure_auth(const AuthFlags& f, const po::variables_map& vm, ds::ServerO
   return true;
 }
 
+// ---- Production surface: CORS, compression, shutdown, logs.
+struct OpsFlags {
+  std::string cors_origins = "*";
+  size_t gzip_min_bytes = 1024;
+  std::string shutdown_timeout = "10s";
+  std::string log_format = "text";
+  std::string log_level = "info";
+};
+
+void add_ops_options(po::options_description& desc, OpsFlags& f) {
+  po::options_description g("Operations");
+  g.add_options()("cors-origins", po::value(&f.cors_origins)->default_value(f.cors_origins),
+                  "allowed CORS origins: * (any) or a comma-separated list (echoed with "
+                  "credentials allowed)")(
+      "gzip-min-bytes", po::value(&f.gzip_min_bytes)->default_value(f.gzip_min_bytes),
+      "gzip catch-up responses of at least this many bytes (0: never)")(
+      "shutdown-timeout", po::value(&f.shutdown_timeout)->default_value(f.shutdown_timeout),
+      "on SIGTERM/SIGINT, how long in-flight requests may take before exiting anyway")(
+      "log-format", po::value(&f.log_format)->default_value(f.log_format), "text or json")(
+      "log-level", po::value(&f.log_level)->default_value(f.log_level),
+      "debug, info (one access-log line per request), warn or error");
+  desc.add(g);
+}
+
+/// Applies the flags; false (after a message) on bad values.
+bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
+  auto level = ds::log::parse_level(f.log_level);
+  auto format = ds::log::parse_format(f.log_format);
+  if (!level || !format) {
+    std::cerr << "dstreamd: --log-level must be debug, info, warn or error; --log-format text or "
+                 "json\n";
+    return false;
+  }
+  ds::log::configure(*format, *level);
+  auto timeout = parse_duration(f.shutdown_timeout);
+  if (!timeout) {
+    std::cerr << "dstreamd: --shutdown-timeout: durations look like 500ms, 30s or 2m\n";
+    return false;
+  }
+  options.shutdown_timeout = *timeout;
+  options.gzip_min_bytes = f.gzip_min_bytes;
+  options.cors_origins.clear();
+  std::string_view rest = f.cors_origins;
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    auto item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front())))
+      item.remove_prefix(1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back())))
+      item.remove_suffix(1);
+    while (!item.empty() && item.back() == '/') item.remove_suffix(1);  // origins have no path
+    if (!item.empty()) options.cors_origins.emplace_back(item);
+  }
+  return true;
+}
+
+/// The embedded engine's group commits, observed by the store's writer thread.
+struct StoreMetrics {
+  ds::metrics::Histogram batch_requests{ds::metrics::exponential_buckets(1, 2, 11)};
+  ds::metrics::Histogram write_seconds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                       0.025,  0.05,    0.1,    0.25,  0.5,    1};
+  ds::metrics::Counter written_bytes;
+
+  void collect(ds::metrics::Exposition& e) const {
+    using T = ds::metrics::Exposition::Type;
+    e.family("dstreamd_store_group_commit_requests",
+             "Requests (creates, appends, deletes) per synced write of the embedded store",
+             T::histogram);
+    e.histogram("dstreamd_store_group_commit_requests", {}, batch_requests);
+    e.family("dstreamd_store_write_duration_seconds",
+             "Time of one synced write (WAL append and fsync) of the embedded store", T::histogram);
+    e.histogram("dstreamd_store_write_duration_seconds", {}, write_seconds);
+    e.counter("dstreamd_store_written_bytes_total", "Bytes written by group commits",
+              written_bytes.value());
+  }
+};
+
+/// The S2 client's counters (HttpS2Stats), read when /metrics is rendered.
+void collect_s2(const ds::s2::HttpS2Stats& s, ds::metrics::Exposition& e) {
+  using T = ds::metrics::Exposition::Type;
+  static constexpr const char* kMethods[] = {"create_stream", "delete_stream", "append",
+                                             "read",          "check_tail",    "open_session"};
+  static constexpr const char* kKinds[] = {"not_found",
+                                           "already_exists",
+                                           "seq_num_mismatch",
+                                           "fencing_token_mismatch",
+                                           "range_not_satisfiable",
+                                           "deletion_pending",
+                                           "unavailable",
+                                           "ambiguous",
+                                           "rejected"};
+  static_assert(std::size(kMethods) == ds::s2::HttpS2Stats::kMethods);
+  static_assert(std::size(kKinds) == ds::s2::HttpS2Stats::kKinds);
+  e.family("dstreamd_s2_requests_total", "S2 API calls, by method", T::counter);
+  for (int i = 0; i < ds::s2::HttpS2Stats::kMethods; ++i)
+    e.sample("dstreamd_s2_requests_total", {{"method", kMethods[i]}},
+             static_cast<uint64_t>(s.requests[i].load()));
+  e.counter("dstreamd_s2_attempts_total", "HTTP requests sent to S2, retries included",
+            s.attempts.load());
+  e.counter("dstreamd_s2_retries_total", "S2 HTTP attempts after the first", s.retries.load());
+  e.family("dstreamd_s2_errors_total", "Failed S2 calls and ended read sessions, by kind",
+           T::counter);
+  for (int i = 0; i < ds::s2::HttpS2Stats::kKinds; ++i)
+    e.sample("dstreamd_s2_errors_total", {{"kind", kKinds[i]}},
+             static_cast<uint64_t>(s.errors[i].load()));
+  e.counter("dstreamd_s2_connections_opened_total", "Connections opened to S2",
+            s.connections_opened.load());
+  e.gauge("dstreamd_s2_open_read_sessions", "S2 read sessions open (live hubs' watches)",
+          static_cast<int64_t>(s.open_sessions.load()));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,6 +260,8 @@ int main(int argc, char** argv) {
       "s2-ca-file", po::value(&s2_ca_file), "PEM file of extra CAs to trust for S2 (private CA)");
   AuthFlags auth_flags;
   add_auth_options(desc, auth_flags);
+  OpsFlags ops_flags;
+  add_ops_options(desc, ops_flags);
 
   po::variables_map vm;
   try {
@@ -187,15 +306,26 @@ int main(int argc, char** argv) {
   options.sse_max_duration = *sse;
   options.max_body_bytes = max_body;
   options.threads = threads;
+  if (!configure_ops(ops_flags, options)) return 2;
   if (!configure_auth(auth_flags, vm, options)) return 2;
+  auto registry = std::make_shared<ds::metrics::Registry>();
+  options.metrics = registry;
 
-  // The S2 client outlives the store that uses it (declared first, destroyed last).
+  // The S2 client and the metrics outlive the store that uses them (declared
+  // first, destroyed last).
   std::unique_ptr<ds::s2::HttpS2Api> s2_api;
+  auto store_metrics = std::make_shared<StoreMetrics>();
   std::unique_ptr<ds::StreamStore> store;
   std::string described;
   if (storage == "embedded") {
     ds::RocksStoreOptions store_options;
     store_options.path = data_dir;
+    store_options.on_group_commit = [m = store_metrics.get()](const ds::GroupCommitStats& s) {
+      m->batch_requests.observe(static_cast<double>(s.requests));
+      m->write_seconds.observe(std::chrono::duration<double>(s.write_duration).count());
+      m->written_bytes.inc(s.bytes);
+    };
+    registry->add([m = store_metrics.get()](ds::metrics::Exposition& e) { m->collect(e); });
     auto opened = ds::open_rocksdb_store(store_options);
     if (!opened) {
       std::cerr << "dstreamd: " << opened.error().message << "\n";
@@ -226,6 +356,8 @@ int main(int argc, char** argv) {
     ds::S2StoreOptions store_options;
     store_options.api = s2_api.get();
     store = ds::make_s2_store(store_options);
+    registry->add(
+        [api = s2_api.get()](ds::metrics::Exposition& e) { collect_s2(api->stats(), e); });
     described = "S2 basin " + s2_basin + " at " + s2_endpoint;
   } else {
     std::cerr << "dstreamd: --storage must be embedded or s2\n";
@@ -233,16 +365,23 @@ int main(int argc, char** argv) {
   }
   ds::LiveHubs::Options hub_options;
   hub_options.buffer_bytes = hub_buffer;
-  ds::LiveHubs hubs(*store, hub_options);
-  ds::Server server(options, *store, hubs, ds::SystemClock::instance());
-  auto port = server.bind();
+  auto hubs = std::make_unique<ds::LiveHubs>(*store, hub_options);
+  auto server = std::make_unique<ds::Server>(options, *store, *hubs, ds::SystemClock::instance());
+  auto port = server->bind();
   if (!port) {
     std::cerr << "dstreamd: " << port.error().message << "\n";
     return 1;
   }
   std::cout << "dstreamd listening on http://" << options.host << ":" << *port << " (" << described
             << ")" << std::endl;
-  server.run();
+  server->run();
+  // Teardown, in this order: the hubs drop their watches and parked readers;
+  // the store's writer finishes what is queued (its callbacks post to the
+  // stopped server, which discards them) and the store closes; then the
+  // server, whose io_context frees what is left of its connections.
+  hubs.reset();
+  store.reset();
+  server.reset();
   std::cout << "dstreamd stopped" << std::endl;
   return 0;
 }
