@@ -130,7 +130,8 @@ else
   mutate "a body limit unlike the ingress" s2/configmap.yaml 's#DSTREAMD_MAX_BODY_BYTES: "67108864"#DSTREAMD_MAX_BODY_BYTES: "1048576"#'
   mutate "a bad YAML indent" embedded/service.yaml 's#^  type: ClusterIP#   type: ClusterIP#'
   mutate "an unlisted resource" embedded/kustomization.yaml '/- ingress.yaml/d'
-  mutate "a misspelt flag variable" embedded/configmap.yaml 's#DSTREAMD_LONG_POLL_TIMEOUT#DSTREAMD_LONG_POLL_TIMOUT#'
+  # Flag names are checked against `dstreamd --help`, so only with a binary.
+  $have_bin && mutate "a misspelt flag variable" embedded/configmap.yaml 's#DSTREAMD_LONG_POLL_TIMEOUT#DSTREAMD_LONG_POLL_TIMOUT#'
 fi
 
 # ---------------------------------------------------------------- systemd
