@@ -492,11 +492,12 @@ class SessionOp : public std::enable_shared_from_this<SessionOp> {
     if (attempt_ > 1) ++client_.stats_.retries;
     ++client_.stats_.attempts;
     auto self = shared_from_this();
-    dialer_ = std::make_shared<Dialer>(
+    auto dialer = std::make_shared<Dialer>(
         client_, strand_, [self](beast::error_code ec, std::unique_ptr<Connection> conn) {
           self->on_dialed(ec, std::move(conn));
         });
-    dialer_->start();
+    dialer_ = dialer;
+    dialer->start();
   }
 
   void on_dialed(beast::error_code ec, std::unique_ptr<Connection> conn) {
@@ -685,7 +686,7 @@ class SessionOp : public std::enable_shared_from_this<SessionOp> {
   void close_all() {
     timer_.cancel();
     stall_timer_.cancel();
-    if (dialer_) dialer_->cancel();
+    if (auto dialer = dialer_.lock()) dialer->cancel();
     if (conn_) {
       beast::error_code ignored;
       conn_->tcp().socket().close(ignored);
@@ -701,7 +702,7 @@ class SessionOp : public std::enable_shared_from_this<SessionOp> {
   int attempt_ = 0;
   bool stopped_ = false;
   int status_ = 0;
-  std::shared_ptr<Dialer> dialer_;
+  std::weak_ptr<Dialer> dialer_;  // weak: the dialer's callback owns this op
   std::unique_ptr<Connection> conn_;
   http::request<http::string_body> req_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
@@ -752,6 +753,7 @@ Client::~Client() {
       if (auto shared = weak.lock()) {
         std::lock_guard session_lock(shared->mu);
         shared->api_gone = true;
+        shared->strand.reset();  // a strand must not outlive its io_context
       }
     }
   }
