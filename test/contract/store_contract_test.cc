@@ -2112,6 +2112,26 @@ TEST_P(StoreContract, ReadRenewalSurvivesRestart) {
   DS_EXPECT_OK(head(kA)) << "the read's TTL renewal was lost across a restart";
 }
 
+// A closed stream's tail is final: reads that renew its TTL do not move it.
+TEST_P(StoreContract, TtlRenewalKeepsAClosedStreamsFinalTail) {
+  DS_ASSERT_OK(create(ttl_req(kA, 10, "data")));
+  auto c = append(close_req(kA));
+  DS_ASSERT_OK(c);
+  for (int i = 0; i < 3; ++i) {
+    clock_.advance_ms(3'000);
+    auto r = read(kA);
+    DS_ASSERT_OK(r);
+    EXPECT_EQ(concat(r->records), "data");
+    EXPECT_TRUE(r->meta.closed);
+    EXPECT_EQ(r->meta.tail, c->tail) << "read " << i;
+    EXPECT_EQ(r->next, c->tail) << "read " << i;
+  }
+  clock_.advance_ms(3'000);  // 12 s after creation, 3 s after the last read
+  auto h = head(kA);
+  DS_ASSERT_OK(h);
+  EXPECT_EQ(h->tail, c->tail);
+}
+
 TEST_P(StoreContract, ExpiresAtSurvivesRestart) {
   auto req = create_req(kA, kText, "data");
   req.config.expires_at_ms = clock_.now_ms() + 10'000;
