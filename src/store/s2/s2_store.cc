@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <future>
 #include <map>
@@ -72,12 +73,41 @@ s2::S2Result<T> wait_for(Fn&& start) {
   return future.get();
 }
 
+/// A mutex granted in ticket order: a stream's writes run in the order they
+/// were submitted (an in-order pipeline of producer seqs must not turn into
+/// false sequence gaps). BasicLockable, so lock_guard works for internal use.
+class FifoMutex {
+ public:
+  uint64_t ticket() {
+    std::lock_guard lock(m_);
+    return next_++;
+  }
+  void lock_ticket(uint64_t t) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return serving_ == t; });
+  }
+  void lock() { lock_ticket(ticket()); }
+  void unlock() {
+    {
+      std::lock_guard lock(m_);
+      ++serving_;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  uint64_t next_ = 0;     // guarded by m_
+  uint64_t serving_ = 0;  // guarded by m_
+};
+
 /// One stream as this node knows it: the fold of its S2 records up to next_seq.
 struct Cache {
   explicit Cache(std::string n) : name(std::move(n)) {}
   const std::string name;
 
-  std::mutex write_mu;  // serialises this node's writes to the stream
+  FifoMutex write_mu;  // serialises this node's writes to the stream, in submission order
 
   std::mutex mu;  // guards everything below
   bool loaded = false;
@@ -114,12 +144,22 @@ class S2Store final : public StreamStore, public std::enable_shared_from_this<S2
   }
 
   void create(CreateRequest req, Callback<CreateOutcome> done) override {
-    pool_.submit(
-        [this, req = std::move(req), done = std::move(done)]() mutable { done(do_create(req)); });
+    auto c = cache(req.path);
+    uint64_t t = c->write_mu.ticket();
+    pool_.submit([this, c, t, req = std::move(req), done = std::move(done)]() mutable {
+      c->write_mu.lock_ticket(t);
+      std::lock_guard w(c->write_mu, std::adopt_lock);
+      done(do_create(req));
+    });
   }
   void append(AppendRequest req, Callback<AppendOutcome> done) override {
-    pool_.submit(
-        [this, req = std::move(req), done = std::move(done)]() mutable { done(do_append(req)); });
+    auto c = cache(req.path);
+    uint64_t t = c->write_mu.ticket();
+    pool_.submit([this, c, t, req = std::move(req), done = std::move(done)]() mutable {
+      c->write_mu.lock_ticket(t);
+      std::lock_guard w(c->write_mu, std::adopt_lock);
+      done(do_append(req));
+    });
   }
   void read(ReadRequest req, Callback<ReadOutcome> done) override {
     pool_.submit(
@@ -130,7 +170,11 @@ class S2Store final : public StreamStore, public std::enable_shared_from_this<S2
         [this, path = std::move(path), done = std::move(done)]() mutable { done(do_head(path)); });
   }
   void remove(std::string path, Callback<Unit> done) override {
-    pool_.submit([this, path = std::move(path), done = std::move(done)]() mutable {
+    auto c = cache(path);
+    uint64_t t = c->write_mu.ticket();
+    pool_.submit([this, c, t, path = std::move(path), done = std::move(done)]() mutable {
+      c->write_mu.lock_ticket(t);
+      std::lock_guard w(c->write_mu, std::adopt_lock);
       done(do_remove(path));
     });
   }
@@ -174,8 +218,11 @@ class S2Store final : public StreamStore, public std::enable_shared_from_this<S2
   /// cascades up the fork chain. With `collect`, removes a soft-deleted
   /// stream whose last fork reference is going away.
   std::optional<Error> delete_locked(Cache& c, bool collect);
+  /// Adds (+1) or drops (-1) a fork's reference on its source. `refused`
+  /// says why a +1 could not be added: the source is gone (not_found) or
+  /// soft-deleted (fork_source_deleted).
   std::optional<Error> change_ref(const std::string& source, uint64_t source_hi, int delta,
-                                  bool& source_gone);
+                                  std::optional<errc>& refused);
 
   /// Loads (and catches up) a stream, and deletes it if it has expired.
   /// `write_locked`: the caller holds c.write_mu.
@@ -224,8 +271,17 @@ void S2Store::fold_locked(Cache& c, const std::vector<SequencedRecord>& records)
       c.last_hi = c.meta.id;
       c.last_access_ms = ts;
       c.meta.created_ms = ts;
+      c.meta.tail = Offset{c.meta.id, r.seq_num + 1};
       changed = true;
       continue;
+    }
+    if (*kind == kGone) {
+      if (const std::string* h = find_header(r, "h")) {
+        if (auto v = parse_safe_uint(*h)) {
+          c.last_hi = std::max(c.last_hi, *v);
+          c.ever_existed = true;
+        }
+      }
     }
     if (!c.exists) continue;
     auto producer = [&]() -> std::optional<ProducerTriple> {
@@ -254,6 +310,7 @@ void S2Store::fold_locked(Cache& c, const std::vector<SequencedRecord>& records)
         c.meta.closed_by = p;
       }
       c.last_access_ms = ts;
+      c.meta.tail = Offset{c.meta.id, r.seq_num + 1};
       changed = true;
     } else if (*kind == kGone) {
       const std::string* g = find_header(r, "g");
@@ -273,7 +330,10 @@ void S2Store::fold_locked(Cache& c, const std::vector<SequencedRecord>& records)
       c.last_access_ms = std::max(c.last_access_ms, ts);
     }
   }
-  c.meta.tail = Offset{c.meta.id, c.next_seq};
+  // The tail is the end of the last record that holds data or closure:
+  // control records after it (TTL touches, fork references) and foreign
+  // records do not move a stream's offsets, so a closed stream's final offset
+  // stays final.
   c.meta.last_access_ms = c.last_access_ms;
   if (!changed || c.watchers.empty()) return;
   event.tail = c.meta.tail;
@@ -342,8 +402,8 @@ Status S2Store::refresh(Cache& c, bool write_locked) {
     return expired_locked(c, opts_.clock->now_ms());
   };
   if (!expired()) return st;
-  std::unique_lock<std::mutex> w;
-  if (!write_locked) w = std::unique_lock(c.write_mu);
+  std::unique_lock<FifoMutex> w;
+  if (!write_locked) w = std::unique_lock<FifoMutex>(c.write_mu);
   if (expired()) {
     if (auto err = delete_locked(c, /*collect=*/false)) return *err;
   }
@@ -430,8 +490,7 @@ Result<StreamMeta> S2Store::do_head(const std::string& path) {
 }
 
 Result<CreateOutcome> S2Store::do_create(const CreateRequest& req) {
-  auto c = cache(req.path);
-  std::lock_guard w(c->write_mu);
+  auto c = cache(req.path);  // its write_mu is held by the caller
   auto st = refresh(*c, true);
   if (!st) return st.error();
   {
@@ -538,12 +597,20 @@ Result<CreateOutcome> S2Store::do_create(const CreateRequest& req) {
     if (err) return *err;
     if (conflict) continue;
     if (meta.fork) {
-      bool source_gone = false;
-      auto ref_err = change_ref(meta.fork->source_path, meta.fork->source_id, +1, source_gone);
-      if (ref_err || source_gone) {
-        delete_locked(*c, false);  // undo: the fork must not outlive a failed reference
+      std::optional<errc> refused;
+      auto ref_err = change_ref(meta.fork->source_path, meta.fork->source_id, +1, refused);
+      if (ref_err || refused) {
+        // Undo: the fork must not outlive a reference that never landed (and
+        // must not drop a reference it never took).
+        {
+          std::lock_guard lock(c->mu);
+          c->meta.fork.reset();
+        }
+        delete_locked(*c, false);
         if (ref_err) return *ref_err;
-        return Error(errc::fork_source_deleted, "fork source stream was deleted");
+        if (*refused == errc::not_found)
+          return Error(errc::not_found, "fork source stream not found");
+        return Error(errc::fork_source_deleted, "fork source stream has been deleted");
       }
     }
     std::lock_guard lock(c->mu);
@@ -553,8 +620,8 @@ Result<CreateOutcome> S2Store::do_create(const CreateRequest& req) {
 }
 
 std::optional<Error> S2Store::change_ref(const std::string& source, uint64_t source_hi, int delta,
-                                         bool& source_gone) {
-  source_gone = false;
+                                         std::optional<errc>& refused) {
+  refused.reset();
   auto s = cache(source);
   std::lock_guard w(s->write_mu);
   auto st = catch_up(*s);
@@ -564,11 +631,11 @@ std::optional<Error> S2Store::change_ref(const std::string& source, uint64_t sou
     {
       std::lock_guard lock(s->mu);
       if (!s->exists || s->meta.id != source_hi) {
-        source_gone = true;
+        refused = errc::not_found;
         return std::nullopt;
       }
       if (delta > 0 && s->meta.soft_deleted) {
-        source_gone = true;
+        refused = errc::fork_source_deleted;
         return std::nullopt;
       }
       cascade = delta < 0 && s->meta.soft_deleted && s->meta.ref_count <= 1;
@@ -598,8 +665,17 @@ std::optional<Error> S2Store::delete_locked(Cache& c, bool collect) {
       fork = c.meta.fork;
     }
     std::vector<AppendRecord> records;
-    records.push_back(AppendRecord{
-        {Header{std::string(kKind), std::string(kGone)}, Header{"g", soft ? "soft" : "hard"}}, {}});
+    uint64_t hi;
+    {
+      std::lock_guard lock(c.mu);
+      hi = c.meta.id;
+    }
+    // `h` keeps the incarnation number after a trim removes the meta record,
+    // so a re-created stream still gets a new one.
+    records.push_back(
+        AppendRecord{{Header{std::string(kKind), std::string(kGone)},
+                      Header{"g", soft ? "soft" : "hard"}, Header{"h", std::to_string(hi)}},
+                     {}});
     bool conflict = false;
     auto err = try_append(c, std::move(records), conflict);
     if (err) return err;
@@ -617,8 +693,8 @@ std::optional<Error> S2Store::delete_locked(Cache& c, bool collect) {
           [&](auto cb) { api_.append(c.name, std::move(trim), std::move(cb)); });
       (void)tr;  // best effort
       if (fork) {
-        bool gone = false;
-        auto ref_err = change_ref(fork->source_path, fork->source_id, -1, gone);
+        std::optional<errc> refused;  // a -1 is never refused
+        auto ref_err = change_ref(fork->source_path, fork->source_id, -1, refused);
         if (ref_err) return ref_err;
       }
     }
@@ -628,8 +704,7 @@ std::optional<Error> S2Store::delete_locked(Cache& c, bool collect) {
 }
 
 Result<Unit> S2Store::do_remove(const std::string& path) {
-  auto c = cache(path);
-  std::lock_guard w(c->write_mu);
+  auto c = cache(path);         // its write_mu is held by the caller
   auto st = refresh(*c, true);  // an expired stream is deleted here, and is then not found
   if (!st) return st.error();
   {
@@ -642,8 +717,7 @@ Result<Unit> S2Store::do_remove(const std::string& path) {
 }
 
 Result<AppendOutcome> S2Store::do_append(const AppendRequest& req) {
-  auto c = cache(req.path);
-  std::lock_guard w(c->write_mu);
+  auto c = cache(req.path);  // its write_mu is held by the caller
   auto st = refresh(*c, true);
   if (!st) return st.error();
   for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
@@ -717,7 +791,7 @@ Result<ReadOutcome> S2Store::do_read(const ReadRequest& req) {
     if (!c->exists) return Error(errc::not_found, "stream not found");
     if (c->meta.soft_deleted) return Error(errc::gone, "stream has been deleted");
     out.meta = c->meta;
-    segs.push_back(Segment{c, c->meta.id, c->start_seq, c->next_seq});
+    segs.push_back(Segment{c, c->meta.id, c->start_seq, c->meta.tail.lo});
   }
   // Walk up the fork chain: each source contributes its records before the fork offset.
   std::optional<ForkRef> fork = out.meta.fork;
