@@ -7,8 +7,11 @@
 #   5. the SIGKILL crash test (20 cycles)
 #   6. integration tests: live readers joining behind the hub buffer, bad input
 #   7. the S2 emulator's own tests and its fidelity proof with S2's TypeScript SDK
-#   8. a clang++ build (g++ 12 miscompiles some coroutine code; clang 14 does not)
-#   9. clang-tidy on the bug-prone checks, and formatting (clang-format)
+#   8. the S2 engine: conformance on one node and on three nodes behind nginx,
+#      exactly-once across nodes, live hubs, S2 failures (test/s2-cluster)
+#   9. packaging checks (Kubernetes manifests, systemd unit, container entrypoint)
+#  10. a clang++ build (g++ 12 miscompiles some coroutine code; clang 14 does not)
+#  11. clang-tidy on the bug-prone checks, and formatting (clang-format)
 # Ends with one line "N passed, N failed" counting suites.
 #
 #   scripts/test.sh            everything
@@ -16,7 +19,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SUITES="${SUITES:-unit asan conformance conformance-asan crash integration s2emu clang lint format}"
+SUITES="${SUITES:-unit asan conformance conformance-asan crash integration s2emu s2-cluster packaging clang lint format}"
 JOBS="${JOBS:-$(nproc)}"
 
 passed=0
@@ -55,6 +58,8 @@ want conformance-asan && step "conformance (embedded, ASan+UBSan)" env DSTREAMD_
 want crash && step "crash test (SIGKILL x20)" test/crash/run.sh --cycles 20
 want integration && step "integration (live catch-up, bad input)" test/integration/run.sh
 want s2emu && step "S2 emulator" s2emu/run-tests.sh
+want s2-cluster && step "S2 engine: conformance on one node and on 3 nodes behind nginx; exactly-once, live hub, failures" test/s2-cluster/run.sh
+want packaging && step "packaging (manifests, systemd unit, entrypoint)" test/packaging/run.sh
 want clang && step "clang++ build" bash -c 'CXX=clang++ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDSTREAMD_TESTS=OFF >/dev/null && ninja -C build-clang dstreamd'
 want lint && step "clang-tidy (bug-prone checks)" scripts/lint.sh build
 want format && step "clang-format" bash -c 'git ls-files "*.cc" "*.h" | xargs clang-format --dry-run --Werror'
