@@ -35,9 +35,9 @@ AppendRecord fence_record(std::string token);
 AppendRecord trim_record(uint64_t seq_num);
 
 struct AppendInput {
-  std::vector<AppendRecord> records;        ///< 1..1000, at most 1 MiB metered
-  std::optional<uint64_t> match_seq_num;    ///< fail unless the tail is exactly this
-  std::optional<std::string> fencing_token; ///< fail unless the stream's token is this
+  std::vector<AppendRecord> records;         ///< 1..1000, at most 1 MiB metered
+  std::optional<uint64_t> match_seq_num;     ///< fail unless the tail is exactly this
+  std::optional<std::string> fencing_token;  ///< fail unless the stream's token is this
 };
 
 struct AppendAck {
@@ -69,19 +69,19 @@ struct ReadLimits {
 /// What went wrong, in S2's terms.
 struct S2Error {
   enum class Kind {
-    not_found,              ///< stream (or basin) does not exist
-    already_exists,         ///< create of an existing stream
-    seq_num_mismatch,       ///< match_seq_num failed; `tail` = the actual tail
-    fencing_token_mismatch, ///< fencing_token failed; `token` = the current token
-    range_not_satisfiable,  ///< read start past the tail; `tail` = the tail
-    deletion_pending,       ///< the stream is being deleted
-    unavailable,            ///< retryable failures exhausted the retry budget
-    ambiguous,              ///< an append may or may not have happened (timeout, 5xx after send)
-    rejected,               ///< any other 4xx: a bug or misconfiguration
+    not_found,               ///< stream (or basin) does not exist
+    already_exists,          ///< create of an existing stream
+    seq_num_mismatch,        ///< match_seq_num failed; `tail` = the actual tail
+    fencing_token_mismatch,  ///< fencing_token failed; `token` = the current token
+    range_not_satisfiable,   ///< read start past the tail; `tail` = the tail
+    deletion_pending,        ///< the stream is being deleted
+    unavailable,             ///< retryable failures exhausted the retry budget
+    ambiguous,               ///< an append may or may not have happened (timeout, 5xx after send)
+    rejected,                ///< any other 4xx: a bug or misconfiguration
   };
   Kind kind = Kind::rejected;
   int http_status = 0;
-  std::string code;     ///< S2's error code, when it sent one
+  std::string code;  ///< S2's error code, when it sent one
   std::string message;
   uint64_t tail = 0;
   std::string token;

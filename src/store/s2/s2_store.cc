@@ -43,7 +43,7 @@ constexpr std::string_view kCloses = "c";
 constexpr std::string_view kWriteId = "w";
 
 /// Body bytes S2 accepts in one record after our headers (1 MiB metered per batch).
-constexpr size_t kMaxRecordBody = 1000 * 1024;
+constexpr size_t kMaxRecordBody = size_t{1000} * 1024;
 
 const std::string* find_header(const SequencedRecord& r, std::string_view name) {
   for (const auto& h : r.headers) {
