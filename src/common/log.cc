@@ -7,6 +7,8 @@
 #include <mutex>
 #include <random>
 
+#include "common/json_string.h"
+
 namespace ds::log {
 namespace {
 
@@ -25,38 +27,6 @@ std::string_view level_name(Level l) {
     default:
       return "error";
   }
-}
-
-void json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
 }
 
 bool needs_quotes(std::string_view s) {
@@ -118,13 +88,13 @@ std::string format_line(Format format, Level level, std::string_view msg,
     out += "\",\"level\":\"";
     out += level_name(level);
     out += "\",\"msg\":";
-    json_string(out, msg);
+    append_json_string(out, msg);
     for (const auto& f : fields) {
       out.push_back(',');
-      json_string(out, f.key);
+      append_json_string(out, f.key);
       out.push_back(':');
       if (f.quoted) {
-        json_string(out, f.value);
+        append_json_string(out, f.value);
       } else {
         out += f.value;
       }
@@ -141,7 +111,7 @@ std::string format_line(Format format, Level level, std::string_view msg,
       out += f.key;
       out.push_back('=');
       if (f.quoted && needs_quotes(f.value)) {
-        json_string(out, f.value);
+        append_json_string(out, f.value);
       } else {
         out += f.value;
       }

@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "common/json_string.h"
+
 namespace ds::s2::wire {
 
 namespace {
@@ -17,40 +19,6 @@ constexpr std::array<int8_t, 256> make_decode_table() {
   return t;
 }
 constexpr auto kDecode = make_decode_table();
-
-void append_json_string(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[u >> 4]);
-          out.push_back(kHex[u & 0xf]);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-}
 
 void append_b64_string(std::string& out, std::string_view bytes) {
   out.push_back('"');

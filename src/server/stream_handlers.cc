@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/json_string.h"
 #include "protocol/content_encoding.h"
 #include "protocol/cursor.h"
 #include "protocol/headers.h"
@@ -24,39 +25,6 @@ std::string_view header(const Request& req, std::string_view name) {
 }
 
 bool has_header(const Request& req, std::string_view name) { return req.find(name) != req.end(); }
-
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  return out;
-}
 
 Response make_response(const Request& req, http::status status) {
   Response res{status, req.version()};
@@ -784,8 +752,10 @@ Response error_response(const Request& req, const Error& e) {
   if (e.received_seq) res.set("Producer-Received-Seq", std::to_string(*e.received_seq));
   if (e.code == errc::unavailable || e.code == errc::shutting_down)
     res.set(http::field::retry_after, "1");
-  res.body() = std::string("{\"code\":\"") + errc_name(e.code) + "\",\"message\":\"" +
-               json_escape(e.message) + "\"}";
+  std::string body = std::string("{\"code\":\"") + errc_name(e.code) + "\",\"message\":";
+  append_json_string(body, e.message);
+  body.push_back('}');
+  res.body() = std::move(body);
   const bool fatal = e.code == errc::payload_too_large;
   res.keep_alive(req.keep_alive() && !fatal);
   res.prepare_payload();
