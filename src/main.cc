@@ -112,6 +112,7 @@ struct OpsFlags {
   std::string cors_origins = "*";
   size_t gzip_min_bytes = 1024;
   std::string shutdown_timeout = "10s";
+  size_t max_pending_output_bytes = 4u << 20;
   std::string log_format = "text";
   std::string log_level = "info";
 };
@@ -123,6 +124,10 @@ void add_ops_options(po::options_description& desc, OpsFlags& f) {
                   "credentials allowed)")(
       "gzip-min-bytes", po::value(&f.gzip_min_bytes)->default_value(f.gzip_min_bytes),
       "gzip catch-up responses of at least this many bytes (0: never)")(
+      "max-pending-output-bytes",
+      po::value(&f.max_pending_output_bytes)->default_value(f.max_pending_output_bytes),
+      "SSE output that may queue for one slow client before it is disconnected (it resumes "
+      "from its last offset)")(
       "shutdown-timeout", po::value(&f.shutdown_timeout)->default_value(f.shutdown_timeout),
       "on SIGTERM/SIGINT, how long in-flight requests may take before exiting anyway")(
       "log-format", po::value(&f.log_format)->default_value(f.log_format), "text or json")(
@@ -148,6 +153,11 @@ bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
   }
   options.shutdown_timeout = *timeout;
   options.gzip_min_bytes = f.gzip_min_bytes;
+  if (f.max_pending_output_bytes == 0) {
+    std::cerr << "dstreamd: --max-pending-output-bytes must be positive\n";
+    return false;
+  }
+  options.max_pending_output_bytes = f.max_pending_output_bytes;
   options.cors_origins.clear();
   std::string_view rest = f.cors_origins;
   while (!rest.empty()) {

@@ -94,6 +94,10 @@ void HttpMetrics::collect(Exposition& e) const {
   e.gauge("dstreamd_http_open_sse_connections", "SSE responses being streamed", open_sse.value());
   e.gauge("dstreamd_http_parked_long_polls", "Long-poll requests waiting for data",
           parked_long_polls.value());
+  e.counter("dstreamd_sse_slow_consumer_disconnects_total",
+            "SSE readers disconnected because their pending output passed "
+            "--max-pending-output-bytes",
+            slow_consumer_disconnects.value());
 }
 
 }  // namespace ds::metrics

@@ -29,6 +29,7 @@ class HttpMetrics {
   Counter sent_bytes;      ///< response bytes written (head and body)
   Gauge open_sse;          ///< SSE responses being streamed
   Gauge parked_long_polls;
+  Counter slow_consumer_disconnects;  ///< SSE readers cut off past the output cap
 
   /// Renders every family above.
   void collect(Exposition& e) const;

@@ -28,7 +28,11 @@ struct ServerOptions {
   std::chrono::milliseconds sse_keepalive{15'000};  ///< comment line while idle
   size_t max_body_bytes = 64ull << 20;
   size_t read_chunk_bytes = 1 << 20;  ///< soft cap of one catch-up response body
-  unsigned threads = 0;               ///< 0: one per core
+  /// SSE output that may wait behind a connection's write in flight; a live
+  /// reader that lets more pile up is disconnected (it resumes from its last
+  /// offset). Catch-up reads are paced and never count against it.
+  size_t max_pending_output_bytes = 4u << 20;
+  unsigned threads = 0;  ///< 0: one per core
   /// Bearer-JWT checks on stream requests; null: no authentication.
   std::shared_ptr<const auth::Authenticator> auth;
   /// Origins allowed by CORS; empty or containing "*": any origin (`*`).

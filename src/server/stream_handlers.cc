@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/json_string.h"
+#include "common/log.h"
 #include "protocol/content_encoding.h"
 #include "protocol/cursor.h"
 #include "protocol/headers.h"
@@ -12,6 +13,7 @@
 #include "protocol/sse.h"
 #include "protocol/target.h"
 #include "server/http.h"
+#include "server/sse_output.h"
 
 namespace ds::http_server {
 namespace {
@@ -586,46 +588,13 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
   co_return co_await send(ctx, stream, res);
 }
 
-/// Writes one chunk of an SSE body. Returns false when the client is gone.
-asio::awaitable<bool> sse_write(Context& ctx, Stream& stream, const std::string& text) {
-  auto chunk = http::make_chunk(asio::buffer(text));
-  auto [ec, n] = co_await asio::async_write(stream, chunk, asio::as_tuple(asio::use_awaitable));
-  count_sent(ctx, n);
-  co_return !ec;
-}
-
-asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
-                                 const std::string& name, const ReadParams& p) {
-  // Resolve the stream (and the start offset) before committing to a 200.
-  auto first_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
-  auto first = std::move(*co_await std::move(first_op));
-  if (!first) {
-    Response err_ = error_response(req, first.error());
-    co_return co_await send(ctx, stream, err_);
-  }
-  const bool base64 = !is_text_media_type(media_type(first->meta.config.content_type));
-  const bool json = is_json_stream(first->meta);
-
-  http::response<http::empty_body> head{http::status::ok, req.version()};
-  {
-    Response tmp;
-    decorate(tmp);
-    for (const auto& f : tmp) head.set(f.name_string(), f.value());
-  }
-  head.set(http::field::content_type, "text/event-stream");
-  head.set(http::field::cache_control, "no-cache, no-transform");
-  head.set("X-Accel-Buffering", "no");
-  if (base64) head.set("Stream-SSE-Data-Encoding", "base64");
-  head.chunked(true);
-  head.keep_alive(false);
-  finalize_headers(ctx, head);
-  http::response_serializer<http::empty_body> sr{head};
-  auto [hec, hn] =
-      co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
-  count_sent(ctx, hn);
-  if (hec) co_return false;
-  GaugeUp open(ctx.metrics.open_sse);
-
+/// The events of one SSE response after its head: the first read's data,
+/// then catch-up reads (paced by the output queue) and live wakes until the
+/// stream closes, the session's time is up, the server drains or the client
+/// goes (or falls too far behind).
+asio::awaitable<void> sse_events(Context& ctx, SseOutput& output, const std::string& name,
+                                 const ReadParams& p, const ReadOutcome& first, bool base64,
+                                 bool json) {
   const auto session_end = Clock_::now() + ctx.options.sse_max_duration;
   std::string cursor_in = p.cursor;
   auto control = [&](std::string& out, Offset next, bool up_to_date, bool closed) {
@@ -667,16 +636,20 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
     control(out, next, up_to_date, closed);
   };
 
-  Offset at = first->next;
-  bool closed_at_tail = first->up_to_date && first->meta.closed;
+  Offset at = first.next;
+  bool closed_at_tail = first.up_to_date && first.meta.closed;
   {
     std::string out;
-    emit(out, first->records, first->next, first->up_to_date, closed_at_tail);
-    if (!co_await sse_write(ctx, stream, out)) co_return false;
+    emit(out, first.records, first.next, first.up_to_date, closed_at_tail);
+    if (!output.push_paced(out)) co_return;
   }
-  bool up_to_date = first->up_to_date;
+  bool up_to_date = first.up_to_date;
   while (!closed_at_tail && !ctx.stopping) {
     if (!up_to_date) {
+      // Catch-up: read on only once the client has taken what was queued, so
+      // a reader far behind never fills the queue.
+      co_await output.wait_for_room();
+      if (output.failed()) co_return;
       auto more_op = store_read(
           ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
       auto more = std::move(*co_await std::move(more_op));
@@ -684,7 +657,7 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
       closed_at_tail = more->up_to_date && more->meta.closed;
       std::string out;
       emit(out, more->records, more->next, more->up_to_date, closed_at_tail);
-      if (!co_await sse_write(ctx, stream, out)) co_return false;
+      if (!output.push_paced(out)) co_return;
       at = more->next;
       up_to_date = more->up_to_date;
       continue;
@@ -696,7 +669,7 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
     if (!wake) {
       if (ctx.stopping || Clock_::now() >= session_end) break;
       static const std::string kKeepAlive = ": keep-alive\n\n";
-      if (!co_await sse_write(ctx, stream, kKeepAlive)) co_return false;
+      if (!output.push(kKeepAlive)) co_return;
       continue;
     }
     std::string out;
@@ -721,7 +694,10 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
         up_to_date = false;
         break;
     }
-    if (!out.empty() && !co_await sse_write(ctx, stream, out)) co_return false;
+    // Live data goes out without waiting for the client; one that does not
+    // keep up overflows the queue's cap and is disconnected (it resumes from
+    // the last control event it read).
+    if (!out.empty() && !output.push(out)) co_return;
   }
   if (ctx.stopping && !closed_at_tail) {
     // Draining: a last control event with the offset the client has, so it
@@ -730,11 +706,60 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
     Offset delivered = at;
     if (!held.empty()) delivered = Offset{at.hi, at.lo - held.size()};
     control(out, delivered, up_to_date && held.empty(), false);
-    if (!co_await sse_write(ctx, stream, out)) co_return false;
+    output.push_paced(out);
   }
-  auto last = http::make_chunk_last();
-  auto [lec, ln] = co_await asio::async_write(stream, last, asio::as_tuple(asio::use_awaitable));
-  count_sent(ctx, ln);
+}
+
+asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
+                                 const std::string& name, const ReadParams& p) {
+  // Resolve the stream (and the start offset) before committing to a 200.
+  auto first_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  auto first = std::move(*co_await std::move(first_op));
+  if (!first) {
+    Response err_ = error_response(req, first.error());
+    co_return co_await send(ctx, stream, err_);
+  }
+  const bool base64 = !is_text_media_type(media_type(first->meta.config.content_type));
+  const bool json = is_json_stream(first->meta);
+
+  http::response<http::empty_body> head{http::status::ok, req.version()};
+  {
+    Response tmp;
+    decorate(tmp);
+    for (const auto& f : tmp) head.set(f.name_string(), f.value());
+  }
+  head.set(http::field::content_type, "text/event-stream");
+  head.set(http::field::cache_control, "no-cache, no-transform");
+  head.set("X-Accel-Buffering", "no");
+  if (base64) head.set("Stream-SSE-Data-Encoding", "base64");
+  head.chunked(true);
+  head.keep_alive(false);
+  finalize_headers(ctx, head);
+  http::response_serializer<http::empty_body> sr{head};
+  auto [hec, hn] =
+      co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
+  count_sent(ctx, hn);
+  if (hec) co_return false;
+  GaugeUp open(ctx.metrics.open_sse);
+
+  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes);
+  {
+    auto events = sse_events(ctx, *output, name, p, *first, base64, json);
+    co_await std::move(events);
+  }
+  output->finish();
+  {
+    auto drained = output->drain();
+    co_await std::move(drained);
+  }
+  if (output->overflowed()) {
+    ctx.metrics.slow_consumer_disconnects.inc();
+    log::warn("SSE reader disconnected: it did not keep up",
+              {{"id", ctx.exchange ? ctx.exchange->id : std::string()},
+               {"stream", name},
+               {"max_pending_output_bytes",
+                static_cast<uint64_t>(ctx.options.max_pending_output_bytes)}});
+  }
   co_return false;  // SSE responses close the connection
 }
 

@@ -1,0 +1,89 @@
+#include "server/sse_output.h"
+
+#include <charconv>
+
+namespace ds::http_server {
+
+SseOutput::SseOutput(Context& ctx, Stream& stream, size_t cap)
+    : ctx_(ctx), stream_(stream), cap_(cap), progress_(stream.get_executor()) {}
+
+bool SseOutput::push(std::string_view data) {
+  if (failed_) return false;
+  if (writing_ && !waiting_.empty() && waiting_.size() + data.size() > cap_) {
+    overflowed_ = true;
+    abort();
+    return false;
+  }
+  queue(data);
+  return true;
+}
+
+bool SseOutput::push_paced(std::string_view data) {
+  if (failed_) return false;
+  queue(data);
+  return true;
+}
+
+void SseOutput::finish() {
+  if (failed_) return;
+  waiting_.append("0\r\n\r\n");
+  if (!writing_) start_write();
+}
+
+void SseOutput::queue(std::string_view data) {
+  if (data.empty()) return;  // a zero-length chunk would end the body
+  char size[20];
+  auto [end, ec] = std::to_chars(std::begin(size), std::end(size), data.size(), 16);
+  (void)ec;  // 20 hex digits always fit a size_t
+  waiting_.append(size, end);
+  waiting_.append("\r\n");
+  waiting_.append(data);
+  waiting_.append("\r\n");
+  if (!writing_) start_write();
+}
+
+void SseOutput::start_write() {
+  inflight_.clear();
+  inflight_.swap(waiting_);
+  writing_ = true;
+  asio::async_write(stream_, asio::buffer(inflight_),
+                    [self = shared_from_this()](beast::error_code ec, size_t n) {
+                      self->writing_ = false;
+                      count_sent(self->ctx_, n);
+                      if (ec) {
+                        self->failed_ = true;
+                        self->waiting_.clear();
+                      } else if (!self->waiting_.empty()) {
+                        self->start_write();
+                      }
+                      self->notify();
+                    });
+}
+
+void SseOutput::notify() { progress_.cancel(); }
+
+asio::awaitable<void> SseOutput::wait_for_room() {
+  while (!failed_ && writing_ && !waiting_.empty()) {
+    progress_.expires_at(asio::steady_timer::time_point::max());
+    co_await progress_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<void> SseOutput::drain() {
+  // After a failure the queue is empty, but a write may still be in flight
+  // (e.g. aborted and not yet completed): wait for it too.
+  while (writing_) {
+    progress_.expires_at(asio::steady_timer::time_point::max());
+    co_await progress_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+void SseOutput::abort() {
+  failed_ = true;
+  waiting_.clear();
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.socket().close(ignored);
+}
+
+}  // namespace ds::http_server
