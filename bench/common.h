@@ -1,0 +1,126 @@
+// What every load-generator scenario shares: the command-line options, request
+// builders, a bounded-concurrency request runner for setup phases, server
+// sampling (/proc and the S2 emulator's stats), and fatal-error reporting.
+//
+// Thread safety: none; the load generator runs one io_context on one thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "http_conn.h"
+#include "metrics.h"
+
+namespace bench {
+
+struct Options {
+  std::string url = "http://127.0.0.1:4437";
+  std::string host;  // Host header value, from url
+  tcp::endpoint endpoint;
+  std::string scenario;
+  std::string label;   // copied into the result (which server this was)
+  std::string prefix;  // stream-name prefix; default: "bench-<pid>-<time>"
+  double duration_s = 10;
+  int server_pid = 0;
+  std::string s2_stats_url;
+  bool json = false;
+  int writers = 64;
+  int streams = 100;
+  int body_bytes = 100;
+  double rate = 0;  // 0: as fast as possible
+  int readers = 100;
+  std::string mode = "sse";  // sse | long-poll
+  int count = 2000;
+  double size_mb = 64;
+  int connections = 1000;
+  int concurrency = 64;
+  double grace_s = 10;  // fan-out: how long to wait for the last message after the writer stops
+};
+
+/// Prints "ds-loadgen: <msg>" to stderr and exits with status 2.
+[[noreturn]] void die(std::string_view msg);
+/// Dies with a description of an unexpected response.
+[[noreturn]] void die_status(std::string_view what, int status);
+
+/// "/v1/stream/<prefix><name>"
+std::string stream_path(const Options& o, std::string_view name);
+
+/// Appends a request with optional Content-Type and body to out.
+void build_request(std::string& out, const Options& o, std::string_view method,
+                   std::string_view target, std::string_view content_type = {},
+                   std::string_view body = {});
+
+/// A message body: "<seq> <send-ns> " padded with 'x' to bytes-1, then "\n".
+void build_message(std::string& out, uint64_t seq, int64_t send_ns, int bytes);
+/// Parses the "<seq> <send-ns>" start of a message line. False if malformed.
+bool parse_message(std::string_view line, uint64_t& seq, int64_t& send_ns);
+
+/// Runs `total` requests over `concurrency` keep-alive connections on a private
+/// io_context until all are answered. make(i, out) appends request i to
+/// out; done(i, head, body) sees its response (body only if keep_body).
+struct RequestJob {
+  uint64_t total = 0;
+  int concurrency = 16;
+  bool keep_body = false;
+  std::function<void(uint64_t, std::string&)> make;
+  std::function<void(uint64_t, const ResponseHead&, const std::string&)> done;
+};
+void run_requests(const Options& o, const RequestJob& job);
+
+/// One request on a fresh connection (setup and stats); returns status and body.
+struct SimpleResponse {
+  ResponseHead head;
+  std::string body;
+};
+SimpleResponse simple_request(tcp::endpoint ep, const std::string& request);
+
+/// Creates a text/plain stream; returns its Stream-Next-Offset ("" if absent).
+std::string create_stream(const Options& o, const std::string& path);
+
+/// Server-side measurements around a scenario: CPU and RSS of --server-pid and
+/// request counters of --s2-stats.
+class ServerProbe {
+ public:
+  explicit ServerProbe(const Options& o) : o_(o) {}
+  void start();  // at the start of the measured phase
+  void after_setup() { setup_ = sample_process(o_.server_pid); }
+  void end();  // at its end
+  /// Adds server_cpu_us, server CPU per unit (if units > 0, as <unit_name>),
+  /// RSS fields and the S2 request deltas.
+  void report(Report& r, double units, std::string_view per_unit_key) const;
+  int64_t rss_delta_kb() const { return end_.rss_kb - start_.rss_kb; }
+  int64_t rss_setup_delta_kb() const { return setup_.rss_kb - start_.rss_kb; }
+  int64_t cpu_us() const { return end_.cpu_us - start_.cpu_us; }
+  bool ok() const { return start_.ok && end_.ok; }
+  const ProcSample& start_sample() const { return start_; }
+  const ProcSample& setup_sample() const { return setup_; }
+  const ProcSample& end_sample() const { return end_; }
+
+ private:
+  std::map<std::string, int64_t> s2_counters() const;
+  const Options& o_;
+  ProcSample start_;
+  ProcSample setup_;
+  ProcSample end_;
+  std::map<std::string, int64_t> s2_start_;
+  std::map<std::string, int64_t> s2_end_;
+};
+
+/// Sets o.endpoint and o.host from o.url; dies if it is not http://IP:PORT.
+void parse_base_url(Options& o);
+
+/// Prints the report (JSON line or text) on stdout.
+void emit(const Options& o, Report& r);
+
+// Scenarios (one file each). Each returns the process exit status.
+int run_append(const Options& o);
+int run_fanout(const Options& o, bool sse);
+int run_roundtrip(const Options& o);
+int run_catchup(const Options& o);
+int run_idle(const Options& o);
+int run_many_streams(const Options& o);
+
+}  // namespace bench
