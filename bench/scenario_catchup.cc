@@ -27,7 +27,7 @@ struct CatchupRun {
 class CatchupReader final : public HttpConn {
  public:
   CatchupReader(asio::io_context& io, CatchupRun& run)
-      : HttpConn(io, run.o->endpoint, 256 * 1024), run_(run) {}
+      : HttpConn(io, run.o->endpoint, size_t{256} * 1024), run_(run) {}
   void start() {
     ++run_.active;
     connect();
@@ -91,7 +91,7 @@ int run_catchup(const Options& o) {
   run.o = &o;
   run.path = stream_path(o, "catchup");
   create_stream(o, run.path);
-  constexpr size_t kChunk = 64 * 1024;
+  constexpr size_t kChunk = size_t{64} * 1024;
   auto total = static_cast<uint64_t>(o.size_mb * 1024 * 1024);
   uint64_t appends = (total + kChunk - 1) / kChunk;
   std::string body(kChunk, 'c');

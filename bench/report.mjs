@@ -1,0 +1,365 @@
+// Turns the JSON lines of bench/run.sh (one ds-loadgen result per line, plus "case", "server",
+// optional "note" or "error") into docs/benchmarks.md, or prints a short summary.
+//
+//   node bench/report.mjs --summary results.jsonl
+//   node bench/report.mjs --out docs/benchmarks.md --command "bench/run.sh" --seconds N results.jsonl
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+
+const args = process.argv.slice(2);
+const opt = { summary: false, out: "", command: "bench/run.sh", seconds: "", input: "" };
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === "--summary") opt.summary = true;
+  else if (a === "--out") opt.out = args[++i];
+  else if (a === "--command") opt.command = args[++i];
+  else if (a === "--seconds") opt.seconds = args[++i];
+  else opt.input = a;
+}
+if (!opt.input) {
+  console.error("usage: report.mjs [--summary | --out FILE --command CMD --seconds N] RESULTS.jsonl");
+  process.exit(64);
+}
+
+const lines = readFileSync(opt.input, "utf8").split("\n").filter((l) => l.trim());
+const results = lines.map((l, i) => {
+  try {
+    return JSON.parse(l);
+  } catch (e) {
+    throw new Error(`line ${i + 1} is not JSON: ${e.message}: ${l.slice(0, 200)}`);
+  }
+});
+
+// The last successful result of a case on a server wins; else its last error.
+const byKey = new Map();
+for (const r of results) {
+  const k = `${r.case}|${r.server}`;
+  const prev = byKey.get(k);
+  if (!prev || !r.error || prev.error) byKey.set(k, r);
+}
+const get = (c, s) => byKey.get(`${c}|${s}`);
+
+const SERVER_NAMES = {
+  embedded: "dstreamd (embedded)",
+  s2: "dstreamd on S2 (emulator)",
+  "ref-mem": "reference (in memory)",
+  "ref-file": "reference (file)",
+};
+const servers = Object.keys(SERVER_NAMES).filter((s) => results.some((r) => r.server === s));
+
+if (opt.summary) {
+  for (const r of results) {
+    if (r.error) {
+      console.log(`${r.case} on ${r.server}: ERROR ${r.error}`);
+      continue;
+    }
+    const keys = [
+      "appends_per_s", "latency_p50_us", "latency_p99_us", "roundtrip_p50_us", "deliveries_per_s",
+      "missing", "duplicates", "reconnects", "mb_per_s", "server_rss_bytes_per_conn",
+      "server_rss_bytes_per_stream", "streams_per_s",
+    ];
+    const parts = keys.filter((k) => k in r).map((k) => `${k}=${fmt(r[k])}`);
+    console.log(`${r.case} on ${r.server}: ${parts.join(" ")}`);
+  }
+  process.exit(0);
+}
+
+function fmt(v, digits) {
+  if (v === undefined || v === null || Number.isNaN(v)) return "–";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v) && Math.abs(v) < 100000) return String(v);
+  if (digits !== undefined) return v.toFixed(digits);
+  const a = Math.abs(v);
+  if (a >= 100000) return Math.round(v).toLocaleString("en-US");
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+const ms = (us) => (us === undefined ? undefined : us / 1000);
+const kb2mib = (kb) => (kb === undefined ? undefined : kb / 1024);
+
+// One table per case: rows are [label, value(result)].
+const latencyRows = (p) => [
+  [`${p} p50 (ms)`, (r) => ms(r[`${p}_p50_us`])],
+  [`${p} p90 (ms)`, (r) => ms(r[`${p}_p90_us`])],
+  [`${p} p99 (ms)`, (r) => ms(r[`${p}_p99_us`])],
+  [`${p} max (ms)`, (r) => ms(r[`${p}_max_us`])],
+];
+const fanoutRows = [
+  ["messages sent", (r) => r.messages_sent],
+  ["deliveries", (r) => r.deliveries],
+  ["deliveries/s", (r) => r.deliveries_per_s],
+  ["missing / duplicate / out of order", (r) => `${r.missing} / ${r.duplicates} / ${r.out_of_order}`],
+  ["reconnects", (r) => r.reconnects],
+  ...latencyRows("latency"),
+  ["server CPU per delivery (µs)", (r) => r.server_cpu_us_per_delivery],
+  ["server RSS at end (MiB)", (r) => kb2mib(r.server_rss_end_kb)],
+  ["S2 emulator requests", (r) => r.s2_requests_total],
+];
+const idleRows = [
+  ["connections", (r) => r.connections],
+  ["time to park all (s)", (r) => r.connect_s],
+  ["server RSS before (MiB)", (r) => kb2mib(r.server_rss_before_kb)],
+  ["server RSS parked (MiB)", (r) => kb2mib(r.server_rss_parked_kb)],
+  ["server RSS per connection (bytes)", (r) => r.server_rss_bytes_per_conn],
+  ["server CPU while parked (%)", (r) => r.server_cpu_pct_hold],
+  ["reconnects", (r) => r.reconnects],
+];
+const CASES = [
+  {
+    id: "append-saturated",
+    title: "Durable appends, saturated (64 writers, 100 streams, 100 B, one request in flight each)",
+    target: "≤ 5 µs server CPU per append; p99 ≤ 10 ms at saturation.",
+    rust: "0.52–0.89 M durable appends/s on 4 CPUs, ≈ 4.7 µs CPU per append.",
+    rows: [
+      ["appends/s", (r) => r.appends_per_s],
+      ...latencyRows("latency"),
+      ["server CPU per append (µs)", (r) => r.server_cpu_us_per_append],
+      ["server RSS at end (MiB)", (r) => kb2mib(r.server_rss_end_kb)],
+      ["S2 emulator requests per append", (r) => (r.s2_requests_total === undefined ? undefined : r.s2_requests_total / r.appends)],
+    ],
+  },
+  {
+    id: "append-rate",
+    title: "Durable appends below saturation (2000 appends/s total, 64 writers, 100 streams, 100 B)",
+    target: "p50 ≤ 0.5 ms below saturation.",
+    rust: "p50 0.26 ms at 100 streams.",
+    rows: [
+      ["appends/s", (r) => r.appends_per_s],
+      ...latencyRows("latency"),
+      ["server CPU per append (µs)", (r) => r.server_cpu_us_per_append],
+    ],
+  },
+  {
+    id: "sse-fanout-1k",
+    title: "SSE fan-out: 1000 readers × 50 messages/s × 100 B, one stream",
+    target: "no loss, p99 ≤ 5 ms; server CPU per delivered message ≥ 20× lower than the reference's.",
+    rust: "p99 ≈ 5 ms at 1000 subscribers × 50 events/s.",
+    rows: fanoutRows,
+    ratio: ["server_cpu_us_per_delivery", "CPU per delivery"],
+  },
+  {
+    id: "sse-fanout-10k",
+    title: "SSE fan-out: 10 000 readers × 10 messages/s × 100 B, one stream",
+    target: "no loss, p99 ≤ 50 ms; server CPU per delivered message ≥ 20× lower than the reference's.",
+    rows: fanoutRows,
+    ratio: ["server_cpu_us_per_delivery", "CPU per delivery"],
+  },
+  {
+    id: "longpoll-fanout",
+    title: "Long-poll fan-out: 1000 readers × 50 messages/s × 100 B, one stream",
+    target: "(no separate target; compare with SSE).",
+    rows: fanoutRows,
+    ratio: ["server_cpu_us_per_delivery", "CPU per delivery"],
+  },
+  {
+    id: "roundtrip-sse",
+    title: "Append → waiting reader round trip, SSE (2000 iterations, one parked reader)",
+    target: "p50 ≤ 150 µs.",
+    rows: [...latencyRows("roundtrip").map(([l, f]) => [l.replace("(ms)", "(µs)"), (r) => f(r) * 1000])],
+  },
+  {
+    id: "roundtrip-longpoll",
+    title: "Append → waiting reader round trip, long-poll (2000 iterations, one parked reader)",
+    target: "p50 ≤ 150 µs.",
+    rows: [...latencyRows("roundtrip").map(([l, f]) => [l.replace("(ms)", "(µs)"), (r) => f(r) * 1000])],
+  },
+  {
+    id: "catchup-1",
+    title: "Catch-up reads: 64 MiB stream, 1 reader, from offset -1 to the tail, repeatedly (no gzip)",
+    target: "one reader ≥ 1 GB/s; server CPU per MB ≥ 10× lower than the reference's.",
+    rows: [
+      ["MiB/s", (r) => r.mb_per_s],
+      ["responses", (r) => r.responses],
+      ["server CPU per MiB (µs)", (r) => r.server_cpu_us_per_mb],
+      ["fill rate (MiB/s, 64 KiB appends, one at a time)", (r) => r.fill_mb_per_s],
+    ],
+    ratio: ["server_cpu_us_per_mb", "CPU per MiB"],
+  },
+  {
+    id: "catchup-4",
+    title: "Catch-up reads: 64 MiB stream, 4 readers",
+    target: "server CPU per MB ≥ 10× lower than the reference's.",
+    rows: [
+      ["MiB/s total", (r) => r.mb_per_s],
+      ["MiB/s per reader", (r) => r.mb_per_s_per_reader],
+      ["server CPU per MiB (µs)", (r) => r.server_cpu_us_per_mb],
+    ],
+    ratio: ["server_cpu_us_per_mb", "CPU per MiB"],
+  },
+  {
+    id: "idle-sse",
+    title: "Idle SSE connections (19 000 parked over 100 streams)",
+    target: "≤ 1 KB server RSS per connection at 19k connections.",
+    rust: "tens of bytes of user-space memory per idle subscriber, plus the kernel socket.",
+    rows: idleRows,
+  },
+  {
+    id: "idle-longpoll",
+    title: "Parked long-polls (19 000 over 100 streams)",
+    target: "≤ 1 KB server RSS per parked long-poll at 19k connections.",
+    rust: "tens of bytes of user-space memory per idle subscriber, plus the kernel socket.",
+    rows: idleRows,
+  },
+  {
+    id: "many-streams",
+    title: "Many streams: create N streams and append 100 B to each (64 requests in flight)",
+    target: "100 000 streams with one append each: ≤ 1 GB RSS.",
+    rust: "≈ 0.5–1 GB at 100k streams.",
+    rows: [
+      ["streams", (r) => r.streams],
+      ["streams/s (PUT + POST)", (r) => r.streams_per_s],
+      ["server RSS growth (MiB)", (r) => kb2mib(r.server_rss_delta_kb)],
+      ["server RSS per stream (bytes)", (r) => r.server_rss_bytes_per_stream],
+      ["server RSS at end (MiB)", (r) => kb2mib(r.server_rss_end_kb)],
+      ["server CPU per stream (µs)", (r) => r.server_cpu_us_per_stream],
+    ],
+  },
+];
+
+function cell(c, s, f) {
+  const r = get(c, s);
+  if (!r) return "not run";
+  if (r.error) return "failed (see notes)";
+  const v = f(r);
+  return typeof v === "number" ? fmt(v) : v === undefined ? "–" : String(v);
+}
+
+function table(c) {
+  const out = [];
+  out.push(`| | ${servers.map((s) => SERVER_NAMES[s]).join(" | ")} |`);
+  out.push(`|---|${servers.map(() => "---:").join("|")}|`);
+  for (const [label, f] of c.rows) {
+    const cells = servers.map((s) => cell(c.id, s, f));
+    if (cells.every((x) => x === "–" || x === "not run")) continue;
+    out.push(`| ${label} | ${cells.join(" | ")} |`);
+  }
+  return out.join("\n");
+}
+
+function cpuModel() {
+  try {
+    const m = readFileSync("/proc/cpuinfo", "utf8").match(/^model name\s*:\s*(.*)$/m);
+    return m ? m[1].trim() : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+const md = [];
+md.push("# Benchmarks");
+md.push("");
+md.push(
+  "Generated by `bench/run.sh` (load generator: `bench/loadgen.cc`, `ds-loadgen`; report: " +
+    "`bench/report.mjs`; raw results: `bench/results/latest.jsonl`). Do not edit the tables by hand; " +
+    "re-run the script.",
+);
+md.push("");
+md.push(`- Date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`);
+md.push(
+  `- Machine: ${os.availableParallelism ? os.availableParallelism() : os.cpus().length} CPUs ` +
+    `(\`nproc\`), ${cpuModel()}, Linux ${os.release()}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
+);
+md.push(`- Command: \`${opt.command}\`${opt.seconds ? ` (took ${Math.round(opt.seconds / 60)} min)` : ""}`);
+md.push(
+  "- Servers: dstreamd embedded (RocksDB, fsync per group commit, `--log-level warn`); dstreamd " +
+    "`--storage s2` over the repo's Node S2 emulator (`s2emu/`, in memory; its CPU is not counted " +
+    "as server CPU); the Node reference server `@durable-streams/server@0.3.7` in memory and " +
+    "file-backed. Each server is started fresh for each case.",
+);
+md.push(
+  "- ds-loadgen runs on the same machine with one thread and shares the cores with the server " +
+    "(and, for S2, with the emulator). Server CPU is utime+stime of the server process from " +
+    "`/proc/PID/stat` (10 ms ticks) over the measured phase; RSS is `VmRSS`. Latencies come " +
+    "from a log-linear histogram (≈ 3 % resolution). Fan-out latency is receipt time minus the " +
+    "send timestamp carried in each message (CLOCK_MONOTONIC, same machine).",
+);
+md.push("");
+md.push("## Targets (issue #6)");
+md.push("");
+md.push(
+  [
+    "- Durable appends, 100 B, 64 writers over 100 streams: ≤ 5 µs server CPU per append; p50 ≤ 0.5 ms below saturation; p99 ≤ 10 ms at saturation.",
+    "- SSE, 1000 readers × 50 msg/s: no loss, p99 ≤ 5 ms. 10k readers × 10 msg/s: no loss, p99 ≤ 50 ms. Server CPU per delivered message ≥ 20× lower than the reference's.",
+    "- Idle SSE and parked long-poll: ≤ 1 KB server RSS each at 19k connections.",
+    "- 100k streams with one append each: ≤ 1 GB RSS.",
+    "- Append → waiting reader round trip: p50 ≤ 150 µs.",
+    "- Catch-up: CPU per MB ≥ 10× lower than the reference's; one reader ≥ 1 GB/s.",
+    "- On S2: emulator requests do not grow with readers per node.",
+  ].join("\n"),
+);
+md.push("");
+md.push("## Rust server (published, 4 CPUs, different hardware)");
+md.push("");
+md.push(
+  "For context only, not measured here: 0.52–0.89 M durable appends/s on 4 CPUs, ≈ 4.7 µs CPU per " +
+    "append, p50 0.26 ms at 100 streams; SSE fan-out p99 ≈ 5 ms at 1000 subscribers × 50 events/s; " +
+    "≈ 0.5–1 GB at 100k streams; tens of bytes of user-space memory per idle subscriber plus the " +
+    "kernel socket.",
+);
+
+for (const c of CASES) {
+  if (!servers.some((s) => get(c.id, s))) continue;
+  md.push("");
+  md.push(`## ${c.title}`);
+  md.push("");
+  md.push(`Target: ${c.target}`);
+  if (c.rust) md.push(`Rust server (published, 4 CPUs, different hardware): ${c.rust}`);
+  md.push("");
+  md.push(table(c));
+  const notes = [];
+  if (c.ratio) {
+    const [key, what] = c.ratio;
+    const ref = get(c.id, "ref-mem");
+    for (const s of ["embedded", "s2"]) {
+      const r = get(c.id, s);
+      if (r && ref && !r.error && !ref.error && r[key] > 0 && ref[key] > 0) {
+        notes.push(`${SERVER_NAMES[s]}: ${what} ${fmt(ref[key] / r[key])}× lower than the reference (in memory).`);
+      }
+    }
+  }
+  for (const s of servers) {
+    const r = get(c.id, s);
+    if (!r) continue;
+    if (r.note) notes.push(`${SERVER_NAMES[s]}: ${r.note}.`);
+    if (r.error) notes.push(`${SERVER_NAMES[s]}: failed: ${r.error}`);
+    const failedFirst = results.find((x) => x.case === c.id && x.server === s && x.error && x !== r);
+    if (failedFirst && !r.error) notes.push(`${SERVER_NAMES[s]}: the first attempt failed: ${failedFirst.error}`);
+  }
+  if (notes.length) {
+    md.push("");
+    for (const n of notes) md.push(`- ${n}`);
+  }
+}
+
+// S2: emulator requests with 10 and with 1000 readers on one node.
+const s10 = get("sse-fanout-10", "s2");
+const s1k = get("sse-fanout-1k", "s2");
+if (s10 || s1k) {
+  md.push("");
+  md.push("## S2: emulator requests versus readers (SSE fan-out, 50 messages/s, one dstreamd node)");
+  md.push("");
+  md.push("Target: emulator requests do not grow with readers per node.");
+  md.push("");
+  const ops = new Set();
+  for (const r of [s10, s1k]) if (r && r.s2_requests) Object.keys(r.s2_requests).forEach((k) => ops.add(k));
+  md.push("| emulator requests (delta over the measured phase) | 10 readers | 1000 readers |");
+  md.push("|---|---:|---:|");
+  const v = (r, f) => (!r ? "not run" : r.error ? "failed" : fmt(f(r)));
+  md.push(`| messages sent | ${v(s10, (r) => r.messages_sent)} | ${v(s1k, (r) => r.messages_sent)} |`);
+  md.push(`| deliveries | ${v(s10, (r) => r.deliveries)} | ${v(s1k, (r) => r.deliveries)} |`);
+  for (const op of [...ops].sort()) {
+    md.push(`| ${op} | ${v(s10, (r) => r.s2_requests?.[op] ?? 0)} | ${v(s1k, (r) => r.s2_requests?.[op] ?? 0)} |`);
+  }
+  md.push(`| total | ${v(s10, (r) => r.s2_requests_total)} | ${v(s1k, (r) => r.s2_requests_total)} |`);
+}
+
+md.push("");
+md.push("## Analysis");
+md.push("");
+md.push("_To be written by the server team: what the numbers above say against the targets, and why._");
+md.push("");
+
+const text = md.join("\n");
+if (opt.out) writeFileSync(opt.out, text);
+else process.stdout.write(text);

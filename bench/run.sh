@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Benchmarks dstreamd against the Node reference server with ds-loadgen (bench/loadgen.cc).
+#
+#   bench/run.sh           the full run (~15 min): dstreamd embedded, dstreamd on S2 over the
+#                          repo's S2 emulator, the reference server in memory and file-backed;
+#                          writes bench/results/latest.jsonl and docs/benchmarks.md
+#   bench/run.sh --smoke   tiny parameters, every scenario, dstreamd embedded and the reference
+#                          in memory only (< 90 s); writes no docs. Fails only if ds-loadgen
+#                          exits non-zero (a protocol error), never on speed.
+#
+# Options: --servers "embedded s2 ref-mem ref-file" (a subset), --only "case ..." (a subset
+# of the cases below), --out FILE (the JSON lines; full run default bench/results/latest.jsonl).
+# Env: BUILD_DIR (default build).
+# Each server is started fresh for every case; its PID is handed to ds-loadgen (--server-pid)
+# for /proc CPU and RSS sampling. ds-loadgen and the servers share the machine's cores.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+cd "$REPO" || exit 2
+BUILD_DIR="${BUILD_DIR:-build}"
+
+SMOKE=0
+SERVERS=""
+ONLY=""
+OUT=""
+ARGS_TEXT="bench/run.sh $*"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --smoke) SMOKE=1; shift ;;
+    --servers) SERVERS="${2:?}"; shift 2 ;;
+    --only) ONLY="${2:?}"; shift 2 ;;
+    --out) OUT="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
+  esac
+done
+if ((SMOKE)); then
+  SERVERS="${SERVERS:-embedded ref-mem}"
+else
+  SERVERS="${SERVERS:-embedded s2 ref-mem ref-file}"
+fi
+
+# Both ds-loadgen and the servers need one descriptor per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+log() { echo "bench: $*" >&2; }
+
+# ------------------------------------------------------------------ build and dependencies
+T_START=$SECONDS
+if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+  log "configuring a release build in $BUILD_DIR"
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSTREAMD_TESTS=OFF >/dev/null ||
+    { log "cmake failed"; exit 2; }
+fi
+ninja -C "$BUILD_DIR" ds-loadgen >/dev/null || { log "building ds-loadgen failed"; exit 2; }
+if ! ninja -C "$BUILD_DIR" dstreamd >"$BUILD_DIR/bench-dstreamd-build.log" 2>&1; then
+  # The tree may be mid-change (another engineer's work in progress): bench the last good
+  # binary rather than nothing, and say so loudly.
+  [[ -x "$BUILD_DIR/dstreamd" ]] || { log "building dstreamd failed (see $BUILD_DIR/bench-dstreamd-build.log)"; exit 2; }
+  log "WARNING: building dstreamd failed (see $BUILD_DIR/bench-dstreamd-build.log); using the existing $BUILD_DIR/dstreamd"
+fi
+DSTREAMD="$REPO/$BUILD_DIR/dstreamd"
+LOADGEN="$REPO/$BUILD_DIR/bench/ds-loadgen"
+
+need_npm() {  # need_npm DIR: npm ci unless node_modules is there
+  [[ -d "$1/node_modules" ]] && return 0
+  log "npm ci in $1"
+  (cd "$1" && npm ci --no-audit --no-fund --loglevel=error) || { log "npm ci failed in $1"; exit 2; }
+}
+[[ " $SERVERS " == *" ref-"* ]] && need_npm "$REPO/test/conformance"
+[[ " $SERVERS " == *" s2 "* ]] && need_npm "$REPO/s2emu"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/dstreamd-bench.XXXXXX")"
+PIDS=()
+stop_servers() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  PIDS=()
+}
+cleanup() {
+  stop_servers
+  if [[ -n "${KEEP_TMP:-}" ]]; then log "logs kept in $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ -z "$OUT" ]]; then
+  if ((SMOKE)); then OUT="$TMP/results.jsonl"; else OUT="$REPO/bench/results/latest.jsonl"; fi
+fi
+mkdir -p "$(dirname "$OUT")"
+: >"$OUT"
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# Long enough that parked long-polls of the idle case never time out during a case.
+LONG_POLL_MS=300000
+if ((SMOKE)); then SSE_MAX=2s; else SSE_MAX=60s; fi
+
+# start_server KIND → SERVER_PID, SERVER_URL, STATS_URL ("" unless s2). Returns non-zero on failure.
+start_server() {
+  local kind="$1" dir port
+  dir="$(mktemp -d "$TMP/$kind.XXXX")"
+  port="$(free_port)"
+  SERVER_URL="http://127.0.0.1:$port"
+  STATS_URL=""
+  case "$kind" in
+    embedded)
+      "$DSTREAMD" --listen "127.0.0.1:$port" --data-dir "$dir/data" --log-level warn \
+        --long-poll-timeout "${LONG_POLL_MS}ms" --sse-max-duration "$SSE_MAX" >"$dir/server.log" 2>&1 &
+      ;;
+    s2)
+      node "$REPO/s2emu/src/main.js" --port 0 --basin bench-basin >"$dir/emu.out" 2>&1 &
+      PIDS+=($!)
+      local emu_url=""
+      for _ in $(seq 1 100); do
+        emu_url="$(sed -n 's/^S2EMU_URL=//p' "$dir/emu.out")"
+        [[ -n "$emu_url" ]] && break
+        sleep 0.1
+      done
+      [[ -z "$emu_url" ]] && { log "the S2 emulator did not start"; cat "$dir/emu.out" >&2; return 1; }
+      STATS_URL="$emu_url/_emu/stats"
+      "$DSTREAMD" --storage s2 --s2-endpoint "$emu_url" --s2-basin bench-basin \
+        --listen "127.0.0.1:$port" --log-level warn --long-poll-timeout "${LONG_POLL_MS}ms" \
+        --sse-max-duration "$SSE_MAX" >"$dir/server.log" 2>&1 &
+      ;;
+    ref-mem)
+      node "$REPO/test/conformance/reference-server.mjs" --port "$port" \
+        --long-poll-timeout-ms "$LONG_POLL_MS" >"$dir/server.log" 2>&1 &
+      ;;
+    ref-file)
+      node "$REPO/test/conformance/reference-server.mjs" --port "$port" --data-dir "$dir/data" \
+        --long-poll-timeout-ms "$LONG_POLL_MS" >"$dir/server.log" 2>&1 &
+      ;;
+    *) log "unknown server $kind"; return 1 ;;
+  esac
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  if ! node "$REPO/test/conformance/wait-ready.mjs" "$SERVER_URL/v1/stream/__bench_probe__" 20000 \
+    "$SERVER_PID" >/dev/null 2>&1; then
+    log "$kind did not become ready:"
+    tail -n 20 "$dir/server.log" >&2
+    return 1
+  fi
+}
+
+FAILED=0
+# record CASE SERVER NOTE JSON-or-empty ERROR
+record() {
+  local case="$1" server="$2" note="$3" json="$4" err="$5" head
+  head="\"case\":\"$case\",\"server\":\"$server\""
+  [[ -n "$note" ]] && head="$head,\"note\":\"$note\""
+  if [[ -n "$json" ]]; then
+    echo "{$head,${json#\{}" >>"$OUT"
+  else
+    err="${err//\\/\\\\}"
+    err="${err//\"/\\\"}"
+    echo "{$head,\"error\":\"$err\"}" >>"$OUT"
+  fi
+}
+
+# run_case CASE SERVER NOTE TIMEOUT_S LOADGEN-ARGS... → 0 if ds-loadgen succeeded
+run_case() {
+  local case="$1" server="$2" note="$3" limit="$4"
+  shift 4
+  if ! start_server "$server"; then
+    record "$case" "$server" "$note" "" "server did not start"
+    FAILED=$((FAILED + 1))
+    stop_servers
+    return 1
+  fi
+  local extra=()
+  [[ -n "$STATS_URL" ]] && extra=(--s2-stats "$STATS_URL")
+  local t0=$SECONDS out rc
+  out="$(timeout --kill-after=5 "$limit" "$LOADGEN" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+    --label "$server" --json "${extra[@]}" "$@" 2>"$TMP/loadgen.err")"
+  rc=$?
+  stop_servers
+  if [[ $rc -eq 0 && "$out" == \{* ]]; then
+    record "$case" "$server" "$note" "$out" ""
+    log "$case on $server: ok ($((SECONDS - t0)) s)"
+    return 0
+  fi
+  local err
+  err="$(tail -n 3 "$TMP/loadgen.err" | tr '\n' ' ')"
+  [[ $rc -eq 124 ]] && err="timed out after ${limit}s; $err"
+  record "$case" "$server" "$note" "" "exit $rc: $err"
+  log "$case on $server: FAILED (exit $rc): $err"
+  return 1
+}
+
+want_case() { [[ -z "$ONLY" || " $ONLY " == *" $1 "* ]]; }
+
+# case CASE SERVER [NOTE] -- LOADGEN-ARGS...: a failure counts against the smoke run; in the
+# full run it is recorded in the results (and the table) and the run goes on.
+bench_case() {
+  local case="$1" server="$2" note="" limit
+  shift 2
+  if [[ "$1" != "--" ]]; then note="$1"; shift; fi
+  shift
+  want_case "$case" || return 0
+  if ((SMOKE)); then limit=60; else limit=300; fi
+  if ! run_case "$case" "$server" "$note" "$limit" "$@"; then
+    ((SMOKE)) && FAILED=$((FAILED + 1))
+    return 1
+  fi
+}
+
+for server in $SERVERS; do
+  log "=== $server"
+  if ((SMOKE)); then
+    bench_case append-saturated "$server" -- --scenario append --writers 8 --streams 10 --body-bytes 100 --duration 1
+    bench_case append-rate "$server" -- --scenario append --writers 8 --streams 10 --body-bytes 100 --rate 200 --duration 1
+    bench_case sse-fanout-1k "$server" -- --scenario sse-fanout --readers 50 --rate 20 --body-bytes 100 --duration 3 --grace 5
+    bench_case sse-fanout-10k "$server" -- --scenario sse-fanout --readers 200 --rate 10 --body-bytes 100 --duration 1 --grace 5
+    bench_case longpoll-fanout "$server" -- --scenario longpoll-fanout --readers 50 --rate 20 --body-bytes 100 --duration 2 --grace 5
+    bench_case roundtrip-sse "$server" -- --scenario roundtrip --mode sse --count 100
+    bench_case roundtrip-longpoll "$server" -- --scenario roundtrip --mode long-poll --count 100
+    bench_case catchup-1 "$server" -- --scenario catchup --size-mb 4 --readers 1 --duration 1
+    bench_case catchup-4 "$server" -- --scenario catchup --size-mb 4 --readers 4 --duration 1
+    bench_case idle-sse "$server" -- --scenario idle --mode sse --connections 200 --streams 10 --duration 0.5
+    bench_case idle-longpoll "$server" -- --scenario idle --mode long-poll --connections 200 --streams 10 --duration 0.5
+    bench_case many-streams "$server" -- --scenario many-streams --streams 500 --body-bytes 100
+    continue
+  fi
+  D=10
+  bench_case append-saturated "$server" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --duration $D
+  bench_case append-rate "$server" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --rate 2000 --duration $D
+  if [[ "$server" == s2 ]]; then
+    # Emulator requests per node should not grow with readers: 10 vs 1000 readers, same writer.
+    bench_case sse-fanout-10 "$server" -- --scenario sse-fanout --readers 10 --rate 50 --body-bytes 100 --duration $D
+  fi
+  bench_case sse-fanout-1k "$server" -- --scenario sse-fanout --readers 1000 --rate 50 --body-bytes 100 --duration $D
+  bench_case sse-fanout-10k "$server" -- --scenario sse-fanout --readers 10000 --rate 10 --body-bytes 100 --duration $D
+  bench_case longpoll-fanout "$server" -- --scenario longpoll-fanout --readers 1000 --rate 50 --body-bytes 100 --duration $D
+  bench_case roundtrip-sse "$server" -- --scenario roundtrip --mode sse --count 2000
+  bench_case roundtrip-longpoll "$server" -- --scenario roundtrip --mode long-poll --count 2000
+  bench_case catchup-1 "$server" -- --scenario catchup --size-mb 64 --readers 1 --duration $D
+  bench_case catchup-4 "$server" -- --scenario catchup --size-mb 64 --readers 4 --duration $D
+  for mode in sse long-poll; do
+    c="idle-${mode/-/}"
+    if ! bench_case "$c" "$server" -- --scenario idle --mode $mode --connections 19000 --streams 100 --duration 3; then
+      bench_case "$c" "$server" "19000 failed; 2000 connections" -- \
+        --scenario idle --mode $mode --connections 2000 --streams 100 --duration 3
+    fi
+  done
+  case "$server" in
+    embedded | ref-mem)
+      bench_case many-streams "$server" -- --scenario many-streams --streams 100000 --body-bytes 100 ;;
+    *)
+      bench_case many-streams "$server" "20000 streams (100000 too slow here)" -- \
+        --scenario many-streams --streams 20000 --body-bytes 100 ;;
+  esac
+done
+
+log "results: $OUT ($(wc -l <"$OUT") lines), $((SECONDS - T_START)) s"
+if ((SMOKE)); then
+  node "$HERE/report.mjs" --summary "$OUT" || FAILED=$((FAILED + 1))
+  if ((FAILED)); then log "smoke: $FAILED case(s) failed"; exit 1; fi
+  log "smoke: ok"
+  exit 0
+fi
+node "$HERE/report.mjs" --out "$REPO/docs/benchmarks.md" --command "$ARGS_TEXT" \
+  --seconds "$((SECONDS - T_START))" "$OUT" || exit 1
+log "wrote docs/benchmarks.md"
