@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <sys/resource.h>
+
 #include <boost/asio/ip/address.hpp>
 #include <charconv>
 #include <cstdio>
@@ -245,18 +247,39 @@ std::map<std::string, int64_t> ServerProbe::s2_counters() const {
   return parse_requests(res.body);
 }
 
+namespace {
+
+int64_t self_cpu_us() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto us = [](const timeval& t) { return static_cast<int64_t>(t.tv_sec) * 1'000'000 + t.tv_usec; };
+  return us(u.ru_utime) + us(u.ru_stime);
+}
+
+}  // namespace
+
 void ServerProbe::start() {
   s2_start_ = s2_counters();
   start_ = sample_process(o_.server_pid);
   setup_ = start_;
+  self_cpu_start_us_ = self_cpu_us();
+  start_ns_ = now_ns();
 }
 
 void ServerProbe::end() {
   end_ = sample_process(o_.server_pid);
+  self_cpu_end_us_ = self_cpu_us();
+  end_ns_ = now_ns();
   s2_end_ = s2_counters();
 }
 
 void ServerProbe::report(Report& r, double units, std::string_view per_unit_key) const {
+  if (end_ns_ > start_ns_) {
+    // How busy the load generator itself was: near 100 % means it may be the bottleneck.
+    r.integer("loadgen_cpu_us", self_cpu_end_us_ - self_cpu_start_us_);
+    r.num("loadgen_cpu_pct", static_cast<double>(self_cpu_end_us_ - self_cpu_start_us_) * 1e5 /
+                                 static_cast<double>(end_ns_ - start_ns_));
+  }
   if (ok()) {
     r.integer("server_cpu_us", cpu_us());
     if (units > 0 && !per_unit_key.empty()) {

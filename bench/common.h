@@ -104,6 +104,10 @@ class ServerProbe {
   const Options& o_;
   ProcSample start_;
   ProcSample setup_;
+  int64_t self_cpu_start_us_ = 0;  // the load generator's own CPU time
+  int64_t self_cpu_end_us_ = 0;
+  int64_t start_ns_ = 0;
+  int64_t end_ns_ = 0;
   ProcSample end_;
   std::map<std::string, int64_t> s2_start_;
   std::map<std::string, int64_t> s2_end_;

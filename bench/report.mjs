@@ -227,9 +227,10 @@ function cell(c, s, f) {
 
 function table(c) {
   const out = [];
+  const rows = [...c.rows, ["ds-loadgen CPU (% of one core)", (r) => r.loadgen_cpu_pct]];
   out.push(`| | ${servers.map((s) => SERVER_NAMES[s]).join(" | ")} |`);
   out.push(`|---|${servers.map(() => "---:").join("|")}|`);
-  for (const [label, f] of c.rows) {
+  for (const [label, f] of rows) {
     const cells = servers.map((s) => cell(c.id, s, f));
     if (cells.every((x) => x === "–" || x === "not run")) continue;
     out.push(`| ${label} | ${cells.join(" | ")} |`);
