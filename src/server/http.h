@@ -67,10 +67,17 @@ using ReadMode = metrics::HttpMetrics::Mode;
 struct Exchange {
   std::string id;      ///< X-Request-Id (sane incoming one, or generated)
   std::string origin;  ///< the request's Origin, if any
+  std::string remote;  ///< the client's address
+  std::chrono::steady_clock::time_point started;
   ReadMode mode = ReadMode::none;
   unsigned status = 0;  ///< of the response (head) written
   uint64_t bytes_out = 0;
+  /// The response goes on without this connection's session (a parked SSE
+  /// reader owns the socket now and logs the exchange when it ends).
+  bool detached = false;
 };
+
+class ParkingLot;
 
 /// What handlers need from the server. Each connection works on its own copy
 /// (so `exchange` is per connection).
@@ -90,6 +97,8 @@ struct Context {
   const metrics::Registry& registry;
   /// The request being answered on this connection; null between requests.
   Exchange* exchange = nullptr;
+  /// Where caught-up SSE readers wait without a coroutine; null: they don't.
+  ParkingLot* parking = nullptr;
 };
 
 /// Headers every response carries (browser security, exposed headers).
@@ -107,6 +116,10 @@ void add_vary(http::response_header<>& head, std::string_view token);
 /// server is draining) and counts its bytes. Returns whether the connection
 /// may be kept alive. The caller has called prepare_payload().
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res);
+
+/// Metrics and the access-log line of one finished exchange.
+void log_exchange(Context& ctx, const Exchange& ex, std::string_view method, std::string_view path,
+                  uint64_t bytes_in);
 
 /// Counts bytes written outside write_response (SSE heads and chunks).
 inline void count_sent(Context& ctx, size_t n) {

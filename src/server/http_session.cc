@@ -9,6 +9,7 @@
 #include "protocol/headers.h"
 #include "protocol/target.h"
 #include "server/http.h"
+#include "server/parking.h"
 
 namespace ds {
 
@@ -98,6 +99,24 @@ void StopSignals::stop_all() {
     for (auto& [id, fn] : fns_) fns.push_back(fn);
   }
   for (auto& fn : fns) fn();
+}
+
+void log_exchange(Context& ctx, const Exchange& ex, std::string_view method, std::string_view path,
+                  uint64_t bytes_in) {
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - ex.started).count();
+  if (ex.status != 0)
+    ctx.metrics.record(metrics::HttpMetrics::method_from(method), ex.mode, ex.status, secs);
+  if (!log::enabled(log::Level::info)) return;
+  log::info("access", {{"id", ex.id},
+                       {"remote", ex.remote},
+                       {"method", method},
+                       {"path", path},
+                       {"mode", metrics::HttpMetrics::mode_name(ex.mode)},
+                       {"status", ex.status},
+                       {"bytes_in", bytes_in},
+                       {"bytes_out", ex.bytes_out},
+                       {"duration_ms", secs * 1000}});
 }
 
 }  // namespace http_server
@@ -321,26 +340,6 @@ class SessionScope {
   std::atomic<size_t>& sessions_;
 };
 
-/// Metrics and the access log line of one exchange. Never logs the query
-/// string (it may hold a token) or any header value but the request id.
-void finish_exchange(Context& ctx, const Exchange& ex, std::string_view method,
-                     std::string_view path, uint64_t bytes_in, SteadyClock::time_point started,
-                     const std::string& remote) {
-  const double secs = std::chrono::duration<double>(SteadyClock::now() - started).count();
-  if (ex.status != 0)
-    ctx.metrics.record(metrics::HttpMetrics::method_from(method), ex.mode, ex.status, secs);
-  if (!log::enabled(log::Level::info)) return;
-  log::info("access", {{"id", ex.id},
-                       {"remote", remote},
-                       {"method", method},
-                       {"path", path},
-                       {"mode", metrics::HttpMetrics::mode_name(ex.mode)},
-                       {"status", ex.status},
-                       {"bytes_in", bytes_in},
-                       {"bytes_out", ex.bytes_out},
-                       {"duration_ms", secs * 1000}});
-}
-
 std::string request_id(const http::request_header<>& head) {
   auto it = head.find("x-request-id");
   if (it != head.end()) {
@@ -373,8 +372,9 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser,
                                                     asio::as_tuple(asio::use_awaitable));
     state->idle = false;
-    const auto started = SteadyClock::now();
     Exchange ex;
+    ex.started = SteadyClock::now();
+    ex.remote = remote;
     ctx.exchange = &ex;
     if (ec) {
       if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
@@ -386,7 +386,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
               ctx, stream, 11, Error(errc::bad_request, "malformed HTTP request: " + ec.message()));
           co_await std::move(op);
         }
-        finish_exchange(ctx, ex, "-", "-", 0, started, remote);
+        log_exchange(ctx, ex, "-", "-", 0);
       }
       break;
     }
@@ -407,7 +407,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
                                        std::to_string(ctx.options.max_body_bytes) + " bytes"));
         co_await std::move(op);
       }
-      finish_exchange(ctx, ex, method, path, 0, started, remote);
+      log_exchange(ctx, ex, method, path, 0);
       break;
     }
     if (iequals(std::string_view(head[http::field::expect]), "100-continue")) {
@@ -430,7 +430,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
                                          std::to_string(ctx.options.max_body_bytes) + " bytes"));
           co_await std::move(op);
         }
-        finish_exchange(ctx, ex, method, path, 0, started, remote);
+        log_exchange(ctx, ex, method, path, 0);
         break;
       }
       if (bec) {
@@ -442,7 +442,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
               ctx, stream, version,
               Error(errc::bad_request, "malformed request body: " + bec.message()));
           co_await std::move(op);
-          finish_exchange(ctx, ex, method, path, 0, started, remote);
+          log_exchange(ctx, ex, method, path, 0);
         }
         break;
       }
@@ -452,7 +452,8 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     const uint64_t bytes_in = req.body().size();
     ctx.metrics.received_bytes.inc(bytes_in);
     bool keep_alive = co_await dispatch(ctx, stream, req);
-    finish_exchange(ctx, ex, method, path, bytes_in, started, remote);
+    if (ex.detached) co_return;  // a parked SSE reader owns the socket and the exchange now
+    log_exchange(ctx, ex, method, path, bytes_in);
     ctx.exchange = nullptr;
     if (!keep_alive || ctx.stopping) break;
   }
@@ -475,13 +476,18 @@ struct Server::Impl {
         signals(ioc, SIGINT, SIGTERM),
         reaper(control),
         ctx{options,      store,        hubs,     clock, stopping, options.auth.get(),
-            stop_signals, http_metrics, *registry} {
+            stop_signals, http_metrics, *registry},
+        parking(ctx, ioc.get_executor()) {
+    ctx.parking = &parking;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
               static_cast<int64_t>(ctx.hubs.hub_count()));
       e.gauge("dstreamd_http_connections", "Open HTTP connections",
               static_cast<int64_t>(stop_signals.sessions.load()));
+      e.gauge("dstreamd_sse_parked_readers",
+              "Caught-up SSE readers waiting in the parking lot (no coroutine each)",
+              static_cast<int64_t>(parking.parked()));
     });
   }
 
@@ -576,6 +582,8 @@ struct Server::Impl {
   asio::signal_set signals;
   asio::steady_timer reaper;
   Context ctx;
+  // After the io_context: destroyed first, while the io_context still exists.
+  ParkingLot parking;
 };
 
 Server::Server(ServerOptions options, StreamStore& store, LiveHubs& hubs, const Clock& clock)

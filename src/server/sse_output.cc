@@ -24,6 +24,12 @@ bool SseOutput::push_paced(std::string_view data) {
   return true;
 }
 
+void SseOutput::push_framed(std::string_view framed) {
+  if (failed_ || framed.empty()) return;
+  waiting_.append(framed);
+  if (!writing_) start_write();
+}
+
 void SseOutput::finish() {
   if (failed_) return;
   waiting_.append("0\r\n\r\n");
@@ -57,6 +63,7 @@ void SseOutput::start_write() {
                         self->start_write();
                       }
                       self->notify();
+                      if (!self->writing_ && self->on_idle) self->on_idle();
                     });
 }
 

@@ -29,6 +29,9 @@ class SseOutput : public std::enable_shared_from_this<SseOutput> {
   /// Like push, never past the cap's check: for output the caller paced with
   /// wait_for_room (catch-up reads).
   bool push_paced(std::string_view data);
+  /// Queues bytes that are already chunk-framed (the rest of an event a
+  /// parked reader's socket did not take).
+  void push_framed(std::string_view framed);
   /// Queues the terminating zero-length chunk.
   void finish();
 
@@ -42,6 +45,11 @@ class SseOutput : public std::enable_shared_from_this<SseOutput> {
   void abort();
 
   bool failed() const { return failed_; }
+  /// Nothing is being written or waits to be.
+  bool idle() const { return !writing_ && waiting_.empty(); }
+  /// Called (on the strand) whenever a write completes and nothing else is
+  /// queued: the producer, parked on the hub, may hand the socket over now.
+  std::function<void()> on_idle;
   bool overflowed() const { return overflowed_; }
 
  private:

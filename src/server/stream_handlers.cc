@@ -13,6 +13,7 @@
 #include "protocol/sse.h"
 #include "protocol/target.h"
 #include "server/http.h"
+#include "server/parking.h"
 #include "server/sse_output.h"
 
 namespace ds::http_server {
@@ -143,9 +144,13 @@ std::function<void()> wake_on_stop(std::shared_ptr<PendingWake> pending) {
 /// Parks on the stream's hub until it has something for `from` or the deadline
 /// passes (nullopt).
 asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& path, Offset from,
-                                               Clock_::time_point deadline) {
+                                               Clock_::time_point deadline,
+                                               SseOutput* output = nullptr) {
   auto ex = co_await asio::this_coro::executor;
   auto pending = std::make_shared<PendingWake>(ex);
+  // An SSE response also stops waiting once its output has gone idle (it
+  // can park then); the caller tells that from a deadline by the output.
+  if (output) output->on_idle = [pending] { pending->timer.cancel(); };
   StopRegistration on_stop(ctx.stop_signals, wake_on_stop(pending));
   auto waiter = ctx.hubs.wait(path, from, [pending](Wake w) {
     auto wex = pending->timer.get_executor();
@@ -156,10 +161,11 @@ asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& 
   });
   // Registered before this check, so a shutdown either sees this wait or
   // was already visible here.
-  if (!pending->value && !ctx.stopping) {
+  if (!pending->value && !ctx.stopping && !(output && output->idle())) {
     pending->timer.expires_at(deadline);
     co_await pending->timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }
+  if (output) output->on_idle = nullptr;
   if (!pending->value && !waiter->cancel()) {
     // The wake fired just as the deadline passed: it is already posted.
     while (!pending->value) {
@@ -588,125 +594,113 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
   co_return co_await send(ctx, stream, res);
 }
 
-/// The events of one SSE response after its head: the first read's data,
-/// then catch-up reads (paced by the output queue) and live wakes until the
-/// stream closes, the session's time is up, the server drains or the client
-/// goes (or falls too far behind).
-asio::awaitable<void> sse_events(Context& ctx, SseOutput& output, const std::string& name,
-                                 const ReadParams& p, const ReadOutcome& first, bool base64,
-                                 bool json) {
-  const auto session_end = Clock_::now() + ctx.options.sse_max_duration;
-  std::string cursor_in = p.cursor;
-  auto control = [&](std::string& out, Offset next, bool up_to_date, bool closed) {
-    SseControl c;
-    c.next = next;
-    c.up_to_date = up_to_date;
-    c.closed = closed;
-    if (!closed) {
-      c.cursor = next_cursor(ctx.clock.now_ms(), cursor_in);
-      cursor_in = c.cursor;  // later cursors keep moving forward
-    }
-    append_sse_control(out, c);
-  };
-  // Text streams: a UTF-8 character split across appends is held back until
-  // its remaining bytes arrive, so SSE parsers never see half a character.
-  std::string held;
-  auto emit = [&](std::string& out, const std::vector<RecordPtr>& records, Offset next,
-                  bool up_to_date, bool closed) {
-    if (!records.empty() || (closed && !held.empty())) {
-      std::string payload;
-      if (json) {
-        payload = render_body(records, true);
-      } else {
-        payload = std::move(held);
-        held.clear();
-        for (const auto& r : records) payload.append(r->bytes);
-        if (!base64 && !closed) {
-          size_t keep = utf8_complete_prefix(payload);
-          if (keep < payload.size()) {
-            held = payload.substr(keep);
-            payload.resize(keep);
-            next = Offset{next.hi, next.lo - held.size()};
-            up_to_date = false;
-          }
-        }
-      }
-      if (!payload.empty() || json) append_sse_data(out, payload, base64);
-    }
-    control(out, next, up_to_date, closed);
-  };
+enum class SseEnd {
+  ended,  ///< the response is over (or the client gone): finish and close
+  park,   ///< caught up with nothing left to write: hand the socket to the lot
+};
 
-  Offset at = first.next;
-  bool closed_at_tail = first.up_to_date && first.meta.closed;
-  {
-    std::string out;
-    emit(out, first.records, first.next, first.up_to_date, closed_at_tail);
-    if (!output.push_paced(out)) co_return;
-  }
-  bool up_to_date = first.up_to_date;
-  while (!closed_at_tail && !ctx.stopping) {
-    if (!up_to_date) {
-      // Catch-up: read on only once the client has taken what was queued, so
-      // a reader far behind never fills the queue.
-      co_await output.wait_for_room();
-      if (output.failed()) co_return;
-      auto more_op = store_read(
-          ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
-      auto more = std::move(*co_await std::move(more_op));
-      if (!more) break;
-      closed_at_tail = more->up_to_date && more->meta.closed;
-      std::string out;
-      emit(out, more->records, more->next, more->up_to_date, closed_at_tail);
-      if (!output.push_paced(out)) co_return;
-      at = more->next;
-      up_to_date = more->up_to_date;
-      continue;
-    }
-    auto now = Clock_::now();
-    if (now >= session_end) break;
-    auto wake =
-        co_await wait_live(ctx, name, at, std::min(session_end, now + ctx.options.sse_keepalive));
+/// The events of an SSE response from `st` on: catch-up reads (paced by the
+/// output queue) and live wakes (`wake` first, if given) until the stream
+/// closes, the session's time is up, the server drains, the client goes (or
+/// falls too far behind), or the reader can park.
+asio::awaitable<SseEnd> sse_loop(Context& ctx, SseOutput& output, const std::string& name,
+                                 SseState& st, std::optional<Wake> wake) {
+  bool closed_at_tail = false;
+  for (;;) {
     if (!wake) {
-      if (ctx.stopping || Clock_::now() >= session_end) break;
-      static const std::string kKeepAlive = ": keep-alive\n\n";
-      if (!output.push(kKeepAlive)) co_return;
-      continue;
+      if (closed_at_tail || ctx.stopping) break;
+      if (!st.up_to_date) {
+        // Catch-up: read on only once the client has taken what was queued, so
+        // a reader far behind never fills the queue.
+        {
+          auto room = output.wait_for_room();
+          co_await std::move(room);
+        }
+        if (output.failed()) co_return SseEnd::ended;
+        auto more_op = store_read(
+            ctx, ReadRequest{name, OffsetSpec::position(st.at), ctx.options.read_chunk_bytes});
+        auto more = std::move(*co_await std::move(more_op));
+        if (!more) break;
+        closed_at_tail = more->up_to_date && more->meta.closed;
+        std::string out;
+        sse_emit(ctx.clock, st, out, more->records, more->next, more->up_to_date, closed_at_tail);
+        if (!output.push_paced(out)) co_return SseEnd::ended;
+        st.at = more->next;
+        st.up_to_date = more->up_to_date;
+        continue;
+      }
+      auto now = Clock_::now();
+      if (now >= st.session_end) break;
+      if (output.failed()) co_return SseEnd::ended;
+      // Caught up with nothing left to write: wait in the lot, not here.
+      const bool can_park = ctx.parking && st.held.empty();
+      if (can_park && output.idle()) co_return SseEnd::park;
+      const auto keepalive_at = std::min(st.session_end, now + ctx.options.sse_keepalive);
+      wake = co_await wait_live(ctx, name, st.at, keepalive_at, can_park ? &output : nullptr);
+      if (!wake) {
+        if (ctx.stopping || Clock_::now() >= st.session_end) break;
+        if (can_park && (output.idle() || output.failed()) && Clock_::now() < keepalive_at)
+          continue;  // the write finished (or failed): park (or end) at the top
+        static const std::string kKeepAlive = ": keep-alive\n\n";
+        if (!output.push(kKeepAlive)) co_return SseEnd::ended;
+        continue;
+      }
     }
     std::string out;
     switch (wake->kind) {
       case Wake::Kind::data: {
-        Offset next = wake->records.empty() ? at : wake->records.back()->end;
+        Offset next = wake->records.empty() ? st.at : wake->records.back()->end;
         bool caught_up = next >= wake->tail;
         closed_at_tail = caught_up && wake->closed;
-        emit(out, wake->records, next, caught_up, closed_at_tail);
-        at = next;
-        up_to_date = caught_up;
+        sse_emit(ctx.clock, st, out, wake->records, next, caught_up, closed_at_tail);
+        st.at = next;
+        st.up_to_date = caught_up;
         break;
       }
       case Wake::Kind::closed:
         closed_at_tail = true;
-        emit(out, {}, wake->tail, true, true);
+        sse_emit(ctx.clock, st, out, {}, wake->tail, true, true);
         break;
       case Wake::Kind::gone:
         closed_at_tail = true;  // nothing more will come; end the response
         break;
       case Wake::Kind::catch_up:
-        up_to_date = false;
+        st.up_to_date = false;
         break;
     }
+    wake.reset();
     // Live data goes out without waiting for the client; one that does not
     // keep up overflows the queue's cap and is disconnected (it resumes from
     // the last control event it read).
-    if (!out.empty() && !output.push(out)) co_return;
+    if (!out.empty() && !output.push(out)) co_return SseEnd::ended;
   }
   if (ctx.stopping && !closed_at_tail) {
     // Draining: a last control event with the offset the client has, so it
     // resumes from there on another server.
     std::string out;
-    Offset delivered = at;
-    if (!held.empty()) delivered = Offset{at.hi, at.lo - held.size()};
-    control(out, delivered, up_to_date && held.empty(), false);
+    Offset delivered = st.at;
+    if (!st.held.empty()) delivered = Offset{st.at.hi, st.at.lo - st.held.size()};
+    sse_control(ctx.clock, st, out, delivered, st.up_to_date && st.held.empty(), false);
     output.push_paced(out);
+  }
+  co_return SseEnd::ended;
+}
+
+/// Ends an SSE body that is not parking: the last chunk once everything
+/// queued is written; a reader cut off for not keeping up is counted.
+asio::awaitable<void> sse_finish(Context& ctx, SseOutput& output, const std::string& name) {
+  output.finish();
+  {
+    auto drained = output.drain();
+    co_await std::move(drained);
+  }
+  if (output.overflowed()) {
+    ctx.metrics.slow_consumer_disconnects.inc();
+    log::warn("SSE reader disconnected: it did not keep up",
+              {{"id", ctx.exchange ? ctx.exchange->id : std::string()},
+               {"stream", name},
+               {"max_pending_output_bytes",
+                static_cast<uint64_t>(ctx.options.max_pending_output_bytes)}});
   }
 }
 
@@ -719,8 +713,11 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
     Response err_ = error_response(req, first.error());
     co_return co_await send(ctx, stream, err_);
   }
-  const bool base64 = !is_text_media_type(media_type(first->meta.config.content_type));
-  const bool json = is_json_stream(first->meta);
+  SseState st;
+  st.base64 = !is_text_media_type(media_type(first->meta.config.content_type));
+  st.json = is_json_stream(first->meta);
+  st.cursor = p.cursor;
+  st.session_end = Clock_::now() + ctx.options.sse_max_duration;
 
   http::response<http::empty_body> head{http::status::ok, req.version()};
   {
@@ -731,7 +728,7 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   head.set(http::field::content_type, "text/event-stream");
   head.set(http::field::cache_control, "no-cache, no-transform");
   head.set("X-Accel-Buffering", "no");
-  if (base64) head.set("Stream-SSE-Data-Encoding", "base64");
+  if (st.base64) head.set("Stream-SSE-Data-Encoding", "base64");
   head.chunked(true);
   head.keep_alive(false);
   finalize_headers(ctx, head);
@@ -743,27 +740,82 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   GaugeUp open(ctx.metrics.open_sse);
 
   auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes);
+  st.at = first->next;
+  st.up_to_date = first->up_to_date;
+  const bool closed_at_tail = first->up_to_date && first->meta.closed;
   {
-    auto events = sse_events(ctx, *output, name, p, *first, base64, json);
-    co_await std::move(events);
+    std::string out;
+    sse_emit(ctx.clock, st, out, first->records, first->next, first->up_to_date, closed_at_tail);
+    output->push_paced(out);
   }
-  output->finish();
+  first = Error(errc::not_found, "");  // drop the records: the lot keeps only the state
+  SseEnd end = SseEnd::ended;
+  if (!closed_at_tail) {
+    std::optional<Wake> no_wake;
+    auto events = sse_loop(ctx, *output, name, st, std::move(no_wake));
+    end = co_await std::move(events);
+  }
+  if (end == SseEnd::park && ctx.exchange) {
+    ctx.exchange->detached = true;
+    st.ex = *ctx.exchange;
+    st.ex.origin = std::string();
+    st.last_write = Clock_::now();
+    auto& shared = ctx.parking->shared();
+    auto reader = std::make_unique<ParkedSse>(shared, stream.release_socket(), std::move(st));
+    ctx.parking->park(name, std::move(reader));
+    co_return false;
+  }
   {
-    auto drained = output->drain();
-    co_await std::move(drained);
-  }
-  if (output->overflowed()) {
-    ctx.metrics.slow_consumer_disconnects.inc();
-    log::warn("SSE reader disconnected: it did not keep up",
-              {{"id", ctx.exchange ? ctx.exchange->id : std::string()},
-               {"stream", name},
-               {"max_pending_output_bytes",
-                static_cast<uint64_t>(ctx.options.max_pending_output_bytes)}});
+    auto fin = sse_finish(ctx, *output, name);
+    co_await std::move(fin);
   }
   co_return false;  // SSE responses close the connection
 }
 
+asio::awaitable<void> resume_sse_co(Context& shared, std::string name,
+                                    std::unique_ptr<ParkedSse> reader, std::string pending,
+                                    std::optional<Wake> wake) {
+  Context ctx = shared;
+  ctx.exchange = &reader->st.ex;
+  Stream stream(std::move(reader->socket));
+  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes);
+  output->push_framed(pending);
+  SseEnd end;
+  {
+    auto events = sse_loop(ctx, *output, name, reader->st, std::move(wake));
+    end = co_await std::move(events);
+  }
+  if (end == SseEnd::park) {
+    reader->st.last_write = Clock_::now();
+    reader->socket = stream.release_socket();
+    ctx.parking->park(name, std::move(reader));
+    co_return;
+  }
+  {
+    auto fin = sse_finish(ctx, *output, name);
+    co_await std::move(fin);
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  log_sse_end(shared, reader->st, name);
+}
+
 }  // namespace
+
+void resume_sse(Context& shared, std::string name, std::unique_ptr<ParkedSse> reader,
+                std::string pending, std::optional<Wake> wake) {
+  auto ex = reader->socket.get_executor();
+  auto co = resume_sse_co(shared, std::move(name), std::move(reader), std::move(pending),
+                          std::move(wake));
+  asio::co_spawn(ex, std::move(co), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error("SSE response failed", {{"error", ex.what()}});
+    }
+  });
+}
 
 Response error_response(const Request& req, const Error& e) {
   Response res{static_cast<http::status>(http_status(e.code)), req.version()};

@@ -8,9 +8,9 @@
 // records until /metrics counts one slow-consumer disconnect (the kernel's
 // socket buffers on both sides fill first, a few MiB), then closes the stream.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { after, before, test } from "node:test";
 import { fetchT, req } from "./lib/http.mjs";
+import { rawSse } from "./lib/sse.mjs";
 import { startServer } from "./lib/server.mjs";
 
 const CAP = 64 * 1024;
@@ -21,89 +21,6 @@ const MAX_RECORDS = 1500; // ~94 MiB: far more than any loopback socket buffers 
 function record(i) {
   const head = `<${String(i).padStart(6, "0")}>`;
   return head + String.fromCharCode(97 + (i % 26)).repeat(RECORD - head.length);
-}
-
-/**
- * A raw SSE reader. Collects the text of data events and, per control event,
- * the offset and the text received up to it. `ended` resolves when the
- * connection ends, with whether the chunked body ended properly.
- */
-function rawSse(port, path) {
-  const socket = net.connect(port, "127.0.0.1");
-  socket.setNoDelay(true);
-  const r = {
-    socket,
-    data: "", // text of all complete data events
-    controls: [], // { offset, upToDate, closed, dataLength }
-    status: 0,
-    complete: false, // saw the terminating zero-length chunk
-  };
-  let raw = Buffer.alloc(0);
-  let headDone = false;
-  let body = ""; // de-chunked, not yet parsed into events
-  let onControl = null;
-  r.nextControl = () => new Promise((resolve) => (onControl = resolve));
-  const parseEvents = () => {
-    for (;;) {
-      const end = body.indexOf("\n\n");
-      if (end < 0) return;
-      const block = body.slice(0, end);
-      body = body.slice(end + 2);
-      let event = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
-      }
-      if (event === "data") r.data += data.join("\n");
-      if (event === "control") {
-        const c = JSON.parse(data.join("\n"));
-        r.controls.push({
-          offset: c.streamNextOffset,
-          upToDate: !!c.upToDate,
-          closed: !!c.streamClosed,
-          dataLength: r.data.length,
-        });
-        if (onControl) {
-          const f = onControl;
-          onControl = null;
-          f();
-        }
-      }
-    }
-  };
-  const dechunk = () => {
-    for (;;) {
-      const crlf = raw.indexOf("\r\n");
-      if (crlf < 0) return;
-      const size = parseInt(raw.subarray(0, crlf).toString("latin1"), 16);
-      if (size === 0) {
-        r.complete = true;
-        return;
-      }
-      if (raw.length < crlf + 2 + size + 2) return;
-      body += raw.subarray(crlf + 2, crlf + 2 + size).toString("utf8");
-      raw = raw.subarray(crlf + 2 + size + 2);
-      parseEvents();
-    }
-  };
-  socket.on("data", (chunk) => {
-    raw = Buffer.concat([raw, chunk]);
-    if (!headDone) {
-      const end = raw.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      r.status = Number(raw.subarray(9, 12).toString("latin1"));
-      raw = raw.subarray(end + 4);
-      headDone = true;
-    }
-    dechunk();
-  });
-  r.ended = new Promise((resolve) => {
-    socket.on("close", () => resolve(r.complete));
-    socket.on("error", () => {});
-  });
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: test\r\n\r\n`);
-  return r;
 }
 
 async function slowDisconnects(server) {

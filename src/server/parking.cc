@@ -1,0 +1,486 @@
+#include "server/parking.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <map>
+
+#include "protocol/cursor.h"
+#include "protocol/sse.h"
+
+namespace ds::http_server {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// ------------------------------------------------------------------ rendering
+
+void sse_control(const Clock& clock, SseState& st, std::string& out, Offset next, bool up_to_date,
+                 bool closed) {
+  SseControl c;
+  c.next = next;
+  c.up_to_date = up_to_date;
+  c.closed = closed;
+  if (!closed) {
+    c.cursor = next_cursor(clock.now_ms(), st.cursor);
+    st.cursor = c.cursor;  // later cursors keep moving forward
+  }
+  append_sse_control(out, c);
+}
+
+namespace {
+
+/// A data event's payload: the records' bytes, or a JSON array of them.
+std::string sse_payload(const std::vector<RecordPtr>& records, bool json) {
+  size_t total = json ? 2 : 0;
+  for (const auto& r : records) total += r->bytes.size() + 1;
+  std::string body;
+  body.reserve(total);
+  if (json) body.push_back('[');
+  bool first = true;
+  for (const auto& r : records) {
+    if (r->bytes.empty()) continue;
+    if (json && !first) body.push_back(',');
+    body.append(r->bytes);
+    first = false;
+  }
+  if (json) body.push_back(']');
+  return body;
+}
+
+}  // namespace
+
+void sse_emit(const Clock& clock, SseState& st, std::string& out,
+              const std::vector<RecordPtr>& records, Offset next, bool up_to_date, bool closed) {
+  if (!records.empty() || (closed && !st.held.empty())) {
+    std::string payload;
+    if (st.json) {
+      payload = sse_payload(records, true);
+    } else {
+      payload = std::move(st.held);
+      st.held.clear();
+      for (const auto& r : records) payload.append(r->bytes);
+      if (!st.base64 && !closed) {
+        size_t keep = utf8_complete_prefix(payload);
+        if (keep < payload.size()) {
+          st.held = payload.substr(keep);
+          payload.resize(keep);
+          next = Offset{next.hi, next.lo - st.held.size()};
+          up_to_date = false;
+        }
+      }
+    }
+    if (!payload.empty() || st.json) append_sse_data(out, payload, st.base64);
+  }
+  sse_control(clock, st, out, next, up_to_date, closed);
+}
+
+// ------------------------------------------------------------------ one stream's lot
+
+namespace {
+
+/// "<hex size>\r\n" of a chunk.
+std::string_view chunk_size_line(size_t n, std::array<char, 24>& buf) {
+  auto [end, ec] = std::to_chars(buf.data(), buf.data() + 20, n, 16);
+  (void)ec;  // 20 hex digits always fit a size_t
+  *end++ = '\r';
+  *end++ = '\n';
+  return {buf.data(), static_cast<size_t>(end - buf.data())};
+}
+
+constexpr std::string_view kCrlf = "\r\n";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";
+constexpr std::string_view kKeepAlive = ": keep-alive\n\n";
+
+using Parts = std::array<asio::const_buffer, 5>;
+
+/// The unwritten tail of a gather write.
+std::string rest_of(const Parts& parts, size_t written) {
+  std::string rest;
+  for (const auto& p : parts) {
+    if (written >= p.size()) {
+      written -= p.size();
+      continue;
+    }
+    rest.append(static_cast<const char*>(p.data()) + written, p.size() - written);
+    written = 0;
+  }
+  return rest;
+}
+
+bool would_block(const beast::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
+void close_socket(tcp::socket& socket) {
+  beast::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  socket.close(ignored);
+}
+
+}  // namespace
+
+DetachedCount::DetachedCount(Context& shared) : shared_(shared) {
+  shared_.stop_signals.sessions.fetch_add(1);
+  shared_.metrics.open_sse.inc();
+}
+
+DetachedCount::~DetachedCount() {
+  shared_.metrics.open_sse.dec();
+  shared_.stop_signals.sessions.fetch_sub(1);
+}
+
+void log_sse_end(Context& shared, const SseState& st, std::string_view name) {
+  std::string path = "/v1/stream/";
+  path.append(name);
+  log_exchange(shared, st.ex, "GET", path, 0);
+}
+
+class SseLot : public std::enable_shared_from_this<SseLot> {
+ public:
+  SseLot(ParkingLot& lot, std::string name)
+      : lot_(lot),
+        ctx_(lot.shared_),
+        name_(std::move(name)),
+        strand_(asio::make_strand(lot.ex_)),
+        timer_(strand_) {}
+
+  /// park() calls on their way to the strand (the lot is kept meanwhile).
+  std::atomic<size_t> arriving{0};
+
+  /// On the strand.
+  bool empty() const { return count_ == 0; }
+
+  void add(std::unique_ptr<ParkedSse> r) {
+    asio::post(strand_, [self = shared_from_this(), r = std::move(r)]() mutable {
+      self->insert(std::move(r));
+      self->arriving.fetch_sub(1);
+      self->lot_.release(self);
+    });
+  }
+
+  void stop() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->stopping_ = true;
+      self->timer_.cancel();
+      auto buckets = std::move(self->buckets_);
+      self->buckets_.clear();
+      self->forget(self->count_);
+      for (auto& [at, b] : buckets) {
+        if (b.waiter) b.waiter->cancel();
+        for (auto& r : b.readers) self->end_with_position(*r);
+      }
+      self->lot_.release(self);
+    });
+  }
+
+  /// On the strand, when the lot is dropped.
+  void cancel_timer() { timer_.cancel(); }
+
+ private:
+  struct Bucket {
+    std::vector<std::unique_ptr<ParkedSse>> readers;
+    std::shared_ptr<Waiter> waiter;
+  };
+
+  void insert(std::unique_ptr<ParkedSse> r) {
+    if (stopping_ || ctx_.stopping) {
+      end_with_position(*r);
+      return;
+    }
+    ++count_;
+    lot_.parked_.fetch_add(1);
+    const Offset at = r->st.at;
+    schedule_timer(due(r->st));
+    auto& b = buckets_[at];
+    b.readers.push_back(std::move(r));
+    if (!b.waiter) watch(at, b);
+  }
+
+  void forget(size_t n) {
+    count_ -= n;
+    lot_.parked_.fetch_sub(n);
+  }
+
+  /// Registers the bucket's hub waiter: one per offset, however many readers.
+  void watch(Offset at, Bucket& b) {
+    std::weak_ptr<SseLot> weak = weak_from_this();
+    auto strand = strand_;
+    b.waiter = ctx_.hubs.wait(name_, at, [weak, strand, at](Wake w) {
+      asio::post(strand, [weak, at, w = std::move(w)]() mutable {
+        if (auto self = weak.lock()) self->on_wake(at, std::move(w));
+      });
+    });
+  }
+
+  /// Takes the bucket at `at` out of the lot (its waiter cancelled).
+  std::vector<std::unique_ptr<ParkedSse>> take(Offset at) {
+    auto it = buckets_.find(at);
+    if (it == buckets_.end()) return {};
+    auto readers = std::move(it->second.readers);
+    if (it->second.waiter) it->second.waiter->cancel();
+    buckets_.erase(it);
+    forget(readers.size());
+    return readers;
+  }
+
+  void on_wake(Offset at, Wake w) {
+    auto readers = take(at);
+    if (!readers.empty()) {
+      switch (w.kind) {
+        case Wake::Kind::data:
+          deliver(std::move(readers), at, w);
+          break;
+        case Wake::Kind::closed:
+          for (auto& r : readers) {
+            std::string out;
+            sse_control(ctx_.clock, r->st, out, w.tail, true, true);
+            finish(*r, out);
+          }
+          break;
+        case Wake::Kind::gone:
+          for (auto& r : readers) finish(*r, {});
+          break;
+        case Wake::Kind::catch_up:
+          for (auto& r : readers) {
+            r->st.up_to_date = false;
+            unpark(std::move(r), {}, std::nullopt);
+          }
+          break;
+      }
+    }
+    lot_.release(shared_from_this());
+  }
+
+  /// New records for readers all at `at` (all caught up, none holding bytes
+  /// back): one data event for all, a control event each (shared by readers
+  /// that sent the same cursor).
+  void deliver(std::vector<std::unique_ptr<ParkedSse>> readers, Offset at, const Wake& w) {
+    const bool json = readers.front()->st.json;
+    const bool base64 = readers.front()->st.base64;
+    const Offset next = w.records.empty() ? at : w.records.back()->end;
+    const bool caught_up = next >= w.tail;
+    const bool closed = caught_up && w.closed;
+    std::string data;
+    {
+      std::string payload = sse_payload(w.records, json);
+      if (!json && !base64 && !closed && utf8_complete_prefix(payload) < payload.size()) {
+        // A character split across appends: coroutines hold it back per reader.
+        for (auto& r : readers) unpark(std::move(r), {}, w);
+        return;
+      }
+      if (!payload.empty() || json) append_sse_data(data, payload, base64);
+    }
+    const auto now = SteadyClock::now();
+    std::string control;
+    std::string cursor_in;
+    std::string cursor_out;
+    for (auto& r : readers) {
+      if (control.empty() || r->st.cursor != cursor_in) {
+        cursor_in = r->st.cursor;
+        control.clear();
+        sse_control(ctx_.clock, r->st, control, next, caught_up, closed);
+        cursor_out = r->st.cursor;
+      } else {
+        r->st.cursor = cursor_out;
+      }
+      r->st.at = next;
+      r->st.up_to_date = caught_up;
+      std::array<char, 24> size_buf;
+      auto size_line = chunk_size_line(data.size() + control.size(), size_buf);
+      Parts parts{asio::buffer(size_line), asio::buffer(data), asio::buffer(control),
+                  asio::buffer(kCrlf), closed ? asio::buffer(kLastChunk) : asio::const_buffer()};
+      if (!write_or_hand_back(r, parts, now)) continue;
+      if (closed) {
+        close_socket(r->socket);
+        log_sse_end(ctx_, r->st, name_);
+      } else if (!caught_up) {
+        unpark(std::move(r), {}, std::nullopt);
+      } else {
+        insert(std::move(r));
+      }
+    }
+  }
+
+  /// Writes `parts` without blocking. true: all written. Otherwise the reader
+  /// is gone (ended) or handed back to a coroutine with the rest to write.
+  bool write_or_hand_back(std::unique_ptr<ParkedSse>& r, const Parts& parts,
+                          SteadyClock::time_point now) {
+    size_t total = 0;
+    for (const auto& p : parts) total += p.size();
+    beast::error_code ec;
+    const size_t n = r->socket.write_some(parts, ec);
+    if (ec && !would_block(ec)) {
+      close_socket(r->socket);
+      log_sse_end(ctx_, r->st, name_);
+      r.reset();
+      return false;
+    }
+    const size_t written = ec ? 0 : n;
+    sent(*r, written, now);
+    if (written < total) {
+      unpark(std::move(r), rest_of(parts, written), std::nullopt);
+      return false;
+    }
+    return true;
+  }
+
+  void sent(ParkedSse& r, size_t n, SteadyClock::time_point now) {
+    if (n == 0) return;
+    ctx_.metrics.sent_bytes.inc(n);
+    r.st.ex.bytes_out += n;
+    r.st.last_write = now;
+  }
+
+  /// Hands the reader back to a coroutine.
+  void unpark(std::unique_ptr<ParkedSse> r, std::string pending, std::optional<Wake> wake) {
+    resume_sse(ctx_, name_, std::move(r), std::move(pending), std::move(wake));
+  }
+
+  /// Writes `last` and the terminating chunk (best effort: a parked socket
+  /// has room, so it normally takes it all) and ends the response.
+  void finish(ParkedSse& r, std::string_view last) {
+    std::array<char, 24> size_buf;
+    auto size_line = last.empty() ? std::string_view() : chunk_size_line(last.size(), size_buf);
+    Parts parts{asio::buffer(size_line), asio::buffer(last),
+                last.empty() ? asio::const_buffer() : asio::buffer(kCrlf), asio::buffer(kLastChunk),
+                asio::const_buffer()};
+    beast::error_code ec;
+    size_t n = r.socket.write_some(parts, ec);
+    sent(r, ec ? 0 : n, SteadyClock::now());
+    close_socket(r.socket);
+    log_sse_end(ctx_, r.st, name_);
+  }
+
+  /// Shutdown: a last control event with the reader's position, so it
+  /// resumes from there on another server, then the end of the body.
+  void end_with_position(ParkedSse& r) {
+    std::string out;
+    sse_control(ctx_.clock, r.st, out, r.st.at, r.st.up_to_date, false);
+    finish(r, out);
+  }
+
+  // ---- keep-alive comments and the end of SSE sessions: one timer per lot.
+
+  SteadyClock::time_point due(const SseState& st) const {
+    return std::min(st.session_end, st.last_write + ctx_.options.sse_keepalive);
+  }
+
+  void schedule_timer(SteadyClock::time_point due) {
+    // Coarse on purpose: one sweep serves every reader due within it.
+    due = std::max(due, SteadyClock::now() + kSweepGranularity);
+    if (timer_armed_ && due >= timer_due_) return;
+    timer_due_ = due;
+    timer_armed_ = true;
+    timer_.expires_at(due);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;  // re-armed earlier, or stopping
+      self->timer_armed_ = false;
+      self->sweep();
+    });
+  }
+
+  void sweep() {
+    const auto now = SteadyClock::now();
+    std::vector<std::unique_ptr<ParkedSse>> out;  // leaving the lot
+    std::vector<bool> ending;                     // per `out`: session over (else keep-alive due)
+    for (auto it = buckets_.begin(); it != buckets_.end();) {
+      auto& readers = it->second.readers;
+      for (size_t i = 0; i < readers.size();) {
+        auto& r = *readers[i];
+        const bool over = now >= r.st.session_end;
+        if (over || now - r.st.last_write >= ctx_.options.sse_keepalive) {
+          out.push_back(std::move(readers[i]));
+          ending.push_back(over);
+          readers[i] = std::move(readers.back());
+          readers.pop_back();
+          continue;
+        }
+        ++i;
+      }
+      if (readers.empty()) {
+        if (it->second.waiter) it->second.waiter->cancel();
+        it = buckets_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    forget(out.size());
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (ending[i]) {
+        finish(*out[i], {});
+        continue;
+      }
+      std::array<char, 24> size_buf;
+      auto size_line = chunk_size_line(kKeepAlive.size(), size_buf);
+      Parts parts{asio::buffer(size_line), asio::buffer(kKeepAlive), asio::buffer(kCrlf),
+                  asio::const_buffer(), asio::const_buffer()};
+      if (write_or_hand_back(out[i], parts, now)) insert(std::move(out[i]));
+    }
+    // Re-arm for the readers that stayed.
+    std::optional<SteadyClock::time_point> next;
+    for (const auto& [at, b] : buckets_)
+      for (const auto& r : b.readers) next = next ? std::min(*next, due(r->st)) : due(r->st);
+    if (next) schedule_timer(*next);
+    lot_.release(shared_from_this());
+  }
+
+  static constexpr auto kSweepGranularity = std::chrono::milliseconds(250);
+
+  ParkingLot& lot_;
+  Context& ctx_;
+  const std::string name_;
+  asio::strand<asio::any_io_executor> strand_;
+  asio::steady_timer timer_;
+  bool timer_armed_ = false;
+  SteadyClock::time_point timer_due_;
+  bool stopping_ = false;
+  size_t count_ = 0;
+  std::map<Offset, Bucket> buckets_;
+};
+
+// ------------------------------------------------------------------ the lot of lots
+
+ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex)
+    : shared_(shared), ex_(std::move(ex)) {
+  on_stop_.emplace(shared.stop_signals, [this] { stop_all(); });
+}
+
+ParkingLot::~ParkingLot() = default;
+
+std::shared_ptr<SseLot> ParkingLot::lot_for(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto& lot = lots_[name];
+  if (!lot) lot = std::make_shared<SseLot>(*this, name);
+  lot->arriving.fetch_add(1);
+  return lot;
+}
+
+void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedSse> reader) {
+  beast::error_code ec;
+  reader->socket.non_blocking(true, ec);
+  lot_for(name)->add(std::move(reader));
+}
+
+void ParkingLot::release(const std::shared_ptr<SseLot>& lot) {
+  if (!lot->empty()) return;
+  std::lock_guard lock(mu_);
+  if (lot->arriving.load() != 0) return;
+  for (auto it = lots_.begin(); it != lots_.end(); ++it) {
+    if (it->second == lot) {
+      lot->cancel_timer();
+      lots_.erase(it);
+      return;
+    }
+  }
+}
+
+void ParkingLot::stop_all() {
+  std::vector<std::shared_ptr<SseLot>> lots;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, lot] : lots_) lots.push_back(lot);
+  }
+  for (auto& lot : lots) lot->stop();
+}
+
+}  // namespace ds::http_server

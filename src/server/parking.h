@@ -1,0 +1,122 @@
+#pragma once
+// Parked SSE readers: the reactor half of live reads.
+//
+// An SSE response that has caught up and has nothing left to write does not
+// keep its coroutines (a few kilobytes of frames each) while it waits. It
+// hands its socket and a small SseState to the ParkingLot and its coroutines
+// end. Per stream, the lot keeps the parked readers grouped by offset, with
+// one hub waiter per group; when the hub has new data, the lot renders the
+// data event once and writes it to every reader of the group straight from
+// the lot's strand with non-blocking writes. A reader whose socket cannot
+// take the whole event at once, or that needs a storage read, is handed back
+// to a coroutine (resume_sse) with what is left to write; it parks again
+// once it has caught up. Keep-alive comments, the end of an SSE session
+// (--sse-max-duration) and shutdown are handled per stream by one timer and
+// one stop hook.
+//
+// Thread safety: park() may be called from any thread; everything else runs
+// on the stream's lot strand.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "server/http.h"
+
+namespace ds::http_server {
+
+struct ParkedSse;
+
+/// What an SSE response carries from one event to the next.
+struct SseState {
+  Offset at;           ///< how far the events went (before any held-back bytes)
+  std::string cursor;  ///< the last cursor sent (at first, the client's)
+  std::string held;    ///< the start of a UTF-8 character split across records
+  bool base64 = false;
+  bool json = false;
+  bool up_to_date = false;
+  std::chrono::steady_clock::time_point session_end;
+  std::chrono::steady_clock::time_point last_write;
+  Exchange ex;  ///< for the access-log line when the response ends
+};
+
+/// Appends a control event for `next` (advancing st.cursor unless closed).
+void sse_control(const Clock& clock, SseState& st, std::string& out, Offset next, bool up_to_date,
+                 bool closed);
+/// Appends the data event of `records` (a text stream holds back a split
+/// UTF-8 character, and reports the offset before it) and its control event.
+void sse_emit(const Clock& clock, SseState& st, std::string& out,
+              const std::vector<RecordPtr>& records, Offset next, bool up_to_date, bool closed);
+
+/// Continues an SSE response in a coroutine on the socket's executor: writes
+/// `pending` (the rest of an event the socket did not take), handles `wake`
+/// if given, then goes on like a fresh response (it may park again). The
+/// reader's DetachedCount goes with it. Implemented with the stream handlers.
+void resume_sse(Context& shared, std::string name, std::unique_ptr<ParkedSse> reader,
+                std::string pending, std::optional<Wake> wake);
+
+/// The access-log line (and request metrics) of an SSE response that ended
+/// after it was parked at least once.
+void log_sse_end(Context& shared, const SseState& st, std::string_view name);
+
+/// A response that lives outside its connection's session (parked, or
+/// resumed from the lot) counts as an open connection and an open SSE
+/// response; this holds that count.
+class DetachedCount {
+ public:
+  explicit DetachedCount(Context& shared);
+  ~DetachedCount();
+  DetachedCount(const DetachedCount&) = delete;
+  DetachedCount& operator=(const DetachedCount&) = delete;
+
+ private:
+  Context& shared_;
+};
+
+/// A reader with no coroutine: its socket (no operation pending on it) and state.
+struct ParkedSse {
+  ParkedSse(Context& shared, tcp::socket s, SseState state)
+      : socket(std::move(s)), st(std::move(state)), count(shared) {}
+  tcp::socket socket;
+  SseState st;
+  DetachedCount count;
+};
+
+class SseLot;
+
+class ParkingLot {
+ public:
+  /// `shared`: the server-wide context (no exchange). `ex`: the io_context's
+  /// executor (lots make their strands from it).
+  ParkingLot(Context& shared, asio::any_io_executor ex);
+  ~ParkingLot();
+  ParkingLot(const ParkingLot&) = delete;
+  ParkingLot& operator=(const ParkingLot&) = delete;
+
+  /// Takes over a caught-up SSE response with an idle socket.
+  void park(const std::string& name, std::unique_ptr<ParkedSse> reader);
+
+  Context& shared() const { return shared_; }
+
+  /// Readers parked right now (all streams).
+  size_t parked() const { return parked_.load(); }
+
+ private:
+  friend class SseLot;
+  std::shared_ptr<SseLot> lot_for(const std::string& name);
+  /// Drops the lot if it is empty and nothing is on its way to it.
+  void release(const std::shared_ptr<SseLot>& lot);
+  void stop_all();
+
+  Context& shared_;
+  asio::any_io_executor ex_;
+  std::atomic<size_t> parked_{0};
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<SseLot>> lots_;  // guarded by mu_
+  std::optional<StopRegistration> on_stop_;
+};
+
+}  // namespace ds::http_server
