@@ -72,9 +72,12 @@ struct Exchange {
   ReadMode mode = ReadMode::none;
   unsigned status = 0;  ///< of the response (head) written
   uint64_t bytes_out = 0;
-  /// The response goes on without this connection's session (a parked SSE
-  /// reader owns the socket now and logs the exchange when it ends).
+  /// The response goes on without this connection's session (a parked live
+  /// read owns the socket now and logs the exchange when it ends).
   bool detached = false;
+  /// No bytes of a next request were read ahead, so the socket may be handed
+  /// to the parking lot and the session later started afresh.
+  bool can_detach = false;
 };
 
 class ParkingLot;

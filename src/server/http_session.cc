@@ -451,6 +451,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     Request req = parser.release();
     const uint64_t bytes_in = req.body().size();
     ctx.metrics.received_bytes.inc(bytes_in);
+    ex.can_detach = buffer.size() == 0;
     bool keep_alive = co_await dispatch(ctx, stream, req);
     if (ex.detached) co_return;  // a parked SSE reader owns the socket and the exchange now
     log_exchange(ctx, ex, method, path, bytes_in);
@@ -463,6 +464,14 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
 }
 
 }  // namespace
+
+namespace http_server {
+
+asio::awaitable<void> serve_connection(Stream stream, Context& shared) {
+  return run_session(std::move(stream), shared);
+}
+
+}  // namespace http_server
 
 struct Server::Impl {
   Impl(ServerOptions o, StreamStore& store, LiveHubs& hubs, const Clock& clock)

@@ -119,20 +119,21 @@ void close_socket(tcp::socket& socket) {
 
 }  // namespace
 
-DetachedCount::DetachedCount(Context& shared) : shared_(shared) {
+DetachedCount::DetachedCount(Context& shared, metrics::Gauge& gauge)
+    : shared_(shared), gauge_(gauge) {
   shared_.stop_signals.sessions.fetch_add(1);
-  shared_.metrics.open_sse.inc();
+  gauge_.inc();
 }
 
 DetachedCount::~DetachedCount() {
-  shared_.metrics.open_sse.dec();
+  gauge_.dec();
   shared_.stop_signals.sessions.fetch_sub(1);
 }
 
-void log_sse_end(Context& shared, const SseState& st, std::string_view name) {
+void log_detached_end(Context& shared, const Exchange& ex, std::string_view name) {
   std::string path = "/v1/stream/";
   path.append(name);
-  log_exchange(shared, st.ex, "GET", path, 0);
+  log_exchange(shared, ex, "GET", path, 0);
 }
 
 class SseLot : public std::enable_shared_from_this<SseLot> {
@@ -150,7 +151,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// On the strand.
   bool empty() const { return count_ == 0; }
 
-  void add(std::unique_ptr<ParkedSse> r) {
+  template <class Reader>
+  void add(std::unique_ptr<Reader> r) {
     asio::post(strand_, [self = shared_from_this(), r = std::move(r)]() mutable {
       self->insert(std::move(r));
       self->arriving.fetch_sub(1);
@@ -164,10 +166,12 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       self->timer_.cancel();
       auto buckets = std::move(self->buckets_);
       self->buckets_.clear();
-      self->forget(self->count_);
+      for (auto& [at, b] : buckets) self->forget(b.readers.size());
+      self->count_ = 0;
       for (auto& [at, b] : buckets) {
         if (b.waiter) b.waiter->cancel();
         for (auto& r : b.readers) self->end_with_position(*r);
+        for (auto& r : b.polls) self->answer(std::move(r), std::nullopt);
       }
       self->lot_.release(self);
     });
@@ -179,7 +183,9 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
  private:
   struct Bucket {
     std::vector<std::unique_ptr<ParkedSse>> readers;
+    std::vector<std::unique_ptr<ParkedLongPoll>> polls;
     std::shared_ptr<Waiter> waiter;
+    bool empty() const { return readers.empty() && polls.empty(); }
   };
 
   void insert(std::unique_ptr<ParkedSse> r) {
@@ -196,9 +202,28 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     if (!b.waiter) watch(at, b);
   }
 
+  /// `n` SSE readers left.
   void forget(size_t n) {
     count_ -= n;
     lot_.parked_.fetch_sub(n);
+  }
+
+  void insert(std::unique_ptr<ParkedLongPoll> r) {
+    if (stopping_ || ctx_.stopping) {
+      answer(std::move(r), std::nullopt);
+      return;
+    }
+    ++count_;
+    const Offset at = r->st.at;
+    schedule_timer(r->st.deadline);
+    auto& b = buckets_[at];
+    b.polls.push_back(std::move(r));
+    if (!b.waiter) watch(at, b);
+  }
+
+  /// Hands a long-poll back to a coroutine to answer.
+  void answer(std::unique_ptr<ParkedLongPoll> r, std::optional<Wake> wake) {
+    resume_long_poll(ctx_, name_, std::move(r), std::move(wake));
   }
 
   /// Registers the bucket's hub waiter: one per offset, however many readers.
@@ -213,18 +238,21 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   }
 
   /// Takes the bucket at `at` out of the lot (its waiter cancelled).
-  std::vector<std::unique_ptr<ParkedSse>> take(Offset at) {
+  Bucket take(Offset at) {
     auto it = buckets_.find(at);
     if (it == buckets_.end()) return {};
-    auto readers = std::move(it->second.readers);
-    if (it->second.waiter) it->second.waiter->cancel();
+    Bucket b = std::move(it->second);
+    if (b.waiter) b.waiter->cancel();
     buckets_.erase(it);
-    forget(readers.size());
-    return readers;
+    count_ -= b.readers.size() + b.polls.size();
+    lot_.parked_.fetch_sub(b.readers.size());
+    return b;
   }
 
   void on_wake(Offset at, Wake w) {
-    auto readers = take(at);
+    auto bucket = take(at);
+    for (auto& r : bucket.polls) answer(std::move(r), w);
+    auto& readers = bucket.readers;
     if (!readers.empty()) {
       switch (w.kind) {
         case Wake::Kind::data:
@@ -292,7 +320,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       if (!write_or_hand_back(r, parts, now)) continue;
       if (closed) {
         close_socket(r->socket);
-        log_sse_end(ctx_, r->st, name_);
+        log_detached_end(ctx_, r->st.ex, name_);
       } else if (!caught_up) {
         unpark(std::move(r), {}, std::nullopt);
       } else {
@@ -311,7 +339,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     const size_t n = r->socket.write_some(parts, ec);
     if (ec && !would_block(ec)) {
       close_socket(r->socket);
-      log_sse_end(ctx_, r->st, name_);
+      log_detached_end(ctx_, r->st.ex, name_);
       r.reset();
       return false;
     }
@@ -348,7 +376,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     size_t n = r.socket.write_some(parts, ec);
     sent(r, ec ? 0 : n, SteadyClock::now());
     close_socket(r.socket);
-    log_sse_end(ctx_, r.st, name_);
+    log_detached_end(ctx_, r.st.ex, name_);
   }
 
   /// Shutdown: a last control event with the reader's position, so it
@@ -383,7 +411,18 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     const auto now = SteadyClock::now();
     std::vector<std::unique_ptr<ParkedSse>> out;  // leaving the lot
     std::vector<bool> ending;                     // per `out`: session over (else keep-alive due)
+    std::vector<std::unique_ptr<ParkedLongPoll>> timed_out;
     for (auto it = buckets_.begin(); it != buckets_.end();) {
+      auto& polls = it->second.polls;
+      for (size_t i = 0; i < polls.size();) {
+        if (now >= polls[i]->st.deadline) {
+          timed_out.push_back(std::move(polls[i]));
+          polls[i] = std::move(polls.back());
+          polls.pop_back();
+          continue;
+        }
+        ++i;
+      }
       auto& readers = it->second.readers;
       for (size_t i = 0; i < readers.size();) {
         auto& r = *readers[i];
@@ -397,7 +436,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
         }
         ++i;
       }
-      if (readers.empty()) {
+      if (it->second.empty()) {
         if (it->second.waiter) it->second.waiter->cancel();
         it = buckets_.erase(it);
       } else {
@@ -405,6 +444,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       }
     }
     forget(out.size());
+    count_ -= timed_out.size();
+    for (auto& r : timed_out) answer(std::move(r), std::nullopt);
     for (size_t i = 0; i < out.size(); ++i) {
       if (ending[i]) {
         finish(*out[i], {});
@@ -418,8 +459,10 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     }
     // Re-arm for the readers that stayed.
     std::optional<SteadyClock::time_point> next;
-    for (const auto& [at, b] : buckets_)
+    for (const auto& [at, b] : buckets_) {
       for (const auto& r : b.readers) next = next ? std::min(*next, due(r->st)) : due(r->st);
+      for (const auto& r : b.polls) next = next ? std::min(*next, r->st.deadline) : r->st.deadline;
+    }
     if (next) schedule_timer(*next);
     lot_.release(shared_from_this());
   }
@@ -458,6 +501,10 @@ std::shared_ptr<SseLot> ParkingLot::lot_for(const std::string& name) {
 void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedSse> reader) {
   beast::error_code ec;
   reader->socket.non_blocking(true, ec);
+  lot_for(name)->add(std::move(reader));
+}
+
+void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedLongPoll> reader) {
   lot_for(name)->add(std::move(reader));
 }
 

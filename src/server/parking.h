@@ -29,6 +29,7 @@
 namespace ds::http_server {
 
 struct ParkedSse;
+struct ParkedLongPoll;
 
 /// What an SSE response carries from one event to the next.
 struct SseState {
@@ -58,32 +59,69 @@ void sse_emit(const Clock& clock, SseState& st, std::string& out,
 void resume_sse(Context& shared, std::string name, std::unique_ptr<ParkedSse> reader,
                 std::string pending, std::optional<Wake> wake);
 
-/// The access-log line (and request metrics) of an SSE response that ended
-/// after it was parked at least once.
-void log_sse_end(Context& shared, const SseState& st, std::string_view name);
+/// The access-log line (and request metrics) of a live read that ended after
+/// it was parked at least once.
+void log_detached_end(Context& shared, const Exchange& ex, std::string_view name);
 
 /// A response that lives outside its connection's session (parked, or
 /// resumed from the lot) counts as an open connection and an open SSE
 /// response; this holds that count.
 class DetachedCount {
  public:
-  explicit DetachedCount(Context& shared);
+  /// `gauge`: open SSE responses or parked long-polls.
+  DetachedCount(Context& shared, metrics::Gauge& gauge);
   ~DetachedCount();
   DetachedCount(const DetachedCount&) = delete;
   DetachedCount& operator=(const DetachedCount&) = delete;
 
  private:
   Context& shared_;
+  metrics::Gauge& gauge_;
 };
 
 /// A reader with no coroutine: its socket (no operation pending on it) and state.
 struct ParkedSse {
   ParkedSse(Context& shared, tcp::socket s, SseState state)
-      : socket(std::move(s)), st(std::move(state)), count(shared) {}
+      : socket(std::move(s)), st(std::move(state)), count(shared, shared.metrics.open_sse) {}
   tcp::socket socket;
   SseState st;
   DetachedCount count;
 };
+
+/// What a parked long-poll needs to answer its request: the request's
+/// version and keep-alive, the stream's headers, and the read's position.
+struct LongPollState {
+  Offset at;     ///< the offset the request waits at
+  Offset start;  ///< the request's offset (for the ETag)
+  uint64_t stream_id = 0;
+  std::string content_type;
+  std::string cursor;  ///< the client's cursor
+  unsigned version = 11;
+  bool keep_alive = true;
+  std::chrono::steady_clock::time_point deadline;
+  Exchange ex;
+};
+
+struct ParkedLongPoll {
+  ParkedLongPoll(Context& shared, tcp::socket s, LongPollState state)
+      : socket(std::move(s)),
+        st(std::move(state)),
+        count(shared, shared.metrics.parked_long_polls) {}
+  tcp::socket socket;
+  LongPollState st;
+  DetachedCount count;
+};
+
+/// Answers a parked long-poll in a coroutine on the socket's executor: with
+/// `wake`'s data, or 204 (deadline or shutdown) when there is none; then
+/// serves the connection's next requests. Implemented with the stream handlers.
+void resume_long_poll(Context& shared, std::string name, std::unique_ptr<ParkedLongPoll> reader,
+                      std::optional<Wake> wake);
+
+/// Serves the requests of a connection (the connection loop). The caller has
+/// counted it in stop_signals.sessions; it counts itself out at the end.
+/// Implemented with the session.
+asio::awaitable<void> serve_connection(Stream stream, Context& shared);
 
 class SseLot;
 
@@ -98,6 +136,8 @@ class ParkingLot {
 
   /// Takes over a caught-up SSE response with an idle socket.
   void park(const std::string& name, std::unique_ptr<ParkedSse> reader);
+  /// Takes over a long-poll with nothing to answer yet.
+  void park(const std::string& name, std::unique_ptr<ParkedLongPoll> reader);
 
   Context& shared() const { return shared_; }
 

@@ -529,31 +529,39 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
   co_return co_await send(ctx, stream, res);
 }
 
-asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req,
-                                       const std::string& name, const ReadParams& p) {
-  const auto deadline = Clock_::now() + ctx.options.long_poll_timeout;
-  auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
-  auto r = std::move(*co_await std::move(r_op));
-  if (!r) {
-    Response err_ = error_response(req, r.error());
-    co_return co_await send(ctx, stream, err_);
-  }
-  const StreamMeta meta = r->meta;
-  const Offset start = r->start;
-  Offset at = r->next;
-  auto cursor = [&] { return next_cursor(ctx.clock.now_ms(), p.cursor); };
-
-  if (!r->records.empty()) {
-    auto c = cursor();
-    auto res = data_response(ctx, req, meta, start, r->records, r->next, r->up_to_date, meta.closed,
-                             false, &c);
-    co_return co_await send(ctx, stream, res);
-  }
-  GaugeUp parked(ctx.metrics.parked_long_polls);
+/// The waiting part of a long-poll at `at` (nothing to answer at once):
+/// parks it in the lot when it can, else waits on the hub here. `wake`: the
+/// hub's answer already in hand (a resumed long-poll), if any.
+asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
+                                     const std::string& name, const StreamMeta& meta, Offset start,
+                                     Offset at, const std::string& client_cursor,
+                                     Clock_::time_point deadline, std::optional<Wake> wake) {
+  auto cursor = [&] { return next_cursor(ctx.clock.now_ms(), client_cursor); };
   for (;;) {
-    if (ctx.stopping) break;
-    auto wake = co_await wait_live(ctx, name, at, deadline);
-    if (!wake) break;  // timeout or shutdown: 204 with the current offset
+    if (!wake) {
+      if (ctx.stopping || Clock_::now() >= deadline) break;
+      if (ctx.parking && ctx.exchange && ctx.exchange->can_detach) {
+        // Wait in the lot with no coroutine; it answers from there.
+        LongPollState st;
+        st.at = at;
+        st.start = start;
+        st.stream_id = meta.id;
+        st.content_type = meta.config.content_type;
+        st.cursor = client_cursor;
+        st.version = req.version();
+        st.keep_alive = req.keep_alive();
+        st.deadline = deadline;
+        ctx.exchange->detached = true;
+        st.ex = *ctx.exchange;
+        auto reader = std::make_unique<ParkedLongPoll>(ctx.parking->shared(),
+                                                       stream.release_socket(), std::move(st));
+        ctx.parking->park(name, std::move(reader));
+        co_return false;
+      }
+      GaugeUp parked(ctx.metrics.parked_long_polls);
+      wake = co_await wait_live(ctx, name, at, deadline);
+      if (!wake) break;  // timeout or shutdown: 204 with the current offset
+    }
     switch (wake->kind) {
       case Wake::Kind::data: {
         auto c = cursor();
@@ -589,9 +597,67 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
         break;
       }
     }
+    wake.reset();
   }
   auto res = no_content_live(req, at, false, cursor());
   co_return co_await send(ctx, stream, res);
+}
+
+asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req,
+                                       const std::string& name, const ReadParams& p) {
+  const auto deadline = Clock_::now() + ctx.options.long_poll_timeout;
+  auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  auto r = std::move(*co_await std::move(r_op));
+  if (!r) {
+    Response err_ = error_response(req, r.error());
+    co_return co_await send(ctx, stream, err_);
+  }
+  if (!r->records.empty()) {
+    auto c = next_cursor(ctx.clock.now_ms(), p.cursor);
+    auto res = data_response(ctx, req, r->meta, r->start, r->records, r->next, r->up_to_date,
+                             r->meta.closed, false, &c);
+    co_return co_await send(ctx, stream, res);
+  }
+  const StreamMeta meta = r->meta;
+  std::optional<Wake> no_wake;
+  auto waiting = long_poll_wait(ctx, stream, req, name, meta, r->start, r->next, p.cursor, deadline,
+                                std::move(no_wake));
+  co_return co_await std::move(waiting);
+}
+
+asio::awaitable<void> resume_long_poll_co(Context& shared, std::string name,
+                                          std::unique_ptr<ParkedLongPoll> reader,
+                                          std::optional<Wake> wake) {
+  Context ctx = shared;
+  ctx.exchange = &reader->st.ex;
+  ctx.exchange->detached = false;
+  ctx.exchange->can_detach = false;  // answer here: it was parked once already
+  Stream stream(std::move(reader->socket));
+  Request req;
+  req.version(reader->st.version);
+  req.keep_alive(reader->st.keep_alive);
+  StreamMeta meta;
+  meta.id = reader->st.stream_id;
+  meta.config.content_type = reader->st.content_type;
+  bool keep_alive = false;
+  {
+    auto answer = long_poll_wait(ctx, stream, req, name, meta, reader->st.start, reader->st.at,
+                                 reader->st.cursor, reader->st.deadline, std::move(wake));
+    keep_alive = co_await std::move(answer);
+  }
+  log_detached_end(shared, reader->st.ex, name);
+  ctx.exchange = nullptr;
+  if (!keep_alive || ctx.stopping) {
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    co_return;
+  }
+  // Back to the connection loop for the client's next request, counted as a
+  // session before this response's count goes.
+  shared.stop_signals.sessions.fetch_add(1);
+  reader.reset();
+  auto serving = serve_connection(std::move(stream), shared);
+  co_await std::move(serving);
 }
 
 enum class SseEnd {
@@ -797,10 +863,24 @@ asio::awaitable<void> resume_sse_co(Context& shared, std::string name,
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  log_sse_end(shared, reader->st, name);
+  log_detached_end(shared, reader->st.ex, name);
 }
 
 }  // namespace
+
+void resume_long_poll(Context& shared, std::string name, std::unique_ptr<ParkedLongPoll> reader,
+                      std::optional<Wake> wake) {
+  auto ex = reader->socket.get_executor();
+  auto co = resume_long_poll_co(shared, std::move(name), std::move(reader), std::move(wake));
+  asio::co_spawn(ex, std::move(co), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error("long-poll response failed", {{"error", ex.what()}});
+    }
+  });
+}
 
 void resume_sse(Context& shared, std::string name, std::unique_ptr<ParkedSse> reader,
                 std::string pending, std::optional<Wake> wake) {
