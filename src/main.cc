@@ -239,6 +239,7 @@ int main(int argc, char** argv) {
   size_t max_body = 64ull << 20;
   unsigned threads = 0;
   size_t hub_buffer = 4u << 20;
+  bool fsync = true;
   std::string storage = "embedded";
   std::string s2_endpoint;
   std::string s2_basin;
@@ -252,6 +253,9 @@ int main(int argc, char** argv) {
   desc.add_options()("help", "show this help and exit")(
       "listen", po::value(&listen)->default_value(listen), "HOST:PORT to serve HTTP on")(
       "data-dir", po::value(&data_dir)->default_value(data_dir), "directory of the embedded store")(
+      "fsync", po::value(&fsync)->default_value(fsync),
+      "embedded store: fsync each group commit before acknowledging it; false trades "
+      "durability on power loss for latency (benchmarks, throwaway data)")(
       "long-poll-timeout", po::value(&long_poll)->default_value(long_poll),
       "how long a long-poll waits (e.g. 500ms, 30s)")(
       "sse-max-duration", po::value(&sse_duration)->default_value(sse_duration),
@@ -330,6 +334,8 @@ int main(int argc, char** argv) {
   if (storage == "embedded") {
     ds::RocksStoreOptions store_options;
     store_options.path = data_dir;
+    store_options.sync = fsync;
+    if (!fsync) ds::log::warn("--fsync=false: acknowledged writes can be lost on power failure");
     store_options.on_group_commit = [m = store_metrics.get()](const ds::GroupCommitStats& s) {
       m->batch_requests.observe(static_cast<double>(s.requests));
       m->write_seconds.observe(std::chrono::duration<double>(s.write_duration).count());
