@@ -486,7 +486,7 @@ struct Server::Impl {
         reaper(control),
         ctx{options,      store,        hubs,     clock, stopping, options.auth.get(),
             stop_signals, http_metrics, *registry},
-        parking(ctx, ioc.get_executor()) {
+        parking(ctx, ioc.get_executor(), threads) {
     ctx.parking = &parking;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);

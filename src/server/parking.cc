@@ -283,50 +283,104 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// back): one data event for all, a control event each (shared by readers
   /// that sent the same cursor).
   void deliver(std::vector<std::unique_ptr<ParkedSse>> readers, Offset at, const Wake& w) {
+    auto job = std::make_shared<Delivery>();
     const bool json = readers.front()->st.json;
     const bool base64 = readers.front()->st.base64;
-    const Offset next = w.records.empty() ? at : w.records.back()->end;
-    const bool caught_up = next >= w.tail;
-    const bool closed = caught_up && w.closed;
-    std::string data;
+    job->next = w.records.empty() ? at : w.records.back()->end;
+    job->caught_up = job->next >= w.tail;
+    job->closed = job->caught_up && w.closed;
     {
       std::string payload = sse_payload(w.records, json);
-      if (!json && !base64 && !closed && utf8_complete_prefix(payload) < payload.size()) {
+      if (!json && !base64 && !job->closed && utf8_complete_prefix(payload) < payload.size()) {
         // A character split across appends: coroutines hold it back per reader.
         for (auto& r : readers) unpark(std::move(r), {}, w);
         return;
       }
-      if (!payload.empty() || json) append_sse_data(data, payload, base64);
+      if (!payload.empty() || json) append_sse_data(job->data, payload, base64);
     }
-    const auto now = SteadyClock::now();
-    std::string control;
+    // Control events: one per distinct client cursor (usually one for all).
+    std::vector<Addressed> all;
+    all.reserve(readers.size());
     std::string cursor_in;
     std::string cursor_out;
     for (auto& r : readers) {
-      if (control.empty() || r->st.cursor != cursor_in) {
+      if (job->controls.empty() || r->st.cursor != cursor_in) {
         cursor_in = r->st.cursor;
-        control.clear();
-        sse_control(ctx_.clock, r->st, control, next, caught_up, closed);
+        job->controls.emplace_back();
+        sse_control(ctx_.clock, r->st, job->controls.back(), job->next, job->caught_up,
+                    job->closed);
         cursor_out = r->st.cursor;
       } else {
         r->st.cursor = cursor_out;
       }
-      r->st.at = next;
-      r->st.up_to_date = caught_up;
+      r->st.at = job->next;
+      r->st.up_to_date = job->caught_up;
+      all.push_back({std::move(r), job->controls.size() - 1});
+    }
+    // Many readers: the writes are split across the fan-out strands (one per
+    // event-loop thread), so one stream's fan-out uses every core. Readers
+    // that stay come back here to park again.
+    const auto& helpers = lot_.fanout_;
+    const size_t parts = all.size() >= kParallelFanout ? helpers.size() + 1 : 1;
+    const size_t per = (all.size() + parts - 1) / parts;
+    for (size_t i = 1; i < parts && i * per < all.size(); ++i) {
+      auto first = all.begin() + static_cast<std::ptrdiff_t>(i * per);
+      auto last = all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), (i + 1) * per));
+      std::vector<Addressed> part(std::make_move_iterator(first), std::make_move_iterator(last));
+      arriving.fetch_add(1);  // they come back: keep the lot
+      asio::post(helpers[i - 1],
+                 [self = shared_from_this(), job, part = std::move(part)]() mutable {
+                   auto stay = self->write_all(*job, std::move(part));
+                   asio::post(self->strand_, [self, stay = std::move(stay)]() mutable {
+                     for (auto& r : stay) self->insert(std::move(r));
+                     self->arriving.fetch_sub(1);
+                     self->lot_.release(self);
+                   });
+                 });
+    }
+    all.resize(std::min(all.size(), per));
+    for (auto& r : write_all(*job, std::move(all))) insert(std::move(r));
+  }
+
+  /// One data event for many readers: what every fan-out part shares.
+  struct Delivery {
+    std::string data;
+    std::vector<std::string> controls;
+    Offset next;
+    bool caught_up = false;
+    bool closed = false;
+  };
+  struct Addressed {
+    std::unique_ptr<ParkedSse> reader;
+    size_t control = 0;  ///< index into Delivery::controls
+  };
+  static constexpr size_t kParallelFanout = 256;
+
+  /// Writes a delivery to readers; returns those that stay parked. Touches
+  /// only the readers (and thread-safe metrics): runs on any strand.
+  std::vector<std::unique_ptr<ParkedSse>> write_all(const Delivery& job,
+                                                    std::vector<Addressed> readers) {
+    std::vector<std::unique_ptr<ParkedSse>> stay;
+    stay.reserve(readers.size());
+    const auto now = SteadyClock::now();
+    for (auto& [r, ctl] : readers) {
+      const std::string& control = job.controls[ctl];
       std::array<char, 24> size_buf;
-      auto size_line = chunk_size_line(data.size() + control.size(), size_buf);
-      Parts parts{asio::buffer(size_line), asio::buffer(data), asio::buffer(control),
-                  asio::buffer(kCrlf), closed ? asio::buffer(kLastChunk) : asio::const_buffer()};
+      auto size_line = chunk_size_line(job.data.size() + control.size(), size_buf);
+      Parts parts{asio::buffer(size_line), asio::buffer(job.data), asio::buffer(control),
+                  asio::buffer(kCrlf),
+                  job.closed ? asio::buffer(kLastChunk) : asio::const_buffer()};
       if (!write_or_hand_back(r, parts, now)) continue;
-      if (closed) {
+      if (job.closed) {
         close_socket(r->socket);
         log_detached_end(ctx_, r->st.ex, name_);
-      } else if (!caught_up) {
+      } else if (!job.caught_up) {
         unpark(std::move(r), {}, std::nullopt);
       } else {
-        insert(std::move(r));
+        stay.push_back(std::move(r));
       }
     }
+    return stay;
   }
 
   /// Writes `parts` without blocking. true: all written. Otherwise the reader
@@ -483,8 +537,9 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
 // ------------------------------------------------------------------ the lot of lots
 
-ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex)
+ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads)
     : shared_(shared), ex_(std::move(ex)) {
+  for (unsigned i = 1; i < threads; ++i) fanout_.push_back(asio::make_strand(ex_));
   on_stop_.emplace(shared.stop_signals, [this] { stop_all(); });
 }
 

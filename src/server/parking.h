@@ -128,8 +128,9 @@ class SseLot;
 class ParkingLot {
  public:
   /// `shared`: the server-wide context (no exchange). `ex`: the io_context's
-  /// executor (lots make their strands from it).
-  ParkingLot(Context& shared, asio::any_io_executor ex);
+  /// executor (lots make their strands from it). `threads`: the event-loop
+  /// threads, over which a big fan-out is split.
+  ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads);
   ~ParkingLot();
   ParkingLot(const ParkingLot&) = delete;
   ParkingLot& operator=(const ParkingLot&) = delete;
@@ -154,6 +155,8 @@ class ParkingLot {
   Context& shared_;
   asio::any_io_executor ex_;
   std::atomic<size_t> parked_{0};
+  /// Strands that write parts of a big fan-out (one per thread but the lot's).
+  std::vector<asio::strand<asio::any_io_executor>> fanout_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<SseLot>> lots_;  // guarded by mu_
   std::optional<StopRegistration> on_stop_;
