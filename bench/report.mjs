@@ -2,18 +2,20 @@
 // optional "note" or "error") into docs/benchmarks.md, or prints a short summary.
 //
 //   node bench/report.mjs --summary results.jsonl
-//   node bench/report.mjs --out docs/benchmarks.md --command "bench/run.sh" --seconds N results.jsonl
+//   node bench/report.mjs --out docs/benchmarks.md --command "bench/run.sh" --seconds N \
+//     [--build "git describe of the benchmarked tree"] results.jsonl
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 
 const args = process.argv.slice(2);
-const opt = { summary: false, out: "", command: "bench/run.sh", seconds: "", input: "" };
+const opt = { summary: false, out: "", command: "bench/run.sh", seconds: "", build: "", input: "" };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === "--summary") opt.summary = true;
   else if (a === "--out") opt.out = args[++i];
   else if (a === "--command") opt.command = args[++i];
   else if (a === "--seconds") opt.seconds = args[++i];
+  else if (a === "--build") opt.build = args[++i];
   else opt.input = a;
 }
 if (!opt.input) {
@@ -70,7 +72,7 @@ function fmt(v, digits) {
   if (Number.isInteger(v) && Math.abs(v) < 100000) return String(v);
   if (digits !== undefined) return v.toFixed(digits);
   const a = Math.abs(v);
-  if (a >= 100000) return Math.round(v).toLocaleString("en-US");
+  if (a >= 100000) return String(Math.round(v));
   if (a >= 100) return v.toFixed(0);
   if (a >= 10) return v.toFixed(1);
   return v.toFixed(2);
@@ -87,10 +89,12 @@ const latencyRows = (p) => [
 ];
 const fanoutRows = [
   ["messages sent", (r) => r.messages_sent],
+  ["writer rate achieved (messages/s; one POST in flight)", (r) => r.send_rate],
   ["deliveries", (r) => r.deliveries],
   ["deliveries/s", (r) => r.deliveries_per_s],
   ["missing / duplicate / out of order", (r) => `${r.missing} / ${r.duplicates} / ${r.out_of_order}`],
   ["reconnects", (r) => r.reconnects],
+  ["stopped by the hard deadline (duration + grace + 30 s)", (r) => (r.timed_out === undefined ? undefined : r.timed_out.startsWith("yes") ? "yes" : "no")],
   ...latencyRows("latency"),
   ["server CPU per delivery (µs)", (r) => r.server_cpu_us_per_delivery],
   ["server RSS at end (MiB)", (r) => kb2mib(r.server_rss_end_kb)],
@@ -262,6 +266,7 @@ md.push(
     `(\`nproc\`), ${cpuModel()}, Linux ${os.release()}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
 );
 md.push(`- Command: \`${opt.command}\`${opt.seconds ? ` (took ${Math.round(opt.seconds / 60)} min)` : ""}`);
+if (opt.build) md.push(`- dstreamd built from: \`${opt.build}\` (\`git describe --always --dirty\`)`);
 md.push(
   "- Servers: dstreamd embedded (RocksDB, fsync per group commit, `--log-level warn`); dstreamd " +
     "`--storage s2` over the repo's Node S2 emulator (`s2emu/`, in memory; its CPU is not counted " +

@@ -96,7 +96,8 @@ if ! cp "$BUILD_DIR/dstreamd" "$BUILD_DIR/bench/ds-loadgen" "$TMP/"; then
 fi
 DSTREAMD="$TMP/dstreamd"
 LOADGEN="$TMP/ds-loadgen"
-log "dstreamd $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')"
+BUILD_DESC="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')"
+log "dstreamd from $BUILD_DESC"
 
 if [[ -z "$OUT" ]]; then
   if ((SMOKE)); then OUT="$TMP/results.jsonl"; else OUT="$REPO/bench/results/latest.jsonl"; fi
@@ -274,6 +275,6 @@ if ((SMOKE)); then
   log "smoke: ok"
   exit 0
 fi
-node "$HERE/report.mjs" --out "$DOC" --command "$ARGS_TEXT" \
+node "$HERE/report.mjs" --out "$DOC" --command "$ARGS_TEXT" --build "$BUILD_DESC" \
   --seconds "$((SECONDS - T_START))" "$OUT" || exit 1
 log "wrote $DOC"

@@ -55,6 +55,7 @@ class Fanout final : public LiveSink {
   std::vector<bool> counted_parked_;
   std::unique_ptr<Writer> writer_;
   asio::steady_timer timer_;
+  asio::steady_timer hard_deadline_{io_};
   ServerProbe probe_{o_};
   size_t started_ = 0;
   size_t parked_ = 0;
@@ -65,6 +66,7 @@ class Fanout final : public LiveSink {
   int64_t last_seq_ = -1;  // set when the writer has stopped
   bool writer_finished_ = false;
   bool finished_ = false;
+  bool timed_out_ = false;
   int64_t send_start_ns_ = 0;
   int64_t send_end_ns_ = 0;
   int64_t finish_ns_ = 0;
@@ -78,6 +80,12 @@ class Fanout::Writer final : public HttpConn {
  public:
   explicit Writer(Fanout& f) : HttpConn(f.io_, f.o_.endpoint, 4096), f_(f), timer_(f.io_) {}
   void start() { connect(); }
+  /// Stops posting (the hard deadline); returns how many appends were acknowledged.
+  uint64_t stop() {
+    timer_.cancel();
+    close();
+    return seq_;
+  }
 
  private:
   void on_connected(const boost::system::error_code& ec) override {
@@ -166,9 +174,25 @@ void Fanout::on_line(LiveReader& r, std::string_view line, int64_t recv_ns) {
 }
 
 void Fanout::all_parked() {
+  timer_.cancel();  // the setup deadline
   probe_.start();
   writer_ = std::make_unique<Writer>(*this);
   writer_->start();
+  // A server too slow to take the writer's appends or to deliver them would otherwise
+  // stretch the case without bound: stop at duration + grace + 30 s and report what arrived.
+  hard_deadline_.expires_after(
+      std::chrono::nanoseconds(static_cast<int64_t>((o_.duration_s + o_.grace_s + 30) * 1e9)));
+  hard_deadline_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || finished_) return;
+    timed_out_ = true;
+    if (!writer_finished_) {
+      send_end_ns_ = now_ns();
+      sent_ = writer_->stop();
+      last_seq_ = static_cast<int64_t>(sent_) - 1;
+      writer_finished_ = true;
+    }
+    finish();
+  });
 }
 
 void Fanout::writer_done(uint64_t sent) {
@@ -195,6 +219,8 @@ void Fanout::check_finished() {
 void Fanout::finish() {
   if (finished_) return;
   finished_ = true;
+  hard_deadline_.cancel();
+  timer_.cancel();
   finish_ns_ = now_ns();
   probe_.end();
   for (auto& r : readers_) r->stop();
@@ -218,6 +244,15 @@ int Fanout::run() {
   size_t first = std::min<size_t>(n, 256);
   for (; started_ < first; ++started_) readers_[started_]->start();
   int64_t setup_start = now_ns();
+  // A server that cannot park every reader in a minute fails the case rather than
+  // hanging it (run.sh's per-case timeout would lose the message).
+  timer_.expires_after(std::chrono::seconds(60));
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && parked_ < readers_.size()) {
+      die("fan-out setup: only " + std::to_string(parked_) + " of " +
+          std::to_string(readers_.size()) + " readers parked within 60 s");
+    }
+  });
   io_.run();
   if (!finished_) die("fan-out ended early");
 
@@ -229,7 +264,7 @@ int Fanout::run() {
     missing += sent_ - s.distinct;
     duplicates += s.duplicates;
     out_of_order += s.out_of_order;
-    if (!s.done) ++incomplete;
+    if (!s.done && s.max_seq < last_seq_) ++incomplete;
   }
   double send_s = static_cast<double>(send_end_ns_ - send_start_ns_) / 1e9;
   double deliver_s = static_cast<double>(finish_ns_ - send_start_ns_) / 1e9;
@@ -248,6 +283,7 @@ int Fanout::run() {
   r.integer("duplicates", static_cast<int64_t>(duplicates));
   r.integer("out_of_order", static_cast<int64_t>(out_of_order));
   r.integer("readers_incomplete", static_cast<int64_t>(incomplete));
+  r.str("timed_out", timed_out_ ? "yes: stopped at duration + grace + 30 s" : "no");
   r.integer("bad_lines", static_cast<int64_t>(bad_lines_));
   r.integer("reconnects", static_cast<int64_t>(reconnects_));
   r.latency_us("latency", latency_);
