@@ -3,12 +3,12 @@
 //
 //   node bench/report.mjs --summary results.jsonl
 //   node bench/report.mjs --out docs/benchmarks.md --command "bench/run.sh" --seconds N \
-//     [--build "git describe of the benchmarked tree"] results.jsonl
+//     [--build "git describe of the benchmarked tree"] [--note TEXT]... results.jsonl
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 
 const args = process.argv.slice(2);
-const opt = { summary: false, out: "", command: "bench/run.sh", seconds: "", build: "", input: "" };
+const opt = { summary: false, out: "", command: "bench/run.sh", seconds: "", build: "", notes: [], input: "" };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === "--summary") opt.summary = true;
@@ -16,6 +16,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--command") opt.command = args[++i];
   else if (a === "--seconds") opt.seconds = args[++i];
   else if (a === "--build") opt.build = args[++i];
+  else if (a === "--note") opt.notes.push(args[++i]);
   else opt.input = a;
 }
 if (!opt.input) {
@@ -280,6 +281,7 @@ md.push(
     "from a log-linear histogram (≈ 3 % resolution). Fan-out latency is receipt time minus the " +
     "send timestamp carried in each message (CLOCK_MONOTONIC, same machine).",
 );
+for (const n of opt.notes) md.push(`- ${n}`);
 md.push("");
 md.push("## Targets (issue #6)");
 md.push("");
@@ -320,7 +322,9 @@ for (const c of CASES) {
     for (const s of ["embedded", "s2"]) {
       const r = get(c.id, s);
       if (r && ref && !r.error && !ref.error && r[key] > 0 && ref[key] > 0) {
-        notes.push(`${SERVER_NAMES[s]}: ${what} ${fmt(ref[key] / r[key])}× lower than the reference (in memory).`);
+        const x = ref[key] / r[key];
+        const how = x >= 1 ? `${fmt(x)}× lower` : `${fmt(1 / x)}× higher`;
+        notes.push(`${SERVER_NAMES[s]}: ${what} ${how} than the reference (in memory).`);
       }
     }
   }
@@ -329,6 +333,11 @@ for (const c of CASES) {
     if (!r) continue;
     if (r.note) notes.push(`${SERVER_NAMES[s]}: ${r.note}.`);
     if (r.error) notes.push(`${SERVER_NAMES[s]}: failed: ${r.error}`);
+    if (r.timed_out && r.timed_out.startsWith("yes")) {
+      notes.push(
+        `${SERVER_NAMES[s]}: cut short by the hard deadline; "missing" counts messages not yet delivered then.`,
+      );
+    }
     const failedFirst = results.find((x) => x.case === c.id && x.server === s && x.error && x !== r);
     if (failedFirst && !r.error) notes.push(`${SERVER_NAMES[s]}: the first attempt failed: ${failedFirst.error}`);
   }
