@@ -124,6 +124,10 @@ void log_exchange(Context& ctx, const Exchange& ex, std::string_view method, std
 namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(75);
+/// Bodies above this get a larger receive buffer while they are read (an
+/// idle connection keeps only a small one).
+constexpr uint64_t kSmallBody = 16 * 1024;
+constexpr uint64_t kBodyReceiveBytes = 256 * 1024;
 
 Response preflight(const Request& req) {
   Response res{http::status::no_content, req.version()};
@@ -418,6 +422,11 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
       count_sent(ctx, wn);
     }
     parser.body_limit(ctx.options.max_body_bytes);
+    if (auto len = parser.content_length(); len && *len > kSmallBody) {
+      // Beast receives at most the buffer's free capacity at a time: give a
+      // large body room, or a 1 MiB body takes hundreds of receives.
+      buffer.reserve(buffer.size() + std::min<uint64_t>(*len, kBodyReceiveBytes));
+    }
     if (!parser.is_done()) {
       auto [bec, bn] =
           co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
@@ -448,6 +457,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
       }
     }
     stream.expires_never();
+    if (buffer.size() == 0 && buffer.capacity() > kSmallBody) buffer.shrink_to_fit();
     Request req = parser.release();
     const uint64_t bytes_in = req.body().size();
     ctx.metrics.received_bytes.inc(bytes_in);

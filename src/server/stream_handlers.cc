@@ -606,7 +606,9 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
 asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req,
                                        const std::string& name, const ReadParams& p) {
   const auto deadline = Clock_::now() + ctx.options.long_poll_timeout;
-  auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  ReadRequest rr{name, p.from, ctx.options.read_chunk_bytes};
+  rr.live = true;
+  auto r_op = store_read(ctx, std::move(rr));
   auto r = std::move(*co_await std::move(r_op));
   if (!r) {
     Response err_ = error_response(req, r.error());
@@ -773,7 +775,9 @@ asio::awaitable<void> sse_finish(Context& ctx, SseOutput& output, const std::str
 asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
                                  const std::string& name, const ReadParams& p) {
   // Resolve the stream (and the start offset) before committing to a 200.
-  auto first_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  ReadRequest rr{name, p.from, ctx.options.read_chunk_bytes};
+  rr.live = true;
+  auto first_op = store_read(ctx, std::move(rr));
   auto first = std::move(*co_await std::move(first_op));
   if (!first) {
     Response err_ = error_response(req, first.error());

@@ -47,6 +47,10 @@ struct ReadRequest {
   std::string path;
   OffsetSpec from;
   size_t max_bytes = 1 << 20;  ///< soft cap: at least one record is returned
+  /// A long-poll or SSE read, which waits for what it does not find. An
+  /// engine may then trust state its live watch of the stream keeps current
+  /// instead of confirming the tail upstream (S2: no check_tail per reader).
+  bool live = false;
 };
 
 struct ReadOutcome {

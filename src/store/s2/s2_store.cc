@@ -227,6 +227,11 @@ class S2Store final : public StreamStore, public std::enable_shared_from_this<S2
   /// Loads (and catches up) a stream, and deletes it if it has expired.
   /// `write_locked`: the caller holds c.write_mu.
   Status refresh(Cache& c, bool write_locked);
+  /// For a live read from `from`: the stream's read session keeps the cache
+  /// current, so the tail need not be confirmed with S2. Only for an offset
+  /// the cache has already reached (one from another node's newer tail must
+  /// not be clamped back to this node's).
+  bool watch_keeps_current(Cache& c, const OffsetSpec& from);
   bool expired_locked(const Cache& c, int64_t now) const;
   void maybe_touch(Cache& c);
 
@@ -383,6 +388,13 @@ Status S2Store::catch_up(Cache& c) {
     c.loaded = true;
   }
   return st;
+}
+
+bool S2Store::watch_keeps_current(Cache& c, const OffsetSpec& from) {
+  std::lock_guard lock(c.mu);
+  return c.loaded && c.exists && !c.meta.soft_deleted && c.session && c.session_failures == 0 &&
+         from.kind == OffsetSpec::Kind::at && from.at <= c.meta.tail &&
+         !expired_locked(c, opts_.clock->now_ms());
 }
 
 bool S2Store::expired_locked(const Cache& c, int64_t now) const {
@@ -776,8 +788,10 @@ Result<AppendOutcome> S2Store::do_append(const AppendRequest& req) {
 
 Result<ReadOutcome> S2Store::do_read(const ReadRequest& req) {
   auto c = cache(req.path);
-  auto st = refresh(*c, false);
-  if (!st) return st.error();
+  if (!req.live || !watch_keeps_current(*c, req.from)) {
+    auto st = refresh(*c, false);
+    if (!st) return st.error();
+  }
   ReadOutcome out;
   struct Segment {
     CachePtr cache;
