@@ -44,6 +44,7 @@ const get = (c, s) => byKey.get(`${c}|${s}`);
 
 const SERVER_NAMES = {
   embedded: "dstreamd (embedded)",
+  "embedded-nofsync": "dstreamd (embedded, --fsync=false)",
   s2: "dstreamd on S2 (emulator)",
   "ref-mem": "reference (in memory)",
   "ref-file": "reference (file)",
@@ -281,6 +282,16 @@ md.push(
     "from a log-linear histogram (≈ 3 % resolution). Fan-out latency is receipt time minus the " +
     "send timestamp carried in each message (CLOCK_MONOTONIC, same machine).",
 );
+{
+  const f = results.find((r) => r.case === "fsync-floor");
+  if (f)
+    md.push(
+      `- The disk's floor for a durable append, measured in the same run: fdatasync of a 100-byte ` +
+        `append p50 ${f.fdatasync_p50_us} µs, p99 ${f.fdatasync_p99_us} µs. Every acknowledged ` +
+        "append on the embedded store (and the file-backed reference) waits for one; the " +
+        "`--fsync=false` column shows what the server adds on its own.",
+    );
+}
 for (const n of opt.notes) md.push(`- ${n}`);
 md.push("");
 md.push("## Targets (issue #6)");

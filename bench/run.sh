@@ -39,7 +39,7 @@ done
 if ((SMOKE)); then
   SERVERS="${SERVERS:-embedded ref-mem}"
 else
-  SERVERS="${SERVERS:-embedded s2 ref-mem ref-file}"
+  SERVERS="${SERVERS:-embedded embedded-nofsync s2 ref-mem ref-file}"
 fi
 
 # Both ds-loadgen and the servers need one descriptor per connection.
@@ -125,6 +125,10 @@ start_server() {
       "$DSTREAMD" --listen "127.0.0.1:$port" --data-dir "$dir/data" --log-level warn \
         --long-poll-timeout "${LONG_POLL_MS}ms" --sse-max-duration "$SSE_MAX" >"$dir/server.log" 2>&1 &
       ;;
+    embedded-nofsync)  # the server's own latency, without the disk's fsync
+      "$DSTREAMD" --listen "127.0.0.1:$port" --data-dir "$dir/data" --log-level warn --fsync=false \
+        --long-poll-timeout "${LONG_POLL_MS}ms" --sse-max-duration "$SSE_MAX" >"$dir/server.log" 2>&1 &
+      ;;
     s2)
       node "$REPO/s2emu/src/main.js" --port 0 --basin bench-basin >"$dir/emu.out" 2>&1 &
       PIDS+=($!)
@@ -161,6 +165,27 @@ start_server() {
 }
 
 FAILED=0
+# The disk's own floor for a durable append: fdatasync of a 100-byte append, in the directory
+# the servers' data dirs live in.
+fsync_floor() {
+  node -e '
+    const fs = require("fs"), path = require("path");
+    const f = path.join(process.argv[1], "fsync-floor"), fd = fs.openSync(f, "a"), t = [];
+    const b = Buffer.alloc(100, 120);
+    for (let i = 0; i < 500; i++) {
+      fs.writeSync(fd, b);
+      const s = process.hrtime.bigint();
+      fs.fdatasyncSync(fd);
+      t.push(Number(process.hrtime.bigint() - s) / 1000);
+    }
+    fs.closeSync(fd);
+    fs.unlinkSync(f);
+    t.sort((a, b) => a - b);
+    const q = (p) => t[Math.min(t.length - 1, Math.floor(p * t.length))].toFixed(0);
+    console.log(`{"case":"fsync-floor","server":"disk","fdatasync_p50_us":${q(0.5)},"fdatasync_p99_us":${q(0.99)}}`);
+  ' "$TMP"
+}
+if ((!SMOKE)); then fsync_floor >>"$OUT" || log "could not measure the fsync floor"; fi
 # record CASE SERVER NOTE JSON-or-empty ERROR
 record() {
   local case="$1" server="$2" note="$3" json="$4" err="$5" head
@@ -240,6 +265,15 @@ for server in $SERVERS; do
     continue
   fi
   D=10
+  if [[ "$server" == embedded-nofsync ]]; then
+    # Only where the disk's fsync dominates: appends, fan-out latency, round trips.
+    bench_case append-saturated "$server" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --duration $D
+    bench_case append-rate "$server" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --rate 2000 --duration $D
+    bench_case sse-fanout-1k "$server" -- --scenario sse-fanout --readers 1000 --rate 50 --body-bytes 100 --duration $D
+    bench_case roundtrip-sse "$server" -- --scenario roundtrip --mode sse --count 2000
+    bench_case roundtrip-longpoll "$server" -- --scenario roundtrip --mode long-poll --count 2000
+    continue
+  fi
   bench_case append-saturated "$server" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --duration $D
   bench_case append-rate "$server" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --rate 2000 --duration $D
   if [[ "$server" == s2 ]]; then
