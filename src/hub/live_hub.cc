@@ -27,6 +27,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
         }
         tail_ = ev.tail;
         closed_ = ev.closed;
+        if (!ev.records.empty()) last_data_ = std::chrono::steady_clock::now();
       }
       initialized_ = true;
       std::vector<std::shared_ptr<Waiter>> still;
@@ -78,6 +79,11 @@ class Hub : public std::enable_shared_from_this<Hub> {
     return gone_;
   }
 
+  std::chrono::steady_clock::time_point last_data() const {
+    std::lock_guard lock(mu_);
+    return last_data_;
+  }
+
   bool retired() const {
     std::lock_guard lock(mu_);
     return retired_;
@@ -122,6 +128,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
   size_t buffered_ = 0;                           // guarded by mu_
   std::vector<std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
   std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_data_{};  // guarded by mu_
 };
 
 bool Waiter::fire(Wake w) {
@@ -204,6 +211,17 @@ void LiveHubs::reap() {
     }
   }
   for (auto& hub : dead) hub->watch.reset();  // outside mu_: unwatching takes engine locks
+}
+
+bool LiveHubs::recently_active(const std::string& path, std::chrono::milliseconds window) const {
+  std::shared_ptr<Hub> hub;
+  {
+    std::lock_guard lock(mu_);
+    auto it = hubs_.find(path);
+    if (it == hubs_.end()) return false;
+    hub = it->second;
+  }
+  return std::chrono::steady_clock::now() - hub->last_data() < window;
 }
 
 size_t LiveHubs::hub_count() const {

@@ -80,6 +80,11 @@ class LiveHubs {
 
   size_t hub_count() const;
 
+  /// Whether the stream's hub has seen new records within `window` (false
+  /// when there is no hub). Readers use it to guess whether a wait will be
+  /// short.
+  bool recently_active(const std::string& path, std::chrono::milliseconds window) const;
+
  private:
   std::shared_ptr<Hub> hub_for(const std::string& path);
 

@@ -21,6 +21,9 @@ namespace {
 
 using Clock_ = std::chrono::steady_clock;
 
+/// How long a long-poll waits in its coroutine before it parks in the lot.
+constexpr auto kParkLongPollAfter = std::chrono::milliseconds(250);
+
 std::string_view header(const Request& req, std::string_view name) {
   auto it = req.find(name);
   if (it == req.end()) return {};
@@ -529,6 +532,26 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
   co_return co_await send(ctx, stream, res);
 }
 
+/// Hands a waiting long-poll to the parking lot: it answers from there.
+void park_long_poll(Context& ctx, Stream& stream, const Request& req, const std::string& name,
+                    const StreamMeta& meta, Offset start, Offset at,
+                    const std::string& client_cursor, Clock_::time_point deadline) {
+  LongPollState st;
+  st.at = at;
+  st.start = start;
+  st.stream_id = meta.id;
+  st.content_type = meta.config.content_type;
+  st.cursor = client_cursor;
+  st.version = req.version();
+  st.keep_alive = req.keep_alive();
+  st.deadline = deadline;
+  ctx.exchange->detached = true;
+  st.ex = *ctx.exchange;
+  auto reader = std::make_unique<ParkedLongPoll>(ctx.parking->shared(), stream.release_socket(),
+                                                 std::move(st));
+  ctx.parking->park(name, std::move(reader));
+}
+
 /// The waiting part of a long-poll at `at` (nothing to answer at once):
 /// parks it in the lot when it can, else waits on the hub here. `wake`: the
 /// hub's answer already in hand (a resumed long-poll), if any.
@@ -539,28 +562,30 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
   auto cursor = [&] { return next_cursor(ctx.clock.now_ms(), client_cursor); };
   for (;;) {
     if (!wake) {
-      if (ctx.stopping || Clock_::now() >= deadline) break;
-      if (ctx.parking && ctx.exchange && ctx.exchange->can_detach) {
-        // Wait in the lot with no coroutine; it answers from there.
-        LongPollState st;
-        st.at = at;
-        st.start = start;
-        st.stream_id = meta.id;
-        st.content_type = meta.config.content_type;
-        st.cursor = client_cursor;
-        st.version = req.version();
-        st.keep_alive = req.keep_alive();
-        st.deadline = deadline;
-        ctx.exchange->detached = true;
-        st.ex = *ctx.exchange;
-        auto reader = std::make_unique<ParkedLongPoll>(ctx.parking->shared(),
-                                                       stream.release_socket(), std::move(st));
-        ctx.parking->park(name, std::move(reader));
+      const auto now = Clock_::now();
+      if (ctx.stopping || now >= deadline) break;
+      // On a busy stream (new records within the last moment) a long-poll
+      // first waits here briefly: it is likely answered within milliseconds,
+      // and handing it to the lot and back would cost more than it saves. On
+      // a quiet stream, or once that moment has passed, it goes to the lot.
+      const bool can_park = ctx.parking && ctx.exchange && ctx.exchange->can_detach;
+      if (can_park && !ctx.hubs.recently_active(name, kParkLongPollAfter)) {
+        park_long_poll(ctx, stream, req, name, meta, start, at, client_cursor, deadline);
         co_return false;
       }
-      GaugeUp parked(ctx.metrics.parked_long_polls);
-      wake = co_await wait_live(ctx, name, at, deadline);
-      if (!wake) break;  // timeout or shutdown: 204 with the current offset
+      {
+        GaugeUp parked(ctx.metrics.parked_long_polls);
+        const auto until = can_park ? std::min(deadline, now + kParkLongPollAfter) : deadline;
+        wake = co_await wait_live(ctx, name, at, until);
+      }
+      if (!wake) {
+        if (ctx.stopping || Clock_::now() >= deadline) break;  // 204 with the current offset
+        if (can_park) {
+          park_long_poll(ctx, stream, req, name, meta, start, at, client_cursor, deadline);
+          co_return false;
+        }
+        continue;
+      }
     }
     switch (wake->kind) {
       case Wake::Kind::data: {
