@@ -4,7 +4,7 @@
 //   node bench/report.mjs --summary results.jsonl
 //   node bench/report.mjs --out docs/benchmarks.md --command "bench/run.sh" --seconds N \
 //     [--build "git describe of the benchmarked tree"] [--note TEXT]... results.jsonl
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 
 const args = process.argv.slice(2);
@@ -383,7 +383,13 @@ if (s10 || s1k) {
 md.push("");
 md.push("## Analysis");
 md.push("");
-md.push("_To be written by the server team: what the numbers above say against the targets, and why._");
+{
+  // Written by hand (it explains the numbers from profiles), kept beside this script so a
+  // re-run regenerates the tables without losing it.
+  const analysis = new URL("./analysis.md", import.meta.url);
+  if (existsSync(analysis)) md.push(readFileSync(analysis, "utf8").trim());
+  else md.push("_No analysis yet: bench/analysis.md is missing._");
+}
 md.push("");
 
 const text = md.join("\n");
