@@ -120,14 +120,14 @@ void close_socket(tcp::socket& socket) {
 }  // namespace
 
 DetachedCount::DetachedCount(Context& shared, metrics::Gauge& gauge)
-    : shared_(shared), gauge_(gauge) {
-  shared_.stop_signals.sessions.fetch_add(1);
+    : sessions_(shared.stop_signals.sessions), gauge_(gauge) {
+  sessions_.fetch_add(1);
   gauge_.inc();
 }
 
 DetachedCount::~DetachedCount() {
   gauge_.dec();
-  shared_.stop_signals.sessions.fetch_sub(1);
+  sessions_.fetch_sub(1);
 }
 
 void log_detached_end(Context& shared, const Exchange& ex, std::string_view name) {

@@ -75,7 +75,9 @@ class DetachedCount {
   DetachedCount& operator=(const DetachedCount&) = delete;
 
  private:
-  Context& shared_;
+  // Not the Context: a reader's frame or handler may be destroyed with the
+  // io_context, after the server's Context; these outlive the io_context.
+  std::atomic<size_t>& sessions_;
   metrics::Gauge& gauge_;
 };
 
