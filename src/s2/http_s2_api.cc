@@ -124,7 +124,7 @@ class Connection {
     // and a timer update: ~70 ms of CPU per MiB of catch-up on S2.
     buffer.reserve(kReceiveBytes);
   }
-  static constexpr size_t kReceiveBytes = 64 * 1024;
+  static constexpr size_t kReceiveBytes = size_t{64} * 1024;
   beast::tcp_stream& tcp() { return secure ? secure->next_layer() : *plain; }
   template <class F>
   void visit(F&& f) {
