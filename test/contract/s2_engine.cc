@@ -144,7 +144,6 @@ class S2Harness final : public EngineHarness {
     S2StoreOptions so;
     so.api = api_.get();
     so.clock = options.clock;
-    so.threads = 16;
     return make_s2_store(so);
   }
 

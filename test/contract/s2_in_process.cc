@@ -281,7 +281,6 @@ class InProcessHarness final : public EngineHarness {
     S2StoreOptions so;
     so.api = api_.get();
     so.clock = clock;
-    so.threads = 16;
     return make_s2_store(so);
   }
   FaultControl* faults() override { return faults_.get(); }

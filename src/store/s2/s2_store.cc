@@ -130,7 +130,7 @@ using CachePtr = std::shared_ptr<Cache>;
 
 class S2Store final : public StreamStore, public std::enable_shared_from_this<S2Store> {
  public:
-  explicit S2Store(const S2StoreOptions& o) : opts_(o), api_(*o.api), pool_(o.threads) {}
+  explicit S2Store(const S2StoreOptions& o) : opts_(o), api_(*o.api), pool_(32) {}
   ~S2Store() override {
     std::lock_guard lock(mu_);
     for (auto& [name, c] : caches_) {

@@ -13,6 +13,9 @@
 // across nodes without a coordinator. The mapping is written down in
 // docs/s2-mapping.md.
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 
 #include "common/clock.h"
@@ -21,11 +24,33 @@
 
 namespace ds {
 
+/// The engine's counters, for metrics. Owned by the caller; must outlive the
+/// store. Monotonic except the gauges.
+struct S2StoreStats {
+  std::atomic<uint64_t> inflight{0};         ///< gauge: S2 calls outstanding now
+  std::atomic<uint64_t> inflight_waits{0};   ///< calls that queued for an inflight slot
+  std::atomic<uint64_t> append_batches{0};   ///< conditional S2 appends sent by writers
+  std::atomic<uint64_t> batched_requests{0}; ///< DS writes carried by those batches
+  std::atomic<uint64_t> conflicts{0};        ///< 412s: another node wrote first
+  std::atomic<uint64_t> ambiguous{0};        ///< appends whose outcome had to be settled
+  std::atomic<uint64_t> checkpoints{0};      ///< checkpoint records written
+  std::atomic<uint64_t> cold_loads{0};       ///< streams loaded from S2 (not cached)
+};
+
 struct S2StoreOptions {
   s2::S2Api* api = nullptr;  ///< must outlive the store
   const Clock* clock = &SystemClock::instance();
-  unsigned threads = 32;  ///< workers that run requests (they wait on S2 round trips)
+  /// S2 calls this node keeps outstanding at once; further calls queue.
+  unsigned max_inflight = 256;
   int max_conflict_retries = 32;
+  /// Checkpoint records are written so that at most this many records (and
+  /// about this many bytes) lie between the latest checkpoint and the tail.
+  unsigned checkpoint_records = 500;
+  size_t checkpoint_bytes = 512 * 1024;
+  /// Spacing of one stream's appends from this node (S2 allows 200 batches/s
+  /// per stream per connection); appends arriving meanwhile join the batch.
+  std::chrono::microseconds min_batch_interval{5000};
+  S2StoreStats* stats = nullptr;  ///< optional
 };
 
 std::unique_ptr<StreamStore> make_s2_store(const S2StoreOptions& options);
