@@ -163,6 +163,8 @@ class Client final : public HttpS2Api {
   void append(const std::string& stream, AppendInput input, Callback<AppendAck> done) override;
   void read(const std::string& stream, uint64_t seq_num, ReadLimits limits,
             Callback<ReadBatch> done) override;
+  void read_from_tail(const std::string& stream, uint64_t tail_offset, ReadLimits limits,
+                      Callback<ReadBatch> done) override;
   void check_tail(const std::string& stream, Callback<uint64_t> done) override;
   std::unique_ptr<ReadSession> open_session(const std::string& stream, uint64_t seq_num,
                                             SessionHandlers handlers) override;
@@ -186,6 +188,9 @@ class Client final : public HttpS2Api {
   HttpS2Stats stats_;
 
  private:
+  void read_records(const std::string& stream, const std::string& start, ReadLimits limits,
+                    Callback<ReadBatch> done);
+
   HttpS2Options options_;
   Endpoint endpoint_;
   std::unique_ptr<ssl::context> tls_;
@@ -887,9 +892,19 @@ void Client::append(const std::string& stream, AppendInput input, Callback<Appen
 
 void Client::read(const std::string& stream, uint64_t seq_num, ReadLimits limits,
                   Callback<ReadBatch> done) {
+  read_records(stream, "seq_num=" + std::to_string(seq_num), limits, std::move(done));
+}
+
+void Client::read_from_tail(const std::string& stream, uint64_t tail_offset, ReadLimits limits,
+                            Callback<ReadBatch> done) {
+  read_records(stream, "tail_offset=" + std::to_string(tail_offset), limits, std::move(done));
+}
+
+void Client::read_records(const std::string& stream, const std::string& start, ReadLimits limits,
+                          Callback<ReadBatch> done) {
   ++stats_.requests[HttpS2Stats::read];
   CallSpec spec;
-  spec.target = stream_path(stream) + "/records?seq_num=" + std::to_string(seq_num);
+  spec.target = stream_path(stream) + "/records?" + start;
   if (limits.count) spec.target += "&count=" + std::to_string(*limits.count);
   if (limits.bytes) spec.target += "&bytes=" + std::to_string(*limits.bytes);
   if (limits.wait_s) {

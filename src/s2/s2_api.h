@@ -130,6 +130,11 @@ class S2Api {
   virtual void append(const std::string& stream, AppendInput input, Callback<AppendAck> done) = 0;
   virtual void read(const std::string& stream, uint64_t seq_num, ReadLimits limits,
                     Callback<ReadBatch> done) = 0;
+  /// Reads from `tail_offset` records before the tail (saturating at 0): the
+  /// newest records of a stream in one request. At the tail (tail_offset 0,
+  /// or an empty stream) S2 answers 416 with the tail.
+  virtual void read_from_tail(const std::string& stream, uint64_t tail_offset, ReadLimits limits,
+                              Callback<ReadBatch> done) = 0;
   virtual void check_tail(const std::string& stream, Callback<uint64_t> done) = 0;
   /// Follows the stream from seq_num on, live, until the handle is destroyed.
   virtual std::unique_ptr<ReadSession> open_session(const std::string& stream, uint64_t seq_num,

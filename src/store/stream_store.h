@@ -89,6 +89,9 @@ class StreamStore {
   /// Metadata only; does not renew the TTL.
   virtual void head(std::string path, Callback<StreamMeta> done) = 0;
   virtual void remove(std::string path, Callback<Unit> done) = 0;
+  /// A reader used the stream: renew its sliding TTL. Fire-and-forget,
+  /// rate-limited by the engine, never blocks.
+  virtual void touch(const std::string& path) { (void)path; }
 
   /// Watches one stream's own commits (a fork's watch never fires for its
   /// source's appends). The first event describes the current state with no

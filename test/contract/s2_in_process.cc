@@ -135,6 +135,20 @@ class FakeS2Api final : public s2::S2Api {
     done(s2::S2Result<s2::ReadBatch>::success(std::move(batch)));
   }
 
+  void read_from_tail(const std::string& stream, uint64_t tail_offset, s2::ReadLimits limits,
+                      Callback<s2::ReadBatch> done) override {
+    uint64_t start = 0;
+    {
+      std::lock_guard lock(mu_);
+      auto it = streams_.find(stream);
+      if (it != streams_.end()) {
+        const uint64_t tail = it->second.first_seq + it->second.records.size();
+        start = tail - std::min(tail, tail_offset);
+      }
+    }
+    read(stream, start, limits, std::move(done));
+  }
+
   void check_tail(const std::string& stream, Callback<uint64_t> done) override {
     std::unique_lock lock(mu_);
     auto it = streams_.find(stream);

@@ -27,14 +27,14 @@ namespace ds {
 /// The engine's counters, for metrics. Owned by the caller; must outlive the
 /// store. Monotonic except the gauges.
 struct S2StoreStats {
-  std::atomic<uint64_t> inflight{0};         ///< gauge: S2 calls outstanding now
-  std::atomic<uint64_t> inflight_waits{0};   ///< calls that queued for an inflight slot
-  std::atomic<uint64_t> append_batches{0};   ///< conditional S2 appends sent by writers
-  std::atomic<uint64_t> batched_requests{0}; ///< DS writes carried by those batches
-  std::atomic<uint64_t> conflicts{0};        ///< 412s: another node wrote first
-  std::atomic<uint64_t> ambiguous{0};        ///< appends whose outcome had to be settled
-  std::atomic<uint64_t> checkpoints{0};      ///< checkpoint records written
-  std::atomic<uint64_t> cold_loads{0};       ///< streams loaded from S2 (not cached)
+  std::atomic<uint64_t> inflight{0};          ///< gauge: S2 calls outstanding now
+  std::atomic<uint64_t> inflight_waits{0};    ///< calls that queued for an inflight slot
+  std::atomic<uint64_t> append_batches{0};    ///< conditional S2 appends sent by writers
+  std::atomic<uint64_t> batched_requests{0};  ///< DS writes carried by those batches
+  std::atomic<uint64_t> conflicts{0};         ///< 412s: another node wrote first
+  std::atomic<uint64_t> ambiguous{0};         ///< appends whose outcome had to be settled
+  std::atomic<uint64_t> checkpoints{0};       ///< checkpoint records written
+  std::atomic<uint64_t> cold_loads{0};        ///< streams loaded from S2 (not cached)
 };
 
 struct S2StoreOptions {

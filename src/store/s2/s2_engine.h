@@ -1,0 +1,171 @@
+#pragma once
+// The S2 engine's insides (private to src/store/s2): one class, S2Engine,
+// whose methods live in three files by concern:
+//   s2_store.cc   lifecycle, S2 calls, loading a stream (checkpoints), reads,
+//                 watches and TTL touches
+//   s2_writes.cc  the per-stream writer (group commit), conditional appends
+//                 and their settlement, create, delete and fork references
+//   fold.cc       records -> state (pure)
+//
+// Asynchronous end to end: every request runs as a coroutine (common/task.h)
+// that suspends on S2 calls; no thread waits on a round trip. At most
+// `max_inflight` S2 calls are outstanding; more queue (FIFO).
+//
+// Concurrency: a stream's state (Cache) is guarded by Cache::mu, held only
+// for short, non-blocking sections and never across a co_await or an S2 call.
+// This node's writes to one stream run one at a time under Cache::write_mu
+// (an AsyncMutex, FIFO), so a producer's pipelined seqs keep their order.
+// Lock order: a fork's write_mu before its source's (fork chains are acyclic).
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/task.h"
+#include "common/timer_queue.h"
+#include "store/s2/fold.h"
+#include "store/s2/s2_store.h"
+
+namespace ds::s2engine {
+
+using s2fold::FoldState;
+
+struct PendingAppend {
+  AppendRequest req;
+  StreamStore::Callback<AppendOutcome> done;
+};
+
+/// One stream as this node knows it.
+struct Cache {
+  explicit Cache(std::string n) : name(std::move(n)) {}
+  const std::string name;
+
+  AsyncMutex write_mu;  // this node's writes to the stream, one at a time, FIFO
+
+  std::mutex mu;  // guards everything below
+  bool loaded = false;
+  FoldState fold;
+  /// Write ids of appends being settled -> seq_num where they landed
+  /// (kNotSeen until the fold meets them).
+  std::unordered_map<std::string, uint64_t> awaited_writes;
+  std::deque<PendingAppend> pending;  // appends waiting for the writer
+  bool writer_running = false;
+  std::chrono::steady_clock::time_point last_batch{};
+  int64_t last_touch_ms = 0;  // when this node last sent a touch record
+  std::map<uint64_t, std::function<void(const CommitEvent&)>> watchers;
+  uint64_t next_watch = 1;
+  std::unique_ptr<s2::ReadSession> session;
+  uint64_t session_gen = 0;
+  int session_failures = 0;  // consecutive sessions that ended without a batch
+};
+using CachePtr = std::shared_ptr<Cache>;
+
+inline constexpr uint64_t kNotSeen = ~uint64_t{0};
+
+/// How a conditional append ended, when it did not fail.
+enum class Landing { landed, conflict };
+
+class S2Engine final : public StreamStore {
+ public:
+  explicit S2Engine(const S2StoreOptions& o);
+  ~S2Engine() override;
+
+  void create(CreateRequest req, Callback<CreateOutcome> done) override;
+  void append(AppendRequest req, Callback<AppendOutcome> done) override;
+  void read(ReadRequest req, Callback<ReadOutcome> done) override;
+  void head(std::string path, Callback<StreamMeta> done) override;
+  void remove(std::string path, Callback<Unit> done) override;
+  void touch(const std::string& path) override;
+  std::unique_ptr<WatchHandle> watch(const std::string& path,
+                                     std::function<void(const CommitEvent&)> on_event) override;
+  Status health() override { return Unit{}; }
+
+ private:
+  class Handle;
+
+  CachePtr cache(const std::string& name);
+  int64_t now_ms() const { return opts_.clock->now_ms(); }
+  /// Counts a running request coroutine; the destructor waits for none.
+  void begin_task();
+  void end_task();
+
+  // ---- S2 calls: at most max_inflight outstanding (s2_store.cc) ----
+  template <class T, class Start>
+  Task<s2::S2Result<T>> call(Start start);
+  Task<s2::S2Result<s2::AppendAck>> s2_append(std::string stream, s2::AppendInput in);
+  Task<s2::S2Result<s2::ReadBatch>> s2_read(std::string stream, uint64_t seq, uint64_t count);
+  Task<s2::S2Result<s2::ReadBatch>> s2_read_from_tail(std::string stream, uint64_t tail_offset);
+  Task<s2::S2Result<uint64_t>> s2_check_tail(std::string stream);
+  Task<s2::S2Result<s2::Empty>> s2_create_stream(std::string stream);
+
+  // ---- folding and loading (s2_store.cc) ----
+  /// Folds under c.mu and tells watchers.
+  void fold_locked(Cache& c, const std::vector<s2::SequencedRecord>& records);
+  /// Reads forward from the fold's next_seq until it reaches `tail`.
+  Task<Status> catch_up_to(CachePtr c, uint64_t tail);
+  /// Makes the fold current: a cold stream starts from its latest checkpoint
+  /// (found through the last record's `k`), a loaded one confirms the tail.
+  Task<Status> catch_up(CachePtr c);
+  Task<Status> cold_load(CachePtr c);
+  /// catch_up, then deletes the stream if it has expired. `write_locked`:
+  /// the caller holds c->write_mu.
+  Task<Status> refresh(CachePtr c, bool write_locked);
+  bool watch_keeps_current(Cache& c, const OffsetSpec& from);
+  void maybe_touch(const CachePtr& c);
+  Task<void> send_touch(CachePtr c);
+  void reopen_session(const CachePtr& c, uint64_t gen);
+
+  // ---- requests (s2_store.cc: reads; s2_writes.cc: writes) ----
+  Task<void> run_read(ReadRequest req, Callback<ReadOutcome> done);
+  Task<Result<ReadOutcome>> do_read(ReadRequest req);
+  /// One S2 read at the reader's offset that also confirms the fold is
+  /// current; nullopt when it could not (read further than one request).
+  Task<std::optional<ReadOutcome>> read_confirming(CachePtr c, ReadRequest req);
+  Task<void> run_head(std::string path, Callback<StreamMeta> done);
+  Task<void> run_watch_start(CachePtr c, uint64_t id);
+
+  Task<void> run_writer(CachePtr c);
+  Task<void> write_batch(CachePtr c);
+  Task<void> run_create(CreateRequest req, Callback<CreateOutcome> done);
+  Task<Result<CreateOutcome>> do_create(CreateRequest req);
+  Task<void> run_remove(std::string path, Callback<Unit> done);
+  Task<Result<Unit>> do_remove(std::string path);
+  /// Appends `records` with match_seq_num = `expected` (the fold's next_seq
+  /// when they were decided) and folds them; settles ambiguous outcomes by
+  /// reading the position they could only have landed at.
+  Task<Result<Landing>> conditional_append(CachePtr c, std::vector<s2::AppendRecord> records,
+                                           uint64_t expected, uint64_t checkpoint_seq);
+  /// Deletes a stream whose write lock is held (soft if forks remain) and
+  /// cascades up the fork chain. With `collect`, removes a soft-deleted
+  /// stream whose last fork reference is going away.
+  Task<std::optional<Error>> delete_locked(CachePtr c, bool collect);
+  /// Adds (+1) or drops (-1) a fork's reference on its source. `refused`
+  /// says why a +1 could not be added (not_found, fork_source_deleted).
+  Task<std::optional<Error>> change_ref(std::string source, uint64_t source_hi, int delta,
+                                        std::optional<errc>* refused);
+
+  S2StoreOptions opts_;
+  s2::S2Api& api_;
+  S2StoreStats own_stats_;
+  S2StoreStats& stats_;
+  AsyncSemaphore inflight_;
+
+  std::mutex mu_;
+  std::unordered_map<std::string, CachePtr> caches_;  // guarded by mu_
+  std::atomic<uint64_t> write_counter_{0};
+  std::mutex tasks_mu_;
+  std::condition_variable tasks_cv_;
+  uint64_t tasks_ = 0;  // guarded by tasks_mu_
+  TimerQueue timers_;   // last: its thread stops before anything it may touch goes
+};
+
+Error s2_error(const s2::S2Error& e);
+std::string random_write_id(uint64_t counter);
+
+}  // namespace ds::s2engine

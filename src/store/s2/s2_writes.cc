@@ -1,0 +1,685 @@
+// The S2 engine's writes: the per-stream writer that group-commits appends,
+// conditional appends and how their ambiguous outcomes are settled, create,
+// delete and fork references. docs/s2-mapping.md ("Writes") is the contract.
+
+#include <algorithm>
+
+#include "protocol/headers.h"
+#include "protocol/json.h"
+#include "store/meta_codec.h"
+#include "store/s2/s2_engine.h"
+
+namespace ds::s2engine {
+
+using s2::AppendInput;
+using s2::AppendRecord;
+using s2::Header;
+using s2::S2Error;
+using s2::SequencedRecord;
+using namespace s2fold;
+
+namespace {
+
+/// Metered bytes our stamp (`w`, `k`) adds to a batch of n records, with room.
+uint64_t stamp_overhead(size_t n) { return 64 + 32 * n; }
+
+/// One batch, decided against the fold as of `expected`.
+struct Batch {
+  uint64_t expected = 0;        ///< match_seq_num: the fold's next_seq
+  uint64_t checkpoint_seq = 0;  ///< for the `k` stamp
+  bool has_checkpoint = false;
+  std::vector<AppendRecord> records;
+  std::vector<Result<AppendOutcome>> answers;  ///< one per request taken
+  bool expired = false;                        ///< the fold says the stream has expired
+};
+
+/// Decides `reqs` in order against the fold, as one-at-a-time appends would
+/// be: each sees the effects of the ones before it. Takes requests while the
+/// batch stays within S2's limits; returns how many it took.
+size_t decide_batch(const FoldState& fold, const std::deque<PendingAppend>& reqs,
+                    const S2StoreOptions& opts, int64_t now, Batch& b) {
+  b.expected = fold.next_seq;
+  b.has_checkpoint = fold.has_checkpoint;
+  b.checkpoint_seq = fold.checkpoint_seq;
+  if (!fold.exists || fold.meta.soft_deleted) {
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      b.answers.push_back(fold.exists ? Error(errc::gone, "stream has been deleted")
+                                      : Error(errc::not_found, "stream not found"));
+    }
+    return reqs.size();
+  }
+  if (expired(fold, now)) {
+    b.expired = true;
+    return 0;
+  }
+  // A checkpoint goes first when this batch would take the records after the
+  // latest one past the configured distance (an upper bound: every request
+  // one record of its body's size).
+  uint64_t upper_records = std::min<uint64_t>(reqs.size(), s2::kMaxBatchRecords);
+  uint64_t upper_bytes = 0;
+  for (size_t i = 0; i < upper_records; ++i) upper_bytes += 64 + reqs[i].req.body.size();
+  if (fold.records_since_checkpoint + upper_records > opts.checkpoint_records ||
+      fold.bytes_since_checkpoint + upper_bytes > opts.checkpoint_bytes) {
+    b.records.push_back(checkpoint_record(fold));
+    b.checkpoint_seq = fold.next_seq;
+    b.has_checkpoint = true;
+  }
+  uint64_t bytes = 0;
+  for (const auto& r : b.records) bytes += s2::metered_bytes(r);
+
+  StreamMeta staged = fold.meta;
+  ProducerMap touched;  // producers this batch changed
+  size_t taken = 0;
+  for (; taken < reqs.size(); ++taken) {
+    const AppendRequest& req = reqs[taken].req;
+    const ProducerState* producer = nullptr;
+    if (req.producer) {
+      auto t = touched.find(req.producer->id);
+      if (t != touched.end()) {
+        producer = &t->second;
+      } else if (auto it = fold.producers.find(req.producer->id); it != fold.producers.end()) {
+        producer = &it->second;
+      }
+    }
+    auto decision = decide_append(staged, producer, req, now);
+    if (!decision) {
+      b.answers.push_back(std::move(decision).error());
+      continue;
+    }
+    if (auto* dup = std::get_if<AppendDuplicate>(&*decision)) {
+      b.answers.push_back(AppendOutcome{AppendOutcome::Kind::duplicate, staged.tail,
+                                        staged.closed || dup->closed, dup->epoch, dup->seq});
+      continue;
+    }
+    if (std::holds_alternative<AlreadyClosed>(*decision)) {
+      b.answers.push_back(
+          AppendOutcome{AppendOutcome::Kind::already_closed, staged.tail, true, {}, {}});
+      continue;
+    }
+    auto& acc = std::get<AppendAccepted>(*decision);
+    if (acc.record.size() > kMaxRecordBody) {
+      b.answers.push_back(
+          Error(errc::payload_too_large, "the S2 engine takes at most 1000 KiB per append"));
+      continue;
+    }
+    AppendRecord rec = append_record(req, acc);
+    uint64_t size = s2::metered_bytes(rec);
+    if (b.records.size() + 1 > s2::kMaxBatchRecords ||
+        bytes + size + stamp_overhead(b.records.size() + 1) > s2::kMaxBatchBytes) {
+      break;  // the next batch takes it
+    }
+    bytes += size;
+    b.records.push_back(std::move(rec));
+    staged.tail = Offset{staged.id, b.expected + b.records.size()};
+    if (acc.close) {
+      staged.closed = true;
+      staged.closed_by = req.producer;
+    }
+    if (req.stream_seq) staged.last_stream_seq = req.stream_seq;
+    if (acc.producer) touched[req.producer->id] = *acc.producer;
+    AppendOutcome out{AppendOutcome::Kind::appended, staged.tail, staged.closed, {}, {}};
+    if (req.producer) {
+      out.producer_epoch = req.producer->epoch;
+      out.producer_seq = req.producer->seq;
+    }
+    b.answers.push_back(std::move(out));
+  }
+  // A batch that is only a checkpoint is no batch.
+  const bool leading_checkpoint = b.has_checkpoint && b.checkpoint_seq == b.expected;
+  if (leading_checkpoint && b.records.size() == 1) {
+    b.records.clear();
+    b.has_checkpoint = fold.has_checkpoint;
+    b.checkpoint_seq = fold.checkpoint_seq;
+  }
+  return taken;
+}
+
+}  // namespace
+
+// ---- appends: group commit ----
+
+void S2Engine::append(AppendRequest req, Callback<AppendOutcome> done) {
+  auto c = cache(req.path);
+  bool start = false;
+  {
+    std::lock_guard lock(c->mu);
+    c->pending.push_back(PendingAppend{std::move(req), std::move(done)});
+    if (!c->writer_running) {
+      c->writer_running = true;
+      start = true;
+    }
+  }
+  if (start) {
+    begin_task();
+    spawn(run_writer(c));
+  }
+}
+
+Task<void> S2Engine::run_writer(CachePtr c) {
+  // While one batch is in flight, every append that arrives for the stream
+  // queues; the next batch takes them all.
+  for (;;) {
+    {
+      std::lock_guard lock(c->mu);
+      if (c->pending.empty()) {
+        c->writer_running = false;
+        break;
+      }
+    }
+    // Pace the stream's batches (S2 allows 200 per second per stream and
+    // connection); appends arriving meanwhile join the batch.
+    auto since = std::chrono::steady_clock::now() - c->last_batch;
+    if (since < opts_.min_batch_interval) {
+      auto pause = timers_.sleep(
+          std::chrono::duration_cast<std::chrono::microseconds>(opts_.min_batch_interval - since));
+      co_await pause;
+    }
+    auto lock = c->write_mu.lock();
+    co_await lock;
+    try {
+      auto op = write_batch(c);
+      co_await op;
+    } catch (const std::exception& e) {
+      // A bug, not S2: fail what is queued rather than leave it hanging.
+      std::deque<PendingAppend> failed;
+      {
+        std::lock_guard l(c->mu);
+        failed.swap(c->pending);
+      }
+      for (auto& p : failed)
+        p.done(Error(errc::storage_failure, std::string("S2 engine: ") + e.what()));
+    }
+    c->write_mu.unlock();
+  }
+  end_task();
+}
+
+Task<void> S2Engine::write_batch(CachePtr c) {
+  // Answers given without a write must come from a fold known to be current;
+  // a write proves it (a stale fold fails its match_seq_num).
+  bool confirmed = false;
+  std::deque<PendingAppend> reqs;
+  {
+    std::lock_guard lock(c->mu);
+    reqs.swap(c->pending);
+  }
+  auto give_back = [&](size_t taken) {
+    // What did not fit goes back to the front of the queue, in order.
+    std::lock_guard lock(c->mu);
+    for (size_t i = reqs.size(); i > taken; --i) c->pending.push_front(std::move(reqs[i - 1]));
+    reqs.resize(taken);
+  };
+  auto fail_all = [&](const Error& e) {
+    for (auto& p : reqs) p.done(e);
+    reqs.clear();
+  };
+  for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
+    bool loaded;
+    {
+      std::lock_guard lock(c->mu);
+      loaded = c->loaded;
+    }
+    if (!loaded) {
+      auto load_op = refresh(c, /*write_locked=*/true);
+      auto st = co_await load_op;
+      if (!st) {
+        fail_all(st.error());
+        co_return;
+      }
+      confirmed = true;
+    }
+    Batch b;
+    size_t taken;
+    {
+      std::lock_guard lock(c->mu);
+      taken = decide_batch(c->fold, reqs, opts_, now_ms(), b);
+    }
+    if (b.expired || (b.records.empty() && !confirmed)) {
+      auto st_op = refresh(c, /*write_locked=*/true);  // confirms, and deletes what expired
+      auto st = co_await st_op;
+      if (!st) {
+        fail_all(st.error());
+        co_return;
+      }
+      confirmed = true;
+      continue;
+    }
+    give_back(taken);
+    if (b.records.empty()) {
+      for (size_t i = 0; i < reqs.size(); ++i) reqs[i].done(std::move(b.answers[i]));
+      co_return;
+    }
+    c->last_batch = std::chrono::steady_clock::now();
+    ++stats_.append_batches;
+    stats_.batched_requests += reqs.size();
+    if (b.has_checkpoint && b.checkpoint_seq == b.expected) ++stats_.checkpoints;
+    auto append_op = conditional_append(c, std::move(b.records), b.expected,
+                                        b.has_checkpoint ? b.checkpoint_seq : kNotSeen);
+    auto landing = co_await append_op;
+    if (!landing) {
+      fail_all(landing.error());
+      co_return;
+    }
+    if (*landing == Landing::landed) {
+      for (size_t i = 0; i < reqs.size(); ++i) reqs[i].done(std::move(b.answers[i]));
+      co_return;
+    }
+    // Another node wrote first: the fold has caught up; decide again.
+    ++stats_.conflicts;
+    confirmed = true;
+    // Requests given back may be retaken with the rest.
+    {
+      std::lock_guard lock(c->mu);
+      while (!c->pending.empty()) {
+        reqs.push_back(std::move(c->pending.front()));
+        c->pending.pop_front();
+      }
+    }
+  }
+  fail_all(Error(errc::unavailable, "too much write contention on this stream; retry"));
+}
+
+Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<AppendRecord> records,
+                                                   uint64_t expected, uint64_t checkpoint_seq) {
+  std::string write_id = random_write_id(++write_counter_);
+  if (checkpoint_seq != kNotSeen) {
+    stamp(records, write_id, checkpoint_seq);
+  } else {
+    records.front().headers.push_back(Header{std::string(kWriteId), write_id});
+  }
+  auto landed_at = [&]() -> uint64_t {
+    std::lock_guard lock(c->mu);
+    auto it = c->awaited_writes.find(write_id);
+    return it == c->awaited_writes.end() ? kNotSeen : it->second;
+  };
+  auto forget = [&] {
+    std::lock_guard lock(c->mu);
+    c->awaited_writes.erase(write_id);
+  };
+  for (int tries = 0;; ++tries) {
+    AppendInput in;
+    in.records = records;
+    in.match_seq_num = expected;
+    auto op = s2_append(c->name, std::move(in));
+    auto r = co_await op;
+    if (r.ok()) {
+      // Fold what we wrote, exactly as a reader would see it.
+      std::vector<SequencedRecord> seqd;
+      seqd.reserve(records.size());
+      auto now = static_cast<uint64_t>(now_ms());
+      for (size_t i = 0; i < records.size(); ++i) {
+        SequencedRecord s;
+        s.seq_num = r.value->start_seq + i;
+        s.timestamp = now;
+        s.headers = std::move(records[i].headers);
+        s.body = std::move(records[i].body);
+        seqd.push_back(std::move(s));
+      }
+      std::lock_guard lock(c->mu);
+      fold_locked(*c, seqd);
+      c->awaited_writes.erase(write_id);
+      co_return Landing::landed;
+    }
+    const S2Error& e = *r.error;
+    if (e.kind != S2Error::Kind::seq_num_mismatch && e.kind != S2Error::Kind::ambiguous) {
+      forget();
+      co_return s2_error(e);
+    }
+    // Either another writer took the position (412), or we cannot tell
+    // whether ours did. A conditional append can only land at `expected`, so
+    // folding through that position settles it: our write id there means it
+    // landed (this attempt or an earlier one: they carry the same records).
+    if (e.kind == S2Error::Kind::ambiguous) ++stats_.ambiguous;
+    {
+      std::lock_guard lock(c->mu);
+      c->awaited_writes.emplace(write_id, kNotSeen);
+    }
+    Status st = Unit{};
+    if (e.kind == S2Error::Kind::seq_num_mismatch) {
+      auto up = catch_up_to(c, e.tail);
+      st = co_await up;
+    } else {
+      auto up = catch_up(c);
+      st = co_await up;
+    }
+    if (!st) {
+      if (landed_at() == expected) {
+        forget();
+        co_return Landing::landed;
+      }
+      forget();
+      co_return st.error();
+    }
+    uint64_t at = landed_at();
+    uint64_t next;
+    {
+      std::lock_guard lock(c->mu);
+      next = c->fold.next_seq;
+    }
+    if (at == expected) {
+      forget();
+      co_return Landing::landed;
+    }
+    if (next > expected) {
+      forget();  // the position holds another write: ours can never land
+      co_return Landing::conflict;
+    }
+    // Nothing at the position yet: ours may still be on its way. Sending the
+    // same records at the same position again is safe (only one can land).
+    if (tries >= 3) {
+      forget();
+      co_return Error(errc::unavailable, "S2 is unavailable: append outcome unknown");
+    }
+    auto pause = timers_.sleep(std::chrono::milliseconds(50 << tries));
+    co_await pause;
+  }
+}
+
+// ---- create ----
+
+void S2Engine::create(CreateRequest req, Callback<CreateOutcome> done) {
+  begin_task();
+  spawn(run_create(std::move(req), std::move(done)));
+}
+
+Task<void> S2Engine::run_create(CreateRequest req, Callback<CreateOutcome> done) {
+  auto c = cache(req.path);
+  auto lock = c->write_mu.lock();
+  co_await lock;
+  Result<CreateOutcome> out = Error(errc::storage_failure, "create failed");
+  try {
+    auto op = do_create(std::move(req));
+    out = co_await op;
+  } catch (const std::exception& e) {
+    out = Error(errc::storage_failure, std::string("S2 engine: ") + e.what());
+  }
+  c->write_mu.unlock();
+  done(std::move(out));
+  end_task();
+}
+
+Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
+  auto c = cache(req.path);  // its write_mu is held by the caller
+  auto refresh_op = refresh(c, true);
+  auto st = co_await refresh_op;
+  if (!st) co_return st.error();
+  {
+    std::lock_guard lock(c->mu);
+    if (c->fold.exists) {
+      if (c->fold.meta.soft_deleted) {
+        co_return Error(errc::config_mismatch,
+                        "a deleted stream at this path is still referenced by forks");
+      }
+      if (!create_matches(c->fold.meta, req)) {
+        co_return Error(errc::config_mismatch, "stream exists with a different configuration");
+      }
+      co_return CreateOutcome{false, c->fold.meta};
+    }
+  }
+
+  StreamMeta meta;
+  meta.path = req.path;
+  meta.closed = false;
+  std::string prefix;
+  if (req.forked_from) {
+    auto src = cache(*req.forked_from);
+    auto src_op = refresh(src, false);
+    auto sst = co_await src_op;
+    if (!sst) co_return sst.error();
+    std::lock_guard lock(src->mu);
+    if (!src->fold.exists) co_return Error(errc::not_found, "fork source stream not found");
+    if (src->fold.meta.soft_deleted)
+      co_return Error(errc::fork_source_deleted, "fork source stream has been deleted");
+    if (!media_type(req.config.content_type).empty() &&
+        media_type(req.config.content_type) != media_type(src->fold.meta.config.content_type)) {
+      co_return Error(errc::content_type_mismatch, "Content-Type differs from the fork source's");
+    }
+    meta.config = resolve_fork_config(req.config, src->fold.meta.config);
+    Offset at = req.fork_offset.value_or(src->fold.meta.tail);
+    if (at > src->fold.meta.tail)
+      co_return Error(errc::fork_offset_beyond_tail,
+                      "Stream-Fork-Offset is beyond the source's tail");
+    meta.fork = ForkRef{*req.forked_from, src->fold.meta.id, at, req.fork_sub_offset};
+  } else {
+    meta.config = req.config;
+    if (media_type(meta.config.content_type).empty())
+      meta.config.content_type = "application/octet-stream";
+  }
+  if (req.fork_sub_offset > 0) {
+    // The inherited part of the append at the fork offset becomes the fork's first record.
+    ReadRequest rr{*req.forked_from, OffsetSpec::position(meta.fork->offset), 1};
+    auto first_op = do_read(rr);
+    auto first = co_await first_op;
+    if (!first) co_return std::move(first).error();
+    // The anchor is the first append at or after the fork offset (control
+    // records between them hold no data).
+    if (first->records.empty()) {
+      co_return Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset");
+    }
+    const std::string& bytes = first->records.front()->bytes;
+    if (is_json_media_type(media_type(meta.config.content_type))) {
+      auto p = json_prefix(bytes, req.fork_sub_offset);
+      if (!p) co_return std::move(p).error();
+      prefix = std::move(*p);
+    } else {
+      if (req.fork_sub_offset > bytes.size()) {
+        co_return Error(errc::bad_request,
+                        "Stream-Fork-Sub-Offset overshoots the append at the fork offset");
+      }
+      prefix = bytes.substr(0, req.fork_sub_offset);
+    }
+  }
+  auto initial = frame_initial_body(meta.config.content_type, req.body);
+  if (!initial) co_return std::move(initial).error();
+  if (initial->size() > kMaxRecordBody || prefix.size() > kMaxRecordBody) {
+    co_return Error(errc::payload_too_large, "the S2 engine takes at most 1000 KiB per append");
+  }
+
+  {
+    auto create_op = s2_create_stream(req.path);
+    auto created = co_await create_op;
+    if (!created.ok() && created.error->kind != S2Error::Kind::already_exists)
+      co_return s2_error(*created.error);
+  }
+
+  for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
+    uint64_t expected;
+    {
+      std::lock_guard lock(c->mu);
+      if (c->fold.exists) {
+        // Another node created it meanwhile: answer as an idempotent PUT would.
+        if (!c->fold.meta.soft_deleted && create_matches(c->fold.meta, req))
+          co_return CreateOutcome{false, c->fold.meta};
+        co_return Error(errc::config_mismatch, "stream exists with a different configuration");
+      }
+      uint64_t hi = c->fold.ever_existed ? c->fold.last_hi + 1 : 0;
+      if (meta.fork) hi = std::max(hi, meta.fork->offset.hi + 1);
+      meta.id = hi;
+      expected = c->fold.next_seq;
+    }
+    std::vector<AppendRecord> records;
+    records.push_back(control_record(kMeta));
+    records.back().body = encode_meta(meta);
+    for (const std::string* data : {&prefix, &*initial}) {
+      if (data->empty()) continue;
+      records.push_back(control_record(kData));
+      records.back().body = *data;
+    }
+    if (req.closed) records.push_back(control_record(kClose));
+    auto append_op = conditional_append(c, std::move(records), expected, expected);
+    auto landing = co_await append_op;
+    if (!landing) co_return landing.error();
+    if (*landing == Landing::conflict) continue;
+    if (meta.fork) {
+      std::optional<errc> refused;
+      auto ref_op = change_ref(meta.fork->source_path, meta.fork->source_id, +1, &refused);
+      auto ref_err = co_await ref_op;
+      if (ref_err || refused) {
+        // Undo: the fork must not outlive a reference that never landed (and
+        // must not drop a reference it never took).
+        {
+          std::lock_guard lock(c->mu);
+          c->fold.meta.fork.reset();
+        }
+        auto undo_op = delete_locked(c, false);
+        auto undo = co_await undo_op;
+        (void)undo;
+        if (ref_err) co_return *ref_err;
+        if (*refused == errc::not_found)
+          co_return Error(errc::not_found, "fork source stream not found");
+        co_return Error(errc::fork_source_deleted, "fork source stream has been deleted");
+      }
+    }
+    std::lock_guard lock(c->mu);
+    co_return CreateOutcome{true, c->fold.meta};
+  }
+  co_return Error(errc::unavailable, "too much write contention on this stream; retry");
+}
+
+// ---- delete and fork references ----
+
+Task<std::optional<Error>> S2Engine::change_ref(std::string source, uint64_t source_hi, int delta,
+                                                std::optional<errc>* refused) {
+  refused->reset();
+  auto s = cache(source);
+  auto lock = s->write_mu.lock();
+  co_await lock;
+  std::optional<Error> result;
+  auto up_op = catch_up(s);
+  auto st = co_await up_op;
+  if (!st) {
+    s->write_mu.unlock();
+    co_return st.error();
+  }
+  bool done = false;
+  for (int attempt = 0; attempt < opts_.max_conflict_retries && !done; ++attempt) {
+    bool cascade = false;
+    uint64_t expected, ckpt;
+    {
+      std::lock_guard l(s->mu);
+      if (!s->fold.exists || s->fold.meta.id != source_hi) {
+        *refused = errc::not_found;
+        done = true;
+        break;
+      }
+      if (delta > 0 && s->fold.meta.soft_deleted) {
+        *refused = errc::fork_source_deleted;
+        done = true;
+        break;
+      }
+      cascade = delta < 0 && s->fold.meta.soft_deleted && s->fold.meta.ref_count <= 1;
+      expected = s->fold.next_seq;
+      ckpt = s->fold.has_checkpoint ? s->fold.checkpoint_seq : kNotSeen;
+    }
+    if (cascade) {  // the last reference to a deleted source
+      auto del_op = delete_locked(s, /*collect=*/true);
+      result = co_await del_op;
+      done = true;
+      break;
+    }
+    std::vector<AppendRecord> records;
+    records.push_back(control_record(kRef));
+    records.back().headers.push_back(Header{"r", delta > 0 ? "+1" : "-1"});
+    auto append_op = conditional_append(s, std::move(records), expected, ckpt);
+    auto landing = co_await append_op;
+    if (!landing) {
+      result = landing.error();
+      done = true;
+    } else if (*landing == Landing::landed) {
+      done = true;
+    }
+  }
+  s->write_mu.unlock();
+  if (!done)
+    co_return Error(errc::unavailable, "too much write contention on the fork source; retry");
+  co_return result;
+}
+
+Task<std::optional<Error>> S2Engine::delete_locked(CachePtr c, bool collect) {
+  for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
+    std::optional<ForkRef> fork;
+    bool soft;
+    uint64_t hi, expected, ckpt;
+    {
+      std::lock_guard lock(c->mu);
+      if (!c->fold.exists) co_return std::nullopt;
+      if (c->fold.meta.soft_deleted != collect)
+        co_return std::nullopt;  // already deleted / not ours to collect
+      soft = !collect && c->fold.meta.ref_count > 0;
+      fork = c->fold.meta.fork;
+      hi = c->fold.meta.id;
+      expected = c->fold.next_seq;
+      ckpt = c->fold.has_checkpoint ? c->fold.checkpoint_seq : kNotSeen;
+    }
+    // `h` keeps the incarnation number after a trim removes the meta record,
+    // so a re-created stream still gets a new one.
+    std::vector<AppendRecord> records;
+    records.push_back(control_record(kGone));
+    records.back().headers.push_back(Header{"g", soft ? "soft" : "hard"});
+    records.back().headers.push_back(Header{"h", std::to_string(hi)});
+    auto append_op = conditional_append(c, std::move(records), expected, ckpt);
+    auto landing = co_await append_op;
+    if (!landing) co_return landing.error();
+    if (*landing == Landing::conflict) continue;
+    if (!soft) {
+      uint64_t upto;
+      {
+        std::lock_guard lock(c->mu);
+        upto = c->fold.next_seq - 1;
+      }
+      // Drop the dead incarnation's records (S2 trims asynchronously).
+      AppendInput trim;
+      trim.records.push_back(s2::trim_record(upto));
+      auto trim_op = s2_append(c->name, std::move(trim));
+      auto tr = co_await trim_op;
+      (void)tr;  // best effort
+      if (fork) {
+        std::optional<errc> refused;  // a -1 is never refused
+        auto ref_op = change_ref(fork->source_path, fork->source_id, -1, &refused);
+        auto ref_err = co_await ref_op;
+        if (ref_err) co_return ref_err;
+      }
+    }
+    co_return std::nullopt;
+  }
+  co_return Error(errc::unavailable, "too much write contention on this stream; retry");
+}
+
+void S2Engine::remove(std::string path, Callback<Unit> done) {
+  begin_task();
+  spawn(run_remove(std::move(path), std::move(done)));
+}
+
+Task<void> S2Engine::run_remove(std::string path, Callback<Unit> done) {
+  auto c = cache(path);
+  auto lock = c->write_mu.lock();
+  co_await lock;
+  Result<Unit> out = Error(errc::storage_failure, "delete failed");
+  try {
+    auto op = do_remove(std::move(path));
+    out = co_await op;
+  } catch (const std::exception& e) {
+    out = Error(errc::storage_failure, std::string("S2 engine: ") + e.what());
+  }
+  c->write_mu.unlock();
+  done(std::move(out));
+  end_task();
+}
+
+Task<Result<Unit>> S2Engine::do_remove(std::string path) {
+  auto c = cache(path);                // its write_mu is held by the caller
+  auto refresh_op = refresh(c, true);  // an expired stream is deleted here, and is then not found
+  auto st = co_await refresh_op;
+  if (!st) co_return st.error();
+  {
+    std::lock_guard lock(c->mu);
+    if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
+    if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
+  }
+  auto del_op = delete_locked(c, false);
+  auto err = co_await del_op;
+  if (err) co_return *err;
+  co_return Unit{};
+}
+
+}  // namespace ds::s2engine
