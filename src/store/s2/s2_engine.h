@@ -57,7 +57,8 @@ struct Cache {
   std::deque<PendingAppend> pending;  // appends waiting for the writer
   bool writer_running = false;
   std::chrono::steady_clock::time_point last_batch{};
-  int64_t last_touch_ms = 0;  // when this node last sent a touch record
+  size_t last_batch_size = 0;  // requests the previous batch carried
+  int64_t last_touch_ms = 0;   // when this node last sent a touch record
   std::map<uint64_t, std::function<void(const CommitEvent&)>> watchers;
   uint64_t next_watch = 1;
   std::unique_ptr<s2::ReadSession> session;

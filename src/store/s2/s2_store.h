@@ -50,6 +50,10 @@ struct S2StoreOptions {
   /// Spacing of one stream's appends from this node (S2 allows 200 batches/s
   /// per stream per connection); appends arriving meanwhile join the batch.
   std::chrono::microseconds min_batch_interval{5000};
+  /// After a batch of n appends, the writer waits up to this long for about
+  /// n/2 to queue again before it sends the next one: writers answered
+  /// together come back together, and one batch carries them all.
+  std::chrono::microseconds batch_linger{1000};
   S2StoreStats* stats = nullptr;  ///< optional
 };
 

@@ -166,6 +166,20 @@ Task<void> S2Engine::run_writer(CachePtr c) {
         break;
       }
     }
+    // Linger briefly while the writers the last batch answered come back.
+    for (auto waited = std::chrono::microseconds(0); waited < opts_.batch_linger;) {
+      size_t queued, last;
+      {
+        std::lock_guard lock(c->mu);
+        queued = c->pending.size();
+        last = c->last_batch_size;
+      }
+      if (last <= 1 || queued * 2 >= last) break;
+      auto step = std::min(std::chrono::microseconds(200), opts_.batch_linger - waited);
+      auto nap = timers_.sleep(step);
+      co_await nap;
+      waited += step;
+    }
     // Pace the stream's batches (S2 allows 200 per second per stream and
     // connection); appends arriving meanwhile join the batch.
     auto since = std::chrono::steady_clock::now() - c->last_batch;
@@ -250,6 +264,7 @@ Task<void> S2Engine::write_batch(CachePtr c) {
       co_return;
     }
     c->last_batch = std::chrono::steady_clock::now();
+    c->last_batch_size = reqs.size();
     ++stats_.append_batches;
     stats_.batched_requests += reqs.size();
     if (b.has_checkpoint && b.checkpoint_seq == b.expected) ++stats_.checkpoints;
