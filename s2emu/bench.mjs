@@ -161,6 +161,12 @@ function cpuSeconds(pid) {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** Resident set size of a process in MiB (Linux /proc). */
+function rssMiB(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
 /** A live SSE session from seq_num 0; counts records delivered (from the cumulative `id:` count). */
 function follow(stream) {
   const f = { records: 0, close: null };
@@ -238,6 +244,7 @@ async function backendPhase(latencyMs, batch, streams, followersPerStream) {
   const latencies = [];
   const pid = emu.child.pid;
   const cpu0 = cpuSeconds(pid);
+  const selfCpu0 = process.cpuUsage();
   const deadline = Date.now() + SECONDS * 1000;
   let appends = 0;
   const conns = Array.from({ length: CONNS }, () => rawConnection());
@@ -262,6 +269,9 @@ async function backendPhase(latencyMs, batch, streams, followersPerStream) {
   );
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const emuCpu = (cpuSeconds(pid) - cpu0) / secs;
+  const rss = rssMiB(pid);
+  const self = process.cpuUsage(selfCpu0);
+  const benchCpu = (self.user + self.system) / 1e6 / secs;
   for (const conn of conns) conn.close();
   // Followers must get everything; how long after the last ack do they lag?
   const tEnd = Date.now();
@@ -281,7 +291,11 @@ async function backendPhase(latencyMs, batch, streams, followersPerStream) {
     'p50 ms': pct(0.5),
     'p99 ms': pct(0.99),
     'emu CPU': `${Math.round(emuCpu * 100)}%`,
+    // What one fully busy emulator core would sustain at this shape (the machine may be shared).
+    'appends/s per emu core': fmt(appends / secs / emuCpu),
+    'bench CPU': `${Math.round(benchCpu * 100)}%`,
     'SSE lag ms': lagMs,
+    'emu RSS MiB': rss,
   };
 }
 
