@@ -5,6 +5,7 @@ import { parseBasinConfig, parseStreamConfig } from './config.js';
 import { decodeAppendInput, meteredSize, parseFormat, readBatchJson } from './records.js';
 import { planRead, readSession, resolveStart, unaryRead } from './read.js';
 import { serveSse } from './sse.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   basinHeader,
   firstAccept,
@@ -208,13 +209,24 @@ function racerRecord() {
   return { timestamp: null, headers, body, command: null, metered: meteredSize(headers, body) };
 }
 
-function append(ctx) {
+async function append(ctx) {
   const basin = basinHeader(ctx.req);
   const name = pathStream(ctx);
   rejectBinaryProtocols(ctx.req);
   const format = parseFormat(ctx.req.headers['s2-format']);
   const input = decodeAppendInput(requireJson(ctx.req, ctx.body), format);
   const stream = ctx.store.dataStream(basin, name, 'create_stream_on_append');
+  const limited = ctx.rateLimiter.admit(stream, ctx.req.socket, input.metered, ctx.faults.appendRateLimits());
+  if (limited) {
+    ctx.stats.injected.rateLimited += 1;
+    if (limited === 'bytes') ctx.stats.injected.rateLimitedBytes += 1;
+    throw apiError(
+      'rate_limited',
+      limited === 'bytes'
+        ? `append rate limit exceeded: more than ${ctx.faults.settings.maxAppendBytesPerSec} metered bytes per second on this stream`
+        : `append rate limit exceeded: more than ${ctx.faults.settings.maxAppendBatchesPerSec} batches per second on this stream from this connection`,
+    );
+  }
   if (input.matchSeqNum !== null && ctx.faults.racerStrikes()) {
     stream.append({ records: [racerRecord()] });
     ctx.stats.injected.racer += 1;
@@ -222,6 +234,18 @@ function append(ctx) {
   const ack = stream.append(input);
   ctx.stats.appendedRecords += input.records.length;
   if (ctx.lostAck) throw apiError(ctx.lostAck, 'emulator fault: injected error after the append was applied');
+  const holdMs = ctx.faults.slowLostAck(input.matchSeqNum !== null);
+  if (holdMs !== null) {
+    ctx.stats.injected.slowLostAcks += 1;
+    const gone = new AbortController();
+    ctx.res.once('close', () => gone.abort());
+    try {
+      await sleep(holdMs, undefined, { signal: gone.signal });
+    } catch {
+      return; // the client (or the emulator) closed the connection while the ack was held
+    }
+    throw apiError('unavailable', 'emulator fault: append applied, ack held then lost');
+  }
   sendJson(ctx.res, 200, ack);
 }
 

@@ -52,6 +52,18 @@ export const DEFAULT_SETTINGS = Object.freeze({
   racerNext: 0,
   /** Idle interval between SSE pings while following (lite: random 5–15 s). */
   pingIntervalMs: 10000,
+  /** S2's per-stream, per-connection limit on append batches per second (S2: 200); null = off. */
+  maxAppendBatchesPerSec: null,
+  /** S2's per-stream limit on appended metered bytes per second (S2: 100 MiB); null = off. */
+  maxAppendBytesPerSec: null,
+  /** The next N applied appends (of those eligible) lose their ack slowly: held, then 503. */
+  slowLostAckNext: 0,
+  /** Fraction [0,1] of applied (eligible) appends whose ack is lost slowly. */
+  slowLostAckRate: 0,
+  /** How long a slowly lost ack is held before the 503 is sent. */
+  slowLostAckHoldMs: 5000,
+  /** Only appends carrying match_seq_num are eligible for slow lost acks. */
+  slowLostAckConditionalOnly: false,
 });
 
 const CUT_MODES = new Set(['destroy', 'end', 'error']);
@@ -64,11 +76,17 @@ function check(key, value) {
     case 'latencyMs':
     case 'errorNext':
     case 'racerNext':
+    case 'slowLostAckNext':
+    case 'slowLostAckHoldMs':
       return nonNegInt(value) ? null : `${key} must be a non-negative integer`;
     case 'pingIntervalMs':
       return Number.isSafeInteger(value) && value > 0 ? null : 'pingIntervalMs must be a positive integer';
+    case 'maxAppendBatchesPerSec':
+    case 'maxAppendBytesPerSec':
+      return value === null || (Number.isSafeInteger(value) && value > 0) ? null : `${key} must be null (off) or a positive integer`;
     case 'errorRate':
     case 'racerProbability':
+    case 'slowLostAckRate':
       return fraction(value) ? null : `${key} must be a number in [0, 1]`;
     case 'errorCodes':
       return Array.isArray(value) && value.length > 0 && value.every((c) => c in CODE_STATUS)
@@ -79,7 +97,8 @@ function check(key, value) {
         ? null
         : `errorOps must be null or a list of: ${OPS.join(', ')}`;
     case 'errorApplyAppend':
-      return typeof value === 'boolean' ? null : 'errorApplyAppend must be a boolean';
+    case 'slowLostAckConditionalOnly':
+      return typeof value === 'boolean' ? null : `${key} must be a boolean`;
     case 'seed':
       return value === null || (Number.isSafeInteger(value) && value >= 0) ? null : 'seed must be null or a non-negative integer';
     case 'sseCutAfterEvents':
@@ -173,6 +192,26 @@ export class Faults {
       return true;
     }
     return s.racerProbability > 0 && this.random() < s.racerProbability;
+  }
+
+  /** The append rate limits now in force (null = no limit). */
+  appendRateLimits() {
+    const s = this.settings;
+    return { maxBatchesPerSec: s.maxAppendBatchesPerSec, maxBytesPerSec: s.maxAppendBytesPerSec };
+  }
+
+  /**
+   * Hold time (ms) if the ack of this just-applied append is to be lost
+   * slowly, else null. Consumes slowLostAckNext first.
+   */
+  slowLostAck(conditional) {
+    const s = this.settings;
+    if (s.slowLostAckConditionalOnly && !conditional) return null;
+    if (s.slowLostAckNext > 0) {
+      s.slowLostAckNext -= 1;
+      return s.slowLostAckHoldMs;
+    }
+    return s.slowLostAckRate > 0 && this.random() < s.slowLostAckRate ? s.slowLostAckHoldMs : null;
   }
 
   /** Snapshot of the SSE faults for one session (fixed at session start). */

@@ -28,6 +28,13 @@ fault injection (all changeable at runtime via POST /_emu/faults):
   --sse-stall-after-ms N      stall SSE read sessions N ms after they start
   --racer-probability P       a racing writer strikes before appends carrying match_seq_num
   --racer-next N              ... before the next N such appends
+  --slow-lost-ack-next N      the next N applied appends: ack held, then 503 unavailable
+  --slow-lost-ack-rate P      ... a fraction P of applied appends
+  --slow-lost-ack-hold-ms N   how long such an ack is held (default 5000)
+  --slow-lost-ack-conditional-only  only appends carrying match_seq_num lose their ack
+S2's append rate limits (off by default; also changeable via POST /_emu/faults):
+  --max-append-batches-per-sec N  per stream per client connection (S2: 200); beyond → 429 rate_limited
+  --max-append-bytes-per-sec N    metered bytes per stream (S2: 104857600); beyond → 429 rate_limited
 `;
 
 const options = {
@@ -51,6 +58,12 @@ const options = {
   'sse-stall-after-ms': { type: 'string' },
   'racer-probability': { type: 'string' },
   'racer-next': { type: 'string' },
+  'slow-lost-ack-next': { type: 'string' },
+  'slow-lost-ack-rate': { type: 'string' },
+  'slow-lost-ack-hold-ms': { type: 'string' },
+  'slow-lost-ack-conditional-only': { type: 'boolean' },
+  'max-append-batches-per-sec': { type: 'string' },
+  'max-append-bytes-per-sec': { type: 'string' },
 };
 
 function die(msg) {
@@ -88,6 +101,11 @@ const numeric = {
   'sse-stall-after-ms': 'sseStallAfterMs',
   'racer-probability': 'racerProbability',
   'racer-next': 'racerNext',
+  'slow-lost-ack-next': 'slowLostAckNext',
+  'slow-lost-ack-rate': 'slowLostAckRate',
+  'slow-lost-ack-hold-ms': 'slowLostAckHoldMs',
+  'max-append-batches-per-sec': 'maxAppendBatchesPerSec',
+  'max-append-bytes-per-sec': 'maxAppendBytesPerSec',
 };
 for (const [flag, key] of Object.entries(numeric)) {
   if (values[flag] !== undefined) faults[key] = num(flag, values[flag]);
@@ -95,6 +113,7 @@ for (const [flag, key] of Object.entries(numeric)) {
 if (values['error-codes'] !== undefined) faults.errorCodes = values['error-codes'].split(',').filter(Boolean);
 if (values['error-ops'] !== undefined) faults.errorOps = values['error-ops'].split(',').filter(Boolean);
 if (values['error-apply-append']) faults.errorApplyAppend = true;
+if (values['slow-lost-ack-conditional-only']) faults.slowLostAckConditionalOnly = true;
 if (values['sse-cut-mode'] !== undefined) faults.sseCutMode = values['sse-cut-mode'];
 
 let emu;

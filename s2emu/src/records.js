@@ -7,6 +7,8 @@ export const MAX_BATCH_BYTES = 1024 * 1024;
 export const MAX_FENCING_TOKEN_BYTES = 36;
 
 const EMPTY = Buffer.alloc(0);
+/** Shared by all records without headers (most of them): one array less per stored record. */
+export const NO_HEADERS = Object.freeze([]);
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Parses the `s2-format` header: raw (default, alias json) or base64 (alias json-binsafe). */
@@ -37,13 +39,22 @@ function decodeString(s, format) {
   return format === 'base64' ? decodeBase64Strict(s) : Buffer.from(s, 'utf8');
 }
 
-function encodeBytes(buf, format) {
-  return format === 'base64' ? buf.toString('base64') : buf.toString('utf8');
+/**
+ * A record body is a Buffer, or (for raw-format records without headers, the
+ * common case) the well-formed JS string it was appended as, standing for its
+ * UTF-8 bytes. Storing the string saves a Buffer object per record, which is
+ * most of the garbage collector's work in long append benchmarks.
+ */
+function encodeBytes(bytes, format) {
+  if (typeof bytes === 'string') return format === 'base64' ? Buffer.from(bytes, 'utf8').toString('base64') : bytes;
+  return format === 'base64' ? bytes.toString('base64') : bytes.toString('utf8');
 }
+
+const byteLength = (bytes) => (typeof bytes === 'string' ? Buffer.byteLength(bytes, 'utf8') : bytes.length);
 
 /** metered = 8 + 2·headers + Σ(name + value) + body, over decoded bytes. */
 export function meteredSize(headers, body) {
-  let size = 8 + 2 * headers.length + body.length;
+  let size = 8 + 2 * headers.length + byteLength(body);
   for (const [name, value] of headers) size += name.length + value.length;
   return size;
 }
@@ -99,9 +110,10 @@ function decodeAppendRecord(json, format) {
   if (timestamp !== null && !isU64(timestamp)) {
     throw badJson('records.timestamp: invalid type: expected u64');
   }
-  const headers = [];
+  let headers = NO_HEADERS;
   if (rawHeaders !== null) {
     if (!Array.isArray(rawHeaders)) throw badJson('records.headers: invalid type: expected a sequence');
+    if (rawHeaders.length !== 0) headers = [];
     for (const h of rawHeaders) {
       if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string') {
         throw badJson('records.headers: invalid type: expected a tuple of 2 strings');
@@ -111,6 +123,12 @@ function decodeAppendRecord(json, format) {
   }
   if (rawBody !== null && typeof rawBody !== 'string') {
     throw badJson('records.body: invalid type: expected a string');
+  }
+  if (headers === NO_HEADERS && format === 'raw' && rawBody !== null && rawBody.isWellFormed()) {
+    // Lone surrogates would become U+FFFD as UTF-8: such bodies take the Buffer path below.
+    const metered = meteredSize(headers, rawBody);
+    if (metered > MAX_BATCH_BYTES) throw invalid('record must have metered size less than 1 MiB');
+    return { timestamp, headers, body: rawBody, command: null, metered };
   }
   const body = rawBody === null ? EMPTY : decodeString(rawBody, format);
   const command = parseCommand(headers, body);
@@ -151,14 +169,12 @@ export function decodeAppendInput(json, format) {
 }
 
 /**
- * JSON text of one sequenced record, cached per format on the (immutable) record.
- * Ordinary records leave out empty `headers` and empty `body`; command records
- * always carry `headers`, and a fence with an empty token leaves out `body`.
+ * JSON text of one sequenced record. Ordinary records leave out empty
+ * `headers` and empty `body`; command records always carry `headers`, and a
+ * fence with an empty token leaves out `body`. Not cached on the record: a
+ * string per stored record would double the heap of a long benchmark.
  */
 export function recordJson(rec, format) {
-  const cacheKey = format === 'base64' ? '_b64' : '_raw';
-  const cached = rec[cacheKey];
-  if (cached !== undefined) return cached;
   let s = `{"seq_num":${rec.seq},"timestamp":${rec.ts}`;
   if (rec.headers.length > 0) {
     s += ',"headers":[';
@@ -170,13 +186,20 @@ export function recordJson(rec, format) {
     s += ']';
   }
   if (rec.body.length > 0) s += `,"body":${JSON.stringify(encodeBytes(rec.body, format))}`;
-  s += '}';
-  rec[cacheKey] = s;
-  return s;
+  return s + '}';
 }
+
+/**
+ * records array → {tail, raw?, base64?}: a live batch is one array shared by
+ * all its followers, so it is encoded once per format however many SSE
+ * sessions follow the stream. The entry goes with the array.
+ */
+const batchJsonCache = new WeakMap();
 
 /** JSON text of a ReadBatch: `{"records":[…]}` plus `tail` only when given. */
 export function readBatchJson(records, format, tail) {
+  let cached = batchJsonCache.get(records);
+  if (cached !== undefined && cached.tail === tail && cached[format] !== undefined) return cached[format];
   let s = '{"records":[';
   for (let i = 0; i < records.length; i++) {
     if (i > 0) s += ',';
@@ -184,7 +207,10 @@ export function readBatchJson(records, format, tail) {
   }
   s += ']';
   if (tail) s += `,"tail":{"seq_num":${tail.seq_num},"timestamp":${tail.timestamp}}`;
-  return s + '}';
+  s += '}';
+  if (cached === undefined || cached.tail !== tail) batchJsonCache.set(records, (cached = { tail }));
+  cached[format] = s;
+  return s;
 }
 
 /** Builds the headers/body of a command record as stored. */

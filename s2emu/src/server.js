@@ -9,6 +9,7 @@ import { apiError } from './errors.js';
 import { HANDLERS, refineOp, route } from './api.js';
 import { readBody, sendEmpty, sendError } from './http.js';
 import { handleControl } from './control.js';
+import { AppendRateLimiter } from './ratelimit.js';
 
 /**
  * Starts an emulator.
@@ -19,6 +20,7 @@ import { handleControl } from './control.js';
  * @param {number} [opts.deletionDelayMs] how long deleted streams/basins stay "deletion pending" (default 0)
  * @param {string[]} [opts.basins] basins to create at start
  * @param {boolean} [opts.autoCreateStreams] those basins create streams on append/read
+ * @param {() => number} [opts.clock] monotonic milliseconds for the append rate limits (tests pass a fake)
  * @returns {Promise<{url: string, port: number, server: http.Server, store: Store, faults: Faults, stats: Stats, close: () => Promise<void>}>}
  */
 export async function startEmulator(opts = {}) {
@@ -26,6 +28,7 @@ export async function startEmulator(opts = {}) {
   const store = new Store({ deletionDelayMs });
   const faults = new Faults(opts.faults ?? {});
   const stats = new Stats();
+  const rateLimiter = new AppendRateLimiter(opts.clock ?? (() => performance.now()));
   for (const b of basins) store.ensureBasinFromCli(b, { autoCreateStreams });
   const pingIntervalMs = () => faults.settings.pingIntervalMs;
 
@@ -67,7 +70,7 @@ export async function startEmulator(opts = {}) {
       await sleep(latencyMs);
     }
     const injected = faults.injectedError(op);
-    const ctx = { req, res, body, params: r.params, rawQuery, store, faults, stats, pingIntervalMs, lostAck: null };
+    const ctx = { req, res, body, params: r.params, rawQuery, store, faults, stats, rateLimiter, pingIntervalMs, lostAck: null };
     if (injected) {
       stats.injected.errors += 1;
       if (op === 'append' && faults.settings.errorApplyAppend) ctx.lostAck = injected;

@@ -58,7 +58,20 @@ export async function serveSse({ res, session, abort, format, faults, stats, onC
   if (faults.stallAfterMs !== null) timers.push(setTimeout(() => trip('stall'), faults.stallAfterMs));
 
   let flushed = Promise.resolve();
+  // Events produced in one event-loop turn (several appends landing together)
+  // leave in one writev: syscalls were the emulator's largest cost with many
+  // small appends and live followers.
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    res.uncork();
+  };
   const write = async (chunk) => {
+    if (!corked) {
+      corked = true;
+      res.cork();
+      setImmediate(uncork);
+    }
     let ok;
     flushed = new Promise((resolve) => {
       ok = res.write(chunk, () => resolve());

@@ -10,7 +10,19 @@ export class Stats {
   reset() {
     this.requests = {};
     this.responses = {};
-    this.injected = { latency: 0, errors: 0, racer: 0, sseCuts: 0, sseStalls: 0 };
+    this.injected = {
+      latency: 0,
+      errors: 0,
+      racer: 0,
+      sseCuts: 0,
+      sseStalls: 0,
+      /** appends answered 429 rate_limited (either limit) */
+      rateLimited: 0,
+      /** of those, the ones the byte limit refused */
+      rateLimitedBytes: 0,
+      /** appends applied whose ack was held, then answered 503 */
+      slowLostAcks: 0,
+    };
     this.sessionsOpened = 0;
     this.appendedRecords = 0;
     this.sseEvents = { batch: 0, ping: 0, error: 0, done: 0 };

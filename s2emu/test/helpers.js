@@ -14,8 +14,11 @@ export async function withEmu(opts, fn) {
   }
 }
 
-/** Minimal HTTP client returning {status, headers, text, json}. */
-export function client(baseUrl) {
+/**
+ * Minimal HTTP client returning {status, headers, text, json}.
+ * `agent`: an http.Agent, e.g. `connection()`, to pin requests to one TCP connection.
+ */
+export function client(baseUrl, { agent } = {}) {
   const request = (method, path, { basin = BASIN, json, body, headers = {} } = {}) =>
     new Promise((resolve, reject) => {
       const h = { ...headers };
@@ -25,7 +28,7 @@ export function client(baseUrl) {
         payload = JSON.stringify(json);
         if (h['content-type'] === undefined) h['content-type'] = 'application/json';
       }
-      const req = http.request(new URL(path, baseUrl), { method, headers: h }, (res) => {
+      const req = http.request(new URL(path, baseUrl), { method, headers: h, ...(agent ? { agent } : {}) }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
@@ -57,6 +60,15 @@ export function client(baseUrl) {
         : request('POST', '/_emu/faults', { basin: null, json: patch }),
     sse: (name, query = '', opts = {}) => openSse(baseUrl, `/v1/streams/${s(name)}/records${query ? `?${query}` : ''}`, opts),
   };
+}
+
+/**
+ * An agent holding a single keep-alive TCP connection: sequential requests
+ * through it share one connection (as S2's per-connection limits see it).
+ * Call destroy() when done.
+ */
+export function connection() {
+  return new http.Agent({ keepAlive: true, maxSockets: 1 });
 }
 
 /** Parses one SSE event block into {event, id, data}. */

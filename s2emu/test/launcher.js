@@ -5,8 +5,11 @@ import path from 'node:path';
 
 export const LAUNCHER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../scripts/s2emu');
 
-export function launch(args, { timeoutMs = 10_000 } = {}) {
-  const child = spawn(LAUNCHER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `nodeArgs` (e.g. ['--cpu-prof']) runs src/main.js under `node` with them instead of scripts/s2emu. */
+export function launch(args, { timeoutMs = 10_000, nodeArgs = null } = {}) {
+  const child = nodeArgs
+    ? spawn(process.execPath, [...nodeArgs, path.resolve(path.dirname(LAUNCHER), '../s2emu/src/main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(LAUNCHER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

@@ -81,3 +81,36 @@ test('record JSON leaves out empty headers and body; raw is lossy UTF-8', () => 
   assert.equal(readBatchJson([rec], 'raw', null), '{"records":[{"seq_num":3,"timestamp":7}]}');
   assert.equal(readBatchJson([], 'raw', { seq_num: 1, timestamp: 2 }), '{"records":[],"tail":{"seq_num":1,"timestamp":2}}');
 });
+
+test('raw bodies without headers are stored as their string: same bytes, metering and encodings', () => {
+  const [plain, multi, lone, empty, withHeaders] = decodeAppendInput(
+    { records: [{ body: 'abc' }, { body: 'é€😀' }, { body: 'a\ud800b' }, { body: '', headers: [] }, { headers: [['k', 'v']], body: 'x' }] },
+    'raw',
+  ).records;
+  assert.equal(plain.body, 'abc');
+  assert.equal(plain.metered, 8 + 3);
+  assert.equal(multi.body, 'é€😀');
+  assert.equal(multi.metered, 8 + 2 + 3 + 4, 'metered over UTF-8 bytes, not UTF-16 units');
+  assert.ok(Buffer.isBuffer(lone.body), 'a lone surrogate takes the Buffer path');
+  assert.equal(lone.metered, 8 + 5);
+  assert.equal(empty.metered, 8);
+  assert.ok(Buffer.isBuffer(withHeaders.body));
+  const rec = (r, seq) => ({ seq, ts: 1, headers: r.headers, body: r.body });
+  assert.equal(recordJson(rec(multi, 0), 'raw'), '{"seq_num":0,"timestamp":1,"body":"é€😀"}');
+  assert.equal(JSON.parse(recordJson(rec(multi, 0), 'base64')).body, Buffer.from('é€😀').toString('base64'));
+  assert.equal(JSON.parse(recordJson(rec(lone, 1), 'raw')).body, 'a\ufffdb');
+  assert.equal(recordJson(rec(empty, 2), 'raw'), '{"seq_num":2,"timestamp":1}');
+  assert.throws(() => decodeAppendInput({ records: [{ headers: '' }] }, 'raw'), (e) => e.status === 400 && /expected a sequence/.test(e.body.message));
+});
+
+test('readBatchJson: a batch array is encoded once per format and tail', () => {
+  const rec = { seq: 0, ts: 1, headers: [], body: 'a' };
+  const batch = [rec];
+  const tail = { seq_num: 1, timestamp: 1 };
+  const first = readBatchJson(batch, 'raw', tail);
+  rec.body = 'changed'; // records are immutable in the store; this only reveals the cache
+  assert.equal(readBatchJson(batch, 'raw', tail), first, 'same array and tail: cached');
+  assert.match(readBatchJson(batch, 'base64', tail), /"body":"Y2hhbmdlZA=="/, 'per format');
+  assert.match(readBatchJson(batch, 'raw', { ...tail }), /"body":"changed"/, 'another tail: encoded again');
+  assert.match(readBatchJson([rec], 'raw', tail), /"body":"changed"/, 'another array: encoded again');
+});
