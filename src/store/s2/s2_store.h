@@ -50,10 +50,11 @@ struct S2StoreOptions {
   /// Spacing of one stream's appends from this node (S2 allows 200 batches/s
   /// per stream per connection); appends arriving meanwhile join the batch.
   std::chrono::microseconds min_batch_interval{5000};
-  /// After a batch of n appends, the writer waits up to this long for about
-  /// n/2 to queue again before it sends the next one: writers answered
-  /// together come back together, and one batch carries them all.
-  std::chrono::microseconds batch_linger{1000};
+  /// After a batch of n > 1 appends, the writer waits up to this long for
+  /// about n to queue again before it sends the next one: writers answered
+  /// together come back together, and one batch then carries them all
+  /// (64 writers on one stream at 10 ms: 2,600/s without, 3,900/s with).
+  std::chrono::microseconds batch_linger{2000};
   S2StoreStats* stats = nullptr;  ///< optional
 };
 

@@ -174,7 +174,7 @@ Task<void> S2Engine::run_writer(CachePtr c) {
         queued = c->pending.size();
         last = c->last_batch_size;
       }
-      if (last <= 1 || queued * 2 >= last) break;
+      if (last <= 1 || queued * 10 >= last * 9) break;
       auto step = std::min(std::chrono::microseconds(200), opts_.batch_linger - waited);
       auto nap = timers_.sleep(step);
       co_await nap;
