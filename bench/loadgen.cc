@@ -20,7 +20,7 @@ namespace {
 constexpr std::string_view kUsage = R"(usage: ds-loadgen --scenario NAME [options]
 
 scenarios:
-  append           --writers C --streams S --body-bytes B [--rate R] [--verify]
+  append           --writers C --streams S --body-bytes B [--rate R] [--verify] [--warmup SECS]
   sse-fanout       --readers N --rate R --body-bytes B
   longpoll-fanout  --readers N --rate R --body-bytes B
   roundtrip        --mode sse|long-poll [--count K]
@@ -118,6 +118,8 @@ int main(int argc, char** argv) {
       o.prefix = v;
     else if (a == "--duration")
       o.duration_s = number<double>(a, v);
+    else if (a == "--warmup")
+      o.warmup_s = number<double>(a, v);
     else if (a == "--server-pid") {
       for (auto part : split_commas(v)) o.server_pids.push_back(number<int>(a, part));
     }

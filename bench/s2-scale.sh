@@ -18,7 +18,8 @@
 #   bench/s2-scale.sh --smoke    tiny parameters (< 60 s), writes no docs; fails only on a
 #                                protocol error or a lost / duplicated append, never on speed
 #
-# Options: --latencies "10 1", --duration SECS (measured phase per case; full 10, smoke 1.5),
+# Options: --latencies "10 1", --duration SECS (measured phase per case; full 10, smoke 1.5;
+# the full run first loads each case for WARMUP seconds, env, default 2, unmeasured),
 # --only "one-stream many-streams three-nodes embedded" (a subset), --out FILE.jsonl (the report
 # then goes to FILE.md). Env: BUILD_DIR (default build), KEEP_TMP=1 keeps server logs.
 # Exit status: 0 if every case ran and verified; 1 if a case failed (ds-loadgen error, lost or
@@ -49,9 +50,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 if ((SMOKE)); then
-  D="${DURATION:-1.5}"; W=8; W3=3; STREAMS=10; LIMIT=40
+  D="${DURATION:-1.5}"; WARMUP=0; W=8; W3=3; STREAMS=10; LIMIT=40
 else
-  D="${DURATION:-10}"; W=64; W3=22; STREAMS=100; LIMIT=240
+  D="${DURATION:-10}"; WARMUP="${WARMUP:-2}"; W=64; W3=22; STREAMS=100; LIMIT=240
 fi
 BASIN=bench-basin
 
@@ -191,7 +192,7 @@ run_case() {
   out="$(timeout --kill-after=5 "$LIMIT" "$LOADGEN" --scenario append \
     --url "$(IFS=,; echo "${URLS[*]}")" --server-pid "$(IFS=,; echo "${SPIDS[*]}")" \
     --label "$kind" --json --verify --writers "$writers" --streams "$streams" --body-bytes 100 \
-    --duration "$D" "${extra[@]}" 2>"$dir/loadgen.err")"
+    --duration "$D" --warmup "$WARMUP" "${extra[@]}" 2>"$dir/loadgen.err")"
   rc=$?
   stop_all
   local what="$case on $kind${lat:+ at ${lat} ms}"

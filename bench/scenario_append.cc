@@ -32,8 +32,10 @@ struct AppendRun {
   uint64_t rejected = 0;                   // --verify: 5xx / 429 answers
   std::map<int, uint64_t> reject_statuses;  // status -> count
   bool stopping = false;
+  bool measuring = true;     // false during --warmup: answers are not counted
   int active = 0;
-  int64_t start_ns = 0;
+  int64_t start_ns = 0;      // the writers' start (the --rate schedule's origin)
+  int64_t measure_ns = 0;    // the measured phase's start
   int64_t last_ns = 0;
 };
 
@@ -130,9 +132,11 @@ class Writer final : public HttpConn {
     }
     if (run_.o->verify) states_.back() = 1;
     int64_t now = read_time_ns();
-    run_.latency.record(now - sent_ns_);
-    ++run_.completed;
-    run_.last_ns = now;
+    if (run_.measuring) {
+      run_.latency.record(now - sent_ns_);
+      ++run_.completed;
+      run_.last_ns = now;
+    }
     if (head().close) {
       connect();
       return;
@@ -260,15 +264,28 @@ int run_append(const Options& o) {
   std::vector<std::unique_ptr<Writer>> writers;
   for (int i = 0; i < o.writers; ++i) writers.push_back(std::make_unique<Writer>(io, run, i));
   asio::steady_timer deadline(io);
-  probe.start();
+  asio::steady_timer warmup(io);
+  auto begin_measuring = [&] {
+    run.measuring = true;
+    probe.start();
+    run.measure_ns = now_ns();
+    run.last_ns = run.measure_ns;
+    deadline.expires_after(std::chrono::nanoseconds(static_cast<int64_t>(o.duration_s * 1e9)));
+    deadline.async_wait([&](const boost::system::error_code&) { run.stopping = true; });
+  };
+  run.measuring = o.warmup_s <= 0;
+  if (run.measuring) begin_measuring();
   run.start_ns = now_ns();
   for (auto& w : writers) w->start();
-  deadline.expires_after(std::chrono::nanoseconds(static_cast<int64_t>(o.duration_s * 1e9)));
-  deadline.async_wait([&](const boost::system::error_code&) { run.stopping = true; });
+  if (!run.measuring) {
+    // Connections, the server's per-stream state and the S2 client's pool settle first.
+    warmup.expires_after(std::chrono::nanoseconds(static_cast<int64_t>(o.warmup_s * 1e9)));
+    warmup.async_wait([&](const boost::system::error_code&) { begin_measuring(); });
+  }
   io.run();
   probe.end();
 
-  double elapsed = static_cast<double>(run.last_ns - run.start_ns) / 1e9;
+  double elapsed = static_cast<double>(run.last_ns - run.measure_ns) / 1e9;
   Report r;
   r.str("scenario", "append");
   r.str("label", o.label);
@@ -276,6 +293,7 @@ int run_append(const Options& o) {
   r.integer("streams", o.streams);
   r.integer("body_bytes", o.body_bytes);
   r.num("target_rate", o.rate);
+  if (o.warmup_s > 0) r.num("warmup_s", o.warmup_s);
   r.num("elapsed_s", elapsed);
   r.integer("appends", static_cast<int64_t>(run.completed));
   r.num("appends_per_s", elapsed > 0 ? static_cast<double>(run.completed) / elapsed : 0);
