@@ -375,11 +375,13 @@ void ServerProbe::report(Report& r, double units, std::string_view per_unit_key)
     r.integer("server_rss_start_kb", start_.rss_kb);
     r.integer("server_rss_end_kb", end_.rss_kb);
   }
-  if (o_.server_pids.size() > 1) r.integer("server_processes", static_cast<int64_t>(o_.server_pids.size()));
+  if (o_.server_pids.size() > 1)
+    r.integer("server_processes", static_cast<int64_t>(o_.server_pids.size()));
   if (emu_start_.ok && emu_end_.ok && end_ns_ > start_ns_) {
     int64_t us = emu_end_.cpu_us - emu_start_.cpu_us;
     r.integer("emulator_cpu_us", us);
-    r.num("emulator_cpu_pct", static_cast<double>(us) * 1e5 / static_cast<double>(end_ns_ - start_ns_));
+    r.num("emulator_cpu_pct",
+          static_cast<double>(us) * 1e5 / static_cast<double>(end_ns_ - start_ns_));
   }
   if (!o_.s2_stats_url.empty()) {
     std::string j;

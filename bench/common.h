@@ -30,13 +30,13 @@ struct Options {
   std::string label;   // copied into the result (which server this was)
   std::string prefix;  // stream-name prefix; default: "bench-<pid>-<time>"
   double duration_s = 10;
-  double warmup_s = 0;  // append: unmeasured load before the measured phase
-  int server_pid = 0;             // the first of server_pids
-  std::vector<int> server_pids;   // --server-pid A,B,C: CPU and RSS are summed over all
-  int emulator_pid = 0;           // --emulator-pid: its CPU is reported separately
+  double warmup_s = 0;           // append: unmeasured load before the measured phase
+  int server_pid = 0;            // the first of server_pids
+  std::vector<int> server_pids;  // --server-pid A,B,C: CPU and RSS are summed over all
+  int emulator_pid = 0;          // --emulator-pid: its CPU is reported separately
   std::string s2_stats_url;
-  bool s2_metrics = false;        // --s2-metrics: deltas of dstreamd_s2_* counters on /metrics
-  bool verify = false;            // append: unique bodies, read back, count lost/duplicated
+  bool s2_metrics = false;  // --s2-metrics: deltas of dstreamd_s2_* counters on /metrics
+  bool verify = false;      // append: unique bodies, read back, count lost/duplicated
   bool json = false;
   int writers = 64;
   int streams = 100;

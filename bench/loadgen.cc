@@ -108,7 +108,13 @@ int main(int argc, char** argv) {
     std::string_view v = argv[++i];
     if (a == "--url") {
       for (auto part : split_commas(v)) o.urls.emplace_back(part);
-    } else if (a == "--emulator-pid")
+      continue;
+    }
+    if (a == "--server-pid") {
+      for (auto part : split_commas(v)) o.server_pids.push_back(number<int>(a, part));
+      continue;
+    }
+    if (a == "--emulator-pid")
       o.emulator_pid = number<int>(a, v);
     else if (a == "--scenario")
       o.scenario = v;
@@ -120,9 +126,6 @@ int main(int argc, char** argv) {
       o.duration_s = number<double>(a, v);
     else if (a == "--warmup")
       o.warmup_s = number<double>(a, v);
-    else if (a == "--server-pid") {
-      for (auto part : split_commas(v)) o.server_pids.push_back(number<int>(a, part));
-    }
     else if (a == "--s2-stats")
       o.s2_stats_url = v;
     else if (a == "--writers")

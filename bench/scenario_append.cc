@@ -29,13 +29,13 @@ struct AppendRun {
   std::string body;
   Histogram latency;
   uint64_t completed = 0;
-  uint64_t rejected = 0;                   // --verify: 5xx / 429 answers
+  uint64_t rejected = 0;                    // --verify: 5xx / 429 answers
   std::map<int, uint64_t> reject_statuses;  // status -> count
   bool stopping = false;
-  bool measuring = true;     // false during --warmup: answers are not counted
+  bool measuring = true;  // false during --warmup: answers are not counted
   int active = 0;
-  int64_t start_ns = 0;      // the writers' start (the --rate schedule's origin)
-  int64_t measure_ns = 0;    // the measured phase's start
+  int64_t start_ns = 0;    // the writers' start (the --rate schedule's origin)
+  int64_t measure_ns = 0;  // the measured phase's start
   int64_t last_ns = 0;
 };
 
@@ -323,7 +323,10 @@ int run_append(const Options& o) {
     if (!v.ok()) status = 3;
   }
   emit(o, r);
-  if (status != 0) std::cerr << "ds-loadgen: verification failed (lost, duplicated, misplaced, malformed or copies differ)" << std::endl;
+  if (status != 0)
+    std::cerr << "ds-loadgen: verification failed (lost, duplicated, misplaced, malformed or "
+                 "copies differ)"
+              << std::endl;
   return status;
 }
 
