@@ -112,6 +112,7 @@ if (opt.summary) {
     if (d.conns_per_1000 !== undefined) parts.push(`S2 conns opened/1000 req ${fmt(d.conns_per_1000)}`);
     if (r.emulator_cpu_pct !== undefined) parts.push(`emulator CPU ${fmt(r.emulator_cpu_pct)} %`);
     console.log(`${name}: ${parts.join(", ")}`);
+    if (r.refused_example) console.log(`  first refusal: ${r.refused_example}`);
     if (verifyBad(r) || r.error) {
       console.log(`  ^ FAILED: ${r.error ?? "verification"} (lost ${r.lost}, duplicated ${r.duplicated}, misplaced ${r.misplaced}, malformed ${r.malformed}, copies differing ${r.targets_differ})`);
       bad++;
@@ -162,6 +163,7 @@ const rowsFor = (r) => {
     lostdup: r.lost === undefined ? "–" : `${r.lost} / ${r.duplicated}${r.case === "three-nodes" ? (r.lost === 0 && r.duplicated === 0 ? " ✓" : " ✗") : ""}`,
     refused: r.refused === undefined ? "–" : r.refused ? `${r.refused} ${JSON.stringify(r.refused_statuses)}` : "0",
     unacked: fmt(r.unacked_present),
+    refex: r.refused_example ? `\`${r.refused_example.replace(/[|`\n]/g, " ").slice(0, 160)}\`` : "–",
     s2all: tgt(d.s2_per_append, "s2_per_append", le, "≤"),
     s2app: fmt(d.s2_appends_per_append),
     s2kinds: r.s2_requests ? Object.entries(r.s2_requests).map(([k, v]) => `${k} ${v}`).join(", ") || "none" : "–",
@@ -188,6 +190,7 @@ const ROWS = [
   ["lost / duplicated", "lostdup"],
   ["refused (5xx/429, not acknowledged)", "refused"],
   ["refused yet present (ambiguous, allowed)", "unacked"],
+  ["first refusal (status, body)", "refex"],
   ["S2 requests per append (all kinds)", "s2all"],
   ["S2 appends per append", "s2app"],
   ["S2 requests by kind", "s2kinds"],

@@ -31,6 +31,7 @@ struct AppendRun {
   uint64_t completed = 0;
   uint64_t rejected = 0;                    // --verify: 5xx / 429 answers
   std::map<int, uint64_t> reject_statuses;  // status -> count
+  std::string reject_example;               // the first refusal's status and body (truncated)
   bool stopping = false;
   bool measuring = true;  // false during --warmup: answers are not counted
   int active = 0;
@@ -111,10 +112,19 @@ class Writer final : public HttpConn {
   void on_written(const boost::system::error_code& ec) override {
     if (ec) die("write: " + ec.message());
   }
+  void on_body(std::string_view b) override {
+    if (head().status >= 300 && err_body_.size() < 300) err_body_.append(b.substr(0, 300));
+  }
   void on_message_end() override {
     int status = head().status;
     if (status != 204 && status != 200) {
-      if (!run_.o->verify || !(status >= 500 || status == 429)) die_status("POST (append)", status);
+      if (!run_.o->verify || !(status >= 500 || status == 429)) {
+        die("POST (append): unexpected HTTP status " + std::to_string(status) + ": " + err_body_);
+      }
+      if (run_.reject_example.empty()) {
+        run_.reject_example = std::to_string(status) + " " + err_body_;
+      }
+      err_body_.clear();
       states_.back() = 2;
       ++run_.rejected;
       ++run_.reject_statuses[status];
@@ -152,6 +162,7 @@ class Writer final : public HttpConn {
   const std::string& host_;
   asio::steady_timer timer_;
   std::string body_;
+  std::string err_body_;  // the body of a non-2xx answer (truncated)
   std::vector<uint8_t> states_;
   uint64_t k_ = 0;
   int64_t sent_ns_ = 0;
@@ -310,6 +321,7 @@ int run_append(const Options& o) {
     }
     j.push_back('}');
     r.raw("refused_statuses", j);
+    if (!run.reject_example.empty()) r.str("refused_example", run.reject_example);
     VerifyResult v = verify(o, run, writers);
     r.integer("verify_acked", static_cast<int64_t>(v.acked));
     r.integer("verify_records", static_cast<int64_t>(v.records));
