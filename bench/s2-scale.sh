@@ -13,7 +13,7 @@
 # connections opened per 1000 S2 requests (dstreamd_s2_* on /metrics). Every case runs with
 # --verify (unique bodies, read back after the measured phase).
 #
-#   bench/s2-scale.sh            full run (~3 min): writes bench/results/s2-scale.jsonl and
+#   bench/s2-scale.sh            full run (~2 min): writes bench/results/s2-scale.jsonl and
 #                                docs/benchmarks-s2.md, prints the numbers beside the targets
 #   bench/s2-scale.sh --smoke    tiny parameters (< 60 s), writes no docs; fails only on a
 #                                protocol error or a lost / duplicated append, never on speed
@@ -116,7 +116,7 @@ start_emulator() {
   PIDS+=("$EMU_PID")
   EMU_URL=""
   for _ in $(seq 1 100); do
-    EMU_URL="$(sed -n 's/^S2EMU_URL=//p' "$dir/emu.out")"
+    EMU_URL="$(sed -n 's/^S2EMU_URL=//p' "$dir/emu.out" 2>/dev/null)"
     [[ -n "$EMU_URL" ]] && return 0
     kill -0 "$EMU_PID" 2>/dev/null || break
     sleep 0.1
