@@ -88,7 +88,7 @@ const ge = (v, t) => (v === undefined ? "" : v >= t ? " ✓" : " ✗");
 const le = (v, t) => (v === undefined ? "" : v <= t ? " ✓" : " ✗");
 const verifyBad = (r) => r.verify === "FAILED" || r.lost > 0 || r.duplicated > 0;
 
-const where = (r) => (r.server === "s2" ? `S2 at ${r.s2_latency_ms} ms` : "embedded");
+const where = (r) => (r.server === "s2" ? `S2 at ${r.s2_latency_ms} ms${r.emu_faults ? ` with faults ${JSON.stringify(r.emu_faults)}` : ""}` : "embedded");
 
 if (opt.summary) {
   let bad = 0;
@@ -216,6 +216,11 @@ const table = (cols) => {
   p();
 };
 const latencies = [...new Set(results.filter((r) => r.server === "s2").map((r) => r.s2_latency_ms))];
+const faults = results.find((r) => r.emu_faults)?.emu_faults;
+if (faults) {
+  p(`**Emulator faults injected in this run: \`${JSON.stringify(faults)}\`. The speed and request counts are not the engine's; the lost / duplicated rows are the point.**`);
+  p();
+}
 for (const lat of latencies) {
   p(`## S2 emulator at ${lat} ms per request`);
   p();

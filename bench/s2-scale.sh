@@ -21,7 +21,10 @@
 # Options: --latencies "10 1", --duration SECS (measured phase per case; full 10, smoke 1.5;
 # the full run first loads each case for WARMUP seconds, env, default 2, unmeasured),
 # --only "one-stream many-streams three-nodes embedded" (a subset), --out FILE.jsonl (the report
-# then goes to FILE.md). Env: BUILD_DIR (default build), KEEP_TMP=1 keeps server logs.
+# then goes to FILE.md), --emu-faults JSON (posted to every emulator's /_emu/faults before its
+# case, e.g. '{"errorRate":0.05,"errorApplyAppend":true}': the lost/duplicated check under
+# ambiguous S2 appends; the numbers are then not the engine's).
+# Env: BUILD_DIR (default build), KEEP_TMP=1 keeps server logs.
 # Exit status: 0 if every case ran and verified; 1 if a case failed (ds-loadgen error, lost or
 # duplicated appends); 2 on a setup error. Speed never fails the run.
 set -uo pipefail
@@ -35,6 +38,7 @@ LATENCIES="10 1"
 DURATION=""
 ONLY=""
 OUT=""
+EMU_FAULTS=""
 DOC="$REPO/docs/benchmarks-s2.md"
 ARGS_TEXT="bench/s2-scale.sh $*"
 while [[ $# -gt 0 ]]; do
@@ -44,7 +48,8 @@ while [[ $# -gt 0 ]]; do
     --duration) DURATION="${2:?}"; shift 2 ;;
     --only) ONLY="${2:?}"; shift 2 ;;
     --out) OUT="${2:?}"; DOC="${OUT%.jsonl}.md"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --emu-faults) EMU_FAULTS="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "s2-scale.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
@@ -117,7 +122,13 @@ start_emulator() {
   EMU_URL=""
   for _ in $(seq 1 100); do
     EMU_URL="$(sed -n 's/^S2EMU_URL=//p' "$dir/emu.out" 2>/dev/null)"
-    [[ -n "$EMU_URL" ]] && return 0
+    if [[ -n "$EMU_URL" ]]; then
+      [[ -z "$EMU_FAULTS" ]] && return 0
+      curl -fsS --max-time 5 -X POST -H 'content-type: application/json' --data "$EMU_FAULTS" \
+        "$EMU_URL/_emu/faults" >"$dir/faults.json" && return 0
+      log "the emulator refused --emu-faults $EMU_FAULTS"
+      return 1
+    fi
     kill -0 "$EMU_PID" 2>/dev/null || break
     sleep 0.1
   done
@@ -171,6 +182,7 @@ run_case() {
   dir="$(mktemp -d "$TMP/$case-$kind-$lat.XXXX")"
   head="\"case\":\"$case\",\"server\":\"$kind\",\"nodes\":$nodes"
   [[ "$kind" == s2 ]] && head="$head,\"s2_latency_ms\":$lat"
+  [[ "$kind" == s2 && -n "$EMU_FAULTS" ]] && head="$head,\"emu_faults\":$EMU_FAULTS"
   URLS=()
   SPIDS=()
   EMU_URL=""
