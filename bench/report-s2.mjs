@@ -151,7 +151,7 @@ const rowsFor = (r) => {
   const t = TARGETS[r.case] || {};
   const tgt = (v, key, cmp, sym) => (r.server !== "s2" || t[key] === undefined || v === undefined ? fmt(v) : `${fmt(v)} (${sym} ${t[key]}${cmp(v, t[key])})`);
   return {
-    writers: `${r.writers}${r.nodes > 1 ? ` (${r.nodes} × ${r.writers / r.nodes})` : ""}`,
+    writers: r.writers === undefined ? "–" : `${r.writers}${r.nodes > 1 ? ` (${r.nodes} × ${r.writers / r.nodes})` : ""}`,
     streams: r.streams,
     appends: r.appends,
     aps: tgt(r.appends_per_s, "appends_per_s", ge, "≥"),
