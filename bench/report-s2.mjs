@@ -153,7 +153,7 @@ const rowsFor = (r) => {
   return {
     writers: r.writers === undefined ? "–" : `${r.writers}${r.nodes > 1 ? ` (${r.nodes} × ${r.writers / r.nodes})` : ""}`,
     streams: r.streams,
-    appends: r.appends,
+    appends: r.appends_per_target ? `${r.appends} (${r.appends_per_target.join(" + ")})` : r.appends,
     aps: tgt(r.appends_per_s, "appends_per_s", ge, "≥"),
     p50: fmt(ms(r.latency_p50_us)),
     p50r: tgt(d.p50_rtts, "p50_rtts", le, "≤"),
@@ -180,7 +180,7 @@ const rowsFor = (r) => {
 const ROWS = [
   ["writers", "writers"],
   ["streams", "streams"],
-  ["acknowledged appends", "appends"],
+  ["acknowledged appends (by node)", "appends"],
   ["appends/s", "aps"],
   ["latency p50 (ms)", "p50"],
   ["p50 in S2 round trips", "p50r"],

@@ -29,6 +29,7 @@ struct AppendRun {
   std::string body;
   Histogram latency;
   uint64_t completed = 0;
+  std::vector<uint64_t> per_target;         // acknowledged appends by target (measured phase)
   uint64_t rejected = 0;                    // --verify: 5xx / 429 answers
   std::map<int, uint64_t> reject_statuses;  // status -> count
   std::string reject_example;               // the first refusal's status and body (truncated)
@@ -145,6 +146,7 @@ class Writer final : public HttpConn {
     if (run_.measuring) {
       run_.latency.record(now - sent_ns_);
       ++run_.completed;
+      ++run_.per_target[static_cast<size_t>(index_) % run_.per_target.size()];
       run_.last_ns = now;
     }
     if (head().close) {
@@ -258,6 +260,7 @@ int run_append(const Options& o) {
   AppendRun run;
   run.o = &o;
   run.body.assign(static_cast<size_t>(o.body_bytes), 'a');
+  run.per_target.assign(o.endpoints.size(), 0);
   for (int i = 0; i < o.streams; ++i) run.paths.push_back(stream_path(o, "a" + std::to_string(i)));
   RequestJob create;
   create.total = run.paths.size();
@@ -310,7 +313,16 @@ int run_append(const Options& o) {
   r.num("appends_per_s", elapsed > 0 ? static_cast<double>(run.completed) / elapsed : 0);
   r.latency_us("latency", run.latency);
   probe.report(r, static_cast<double>(run.completed), "server_cpu_us_per_append");
-  if (o.endpoints.size() > 1) r.integer("targets", static_cast<int64_t>(o.endpoints.size()));
+  if (o.endpoints.size() > 1) {
+    r.integer("targets", static_cast<int64_t>(o.endpoints.size()));
+    std::string j = "[";
+    for (uint64_t n : run.per_target) {
+      if (j.size() > 1) j.push_back(',');
+      j += std::to_string(n);
+    }
+    j.push_back(']');
+    r.raw("appends_per_target", j);
+  }
   int status = 0;
   if (o.verify) {
     r.integer("refused", static_cast<int64_t>(run.rejected));
