@@ -30,11 +30,17 @@ std::string stream_path(const Options& o, std::string_view name) {
 
 void build_request(std::string& out, const Options& o, std::string_view method,
                    std::string_view target, std::string_view content_type, std::string_view body) {
+  build_request_to(out, o.host, method, target, content_type, body);
+}
+
+void build_request_to(std::string& out, std::string_view host, std::string_view method,
+                      std::string_view target, std::string_view content_type,
+                      std::string_view body) {
   out.append(method);
   out.push_back(' ');
   out.append(target);
   out.append(" HTTP/1.1\r\nHost: ");
-  out.append(o.host);
+  out.append(host);
   out.append("\r\n");
   if (!content_type.empty()) {
     out.append("Content-Type: ");
@@ -231,8 +237,62 @@ std::map<std::string, int64_t> parse_requests(std::string_view json) {
 }  // namespace
 
 void parse_base_url(Options& o) {
-  std::string path;
-  split_url(o.url, o.endpoint, o.host, path);
+  if (o.urls.empty()) o.urls.push_back(o.url);
+  o.endpoints.clear();
+  o.hosts.clear();
+  for (const auto& u : o.urls) {
+    std::string path;
+    tcp::endpoint ep;
+    std::string host;
+    split_url(u, ep, host, path);
+    o.endpoints.push_back(ep);
+    o.hosts.push_back(host);
+  }
+  o.url = o.urls.front();
+  o.endpoint = o.endpoints.front();
+  o.host = o.hosts.front();
+  if (o.server_pids.empty() && o.server_pid > 0) o.server_pids.push_back(o.server_pid);
+  if (!o.server_pids.empty()) o.server_pid = o.server_pids.front();
+}
+
+// Sums the dstreamd_s2_* counter samples of every target's /metrics, keyed by the sample
+// name with its labels (e.g. dstreamd_s2_requests_total{method="append"}).
+std::map<std::string, int64_t> ServerProbe::client_counters() const {
+  std::map<std::string, int64_t> out;
+  if (!o_.s2_metrics) return out;
+  for (size_t i = 0; i < o_.endpoints.size(); ++i) {
+    std::string req = "GET /metrics HTTP/1.1\r\nHost: " + o_.hosts[i] + "\r\n\r\n";
+    auto res = simple_request(o_.endpoints[i], req);
+    if (res.head.status != 200) die_status("GET /metrics", res.head.status);
+    std::string_view body(res.body);
+    while (!body.empty()) {
+      auto nl = body.find('\n');
+      std::string_view line = body.substr(0, nl);
+      body = nl == std::string_view::npos ? std::string_view{} : body.substr(nl + 1);
+      if (!line.starts_with("dstreamd_s2_")) continue;
+      auto sp = line.rfind(' ');
+      if (sp == std::string_view::npos) continue;
+      std::string_view v = line.substr(sp + 1);
+      double d = 0;
+      auto r = std::from_chars(v.data(), v.data() + v.size(), d);
+      if (r.ec != std::errc()) continue;
+      out[std::string(line.substr(0, sp))] += static_cast<int64_t>(d);
+    }
+  }
+  return out;
+}
+
+ProcSample ServerProbe::sample_servers() const {
+  ProcSample sum;
+  if (o_.server_pids.empty()) return sum;
+  sum.ok = true;
+  for (int pid : o_.server_pids) {
+    ProcSample s = sample_process(pid);
+    sum.ok = sum.ok && s.ok;
+    sum.cpu_us += s.cpu_us;
+    sum.rss_kb += s.rss_kb;
+  }
+  return sum;
 }
 
 std::map<std::string, int64_t> ServerProbe::s2_counters() const {
@@ -260,18 +320,45 @@ int64_t self_cpu_us() {
 
 void ServerProbe::start() {
   s2_start_ = s2_counters();
-  start_ = sample_process(o_.server_pid);
+  client_start_ = client_counters();
+  emu_start_ = sample_process(o_.emulator_pid);
+  start_ = sample_servers();
   setup_ = start_;
   self_cpu_start_us_ = self_cpu_us();
   start_ns_ = now_ns();
 }
 
 void ServerProbe::end() {
-  end_ = sample_process(o_.server_pid);
+  end_ = sample_servers();
+  emu_end_ = sample_process(o_.emulator_pid);
   self_cpu_end_us_ = self_cpu_us();
   end_ns_ = now_ns();
   s2_end_ = s2_counters();
+  client_end_ = client_counters();
 }
+
+namespace {
+
+// {"key": end - start, ...} for the keys whose value changed; returns the sum of the deltas.
+int64_t delta_object(const std::map<std::string, int64_t>& start,
+                     const std::map<std::string, int64_t>& end, std::string& j) {
+  j = "{";
+  int64_t total = 0;
+  for (const auto& [k, v] : end) {
+    auto it = start.find(k);
+    int64_t d = v - (it == start.end() ? 0 : it->second);
+    if (d == 0) continue;
+    if (j.size() > 1) j.push_back(',');
+    append_json_string(j, k);
+    j.push_back(':');
+    j.append(std::to_string(d));
+    total += d;
+  }
+  j.push_back('}');
+  return total;
+}
+
+}  // namespace
 
 void ServerProbe::report(Report& r, double units, std::string_view per_unit_key) const {
   if (end_ns_ > start_ns_) {
@@ -288,22 +375,24 @@ void ServerProbe::report(Report& r, double units, std::string_view per_unit_key)
     r.integer("server_rss_start_kb", start_.rss_kb);
     r.integer("server_rss_end_kb", end_.rss_kb);
   }
+  if (o_.server_pids.size() > 1)
+    r.integer("server_processes", static_cast<int64_t>(o_.server_pids.size()));
+  if (emu_start_.ok && emu_end_.ok && end_ns_ > start_ns_) {
+    int64_t us = emu_end_.cpu_us - emu_start_.cpu_us;
+    r.integer("emulator_cpu_us", us);
+    r.num("emulator_cpu_pct",
+          static_cast<double>(us) * 1e5 / static_cast<double>(end_ns_ - start_ns_));
+  }
   if (!o_.s2_stats_url.empty()) {
-    std::string j = "{";
-    int64_t total = 0;
-    for (const auto& [k, v] : s2_end_) {
-      auto it = s2_start_.find(k);
-      int64_t d = v - (it == s2_start_.end() ? 0 : it->second);
-      if (d == 0) continue;
-      if (j.size() > 1) j.push_back(',');
-      append_json_string(j, k);
-      j.push_back(':');
-      j.append(std::to_string(d));
-      total += d;
-    }
-    j.push_back('}');
+    std::string j;
+    int64_t total = delta_object(s2_start_, s2_end_, j);
     r.raw("s2_requests", j);
     r.integer("s2_requests_total", total);
+  }
+  if (o_.s2_metrics) {
+    std::string j;
+    delta_object(client_start_, client_end_, j);
+    r.raw("s2_client", j);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http_conn.h"
 #include "metrics.h"
@@ -20,12 +21,22 @@ struct Options {
   std::string url = "http://127.0.0.1:4437";
   std::string host;  // Host header value, from url
   tcp::endpoint endpoint;
+  // --url may list several servers (comma-separated or repeated): the first is url/endpoint/host
+  // (setup, stats, reads); the append scenario spreads its writers over all of them round-robin.
+  std::vector<std::string> urls;
+  std::vector<tcp::endpoint> endpoints;
+  std::vector<std::string> hosts;
   std::string scenario;
   std::string label;   // copied into the result (which server this was)
   std::string prefix;  // stream-name prefix; default: "bench-<pid>-<time>"
   double duration_s = 10;
-  int server_pid = 0;
+  double warmup_s = 0;           // append: unmeasured load before the measured phase
+  int server_pid = 0;            // the first of server_pids
+  std::vector<int> server_pids;  // --server-pid A,B,C: CPU and RSS are summed over all
+  int emulator_pid = 0;          // --emulator-pid: its CPU is reported separately
   std::string s2_stats_url;
+  bool s2_metrics = false;  // --s2-metrics: deltas of dstreamd_s2_* counters on /metrics
+  bool verify = false;      // append: unique bodies, read back, count lost/duplicated
   bool json = false;
   int writers = 64;
   int streams = 100;
@@ -52,6 +63,11 @@ std::string stream_path(const Options& o, std::string_view name);
 void build_request(std::string& out, const Options& o, std::string_view method,
                    std::string_view target, std::string_view content_type = {},
                    std::string_view body = {});
+
+/// The same with an explicit Host header value (one of several target servers).
+void build_request_to(std::string& out, std::string_view host, std::string_view method,
+                      std::string_view target, std::string_view content_type = {},
+                      std::string_view body = {});
 
 /// A message body: "<seq> <send-ns> " padded with 'x' to bytes-1, then "\n".
 void build_message(std::string& out, uint64_t seq, int64_t send_ns, int bytes);
@@ -80,13 +96,14 @@ SimpleResponse simple_request(tcp::endpoint ep, const std::string& request);
 /// Creates a text/plain stream; returns its Stream-Next-Offset ("" if absent).
 std::string create_stream(const Options& o, const std::string& path);
 
-/// Server-side measurements around a scenario: CPU and RSS of --server-pid and
-/// request counters of --s2-stats.
+/// Server-side measurements around a scenario: CPU and RSS of --server-pid (summed over
+/// several), CPU of --emulator-pid, request counters of --s2-stats, and with --s2-metrics the
+/// dstreamd_s2_* counters of every target's /metrics (summed over the targets).
 class ServerProbe {
  public:
   explicit ServerProbe(const Options& o) : o_(o) {}
   void start();  // at the start of the measured phase
-  void after_setup() { setup_ = sample_process(o_.server_pid); }
+  void after_setup() { setup_ = sample_servers(); }
   void end();  // at its end
   /// Adds server_cpu_us, server CPU per unit (if units > 0, as <unit_name>),
   /// RSS fields and the S2 request deltas.
@@ -101,7 +118,13 @@ class ServerProbe {
 
  private:
   std::map<std::string, int64_t> s2_counters() const;
+  std::map<std::string, int64_t> client_counters() const;
+  ProcSample sample_servers() const;
   const Options& o_;
+  ProcSample emu_start_;
+  ProcSample emu_end_;
+  std::map<std::string, int64_t> client_start_;
+  std::map<std::string, int64_t> client_end_;
   ProcSample start_;
   ProcSample setup_;
   int64_t self_cpu_start_us_ = 0;  // the load generator's own CPU time

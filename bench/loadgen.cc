@@ -11,6 +11,7 @@
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common.h"
 
@@ -19,7 +20,7 @@ namespace {
 constexpr std::string_view kUsage = R"(usage: ds-loadgen --scenario NAME [options]
 
 scenarios:
-  append           --writers C --streams S --body-bytes B [--rate R]
+  append           --writers C --streams S --body-bytes B [--rate R] [--verify] [--warmup SECS]
   sse-fanout       --readers N --rate R --body-bytes B
   longpoll-fanout  --readers N --rate R --body-bytes B
   roundtrip        --mode sse|long-poll [--count K]
@@ -28,9 +29,16 @@ scenarios:
   many-streams     --streams N --body-bytes B [--concurrency C]
 
 common options:
-  --url URL          server base URL, http://IP:PORT (default http://127.0.0.1:4437)
+  --url URL[,URL...] server base URL, http://IP:PORT (default http://127.0.0.1:4437); several
+                     (comma-separated or repeated): append spreads its writers over them
+                     round-robin (writer i on URL i mod N); setup, reads and the others use the first
   --duration SECS    measured phase (default 10; idle: how long to hold after parking)
-  --server-pid PID   sample the server's CPU time and RSS from /proc
+  --server-pid PID[,PID...]  sample the servers' CPU time and RSS from /proc (summed)
+  --emulator-pid PID report the S2 emulator's CPU time separately
+  --s2-metrics       report deltas of the dstreamd_s2_* counters of every URL's /metrics
+  --verify           append: every body carries a unique id; after the run read every stream
+                     back (from every URL) and count lost / duplicated appends; only 2xx answers
+                     count as acknowledged, and 5xx/429 answers are counted, not fatal
   --s2-stats URL     the S2 emulator's /_emu/stats: report request-counter deltas
   --prefix STR       stream-name prefix (default bench-<pid>-<time>-)
   --label STR        copied into the result (the server's name)
@@ -49,6 +57,18 @@ T number(std::string_view flag, std::string_view v) {
   auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || ptr != v.data() + v.size()) {
     usage_error(std::string(flag) + ": not a number: " + std::string(v));
+  }
+  return out;
+}
+
+std::vector<std::string_view> split_commas(std::string_view v) {
+  std::vector<std::string_view> out;
+  while (!v.empty()) {
+    auto c = v.find(',');
+    auto part = v.substr(0, c);
+    if (!part.empty()) out.push_back(part);
+    if (c == std::string_view::npos) break;
+    v.remove_prefix(c + 1);
   }
   return out;
 }
@@ -75,11 +95,27 @@ int main(int argc, char** argv) {
       o.json = true;
       continue;
     }
+    if (a == "--verify") {
+      o.verify = true;
+      continue;
+    }
+    if (a == "--s2-metrics") {
+      o.s2_metrics = true;
+      continue;
+    }
     if (!a.starts_with("--")) usage_error("unexpected argument: " + std::string(a));
     if (i + 1 >= argc) usage_error(std::string(a) + " needs a value");
     std::string_view v = argv[++i];
-    if (a == "--url")
-      o.url = v;
+    if (a == "--url") {
+      for (auto part : split_commas(v)) o.urls.emplace_back(part);
+      continue;
+    }
+    if (a == "--server-pid") {
+      for (auto part : split_commas(v)) o.server_pids.push_back(number<int>(a, part));
+      continue;
+    }
+    if (a == "--emulator-pid")
+      o.emulator_pid = number<int>(a, v);
     else if (a == "--scenario")
       o.scenario = v;
     else if (a == "--label")
@@ -88,8 +124,8 @@ int main(int argc, char** argv) {
       o.prefix = v;
     else if (a == "--duration")
       o.duration_s = number<double>(a, v);
-    else if (a == "--server-pid")
-      o.server_pid = number<int>(a, v);
+    else if (a == "--warmup")
+      o.warmup_s = number<double>(a, v);
     else if (a == "--s2-stats")
       o.s2_stats_url = v;
     else if (a == "--writers")

@@ -10,7 +10,9 @@
 #
 # Options: --servers "embedded s2 ref-mem ref-file" (a subset), --only "case ..." (a subset
 # of the cases below), --out FILE.jsonl (the JSON lines; the report then goes to FILE.md instead
-# of docs/benchmarks.md; the full run's default is bench/results/latest.jsonl).
+# of docs/benchmarks.md; the full run's default is bench/results/latest.jsonl), --with-s2-scale
+# (afterwards run bench/s2-scale.sh, with --smoke in a smoke run: the S2 engine at 10 ms and
+# 1 ms S2 round trips, docs/benchmarks-s2.md; its failure fails this run).
 # Env: BUILD_DIR (default build).
 # Each server is started fresh for every case; its PID is handed to ds-loadgen (--server-pid)
 # for /proc CPU and RSS sampling. ds-loadgen and the servers share the machine's cores.
@@ -21,6 +23,8 @@ cd "$REPO" || exit 2
 BUILD_DIR="${BUILD_DIR:-build}"
 
 SMOKE=0
+S2_SCALE=0
+S2_FAILED=0
 SERVERS=""
 ONLY=""
 OUT=""
@@ -32,7 +36,8 @@ while [[ $# -gt 0 ]]; do
     --servers) SERVERS="${2:?}"; shift 2 ;;
     --only) ONLY="${2:?}"; shift 2 ;;
     --out) OUT="${2:?}"; DOC="${OUT%.jsonl}.md"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --with-s2-scale) S2_SCALE=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
@@ -303,6 +308,11 @@ for server in $SERVERS; do
 done
 
 log "results: $OUT ($(wc -l <"$OUT") lines), $((SECONDS - T_START)) s"
+if ((S2_SCALE)); then
+  s2_args=()
+  ((SMOKE)) && s2_args=(--smoke)
+  BUILD_DIR="$BUILD_DIR" "$HERE/s2-scale.sh" "${s2_args[@]}" || { log "bench/s2-scale.sh failed"; S2_FAILED=1; FAILED=$((FAILED + 1)); }
+fi
 if ((SMOKE)); then
   node "$HERE/report.mjs" --summary "$OUT" || FAILED=$((FAILED + 1))
   if ((FAILED)); then log "smoke: $FAILED case(s) failed"; exit 1; fi
@@ -312,3 +322,5 @@ fi
 node "$HERE/report.mjs" --out "$DOC" --command "$ARGS_TEXT" --build "$BUILD_DESC" \
   --seconds "$((SECONDS - T_START))" "$OUT" || exit 1
 log "wrote $DOC"
+((S2_FAILED)) && exit 1
+exit 0
