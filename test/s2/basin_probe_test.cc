@@ -211,6 +211,11 @@ TEST(S2BasinWatch, ProbesWithBackoffUntilS2AnswersThenStops) {
   ASSERT_TRUE(eventually([&] { return watch.ready(); }));
   EXPECT_EQ(api.calls(), 4);
   EXPECT_EQ(watch.probes(), 4u);
+  // on_change runs after the state turned ready.
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    return changes.size() >= 2;
+  }));
   {
     std::lock_guard lock(mu);
     // unreachable -> "S2 down" (message changed) -> ready
@@ -238,7 +243,8 @@ TEST(S2BasinWatch, BacksOffRatherThanBusyLooping) {
 
 TEST(S2BasinWatch, FatalAnswerLaterKeepsItNotReadyWithTheReason) {
   ScriptedS2 api;
-  api.push(failure(S2Error::Kind::not_found, 404, "basin_not_found"));
+  // S2 keeps saying so (the watch keeps probing, at the backoff cap).
+  for (int i = 0; i < 100; ++i) api.push(failure(S2Error::Kind::not_found, 404, "basin_not_found"));
   BasinWatchOptions opts;
   opts.initial_backoff = 1ms;
   opts.max_backoff = 1000ms;
@@ -248,7 +254,9 @@ TEST(S2BasinWatch, FatalAnswerLaterKeepsItNotReadyWithTheReason) {
     auto r = watch.not_ready_reason();
     return r && r->find("does not exist") != std::string::npos;
   }));
+  ASSERT_TRUE(eventually([&] { return api.calls() >= 3; }));
   EXPECT_FALSE(watch.ready());
+  EXPECT_NE(watch.not_ready_reason()->find("does not exist"), std::string::npos);
 }
 
 TEST(S2BasinWatch, DestructionWakesAPendingProbe) {
