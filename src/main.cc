@@ -14,6 +14,8 @@
 #include "common/log.h"
 #include "hub/live_hub.h"
 #include "metrics/metrics.h"
+#include "s2/basin_probe.h"
+#include "s2/config_check.h"
 #include "s2/http_s2_api.h"
 #include "server/server.h"
 #include "store/rocksdb/rocksdb_store.h"
@@ -231,6 +233,39 @@ void collect_s2(const ds::s2::HttpS2Stats& s, ds::metrics::Exposition& e) {
           static_cast<int64_t>(s.open_sessions.load()));
 }
 
+/// The S2 engine's counters (S2StoreStats), read when /metrics is rendered.
+void collect_s2_store(const ds::S2StoreStats& s, ds::metrics::Exposition& e) {
+  e.gauge("dstreamd_s2_inflight", "S2 calls the S2 engine has outstanding now",
+          static_cast<int64_t>(s.inflight.load()));
+  e.counter("dstreamd_s2_inflight_waits_total",
+            "S2 calls that queued for a slot (--s2-max-inflight reached)", s.inflight_waits.load());
+  e.counter("dstreamd_s2_append_batches_total", "Conditional S2 appends sent by stream writers",
+            s.append_batches.load());
+  e.counter("dstreamd_s2_batched_requests_total", "Durable Streams writes carried by those appends",
+            s.batched_requests.load());
+  e.counter("dstreamd_s2_conflicts_total",
+            "Conditional appends refused with 412 because another node wrote first",
+            s.conflicts.load());
+  e.counter("dstreamd_s2_ambiguous_total", "Appends whose outcome had to be settled by reading",
+            s.ambiguous.load());
+  e.counter("dstreamd_s2_checkpoints_total", "Writer-state checkpoint records written",
+            s.checkpoints.load());
+  e.counter("dstreamd_s2_cold_loads_total", "Streams loaded from S2 (not in this node's cache)",
+            s.cold_loads.load());
+}
+
+/// The S2 start-up checks' verdict as one log line.
+void log_probe(const ds::s2::ProbeOutcome& o) {
+  using V = ds::s2::ProbeOutcome::Verdict;
+  if (o.verdict == V::ready)
+    ds::log::info("S2 basin reached: ready");
+  else if (o.verdict == V::fatal)
+    ds::log::error("S2 refused the basin or token; not ready (fix the flags and restart)",
+                   {{"reason", o.message}});
+  else
+    ds::log::warn("S2 not reachable; not ready, probing with backoff", {{"reason", o.message}});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -256,6 +291,7 @@ int main(int argc, char** argv) {
   std::string s2_basin;
   std::string s2_token;
   std::string s2_ca_file;
+  unsigned s2_max_inflight = 256;
 
   po::options_description desc(
       "dstreamd: a Durable Streams server\n\n"
@@ -282,7 +318,10 @@ int main(int argc, char** argv) {
       "S2 basin endpoint: https://{basin}.b.s2.dev, or one host (s2-lite, emulator)")(
       "s2-basin", po::value(&s2_basin), "S2 basin holding the streams")(
       "s2-token", po::value(&s2_token), "S2 access token (default: $S2_ACCESS_TOKEN)")(
-      "s2-ca-file", po::value(&s2_ca_file), "PEM file of extra CAs to trust for S2 (private CA)");
+      "s2-ca-file", po::value(&s2_ca_file), "PEM file of extra CAs to trust for S2 (private CA)")(
+      "s2-max-inflight", po::value(&s2_max_inflight)->default_value(s2_max_inflight),
+      "S2 calls this node keeps outstanding at once (more queue); also the S2 client's "
+      "keep-alive pool size");
   AuthFlags auth_flags;
   add_auth_options(desc, auth_flags);
   OpsFlags ops_flags;
@@ -339,6 +378,11 @@ int main(int argc, char** argv) {
   // The S2 client and the metrics outlive the store that uses them (declared
   // first, destroyed last).
   std::unique_ptr<ds::s2::HttpS2Api> s2_api;
+  auto s2_store_stats = std::make_unique<ds::S2StoreStats>();
+  // The probe's own client (one attempt per probe, short timeouts), and the
+  // basin watch that uses it; the watch is destroyed first.
+  std::unique_ptr<ds::s2::HttpS2Api> s2_probe_api;
+  std::unique_ptr<ds::s2::BasinWatch> s2_watch;
   auto store_metrics = std::make_shared<StoreMetrics>();
   std::unique_ptr<ds::StreamStore> store;
   std::string described;
@@ -368,23 +412,75 @@ int main(int argc, char** argv) {
       std::cerr << "dstreamd: --storage s2 needs --s2-endpoint and --s2-basin\n";
       return 2;
     }
+    // Configuration errors now, not as 500s on every request.
+    if (auto why = ds::s2::basin_name_error(s2_basin)) {
+      std::cerr << "dstreamd: --s2-basin: " << *why << "\n";
+      return 2;
+    }
+    if (auto why = ds::s2::endpoint_error(s2_endpoint)) {
+      std::cerr << "dstreamd: --s2-endpoint: " << *why << "\n";
+      return 2;
+    }
+    if (s2_max_inflight == 0) {
+      std::cerr << "dstreamd: --s2-max-inflight must be at least 1\n";
+      return 2;
+    }
     ds::s2::HttpS2Options s2_options;
     s2_options.endpoint = s2_endpoint;
     s2_options.basin = s2_basin;
     s2_options.token = s2_token;
     s2_options.ca_file = s2_ca_file;
     s2_options.threads = 2;
+    // One keep-alive connection per call the engine may have outstanding.
+    s2_options.max_idle_connections = s2_max_inflight;
     std::string error;
     s2_api = ds::s2::make_http_s2_api(s2_options, &error);
     if (!s2_api) {
       std::cerr << "dstreamd: " << error << "\n";
       return 2;
     }
+    // Reach the basin before serving: a missing basin or a refused token ends
+    // the start here; an S2 that does not answer yet leaves the node up but
+    // not ready (/ready 503 with the reason) until the watch reaches it.
+    ds::s2::HttpS2Options probe_options = s2_options;
+    probe_options.threads = 1;
+    probe_options.max_attempts = 1;  // the watch paces the retries
+    probe_options.max_idle_connections = 1;
+    probe_options.connect_timeout = std::chrono::milliseconds(3000);
+    probe_options.request_timeout = std::chrono::milliseconds(5000);
+    s2_probe_api = ds::s2::make_http_s2_api(probe_options, &error);
+    if (!s2_probe_api) {
+      std::cerr << "dstreamd: " << error << "\n";
+      return 2;
+    }
+    auto first = ds::s2::probe_basin(*s2_probe_api, s2_basin, s2_endpoint,
+                                     std::chrono::milliseconds(10'000));
+    if (first.verdict == ds::s2::ProbeOutcome::Verdict::fatal) {
+      std::cerr << "dstreamd: " << first.message << "\n";
+      return 1;
+    }
+    if (!first.ready()) log_probe(first);
+    ds::s2::BasinWatchOptions watch_options;
+    watch_options.on_change = log_probe;
+    s2_watch = std::make_unique<ds::s2::BasinWatch>(*s2_probe_api, s2_basin, s2_endpoint,
+                                                    std::move(first), watch_options);
+    options.readiness = [w = s2_watch.get()]() -> ds::Status {
+      if (auto why = w->not_ready_reason()) return ds::Error(ds::errc::unavailable, *why);
+      return ds::Unit{};
+    };
     ds::S2StoreOptions store_options;
     store_options.api = s2_api.get();
+    store_options.max_inflight = s2_max_inflight;
+    store_options.stats = s2_store_stats.get();
     store = ds::make_s2_store(store_options);
-    registry->add(
-        [api = s2_api.get()](ds::metrics::Exposition& e) { collect_s2(api->stats(), e); });
+    registry->add([api = s2_api.get(), st = s2_store_stats.get(),
+                   w = s2_watch.get()](ds::metrics::Exposition& e) {
+      collect_s2(api->stats(), e);
+      collect_s2_store(*st, e);
+      e.gauge("dstreamd_s2_basin_ready",
+              "1 once the S2 basin has been reached (start-up probe), else 0",
+              static_cast<int64_t>(w->ready() ? 1 : 0));
+    });
     described = "S2 basin " + s2_basin + " at " + s2_endpoint;
   } else {
     std::cerr << "dstreamd: --storage must be embedded or s2\n";

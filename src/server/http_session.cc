@@ -189,7 +189,8 @@ Response own_endpoint(Context& ctx, const Request& req, std::string_view path,
     if (ctx.stopping)
       return own_response(req, http::status::service_unavailable, "application/json",
                           "{\"status\":\"shutting_down\"}");
-    auto health = ctx.store.health();
+    Status health = ctx.options.readiness ? ctx.options.readiness() : Status(Unit{});
+    if (health) health = ctx.store.health();
     if (health)
       return own_response(req, http::status::ok, "application/json", "{\"status\":\"ready\"}");
     return own_response(

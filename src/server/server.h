@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,11 @@ struct ServerOptions {
   /// /metrics renders this registry; the server adds its HTTP families to it.
   /// Null: the server makes its own.
   std::shared_ptr<metrics::Registry> metrics;
+  /// Extra readiness condition for /ready, asked before the store's
+  /// health(): an error keeps /ready at 503 with its message (e.g. the S2
+  /// basin not reached yet). Called on HTTP threads; must be quick and
+  /// thread-safe. Empty: only the store decides.
+  std::function<Status()> readiness;
 };
 
 class Server {

@@ -4,7 +4,8 @@
 #   1. conformance on S2: the emulator + one dstreamd --storage s2, test/conformance/run.sh --base-url
 #   2. scale-out: three dstreamd over ONE emulator basin behind nginx (round-robin per request),
 #      the same conformance suite through nginx
-#   3-5. node:test files (*.test.mjs): exactly-once across nodes, the live hub on S2, failures
+#   3-5. node:test files (*.test.mjs): exactly-once across nodes, the live hub on S2, failures,
+#      and start-up (startup.test.mjs: bad S2 flags exit, /ready waits for the basin)
 #
 # Usage: test/s2-cluster/run.sh [--only conformance|nginx|node] [extra node --test args]
 # Env:   DSTREAMD_BIN (default build/dstreamd), NGINX_BIN (default /usr/sbin/nginx),
@@ -239,7 +240,7 @@ if want node; then
   p="$(count pass)"
   f=$(($(count fail) + $(count cancelled)))
   if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
-  record "node tests (exactly-once, live hub, failures)" "$p" "$f"
+  record "node tests (exactly-once, live hub, failures, start-up)" "$p" "$f"
 fi
 
 echo
