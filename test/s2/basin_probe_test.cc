@@ -134,6 +134,9 @@ class ScriptedS2 : public S2Api {
   void read(const std::string&, uint64_t, ReadLimits, Callback<ReadBatch>) override {
     ADD_FAILURE();
   }
+  void read_from_tail(const std::string&, uint64_t, ReadLimits, Callback<ReadBatch>) override {
+    ADD_FAILURE();
+  }
   std::unique_ptr<ReadSession> open_session(const std::string&, uint64_t,
                                             SessionHandlers) override {
     ADD_FAILURE();

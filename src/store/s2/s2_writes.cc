@@ -302,6 +302,12 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
   } else {
     records.front().headers.push_back(Header{std::string(kWriteId), write_id});
   }
+  // Registered before the first attempt: the stream's read session may fold
+  // the position before this coroutine learns how its append went.
+  {
+    std::lock_guard lock(c->mu);
+    c->awaited_writes.emplace(write_id, kNotSeen);
+  }
   auto landed_at = [&]() -> uint64_t {
     std::lock_guard lock(c->mu);
     auto it = c->awaited_writes.find(write_id);
@@ -345,10 +351,6 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
     // folding through that position settles it: our write id there means it
     // landed (this attempt or an earlier one: they carry the same records).
     if (e.kind == S2Error::Kind::ambiguous) ++stats_.ambiguous;
-    {
-      std::lock_guard lock(c->mu);
-      c->awaited_writes.emplace(write_id, kNotSeen);
-    }
     Status st = Unit{};
     if (e.kind == S2Error::Kind::seq_num_mismatch) {
       auto up = catch_up_to(c, e.tail);
