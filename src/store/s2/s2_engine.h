@@ -58,7 +58,10 @@ struct Cache {
   bool writer_running = false;
   std::chrono::steady_clock::time_point last_batch{};
   size_t last_batch_size = 0;  // requests the previous batch carried
-  int64_t last_touch_ms = 0;   // when this node last sent a touch record
+  /// Spacing of this stream's batches: min_batch_interval, widened while S2
+  /// answers 429 (rate_limited) and narrowed again as batches succeed.
+  std::chrono::microseconds pace{0};
+  int64_t last_touch_ms = 0;  // when this node last sent a touch record
   std::map<uint64_t, std::function<void(const CommitEvent&)>> watchers;
   uint64_t next_watch = 1;
   std::unique_ptr<s2::ReadSession> session;

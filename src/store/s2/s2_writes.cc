@@ -182,10 +182,15 @@ Task<void> S2Engine::run_writer(CachePtr c) {
     }
     // Pace the stream's batches (S2 allows 200 per second per stream and
     // connection); appends arriving meanwhile join the batch.
+    std::chrono::microseconds pace;
+    {
+      std::lock_guard lock(c->mu);
+      pace = std::max(c->pace, opts_.min_batch_interval);
+    }
     auto since = std::chrono::steady_clock::now() - c->last_batch;
-    if (since < opts_.min_batch_interval) {
-      auto pause = timers_.sleep(
-          std::chrono::duration_cast<std::chrono::microseconds>(opts_.min_batch_interval - since));
+    if (since < pace) {
+      auto pause =
+          timers_.sleep(std::chrono::duration_cast<std::chrono::microseconds>(pace - since));
       co_await pause;
     }
     auto lock = c->write_mu.lock();
@@ -317,6 +322,8 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
     std::lock_guard lock(c->mu);
     c->awaited_writes.erase(write_id);
   };
+  constexpr int kRateLimitedRetries = 20;
+  int rate_limited = 0;
   for (int tries = 0;; ++tries) {
     AppendInput in;
     in.records = records;
@@ -339,9 +346,27 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
       std::lock_guard lock(c->mu);
       fold_locked(*c, seqd);
       c->awaited_writes.erase(write_id);
+      c->pace -= c->pace / 8;  // S2 took it: ease off any back-pressure
       co_return Landing::landed;
     }
     const S2Error& e = *r.error;
+    if (e.kind == S2Error::Kind::unavailable &&
+        (e.http_status == 429 || e.code == "rate_limited") && rate_limited < kRateLimitedRetries) {
+      // S2's per-stream limits: back-pressure, not failure. The client gave
+      // up on retries that provably did not apply; slow this stream down and
+      // send the same records at the same position again.
+      ++rate_limited;
+      std::chrono::microseconds pause;
+      {
+        std::lock_guard lock(c->mu);
+        c->pace = std::min(std::max(c->pace * 2, std::chrono::microseconds(20'000)),
+                           std::chrono::microseconds(1'000'000));
+        pause = c->pace;
+      }
+      auto nap = timers_.sleep(pause);
+      co_await nap;
+      continue;
+    }
     if (e.kind != S2Error::Kind::seq_num_mismatch && e.kind != S2Error::Kind::ambiguous) {
       forget();
       co_return s2_error(e);
