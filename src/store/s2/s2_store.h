@@ -42,7 +42,9 @@ struct S2StoreOptions {
   const Clock* clock = &SystemClock::instance();
   /// S2 calls this node keeps outstanding at once; further calls queue.
   unsigned max_inflight = 256;
-  int max_conflict_retries = 32;
+  /// Conditional appends another node beat, per request, before 503 (each costs
+  /// about two round trips: the failed append and the read of what won).
+  int max_conflict_retries = 256;
   /// Checkpoint records are written so that at most this many records (and
   /// about this many bytes) lie between the latest checkpoint and the tail.
   unsigned checkpoint_records = 500;
