@@ -50,6 +50,63 @@ bool create_matches(const StreamMeta& existing, const CreateRequest& req) {
   return true;
 }
 
+Result<CreateExisting> decide_create_existing(const StreamMeta& existing, const CreateRequest& req,
+                                              int64_t now_ms) {
+  if (existing.soft_deleted) {
+    return Error(errc::config_mismatch,
+                 "a deleted stream at this path is still referenced by forks");
+  }
+  if (!create_matches(existing, req)) {
+    return Error(errc::config_mismatch, "stream exists with a different configuration");
+  }
+  CreateExisting out{existing, existing.config.ttl_seconds.has_value()};
+  if (out.renew_ttl) out.meta.last_access_ms = now_ms;
+  return out;
+}
+
+Result<NewStream> decide_create_new(const CreateRequest& req, const StreamMeta* source,
+                                    int64_t now_ms) {
+  NewStream out;
+  StreamMeta& meta = out.meta;
+  meta.path = req.path;
+  meta.created_ms = now_ms;
+  meta.last_access_ms = now_ms;
+  meta.closed = req.closed;
+  if (req.forked_from) {
+    if (!source) return Error(errc::not_found, "fork source stream not found");
+    if (source->soft_deleted)
+      return Error(errc::fork_source_deleted, "fork source stream has been deleted");
+    if (!media_type(req.config.content_type).empty() &&
+        media_type(req.config.content_type) != media_type(source->config.content_type)) {
+      return Error(errc::content_type_mismatch, "Content-Type differs from the fork source's");
+    }
+    Offset at = req.fork_offset.value_or(source->tail);
+    if (at > source->tail)
+      return Error(errc::fork_offset_beyond_tail, "Stream-Fork-Offset is beyond the source's tail");
+    meta.config = resolve_fork_config(req.config, source->config);
+    meta.fork = ForkRef{*req.forked_from, source->id, at, req.fork_sub_offset};
+    meta.tail = at;
+  } else {
+    meta.config = req.config;
+    if (media_type(meta.config.content_type).empty())
+      meta.config.content_type = "application/octet-stream";
+  }
+  auto initial = frame_initial_body(meta.config.content_type, req.body);
+  if (!initial) return std::move(initial).error();
+  out.initial = std::move(*initial);
+  return out;
+}
+
+Result<std::string> fork_prefix(const std::string& content_type, const std::string& anchor,
+                                uint64_t sub_offset) {
+  if (is_json_media_type(media_type(content_type))) return json_prefix(anchor, sub_offset);
+  if (sub_offset > anchor.size()) {
+    return Error(errc::bad_request,
+                 "Stream-Fork-Sub-Offset overshoots the append at the fork offset");
+  }
+  return anchor.substr(0, sub_offset);
+}
+
 ProducerVerdict check_producer(const ProducerState* state, const ProducerTriple& p) {
   if (state == nullptr) return p.seq == 0 ? ProducerVerdict::accept : ProducerVerdict::seq_gap;
   if (p.epoch < state->epoch) return ProducerVerdict::stale_epoch;

@@ -37,6 +37,32 @@ struct AppendRequest {
 /// Idempotent PUT: does an existing stream match the request?
 bool create_matches(const StreamMeta& existing, const CreateRequest& req);
 
+/// A PUT at a path that already holds a stream (PROTOCOL.md 5.1): the same
+/// configuration is an idempotent success, anything else a conflict.
+struct CreateExisting {
+  StreamMeta meta;         ///< what to answer with
+  bool renew_ttl = false;  ///< a PUT is a write: record an access now (sliding TTL)
+};
+Result<CreateExisting> decide_create_existing(const StreamMeta& existing, const CreateRequest& req,
+                                              int64_t now_ms);
+
+/// A PUT that makes a new stream. `source` is the fork source's state when
+/// the request forks (null: the source does not exist). The engine assigns
+/// the incarnation id and offsets, and stores `initial` (and, for a fork at a
+/// sub-offset, the fork_prefix of the append at the fork offset) as the new
+/// stream's first records.
+struct NewStream {
+  StreamMeta meta;      ///< path, config, closed, fork (tail = the fork offset), times
+  std::string initial;  ///< the initial body, framed (JSON streams) or raw
+};
+Result<NewStream> decide_create_new(const CreateRequest& req, const StreamMeta* source,
+                                    int64_t now_ms);
+
+/// The part of the append at a fork offset that a fork at `sub_offset`
+/// inherits (JSON streams: whole messages only).
+Result<std::string> fork_prefix(const std::string& content_type, const std::string& anchor,
+                                uint64_t sub_offset);
+
 /// What an append will do to the stream.
 struct AppendAccepted {
   std::string record;  ///< bytes to store (empty: close only)

@@ -1314,6 +1314,23 @@ TEST_P(StoreContract, AppendsRenewTtl) {
   EXPECT_EQ(read_all(kA), "xxxxx");
 }
 
+// Both engines decide PUTs with protocol/rules.h (decide_create_existing):
+// an idempotent PUT is a write, so it renews a sliding TTL. (The S2 engine
+// used not to.)
+TEST_P(StoreContract, IdempotentCreateRenewsTtl) {
+  DS_ASSERT_OK(create(ttl_req(kA, 10, "data")));
+  for (int i = 0; i < 3; ++i) {
+    clock_.advance_ms(6'000);
+    auto again = create(ttl_req(kA, 10, "data"));
+    DS_ASSERT_OK(again);
+    EXPECT_FALSE(again->created) << "PUT " << i;
+  }
+  clock_.advance_ms(9'999);
+  DS_EXPECT_OK(head(kA));
+  clock_.advance_ms(1);
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+}
+
 TEST_P(StoreContract, HeadDoesNotRenewTtl) {
   DS_ASSERT_OK(create(ttl_req(kA, 10, "data")));
   for (int i = 0; i < 3; ++i) {

@@ -669,5 +669,103 @@ TEST(ResolveForkConfigTest, ContentTypeInheritedUnlessGiven) {
   EXPECT_EQ(resolve_fork_config(request, source).content_type, "application/json; charset=utf-8");
 }
 
+// ---- create and fork: one set of rules for every engine ----
+
+StreamMeta stream_meta(const std::string& ct, std::optional<uint64_t> ttl = std::nullopt) {
+  StreamMeta m;
+  m.id = 7;
+  m.path = "src";
+  m.config.content_type = ct;
+  m.config.ttl_seconds = ttl;
+  m.tail = Offset{7, 40};
+  return m;
+}
+CreateRequest put_req(const std::string& ct, std::optional<uint64_t> ttl = std::nullopt) {
+  CreateRequest r;
+  r.path = "src";
+  r.config.content_type = ct;
+  r.config.ttl_seconds = ttl;
+  return r;
+}
+
+TEST(DecideCreateTest, IdenticalPutIsIdempotentAndRenewsASlidingTtl) {
+  auto existing = stream_meta("text/plain", 60);
+  existing.last_access_ms = 1000;
+  auto same = decide_create_existing(existing, put_req("text/plain", 60), 5000);
+  ASSERT_TRUE(same);
+  EXPECT_TRUE(same->renew_ttl);
+  EXPECT_EQ(same->meta.last_access_ms, 5000);
+
+  auto no_ttl = decide_create_existing(stream_meta("text/plain"), put_req("text/plain"), 5000);
+  ASSERT_TRUE(no_ttl);
+  EXPECT_FALSE(no_ttl->renew_ttl);
+}
+
+TEST(DecideCreateTest, DifferentConfigOrSoftDeletedIsAConflict) {
+  auto other = decide_create_existing(stream_meta("text/plain"), put_req("application/json"), 0);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code, errc::config_mismatch);
+  auto deleted = stream_meta("text/plain");
+  deleted.soft_deleted = true;
+  auto d = decide_create_existing(deleted, put_req("text/plain"), 0);
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code, errc::config_mismatch);
+}
+
+TEST(DecideCreateTest, NewStreamDefaultsItsTypeAndFramesJson) {
+  auto plain = decide_create_new(put_req(""), nullptr, 9);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->meta.config.content_type, "application/octet-stream");
+  EXPECT_EQ(plain->meta.created_ms, 9);
+  auto json = put_req("application/json");
+  json.body = "[1,2]";
+  auto j = decide_create_new(json, nullptr, 0);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->initial, "1,2");
+  json.body = "[1,";
+  EXPECT_FALSE(decide_create_new(json, nullptr, 0));
+}
+
+TEST(DecideCreateTest, ForkValidationInPrecedenceOrder) {
+  auto fork = put_req("");
+  fork.path = "fork";
+  fork.forked_from = "src";
+  auto missing = decide_create_new(fork, nullptr, 0);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::not_found);
+
+  auto deleted = stream_meta("text/plain");
+  deleted.soft_deleted = true;
+  EXPECT_EQ(decide_create_new(fork, &deleted, 0).error().code, errc::fork_source_deleted);
+
+  auto src = stream_meta("text/plain", 30);
+  auto wrong_type = fork;
+  wrong_type.config.content_type = "application/json";
+  EXPECT_EQ(decide_create_new(wrong_type, &src, 0).error().code, errc::content_type_mismatch);
+
+  auto beyond = fork;
+  beyond.fork_offset = Offset{7, 41};
+  EXPECT_EQ(decide_create_new(beyond, &src, 0).error().code, errc::fork_offset_beyond_tail);
+
+  auto ok = decide_create_new(fork, &src, 0);
+  ASSERT_TRUE(ok);
+  ASSERT_TRUE(ok->meta.fork);
+  EXPECT_EQ(ok->meta.fork->source_id, 7u);
+  EXPECT_EQ(ok->meta.fork->offset, (Offset{7, 40}));
+  EXPECT_EQ(ok->meta.tail, (Offset{7, 40}));
+  EXPECT_EQ(ok->meta.config.content_type, "text/plain");
+  EXPECT_EQ(ok->meta.config.ttl_seconds, 30u);  // inherited (PROTOCOL.md 4.2)
+}
+
+TEST(DecideCreateTest, ForkPrefixKeepsWholeJsonMessagesAndBoundsBytes) {
+  auto p = fork_prefix("text/plain", "abcdef", 3);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(*p, "abc");
+  EXPECT_FALSE(fork_prefix("text/plain", "abc", 4));
+  auto j = fork_prefix("application/json", "1,{\"a\":2},3", 2);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(*j, "1,{\"a\":2}");
+}
+
 }  // namespace
 }  // namespace ds

@@ -467,100 +467,53 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
   if (expired_now(st, req.path, now)) expire(st, req.path);
 
   if (const StreamState* existing = current(st, req.path)) {
-    if (existing->meta.soft_deleted) {
-      return reject(st, op.done,
-                    Error(errc::config_mismatch,
-                          "a deleted stream at this path is still referenced by forks"));
-    }
-    if (!create_matches(existing->meta, req)) {
-      return reject(st, op.done,
-                    Error(errc::config_mismatch, "stream exists with a different configuration"));
-    }
-    // Idempotent success. A PUT is a write: it renews the sliding TTL.
-    StreamMeta meta = existing->meta;
-    if (meta.config.ttl_seconds) {
+    auto same = decide_create_existing(existing->meta, req, now);
+    if (!same) return reject(st, op.done, std::move(same).error());
+    if (same->renew_ttl) {
       auto& m = mut(st, req.path).meta;
       m.last_access_ms = now;
       put_meta(st, m);
-      meta = m;
     }
+    StreamMeta meta = std::move(same->meta);
     return on_commit(st, op.done, [meta]() -> Result<CreateOutcome> {
       return CreateOutcome{false, meta};
     });
   }
 
-  StreamMeta meta;
-  meta.path = req.path;
-  meta.created_ms = now;
-  meta.last_access_ms = now;
-  meta.closed = req.closed;
-  std::string prefix;
-
+  const StreamState* src = nullptr;
   if (req.forked_from) {
-    const std::string& source_path = *req.forked_from;
-    if (expired_now(st, source_path, now)) expire(st, source_path);
-    const StreamState* src = current(st, source_path);
-    if (!src) return reject(st, op.done, Error(errc::not_found, "fork source stream not found"));
-    if (src->meta.soft_deleted) {
-      return reject(st, op.done,
-                    Error(errc::fork_source_deleted, "fork source stream has been deleted"));
-    }
-    if (!media_type(req.config.content_type).empty() &&
-        media_type(req.config.content_type) != media_type(src->meta.config.content_type)) {
-      return reject(
-          st, op.done,
-          Error(errc::content_type_mismatch, "Content-Type differs from the fork source's"));
-    }
-    Offset at = req.fork_offset.value_or(src->meta.tail);
-    if (at > src->meta.tail) {
-      return reject(
-          st, op.done,
-          Error(errc::fork_offset_beyond_tail, "Stream-Fork-Offset is beyond the source's tail"));
-    }
-    if (req.fork_sub_offset > 0) {
-      // Copy the inherited part of the append at the fork offset into the
-      // fork's own storage, so the fork's own data starts on a record boundary.
-      auto segs = chain(src->meta);
-      if (!segs) return reject(st, op.done, Error(errc::storage_failure, "fork chain is broken"));
-      std::optional<RecordPtr> first;
-      for (const auto& seg : *segs) {
-        if (seg.end <= at) continue;
-        size_t used = 0;
-        bool truncated = false;
-        auto recs = scan(seg, std::max(at, seg.begin), 1, used, truncated);
-        if (!recs) return reject(st, op.done, std::move(recs).error());
-        if (!recs->empty()) first = recs->front();
-        break;
-      }
-      if (!first || (*first)->begin != at) {
-        return reject(
-            st, op.done,
-            Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
-      }
-      if (is_json_media_type(media_type(src->meta.config.content_type))) {
-        auto p = json_prefix((*first)->bytes, req.fork_sub_offset);
-        if (!p) return reject(st, op.done, std::move(p).error());
-        prefix = std::move(*p);
-      } else {
-        if (req.fork_sub_offset > (*first)->bytes.size()) {
-          return reject(st, op.done,
-                        Error(errc::bad_request,
-                              "Stream-Fork-Sub-Offset overshoots the append at the fork offset"));
-        }
-        prefix = (*first)->bytes.substr(0, req.fork_sub_offset);
-      }
-    }
-    meta.config = resolve_fork_config(req.config, src->meta.config);
-    meta.fork = ForkRef{source_path, src->meta.id, at, req.fork_sub_offset};
-    meta.tail = at;
-  } else {
-    meta.config = req.config;
-    if (media_type(meta.config.content_type).empty())
-      meta.config.content_type = "application/octet-stream";
+    if (expired_now(st, *req.forked_from, now)) expire(st, *req.forked_from);
+    src = current(st, *req.forked_from);
   }
-
-  auto initial = frame_initial_body(meta.config.content_type, req.body);
-  if (!initial) return reject(st, op.done, std::move(initial).error());
+  auto decided = decide_create_new(req, src ? &src->meta : nullptr, now);
+  if (!decided) return reject(st, op.done, std::move(decided).error());
+  StreamMeta meta = std::move(decided->meta);
+  std::string prefix;
+  if (meta.fork && req.fork_sub_offset > 0) {
+    // Copy the inherited part of the append at the fork offset into the
+    // fork's own storage, so the fork's own data starts on a record boundary.
+    const Offset at = meta.fork->offset;
+    auto segs = chain(src->meta);
+    if (!segs) return reject(st, op.done, Error(errc::storage_failure, "fork chain is broken"));
+    std::optional<RecordPtr> first;
+    for (const auto& seg : *segs) {
+      if (seg.end <= at) continue;
+      size_t used = 0;
+      bool truncated = false;
+      auto recs = scan(seg, std::max(at, seg.begin), 1, used, truncated);
+      if (!recs) return reject(st, op.done, std::move(recs).error());
+      if (!recs->empty()) first = recs->front();
+      break;
+    }
+    if (!first || (*first)->begin != at) {
+      return reject(st, op.done,
+                    Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
+    }
+    auto p = fork_prefix(src->meta.config.content_type, (*first)->bytes, req.fork_sub_offset);
+    if (!p) return reject(st, op.done, std::move(p).error());
+    prefix = std::move(*p);
+  }
+  auto initial = std::optional<std::string>(std::move(decided->initial));
 
   if (meta.fork) {
     auto& sm = mut(st, meta.fork->source_path).meta;

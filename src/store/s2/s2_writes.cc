@@ -446,76 +446,51 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
   auto st = co_await refresh_op;
   if (!st) co_return st.error();
   {
-    std::lock_guard lock(c->mu);
+    std::unique_lock lock(c->mu);
     if (c->fold.exists) {
-      if (c->fold.meta.soft_deleted) {
-        co_return Error(errc::config_mismatch,
-                        "a deleted stream at this path is still referenced by forks");
-      }
-      if (!create_matches(c->fold.meta, req)) {
-        co_return Error(errc::config_mismatch, "stream exists with a different configuration");
-      }
-      co_return CreateOutcome{false, c->fold.meta};
+      auto same = decide_create_existing(c->fold.meta, req, now_ms());
+      if (!same) co_return std::move(same).error();
+      lock.unlock();
+      if (same->renew_ttl) maybe_touch(c);  // a PUT is a write: it renews the sliding TTL
+      co_return CreateOutcome{false, std::move(same->meta)};
     }
   }
 
-  StreamMeta meta;
-  meta.path = req.path;
-  meta.closed = false;
-  std::string prefix;
+  CachePtr src;
+  std::optional<StreamMeta> source;
   if (req.forked_from) {
-    auto src = cache(*req.forked_from);
+    src = cache(*req.forked_from);
     auto src_op = refresh(src, false);
     auto sst = co_await src_op;
     if (!sst) co_return sst.error();
     std::lock_guard lock(src->mu);
-    if (!src->fold.exists) co_return Error(errc::not_found, "fork source stream not found");
-    if (src->fold.meta.soft_deleted)
-      co_return Error(errc::fork_source_deleted, "fork source stream has been deleted");
-    if (!media_type(req.config.content_type).empty() &&
-        media_type(req.config.content_type) != media_type(src->fold.meta.config.content_type)) {
-      co_return Error(errc::content_type_mismatch, "Content-Type differs from the fork source's");
-    }
-    meta.config = resolve_fork_config(req.config, src->fold.meta.config);
-    Offset at = req.fork_offset.value_or(src->fold.meta.tail);
-    if (at > src->fold.meta.tail)
-      co_return Error(errc::fork_offset_beyond_tail,
-                      "Stream-Fork-Offset is beyond the source's tail");
-    meta.fork = ForkRef{*req.forked_from, src->fold.meta.id, at, req.fork_sub_offset};
-  } else {
-    meta.config = req.config;
-    if (media_type(meta.config.content_type).empty())
-      meta.config.content_type = "application/octet-stream";
+    if (src->fold.exists) source = src->fold.meta;
   }
-  if (req.fork_sub_offset > 0) {
-    // The inherited part of the append at the fork offset becomes the fork's first record.
+  auto decided = decide_create_new(req, source ? &*source : nullptr, now_ms());
+  if (!decided) co_return std::move(decided).error();
+  StreamMeta meta = std::move(decided->meta);
+  const std::string& initial = decided->initial;
+  std::string prefix;
+  if (meta.fork && req.fork_sub_offset > 0) {
+    // The inherited part of the append at the fork offset becomes the fork's
+    // first record. Its anchor is the first append at or after the fork
+    // offset (S2 offsets are not dense: control records between them hold no data).
     ReadRequest rr{*req.forked_from, OffsetSpec::position(meta.fork->offset), 1};
     auto first_op = do_read(rr);
     auto first = co_await first_op;
     if (!first) co_return std::move(first).error();
-    // The anchor is the first append at or after the fork offset (control
-    // records between them hold no data).
     if (first->records.empty()) {
       co_return Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset");
     }
-    const std::string& bytes = first->records.front()->bytes;
-    if (is_json_media_type(media_type(meta.config.content_type))) {
-      auto p = json_prefix(bytes, req.fork_sub_offset);
-      if (!p) co_return std::move(p).error();
-      prefix = std::move(*p);
-    } else {
-      if (req.fork_sub_offset > bytes.size()) {
-        co_return Error(errc::bad_request,
-                        "Stream-Fork-Sub-Offset overshoots the append at the fork offset");
-      }
-      prefix = bytes.substr(0, req.fork_sub_offset);
-    }
+    auto p =
+        fork_prefix(meta.config.content_type, first->records.front()->bytes, req.fork_sub_offset);
+    if (!p) co_return std::move(p).error();
+    prefix = std::move(*p);
   }
-  auto initial = frame_initial_body(meta.config.content_type, req.body);
-  if (!initial) co_return std::move(initial).error();
-  if (initial->size() > kMaxRecordBody || prefix.size() > kMaxRecordBody) {
+  if (initial.size() > kMaxRecordBody || prefix.size() > kMaxRecordBody) {
     co_return Error(errc::payload_too_large, "the S2 engine takes at most 1000 KiB per append");
   }
+  meta.closed = false;  // closure is a record of its own (below)
 
   {
     auto create_op = s2_create_stream(req.path);
@@ -530,9 +505,9 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
       std::lock_guard lock(c->mu);
       if (c->fold.exists) {
         // Another node created it meanwhile: answer as an idempotent PUT would.
-        if (!c->fold.meta.soft_deleted && create_matches(c->fold.meta, req))
-          co_return CreateOutcome{false, c->fold.meta};
-        co_return Error(errc::config_mismatch, "stream exists with a different configuration");
+        auto same = decide_create_existing(c->fold.meta, req, now_ms());
+        if (!same) co_return std::move(same).error();
+        co_return CreateOutcome{false, std::move(same->meta)};
       }
       uint64_t hi = c->fold.ever_existed ? c->fold.last_hi + 1 : 0;
       if (meta.fork) hi = std::max(hi, meta.fork->offset.hi + 1);
@@ -542,7 +517,8 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
     std::vector<AppendRecord> records;
     records.push_back(control_record(kMeta));
     records.back().body = encode_meta(meta);
-    for (const std::string* data : {&prefix, &*initial}) {
+    const std::string* parts[] = {&prefix, &initial};
+    for (const std::string* data : parts) {
       if (data->empty()) continue;
       records.push_back(control_record(kData));
       records.back().body = *data;
