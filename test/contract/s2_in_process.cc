@@ -8,6 +8,8 @@
 // clock, so this instance has controllable time (unlike the emulator one).
 
 #include <condition_variable>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -60,8 +62,52 @@ class FakeS2Api final : public s2::S2Api {
     done(s2::S2Result<s2::Empty>::success({}));
   }
 
+  /// While closed, appends are held (not applied, not answered) until the
+  /// gate opens; then they run in order on the opening thread.
+  void close_gate() {
+    std::lock_guard lock(mu_);
+    gate_closed_ = true;
+  }
+  void open_gate() {
+    std::vector<std::function<void()>> held;
+    {
+      std::lock_guard lock(mu_);
+      gate_closed_ = false;
+      held.swap(held_);
+    }
+    for (auto& h : held) h();
+  }
+  size_t held() const {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  /// Appends applied, and the largest batch seen (records, metered bytes).
+  uint64_t appends() const {
+    std::lock_guard lock(mu_);
+    return appends_;
+  }
+  uint64_t max_batch_records() const {
+    std::lock_guard lock(mu_);
+    return max_records_;
+  }
+
   void append(const std::string& stream, s2::AppendInput input,
               Callback<s2::AppendAck> done) override {
+    {
+      std::lock_guard lock(mu_);
+      if (gate_closed_) {
+        held_.push_back([this, stream, input = std::move(input), done = std::move(done)]() mutable {
+          append(stream, std::move(input), std::move(done));
+        });
+        return;
+      }
+    }
+    uint64_t metered = 0;
+    for (const auto& r : input.records) metered += s2::metered_bytes(r);
+    if (input.records.empty() || input.records.size() > s2::kMaxBatchRecords ||
+        metered > s2::kMaxBatchBytes) {
+      return done(Failure<s2::AppendAck>(S2Error::Kind::rejected, 422));
+    }
     std::vector<s2::SequencedRecord> added;
     s2::AppendAck ack;
     {
@@ -80,6 +126,8 @@ class FakeS2Api final : public s2::S2Api {
         return done(s2::S2Result<s2::AppendAck>::failure(e));
       }
       ack.start_seq = tail;
+      ++appends_;
+      max_records_ = std::max<uint64_t>(max_records_, input.records.size());
       for (auto& r : input.records) {
         s2::SequencedRecord sr;
         sr.seq_num = s.first_seq + s.records.size();
@@ -253,10 +301,14 @@ class FakeS2Api final : public s2::S2Api {
   }
 
   mutable std::mutex mu_;
-  const Clock* clock_;                     // guarded by mu_
-  std::map<std::string, Stream> streams_;  // guarded by mu_
-  bool failing_ = false;                   // guarded by mu_
-  uint64_t injected_ = 0;                  // guarded by mu_
+  const Clock* clock_;                       // guarded by mu_
+  std::map<std::string, Stream> streams_;    // guarded by mu_
+  bool failing_ = false;                     // guarded by mu_
+  bool gate_closed_ = false;                 // guarded by mu_
+  std::vector<std::function<void()>> held_;  // guarded by mu_
+  uint64_t appends_ = 0;                     // guarded by mu_
+  uint64_t max_records_ = 0;                 // guarded by mu_
+  uint64_t injected_ = 0;                    // guarded by mu_
 };
 
 class FakeFaults final : public FaultControl {
@@ -322,5 +374,99 @@ std::string engine_name(const ::testing::TestParamInfo<EngineFactory>& info) {
 }  // namespace
 
 INSTANTIATE_TEST_SUITE_P(S2Fake, StoreContract, ::testing::Values(s2_in_process()), engine_name);
+
+// ---- group commit over S2 (issue 10, item 1), on the fake's append gate ----
+
+namespace {
+
+template <class T>
+std::future<Result<T>> later(std::function<void(StreamStore::Callback<T>)> start) {
+  auto p = std::make_shared<std::promise<Result<T>>>();
+  auto f = p->get_future();
+  start([p](Result<T> r) { p->set_value(std::move(r)); });
+  return f;
+}
+
+class S2GroupCommit : public ::testing::Test {
+ protected:
+  S2GroupCommit() : api_(&SystemClock::instance()) {
+    S2StoreOptions so;
+    so.api = &api_;
+    store_ = make_s2_store(so);
+    CreateRequest c;
+    c.path = "gc";
+    c.config.content_type = "text/plain";
+    auto created = later<CreateOutcome>([&](auto cb) { store_->create(c, cb); });
+    EXPECT_TRUE(created.get());
+  }
+  std::future<Result<AppendOutcome>> append(std::string body,
+                                            std::optional<ProducerTriple> p = std::nullopt) {
+    AppendRequest a;
+    a.path = "gc";
+    a.content_type = "text/plain";
+    a.body = std::move(body);
+    a.producer = std::move(p);
+    return later<AppendOutcome>([&](auto cb) { store_->append(a, cb); });
+  }
+  std::string read_all() {
+    std::string out;
+    OffsetSpec from = OffsetSpec::start();
+    for (int i = 0; i < 10'000; ++i) {
+      ReadRequest r{"gc", from, 1 << 20};
+      auto got = later<ReadOutcome>([&](auto cb) { store_->read(r, cb); }).get();
+      EXPECT_TRUE(got);
+      if (!got) return out;
+      for (const auto& rec : got->records) out += rec->bytes;
+      if (got->up_to_date) return out;
+      from = OffsetSpec::position(got->next);
+    }
+    return out;
+  }
+
+  FakeS2Api api_;
+  std::unique_ptr<StreamStore> store_;
+};
+
+TEST_F(S2GroupCommit, AppendsQueuedBehindABatchInFlightGoOutAsOneBatchInSubmissionOrder) {
+  const uint64_t before = api_.appends();
+  api_.close_gate();
+  std::vector<std::future<Result<AppendOutcome>>> answers;
+  // A producer's pipelined seqs: any reordering would be a sequence gap.
+  for (uint64_t seq = 0; seq < 200; ++seq)
+    answers.push_back(append("m" + std::to_string(seq) + ";", ProducerTriple{"p", 0, seq}));
+  ASSERT_EQ(api_.held(), 1u) << "the first append is in flight; the rest queue behind it";
+  api_.open_gate();
+  Offset last;
+  std::string expected;
+  for (uint64_t seq = 0; seq < 200; ++seq) {
+    auto r = answers[seq].get();
+    ASSERT_TRUE(r) << "seq " << seq << ": " << r.error().message;
+    EXPECT_EQ(r->kind, AppendOutcome::Kind::appended);
+    EXPECT_EQ(r->producer_seq, seq);
+    EXPECT_GT(r->tail, last) << "each request gets its own offset, in order";
+    last = r->tail;
+    expected += "m" + std::to_string(seq) + ";";
+  }
+  EXPECT_EQ(api_.appends() - before, 2u) << "one S2 append in flight, then one batch for the rest";
+  EXPECT_EQ(read_all(), expected);
+}
+
+TEST_F(S2GroupCommit, ABatchOverS2LimitsIsSplitNeverFailed) {
+  api_.close_gate();
+  std::vector<std::future<Result<AppendOutcome>>> answers;
+  const std::string kilobyte(1000, 'k');
+  for (int i = 0; i < 2500; ++i) answers.push_back(append(kilobyte));
+  api_.open_gate();
+  for (auto& a : answers) {
+    auto r = a.get();
+    ASSERT_TRUE(r) << r.error().message;
+  }
+  EXPECT_LE(api_.max_batch_records(), s2::kMaxBatchRecords);
+  EXPECT_GE(api_.appends(), 4u)
+      << "2.5 MB cannot go in fewer than 3 batches of 1 MiB (+ the first)";
+  EXPECT_EQ(read_all().size(), 2500u * 1000u);
+}
+
+}  // namespace
 
 }  // namespace ds::contract
