@@ -112,6 +112,28 @@ describe("S2 engine at scale", () => {
     assert.equal(next.status, 200, `the next producer seq: ${next.status} ${next.text}`);
   });
 
+  test("a catch-up read on a node that knows the stream sees another node's append in one S2 request", async () => {
+    const emu = await emulator();
+    const a = await node(emu, "ryw-a");
+    const b = await node(emu, "ryw-b");
+    const name = `ryw-${Date.now()}`;
+    assert.equal((await req(streamUrl(a, name), { method: "PUT", headers: { "content-type": JSON_CT } })).status, 201);
+    assert.equal((await req(streamUrl(a, name), { method: "POST", headers: { "content-type": JSON_CT }, body: '{"n":1}' })).status, 204);
+    const first = await req(`${streamUrl(b, name)}?offset=-1`);
+    assert.equal(first.status, 200);
+    const from = first.headers.get("stream-next-offset");
+    for (let n = 2; n <= 4; n++) {
+      assert.equal((await req(streamUrl(a, name), { method: "POST", headers: { "content-type": JSON_CT }, body: JSON.stringify({ n }) })).status, 204);
+      await emu.resetStats();
+      const r = await req(`${streamUrl(b, name)}?offset=${from}`);
+      const requests = totalRequests(await emu.stats());
+      assert.equal(r.status, 200);
+      assert.deepEqual(JSON.parse(r.text).map((m) => m.n), Array.from({ length: n - 1 }, (_, i) => i + 2), "node B sees node A's appends");
+      assert.equal(r.headers.get("stream-up-to-date"), "true");
+      assert.equal(requests, 1, `catch-up read took ${requests} S2 requests`);
+    }
+  });
+
   test("an append whose ack is held and lost while another node writes 400 records is settled, not written twice", async () => {
     const emu = await emulator();
     const a = await node(emu, "lost-a");

@@ -42,6 +42,10 @@ inline constexpr std::string_view kCheckpointAt = "k";  // seq_num of the latest
 
 /// Body bytes S2 accepts in one record after our headers (1 MiB metered per batch).
 inline constexpr size_t kMaxRecordBody = size_t{1000} * 1024;
+/// The largest record dstreamd writes, metered (body, headers, S2's 8 bytes):
+/// bodies are capped above, headers by the HTTP layer's header limit, and
+/// checkpoints larger than kMaxRecordBody are not written.
+inline constexpr size_t kMaxRecordMetered = kMaxRecordBody + 16 * 1024;
 
 const std::string* find_header(const s2::SequencedRecord& r, std::string_view name);
 

@@ -387,10 +387,15 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
   } else {
     records = std::move(r.value->records);
     uint64_t bytes = 0;
-    for (const auto& rec : records) bytes += 8 + rec.body.size() + 2 * rec.headers.size();
-    // Short of both limits (with room for the largest record): S2 stopped at its tail.
+    for (const auto& rec : records) {
+      bytes += 8 + 2 * rec.headers.size() + rec.body.size();
+      for (const auto& h : rec.headers) bytes += h.name.size() + h.value.size();
+    }
+    // S2 ends a read before a record that would break its limits. Short of
+    // the record limit, and with room left for the largest record dstreamd
+    // writes, nothing was held back: the read stopped at the tail.
     reached_tail = !records.empty() && records.size() < s2::kMaxBatchRecords &&
-                   bytes + kMaxRecordBody + 24 * 1024 < s2::kMaxBatchBytes;
+                   bytes + kMaxRecordMetered <= s2::kMaxBatchBytes;
   }
   if (!reached_tail) co_return std::nullopt;
   ReadOutcome out;

@@ -60,9 +60,12 @@ size_t decide_batch(const FoldState& fold, const std::deque<PendingAppend>& reqs
   for (size_t i = 0; i < upper_records; ++i) upper_bytes += 64 + reqs[i].req.body.size();
   if (fold.records_since_checkpoint + upper_records > opts.checkpoint_records ||
       fold.bytes_since_checkpoint + upper_bytes > opts.checkpoint_bytes) {
-    b.records.push_back(checkpoint_record(fold));
-    b.checkpoint_seq = fold.next_seq;
-    b.has_checkpoint = true;
+    AppendRecord ckpt = checkpoint_record(fold);
+    if (ckpt.body.size() <= kMaxRecordBody) {  // else a cold load folds further back
+      b.records.push_back(std::move(ckpt));
+      b.checkpoint_seq = fold.next_seq;
+      b.has_checkpoint = true;
+    }
   }
   uint64_t bytes = 0;
   for (const auto& r : b.records) bytes += s2::metered_bytes(r);
@@ -104,10 +107,24 @@ size_t decide_batch(const FoldState& fold, const std::deque<PendingAppend>& reqs
     }
     AppendRecord rec = append_record(req, acc);
     uint64_t size = s2::metered_bytes(rec);
-    if (b.records.size() + 1 > s2::kMaxBatchRecords ||
-        bytes + size + stamp_overhead(b.records.size() + 1) > s2::kMaxBatchBytes) {
-      break;  // the next batch takes it
+    if (size + stamp_overhead(1) > kMaxRecordMetered) {
+      b.answers.push_back(Error(errc::payload_too_large,
+                                "the S2 engine takes at most 1000 KiB per append, headers "
+                                "(Producer-Id, Stream-Seq) at most 16 KiB"));
+      continue;
     }
+    auto fits = [&] {
+      return b.records.size() + 1 <= s2::kMaxBatchRecords &&
+             bytes + size + stamp_overhead(b.records.size() + 1) <= s2::kMaxBatchBytes;
+    };
+    if (!fits() && b.records.size() == 1 && b.has_checkpoint && b.checkpoint_seq == b.expected) {
+      // A big first append: it goes without the checkpoint (the next batch writes one).
+      b.records.clear();
+      bytes = 0;
+      b.has_checkpoint = fold.has_checkpoint;
+      b.checkpoint_seq = fold.checkpoint_seq;
+    }
+    if (!fits()) break;  // the next batch takes it
     bytes += size;
     b.records.push_back(std::move(rec));
     staged.tail = Offset{staged.id, b.expected + b.records.size()};
