@@ -165,6 +165,10 @@ class S2Store final : public StreamStore, public std::enable_shared_from_this<S2
     pool_.submit(
         [this, req = std::move(req), done = std::move(done)]() mutable { done(do_read(req)); });
   }
+  void touch(const std::string& path) override {
+    // Minimal: maybe_touch (rate-limited per stream) on the worker pool.
+    pool_.submit([this, c = cache(path)] { maybe_touch(*c); });
+  }
   void head(std::string path, Callback<StreamMeta> done) override {
     pool_.submit(
         [this, path = std::move(path), done = std::move(done)]() mutable { done(do_head(path)); });
