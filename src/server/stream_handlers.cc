@@ -138,10 +138,12 @@ asio::awaitable<Result<ReadOutcome>> live_read(Context& ctx, const std::string& 
   if (from.kind == OffsetSpec::Kind::at) {
     auto hit = ctx.hubs.read_buffered(name, from.at, ctx.options.read_chunk_bytes);
     if (hit) {
+      ctx.metrics.live_reads_hub.inc();
       if (hit->meta.config.ttl_seconds) ctx.store.touch(name);
       co_return std::move(*hit);
     }
   }
+  ctx.metrics.live_reads_storage.inc();
   const uint64_t hub = ctx.hubs.hub_id(name);  // before the read: see LiveHubs::remember
   ReadRequest rr{name, from, ctx.options.read_chunk_bytes};
   rr.live = live;
