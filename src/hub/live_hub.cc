@@ -114,9 +114,11 @@ class Hub : public std::enable_shared_from_this<Hub> {
     std::lock_guard lock(mu_);
     if (!initialized_ || gone_ || retired_ || !meta_ || meta_->tail.hi != tail_.hi)
       return std::nullopt;
-    // At or ahead of the tail this hub knows: storage decides (and a live
-    // read there waits on the hub anyway).
-    if (from >= tail_ || buffer_.empty() || from < buffer_.front()->begin) return std::nullopt;
+    // Ahead of the tail this hub knows (on S2, possibly another node's newer
+    // tail): storage decides. At the tail: nothing yet, the reader waits on
+    // the hub. Behind it: the buffer must reach back to `from`.
+    if (from > tail_) return std::nullopt;
+    if (from < tail_ && (buffer_.empty() || from < buffer_.front()->begin)) return std::nullopt;
     const int64_t now = clock_.now_ms();
     const auto& cfg = meta_->config;
     if (cfg.expires_at_ms && now >= *cfg.expires_at_ms) return std::nullopt;

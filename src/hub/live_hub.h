@@ -104,10 +104,11 @@ class LiveHubs {
 
   /// A live read at `from` answered from the stream's hub buffer, as a
   /// storage read would answer it (at most about `max_bytes`, at least one
-  /// record; `meta` with the hub's tail and closure), or nullopt when the hub
-  /// cannot answer and storage must: no hub or no remembered metadata yet;
-  /// `from` at or ahead of the hub's tail (the hub knows nothing newer; on S2
-  /// an offset from another node's newer tail); `from` older than the
+  /// record; `meta` with the hub's tail and closure; at the hub's tail: no
+  /// records, up to date, and the reader then waits on the hub), or nullopt
+  /// when the hub cannot answer and storage must: no hub or no metadata yet;
+  /// `from` ahead of the hub's tail (the hub knows nothing newer; on S2 an
+  /// offset from another node's newer tail); `from` older than the
   /// buffer; a JSON stream's `from` inside a record (storage rejects it);
   /// the stream past its Expires-At, or near the end of its sliding TTL as
   /// far as the hub has seen it accessed (storage then decides and renews).

@@ -607,6 +607,36 @@ TEST_F(BufferedReadTest, AnswersBehindTheTailFromTheBuffer) {
   EXPECT_EQ(hubs_.buffered_reads(), 2u);
 }
 
+TEST_F(BufferedReadTest, AtTheTailNothingYetUpToDate) {
+  setup();
+  auto r = hubs_.read_buffered("s", at(7), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->records.empty());
+  EXPECT_EQ(r->start, at(7));
+  EXPECT_EQ(r->next, at(7));
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_FALSE(r->meta.closed);
+
+  // A closed stream's tail says so (the reader's wait then ends at once).
+  store_.push("s", state(7, /*closed=*/true));
+  r = hubs_.read_buffered("s", at(7), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_TRUE(r->meta.closed);
+
+  // A hub that has seen no records yet answers at its tail too.
+  Wakes w;
+  auto waiter = hubs_.wait("t", at(100), w.fn());
+  store_.push("t", state(4));
+  hubs_.remember("t", hubs_.hub_id("t"), meta_of("text/plain", at(4)));
+  r = hubs_.read_buffered("t", at(4), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->records.empty());
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_FALSE(hubs_.read_buffered("t", at(3), 1 << 20));  // behind, nothing buffered
+  waiter->cancel();
+}
+
 TEST_F(BufferedReadTest, InsideARecordOfABinaryStreamClipsIt) {
   setup("application/octet-stream");
   auto r = hubs_.read_buffered("s", at(4), 1 << 20);
@@ -642,8 +672,7 @@ TEST_F(BufferedReadTest, StorageAnswersWhatTheHubCannot) {
   EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
   hubs_.remember("s", hubs_.hub_id("s"), meta_of("text/plain", at(7)));
   EXPECT_TRUE(hubs_.read_buffered("s", at(0), 1 << 20));
-  // At the tail, or ahead of it (another node's newer tail): storage.
-  EXPECT_FALSE(hubs_.read_buffered("s", at(7), 1 << 20));
+  // Ahead of the tail (another node's newer tail): storage.
   EXPECT_FALSE(hubs_.read_buffered("s", at(9), 1 << 20));
   EXPECT_FALSE(hubs_.read_buffered("s", Offset{1, 0}, 1 << 20));
   EXPECT_EQ(hubs_.buffered_reads(), 1u);
