@@ -1,6 +1,9 @@
 #include "hub/live_hub.h"
 
+#include <algorithm>
 #include <deque>
+
+#include "protocol/headers.h"
 
 namespace ds {
 
@@ -8,7 +11,10 @@ namespace ds {
 /// engine callbacks (in LiveHubs), as the engine requires.
 class Hub : public std::enable_shared_from_this<Hub> {
  public:
-  explicit Hub(size_t buffer_bytes) : buffer_limit_(buffer_bytes) {}
+  Hub(size_t buffer_bytes, uint64_t id, const Clock& clock)
+      : id(id), buffer_limit_(buffer_bytes), clock_(clock) {}
+
+  const uint64_t id;  ///< unique per LiveHubs: a replaced hub never matches again
 
   void on_event(const CommitEvent& ev) {
     std::vector<std::pair<std::shared_ptr<Waiter>, Wake>> wakes;
@@ -89,9 +95,95 @@ class Hub : public std::enable_shared_from_this<Hub> {
     return retired_;
   }
 
+  /// `meta` was read after this hub's watch was registered, so it describes
+  /// the hub's incarnation or a later one; a later one has already ended the
+  /// hub's (the hub is gone, or its tail is another incarnation's: checked
+  /// again at every read). `accessed_ms`: the last access the read knew of.
+  void remember(const StreamMeta& meta, int64_t accessed_ms) {
+    std::lock_guard lock(mu_);
+    if (gone_ || retired_) return;
+    // S2 offsets carry the incarnation: metadata read from another one is
+    // not this hub's (the embedded engine's offsets all have hi = 0).
+    if (initialized_ && meta.tail.hi != tail_.hi) return;
+    meta_ = meta;
+    json_ = is_json_media_type(media_type(meta.config.content_type));
+    accessed_ms_ = std::max(accessed_ms_, accessed_ms);
+  }
+
+  std::optional<ReadOutcome> read_buffered(Offset from, size_t max_bytes) {
+    std::lock_guard lock(mu_);
+    if (!initialized_ || gone_ || retired_ || !meta_ || meta_->tail.hi != tail_.hi)
+      return std::nullopt;
+    // Ahead of the tail this hub knows (on S2, possibly another node's newer
+    // tail): storage decides. At the tail: nothing yet, the reader waits on
+    // the hub. Behind it: the buffer must reach back to `from`.
+    if (from > tail_) return std::nullopt;
+    if (from < tail_ && (buffer_.empty() || from < buffer_.front()->begin)) return std::nullopt;
+    const int64_t now = clock_.now_ms();
+    const auto& cfg = meta_->config;
+    if (cfg.expires_at_ms && now >= *cfg.expires_at_ms) return std::nullopt;
+    if (cfg.ttl_seconds) {
+      // Engines renew the sliding TTL at most once per min(1 s, TTL/4)
+      // (StreamStore::touch), so the hub stops answering that much early and
+      // lets storage decide whether the stream is still there.
+      const int64_t ttl_ms = static_cast<int64_t>(*cfg.ttl_seconds) * 1000;
+      if (now >= accessed_ms_ + ttl_ms - std::min<int64_t>(1000, ttl_ms / 4)) return std::nullopt;
+    }
+    ReadOutcome out;
+    out.meta = *meta_;
+    out.meta.tail = tail_;
+    out.meta.closed = closed_;
+    out.start = from;
+    out.next = from;
+    size_t used = 0;
+    bool truncated = false;
+    for (auto it = first_after_locked(from); it != buffer_.end(); ++it) {
+      const RecordPtr& r = *it;
+      RecordPtr piece = r;
+      if (r->begin < from) {
+        if (json_) return std::nullopt;  // not a message boundary: storage answers 400
+        piece = slice(r, from);
+      }
+      if (!out.records.empty() && used + piece->bytes.size() > max_bytes) {
+        truncated = true;
+        break;
+      }
+      used += piece->bytes.size();
+      out.next = piece->end;
+      out.records.push_back(std::move(piece));
+      if (used >= max_bytes) {
+        truncated = true;
+        break;
+      }
+    }
+    // The buffer holds every record of the stream from its oldest on, so
+    // past the last one there is nothing but the tail (on S2, control
+    // records such as a close take offsets too).
+    if (!truncated) out.next = tail_;
+    out.up_to_date = out.next >= tail_;
+    accessed_ms_ = now;  // the caller renews the TTL (StreamStore::touch)
+    idle_since_ = std::chrono::steady_clock::now();  // in use, though nobody waits
+    return out;
+  }
+
   std::unique_ptr<WatchHandle> watch;
 
  private:
+  /// The first buffered record that ends after `from`.
+  std::deque<RecordPtr>::const_iterator first_after_locked(Offset from) const {
+    return std::partition_point(buffer_.begin(), buffer_.end(),
+                                [&](const RecordPtr& r) { return r->end <= from; });
+  }
+
+  /// The part of `r` from `from` on (`from` inside it).
+  static RecordPtr slice(const RecordPtr& r, Offset from) {
+    auto part = std::make_shared<Record>();
+    part->begin = from;
+    part->end = r->end;
+    part->bytes = r->bytes.substr(from.lo - r->begin.lo);
+    return part;
+  }
+
   std::optional<Wake> evaluate_locked(Offset from) const {
     if (gone_) return Wake{Wake::Kind::gone, {}, tail_, closed_};
     if (from >= tail_) {
@@ -102,22 +194,14 @@ class Hub : public std::enable_shared_from_this<Hub> {
     Offset oldest = buffer_.empty() ? tail_ : buffer_.front()->begin;
     if (from < oldest) return Wake{Wake::Kind::catch_up, {}, tail_, closed_};
     Wake wake{Wake::Kind::data, {}, tail_, closed_};
-    for (const auto& r : buffer_) {
-      if (r->end <= from) continue;
-      if (r->begin < from) {
-        auto part = std::make_shared<Record>();
-        part->begin = from;
-        part->end = r->end;
-        part->bytes = r->bytes.substr(from.lo - r->begin.lo);
-        wake.records.push_back(std::move(part));
-      } else {
-        wake.records.push_back(r);
-      }
+    for (auto it = first_after_locked(from); it != buffer_.end(); ++it) {
+      wake.records.push_back((*it)->begin < from ? slice(*it, from) : *it);
     }
     return wake;
   }
 
   const size_t buffer_limit_;
+  const Clock& clock_;
   mutable std::mutex mu_;
   bool initialized_ = false;                      // guarded by mu_
   bool gone_ = false;                             // guarded by mu_
@@ -129,6 +213,9 @@ class Hub : public std::enable_shared_from_this<Hub> {
   std::vector<std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
   std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last_data_{};  // guarded by mu_
+  std::optional<StreamMeta> meta_;                     // guarded by mu_: from remember()
+  bool json_ = false;                                  // guarded by mu_: meta_ is a JSON stream's
+  int64_t accessed_ms_ = 0;  // guarded by mu_: last access this hub saw (ms)
 };
 
 bool Waiter::fire(Wake w) {
@@ -176,7 +263,7 @@ std::shared_ptr<Hub> LiveHubs::hub_for(const std::string& path) {
       stale = std::move(it->second);  // a deleted stream's hub; the path may hold a new stream
       hubs_.erase(it);
     }
-    hub = std::make_shared<Hub>(options_.buffer_bytes);
+    hub = std::make_shared<Hub>(options_.buffer_bytes, next_hub_id_++, *options_.clock);
     std::weak_ptr<Hub> weak = hub;
     hub->watch = store_.watch(path, [weak](const CommitEvent& ev) {
       if (auto h = weak.lock()) h->on_event(ev);
@@ -184,6 +271,14 @@ std::shared_ptr<Hub> LiveHubs::hub_for(const std::string& path) {
     hubs_.emplace(path, hub);
   }
   if (stale) stale->watch.reset();  // outside mu_, like reap()
+  // The stream's metadata, so the hub can answer live reads behind the tail
+  // (read_buffered) without waiting for a reader's storage read to teach it:
+  // one head per hub, read after the watch was registered (see remember).
+  std::weak_ptr<Hub> weak = hub;
+  store_.head(path, [weak](Result<StreamMeta> meta) {
+    if (!meta) return;
+    if (auto h = weak.lock()) h->remember(*meta, meta->last_access_ms);
+  });
   return hub;
 }
 
@@ -214,14 +309,35 @@ void LiveHubs::reap() {
 }
 
 bool LiveHubs::recently_active(const std::string& path, std::chrono::milliseconds window) const {
-  std::shared_ptr<Hub> hub;
-  {
-    std::lock_guard lock(mu_);
-    auto it = hubs_.find(path);
-    if (it == hubs_.end()) return false;
-    hub = it->second;
-  }
+  auto hub = find(path);
+  if (!hub) return false;
   return std::chrono::steady_clock::now() - hub->last_data() < window;
+}
+
+std::shared_ptr<Hub> LiveHubs::find(const std::string& path) const {
+  std::lock_guard lock(mu_);
+  auto it = hubs_.find(path);
+  return it == hubs_.end() ? nullptr : it->second;
+}
+
+uint64_t LiveHubs::hub_id(const std::string& path) const {
+  auto hub = find(path);
+  return hub ? hub->id : 0;
+}
+
+void LiveHubs::remember(const std::string& path, uint64_t id, const StreamMeta& meta) {
+  if (id == 0) return;
+  auto hub = find(path);
+  if (hub && hub->id == id) hub->remember(meta, options_.clock->now_ms());  // the read renewed it
+}
+
+std::optional<ReadOutcome> LiveHubs::read_buffered(const std::string& path, Offset from,
+                                                   size_t max_bytes) {
+  auto hub = find(path);
+  if (!hub) return std::nullopt;
+  auto out = hub->read_buffered(from, max_bytes);
+  if (out) buffered_reads_.fetch_add(1, std::memory_order_relaxed);
+  return out;
 }
 
 size_t LiveHubs::hub_count() const {

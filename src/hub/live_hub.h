@@ -10,18 +10,27 @@
 // storage read, per commit. A reader whose offset has already fallen out of
 // the buffer is told to catch up from storage and come back.
 //
+// A live request that arrives behind the tail is answered from the buffer
+// too (read_buffered), once the hub knows the stream's metadata from one
+// storage read (remember): N readers re-polling behind the tail cost no
+// storage read each.
+//
 // Thread safety: all methods may be called from any thread. Wake callbacks
 // run on engine threads (or inline in wait()) and must only hand the result
 // over to the reader's own executor.
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "store/stream_store.h"
 
 namespace ds {
@@ -64,6 +73,8 @@ class LiveHubs {
   struct Options {
     size_t buffer_bytes = 4 << 20;  ///< recent data each hub keeps
     std::chrono::milliseconds idle_grace{30'000};
+    /// For Stream-Expires-At and the sliding TTL in read_buffered().
+    const Clock* clock = &SystemClock::instance();
   };
   LiveHubs(StreamStore& store, Options options);
   explicit LiveHubs(StreamStore& store) : LiveHubs(store, Options{}) {}
@@ -80,6 +91,34 @@ class LiveHubs {
 
   size_t hub_count() const;
 
+  /// The stream's current hub (0: none). Take it before a storage read whose
+  /// metadata then goes to remember().
+  uint64_t hub_id(const std::string& path) const;
+
+  /// Lets the stream's hub answer live reads itself (read_buffered): `meta`
+  /// comes from a storage read (which also renewed the sliding TTL) that
+  /// started while hub `id` (hub_id() before the read) was the stream's hub.
+  /// Ignored when that hub has been replaced, is gone (the path may hold a
+  /// re-created stream by now) or describes another incarnation.
+  void remember(const std::string& path, uint64_t id, const StreamMeta& meta);
+
+  /// A live read at `from` answered from the stream's hub buffer, as a
+  /// storage read would answer it (at most about `max_bytes`, at least one
+  /// record; `meta` with the hub's tail and closure; at the hub's tail: no
+  /// records, up to date, and the reader then waits on the hub), or nullopt
+  /// when the hub cannot answer and storage must: no hub or no metadata yet;
+  /// `from` ahead of the hub's tail (the hub knows nothing newer; on S2 an
+  /// offset from another node's newer tail); `from` older than the
+  /// buffer; a JSON stream's `from` inside a record (storage rejects it);
+  /// the stream past its Expires-At, or near the end of its sliding TTL as
+  /// far as the hub has seen it accessed (storage then decides and renews).
+  /// A read answered here counts as an access: the caller renews the TTL
+  /// with StreamStore::touch().
+  std::optional<ReadOutcome> read_buffered(const std::string& path, Offset from, size_t max_bytes);
+
+  /// Live reads read_buffered() has answered.
+  uint64_t buffered_reads() const { return buffered_reads_.load(std::memory_order_relaxed); }
+
   /// Whether the stream's hub has seen new records within `window` (false
   /// when there is no hub). Readers use it to guess whether a wait will be
   /// short.
@@ -87,11 +126,15 @@ class LiveHubs {
 
  private:
   std::shared_ptr<Hub> hub_for(const std::string& path);
+  /// The stream's hub, if it has one (none is made).
+  std::shared_ptr<Hub> find(const std::string& path) const;
 
   StreamStore& store_;
   Options options_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Hub>> hubs_;  // guarded by mu_
+  uint64_t next_hub_id_ = 1;                                    // guarded by mu_
+  std::atomic<uint64_t> buffered_reads_{0};
 };
 
 }  // namespace ds

@@ -98,6 +98,12 @@ void HttpMetrics::collect(Exposition& e) const {
             "SSE readers disconnected because their pending output passed "
             "--max-pending-output-bytes",
             slow_consumer_disconnects.value());
+  e.family("dstreamd_live_reads_total",
+           "Reads of long-poll and SSE responses, by where they were answered: the stream's live "
+           "hub buffer, or storage",
+           Exposition::Type::counter);
+  e.sample("dstreamd_live_reads_total", {{"source", "hub"}}, live_reads_hub.value());
+  e.sample("dstreamd_live_reads_total", {{"source", "storage"}}, live_reads_storage.value());
 }
 
 }  // namespace ds::metrics

@@ -30,6 +30,10 @@ class HttpMetrics {
   Gauge open_sse;          ///< SSE responses being streamed
   Gauge parked_long_polls;
   Counter slow_consumer_disconnects;  ///< SSE readers cut off past the output cap
+  /// Long-poll and SSE reads answered from the live hub's buffer, and those
+  /// that had to read storage.
+  Counter live_reads_hub;
+  Counter live_reads_storage;
 
   /// Renders every family above.
   void collect(Exposition& e) const;

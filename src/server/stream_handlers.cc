@@ -128,6 +128,31 @@ auto store_read(Context& ctx, ReadRequest rr) {
   });
 }
 
+/// A read for a long-poll or SSE response: from the stream's hub buffer when
+/// it holds the records from `from` on (no storage read; the sliding TTL is
+/// renewed with a touch), else from storage, whose metadata the hub then
+/// remembers so that it can answer the next ones. `live`: the storage read's
+/// ReadRequest::live.
+asio::awaitable<Result<ReadOutcome>> live_read(Context& ctx, const std::string& name,
+                                               const OffsetSpec& from, bool live) {
+  if (from.kind == OffsetSpec::Kind::at) {
+    auto hit = ctx.hubs.read_buffered(name, from.at, ctx.options.read_chunk_bytes);
+    if (hit) {
+      ctx.metrics.live_reads_hub.inc();
+      if (hit->meta.config.ttl_seconds) ctx.store.touch(name);
+      co_return std::move(*hit);
+    }
+  }
+  ctx.metrics.live_reads_storage.inc();
+  const uint64_t hub = ctx.hubs.hub_id(name);  // before the read: see LiveHubs::remember
+  ReadRequest rr{name, from, ctx.options.read_chunk_bytes};
+  rr.live = live;
+  auto r_op = store_read(ctx, std::move(rr));
+  auto r = std::move(*co_await std::move(r_op));
+  if (r) ctx.hubs.remember(name, hub, r->meta);
+  co_return r;
+}
+
 /// Where a hub wake lands: set on the connection's executor, which then
 /// cancels the timer the coroutine sleeps on.
 struct PendingWake {
@@ -605,9 +630,9 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
         co_return co_await send(ctx, stream, err_);
       }
       case Wake::Kind::catch_up: {
-        auto again_op = store_read(
-            ctx, ReadRequest{name, OffsetSpec::position(at), ctx.options.read_chunk_bytes});
-        auto again = std::move(*co_await std::move(again_op));
+        const auto again_from = OffsetSpec::position(at);
+        auto again_op = live_read(ctx, name, again_from, false);
+        auto again = co_await std::move(again_op);
         if (!again) {
           Response err_ = error_response(req, again.error());
           co_return co_await send(ctx, stream, err_);
@@ -631,10 +656,8 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
 asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& req,
                                        const std::string& name, const ReadParams& p) {
   const auto deadline = Clock_::now() + ctx.options.long_poll_timeout;
-  ReadRequest rr{name, p.from, ctx.options.read_chunk_bytes};
-  rr.live = true;
-  auto r_op = store_read(ctx, std::move(rr));
-  auto r = std::move(*co_await std::move(r_op));
+  auto r_op = live_read(ctx, name, p.from, true);
+  auto r = co_await std::move(r_op);
   if (!r) {
     Response err_ = error_response(req, r.error());
     co_return co_await send(ctx, stream, err_);
@@ -710,9 +733,9 @@ asio::awaitable<SseEnd> sse_loop(Context& ctx, SseOutput& output, const std::str
           co_await std::move(room);
         }
         if (output.failed()) co_return SseEnd::ended;
-        auto more_op = store_read(
-            ctx, ReadRequest{name, OffsetSpec::position(st.at), ctx.options.read_chunk_bytes});
-        auto more = std::move(*co_await std::move(more_op));
+        const auto more_from = OffsetSpec::position(st.at);
+        auto more_op = live_read(ctx, name, more_from, false);
+        auto more = co_await std::move(more_op);
         if (!more) break;
         closed_at_tail = more->up_to_date && more->meta.closed;
         std::string out;
@@ -800,10 +823,8 @@ asio::awaitable<void> sse_finish(Context& ctx, SseOutput& output, const std::str
 asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
                                  const std::string& name, const ReadParams& p) {
   // Resolve the stream (and the start offset) before committing to a 200.
-  ReadRequest rr{name, p.from, ctx.options.read_chunk_bytes};
-  rr.live = true;
-  auto first_op = store_read(ctx, std::move(rr));
-  auto first = std::move(*co_await std::move(first_op));
+  auto first_op = live_read(ctx, name, p.from, true);
+  auto first = co_await std::move(first_op);
   if (!first) {
     Response err_ = error_response(req, first.error());
     co_return co_await send(ctx, stream, err_);

@@ -89,9 +89,13 @@ class StreamStore {
   /// Metadata only; does not renew the TTL.
   virtual void head(std::string path, Callback<StreamMeta> done) = 0;
   virtual void remove(std::string path, Callback<Unit> done) = 0;
-  /// A reader used the stream: renew its sliding TTL. Fire-and-forget,
-  /// rate-limited by the engine, never blocks.
-  virtual void touch(const std::string& path) { (void)path; }
+  /// A reader used the stream: renew its sliding TTL, as read() does. For live
+  /// reads answered without a storage read (from the live hub's buffer).
+  /// Fire-and-forget: never blocks and reports nothing; rate-limited by the
+  /// engine to at most once per stream per interval (at most min(1 s, TTL/4),
+  /// which LiveHubs::read_buffered allows for). Does nothing for a stream that
+  /// does not exist or has already expired.
+  virtual void touch(const std::string& path) = 0;
 
   /// Watches one stream's own commits (a fork's watch never fires for its
   /// source's appends). The first event describes the current state with no

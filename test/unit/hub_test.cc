@@ -37,7 +37,13 @@ class FakeStore final : public StreamStore {
   void create(CreateRequest, Callback<CreateOutcome> done) override { done(unsupported()); }
   void append(AppendRequest, Callback<AppendOutcome> done) override { done(unsupported()); }
   void read(ReadRequest, Callback<ReadOutcome> done) override { done(unsupported()); }
-  void head(std::string, Callback<StreamMeta> done) override { done(unsupported()); }
+  void head(std::string path, Callback<StreamMeta> done) override {
+    ++head_calls;
+    auto it = metas.find(path);
+    if (it == metas.end()) return done(unsupported());
+    done(it->second);
+  }
+  void touch(const std::string&) override {}
   void remove(std::string, Callback<Unit> done) override { done(unsupported()); }
   Status health() override { return Unit{}; }
 
@@ -72,8 +78,11 @@ class FakeStore final : public StreamStore {
   /// If set for a path, watch() delivers this event synchronously, as the
   /// embedded engine does with its initial state.
   std::map<std::string, CommitEvent> initial;
+  /// What head() answers for a path (else an error).
+  std::map<std::string, StreamMeta> metas;
   int watch_calls = 0;
   int unwatch_calls = 0;
+  int head_calls = 0;
   std::vector<std::shared_ptr<Watch>> watches;
 
  private:
@@ -532,6 +541,288 @@ TEST_F(HubTest, MissingStreamIsGoneAtOnce) {
   EXPECT_TRUE(later.got.empty());
   EXPECT_EQ(store_.watch_calls, 2);
   EXPECT_EQ(hubs_.hub_count(), 1u);
+}
+
+// ------------------------------------------------------------ read_buffered
+
+StreamMeta meta_of(const std::string& content_type, Offset tail, uint64_t id = 7) {
+  StreamMeta m;
+  m.id = id;
+  m.path = "s";
+  m.config.content_type = content_type;
+  m.tail = tail;
+  return m;
+}
+
+class BufferedReadTest : public ::testing::Test {
+ protected:
+  BufferedReadTest() : hubs_(store_, LiveHubs::Options{4 << 20, kForever, &clock_}) {}
+
+  /// A hub for "s" with records "abc" [0,3) and "defg" [3,7) and the
+  /// metadata of a `content_type` stream.
+  void setup(const std::string& content_type = "text/plain") {
+    waiter_ = hubs_.wait("s", at(100), parked_.fn());  // a reader parked at the tail
+    store_.push("s", state(0));
+    store_.push("s", commit({a_}));
+    store_.push("s", commit({b_}));
+    hubs_.remember("s", hubs_.hub_id("s"), meta_of(content_type, at(7)));
+  }
+
+  ManualClock clock_;
+  FakeStore store_;
+  LiveHubs hubs_;
+  RecordPtr a_ = record(0, "abc");
+  RecordPtr b_ = record(3, "defg");
+  Wakes parked_;
+  std::shared_ptr<Waiter> waiter_;
+};
+
+TEST_F(BufferedReadTest, AnswersBehindTheTailFromTheBuffer) {
+  setup();
+  auto r = hubs_.read_buffered("s", at(0), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->start, at(0));
+  ASSERT_EQ(r->records.size(), 2u);
+  EXPECT_EQ(r->records[0], a_);  // the very records, no copy
+  EXPECT_EQ(r->records[1], b_);
+  EXPECT_EQ(r->next, at(7));
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_EQ(r->meta.tail, at(7));
+  EXPECT_FALSE(r->meta.closed);
+  EXPECT_EQ(r->meta.id, 7u);
+  EXPECT_EQ(r->meta.config.content_type, "text/plain");
+
+  // The hub's tail and closure, not the remembered ones.
+  auto c = record(7, "h");
+  store_.push("s", commit({c}, /*closed=*/true));
+  r = hubs_.read_buffered("s", at(3), 1 << 20);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->records.size(), 2u);
+  EXPECT_EQ(r->records[0], b_);
+  EXPECT_EQ(r->records[1], c);
+  EXPECT_EQ(r->next, at(8));
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_EQ(r->meta.tail, at(8));
+  EXPECT_TRUE(r->meta.closed);
+  EXPECT_EQ(hubs_.buffered_reads(), 2u);
+}
+
+TEST_F(BufferedReadTest, AtTheTailNothingYetUpToDate) {
+  setup();
+  auto r = hubs_.read_buffered("s", at(7), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->records.empty());
+  EXPECT_EQ(r->start, at(7));
+  EXPECT_EQ(r->next, at(7));
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_FALSE(r->meta.closed);
+
+  // A closed stream's tail says so (the reader's wait then ends at once).
+  store_.push("s", state(7, /*closed=*/true));
+  r = hubs_.read_buffered("s", at(7), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_TRUE(r->meta.closed);
+
+  // A hub that has seen no records yet answers at its tail too.
+  Wakes w;
+  auto waiter = hubs_.wait("t", at(100), w.fn());
+  store_.push("t", state(4));
+  hubs_.remember("t", hubs_.hub_id("t"), meta_of("text/plain", at(4)));
+  r = hubs_.read_buffered("t", at(4), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->records.empty());
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_FALSE(hubs_.read_buffered("t", at(3), 1 << 20));  // behind, nothing buffered
+  waiter->cancel();
+}
+
+TEST_F(BufferedReadTest, InsideARecordOfABinaryStreamClipsIt) {
+  setup("application/octet-stream");
+  auto r = hubs_.read_buffered("s", at(4), 1 << 20);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->records.size(), 1u);
+  EXPECT_EQ(r->records[0]->begin, at(4));
+  EXPECT_EQ(r->records[0]->end, at(7));
+  EXPECT_EQ(r->records[0]->bytes, "efg");
+  EXPECT_EQ(r->start, at(4));
+}
+
+TEST_F(BufferedReadTest, JsonStreamsOnlyFromARecordBoundary) {
+  setup("application/json; charset=utf-8");
+  EXPECT_FALSE(hubs_.read_buffered("s", at(1), 1 << 20));  // storage answers 400
+  auto r = hubs_.read_buffered("s", at(3), 1 << 20);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->records.size(), 1u);
+  EXPECT_EQ(r->records[0], b_);
+}
+
+TEST_F(BufferedReadTest, StorageAnswersWhatTheHubCannot) {
+  // No hub.
+  EXPECT_EQ(hubs_.hub_id("s"), 0u);
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
+  // A hub with records but no metadata yet.
+  waiter_ = hubs_.wait("s", at(100), parked_.fn());
+  store_.push("s", state(0));
+  store_.push("s", commit({a_}));
+  store_.push("s", commit({b_}));
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
+  // Metadata from a read that started before there was a hub is not taken.
+  hubs_.remember("s", 0, meta_of("text/plain", at(7)));
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
+  hubs_.remember("s", hubs_.hub_id("s"), meta_of("text/plain", at(7)));
+  EXPECT_TRUE(hubs_.read_buffered("s", at(0), 1 << 20));
+  // Ahead of the tail (another node's newer tail): storage.
+  EXPECT_FALSE(hubs_.read_buffered("s", at(9), 1 << 20));
+  EXPECT_FALSE(hubs_.read_buffered("s", Offset{1, 0}, 1 << 20));
+  EXPECT_EQ(hubs_.buffered_reads(), 1u);
+}
+
+TEST_F(BufferedReadTest, ANewHubLearnsTheMetadataWithOneHead) {
+  StreamMeta m = meta_of("text/plain", at(0));
+  m.config.ttl_seconds = 4;
+  m.last_access_ms = clock_.now_ms() - 3500;  // renewed 3.5 s ago
+  store_.metas["s"] = m;
+  waiter_ = hubs_.wait("s", at(100), parked_.fn());
+  Wakes other;
+  auto again = hubs_.wait("s", at(100), other.fn());
+  EXPECT_EQ(store_.head_calls, 1);  // per hub, not per waiter
+  store_.push("s", state(0));
+  store_.push("s", commit({a_}));
+  // Close to the end of the TTL as far as the head said: storage decides.
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
+  // A storage read (which renewed it) tells the hub.
+  hubs_.remember("s", hubs_.hub_id("s"), m);
+  EXPECT_TRUE(hubs_.read_buffered("s", at(0), 1 << 20));
+  // Without a TTL, the head alone lets the hub answer.
+  store_.push("s", gone_event());
+  store_.metas["s"] = meta_of("text/plain", at(0), 9);
+  Wakes w;
+  auto fresh = hubs_.wait("s", at(100), w.fn());
+  EXPECT_EQ(store_.head_calls, 2);
+  store_.push("s", state(0));
+  store_.push("s", commit({record(0, "xy")}));
+  auto r = hubs_.read_buffered("s", at(1), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->meta.id, 9u);
+  ASSERT_EQ(r->records.size(), 1u);
+  EXPECT_EQ(r->records[0]->bytes, "y");
+  fresh->cancel();
+  again->cancel();
+}
+
+TEST_F(BufferedReadTest, OlderThanTheBufferGoesToStorage) {
+  store_.initial["s"] = state(10);  // history before the watch is not buffered
+  waiter_ = hubs_.wait("s", at(100), parked_.fn());
+  auto c = record(10, "xyz");
+  store_.push("s", commit({c}));
+  hubs_.remember("s", hubs_.hub_id("s"), meta_of("text/plain", at(13)));
+  EXPECT_FALSE(hubs_.read_buffered("s", at(9), 1 << 20));
+  auto r = hubs_.read_buffered("s", at(10), 1 << 20);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->records.size(), 1u);
+  EXPECT_EQ(r->records[0], c);
+}
+
+TEST_F(BufferedReadTest, MaxBytesTruncatesAfterAtLeastOneRecord) {
+  setup();
+  auto r = hubs_.read_buffered("s", at(0), 2);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->records.size(), 1u);  // at least one record, even over the cap
+  EXPECT_EQ(r->records[0], a_);
+  EXPECT_EQ(r->next, at(3));
+  EXPECT_FALSE(r->up_to_date);
+  EXPECT_EQ(r->meta.tail, at(7));
+}
+
+TEST_F(BufferedReadTest, SparseOffsetsEndAtTheTail) {
+  // S2-like: records take one sequence number each, control records (a
+  // close) take some too, so the tail lies past the last data record.
+  waiter_ = hubs_.wait("s", Offset{3, 100}, parked_.fn());
+  CommitEvent init;
+  init.tail = Offset{3, 1};
+  store_.push("s", init);
+  auto d1 = std::make_shared<Record>(Record{Offset{3, 1}, Offset{3, 2}, "one"});
+  auto d2 = std::make_shared<Record>(Record{Offset{3, 4}, Offset{3, 5}, "two"});
+  CommitEvent ev;
+  ev.records = {d1, d2};
+  ev.tail = Offset{3, 7};
+  ev.closed = true;
+  store_.push("s", ev);
+  hubs_.remember("s", hubs_.hub_id("s"), meta_of("text/plain", Offset{3, 5}, 3));
+  auto r = hubs_.read_buffered("s", Offset{3, 2}, 1 << 20);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->records.size(), 1u);
+  EXPECT_EQ(r->records[0], d2);
+  EXPECT_EQ(r->next, (Offset{3, 7}));
+  EXPECT_TRUE(r->up_to_date);
+  EXPECT_TRUE(r->meta.closed);
+  // Between the last record and the tail: nothing but the tail.
+  r = hubs_.read_buffered("s", Offset{3, 5}, 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->records.empty());
+  EXPECT_EQ(r->next, (Offset{3, 7}));
+  EXPECT_TRUE(r->up_to_date);
+}
+
+TEST_F(BufferedReadTest, MetadataOfAnotherIncarnationIsNotTaken) {
+  waiter_ = hubs_.wait("s", Offset{3, 100}, parked_.fn());
+  CommitEvent init;
+  init.tail = Offset{3, 1};
+  store_.push("s", init);
+  auto d = std::make_shared<Record>(Record{Offset{3, 1}, Offset{3, 2}, "one"});
+  CommitEvent ev;
+  ev.records = {d};
+  ev.tail = Offset{3, 2};
+  store_.push("s", ev);
+  hubs_.remember("s", hubs_.hub_id("s"), meta_of("text/plain", Offset{4, 1}, 4));
+  EXPECT_FALSE(hubs_.read_buffered("s", Offset{3, 1}, 1 << 20));
+}
+
+TEST_F(BufferedReadTest, AReplacedHubForgetsTheMetadata) {
+  setup();
+  const uint64_t old_id = hubs_.hub_id("s");
+  store_.push("s", gone_event());
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
+  // The path is re-created (another content type); a read that began while
+  // the old hub was current must not teach the new hub its metadata.
+  Wakes w;
+  auto again = hubs_.wait("s", at(100), w.fn());
+  EXPECT_NE(hubs_.hub_id("s"), old_id);
+  store_.push("s", state(0));
+  store_.push("s", commit({record(0, "[1]")}));
+  hubs_.remember("s", old_id, meta_of("text/plain", at(3)));
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
+  hubs_.remember("s", hubs_.hub_id("s"), meta_of("application/json", at(3), 8));
+  auto r = hubs_.read_buffered("s", at(0), 1 << 20);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->meta.id, 8u);
+  EXPECT_EQ(r->meta.config.content_type, "application/json");
+  again->cancel();
+}
+
+TEST_F(BufferedReadTest, SlidingTtlAndExpiresAt) {
+  setup();
+  // TTL 4 s: the hub answers while it has seen an access within the last
+  // 3 s (TTL minus min(1 s, TTL/4)); each answer is an access.
+  StreamMeta m = meta_of("text/plain", at(7));
+  m.config.ttl_seconds = 4;
+  hubs_.remember("s", hubs_.hub_id("s"), m);
+  clock_.advance_ms(2900);
+  EXPECT_TRUE(hubs_.read_buffered("s", at(0), 1 << 20));
+  clock_.advance_ms(2900);
+  EXPECT_TRUE(hubs_.read_buffered("s", at(0), 1 << 20));
+  clock_.advance_ms(3000);
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));  // storage decides
+  hubs_.remember("s", hubs_.hub_id("s"), m);               // ... and renews
+  EXPECT_TRUE(hubs_.read_buffered("s", at(0), 1 << 20));
+
+  StreamMeta e = meta_of("text/plain", at(7));
+  e.config.expires_at_ms = clock_.now_ms() + 1000;
+  hubs_.remember("s", hubs_.hub_id("s"), e);
+  EXPECT_TRUE(hubs_.read_buffered("s", at(0), 1 << 20));
+  clock_.advance_ms(1000);
+  EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
 }
 
 TEST(LiveHubsTest, DestructionUnwatchesEverything) {

@@ -109,6 +109,7 @@ class RocksStore final : public StreamStore {
         [this, req = std::move(req), done = std::move(done)]() mutable { done(do_read(req)); });
   }
   void head(std::string path, Callback<StreamMeta> done) override;
+  void touch(const std::string& path) override;
   std::unique_ptr<WatchHandle> watch(const std::string& path,
                                      std::function<void(const CommitEvent&)> on_event) override;
   Status health() override {
@@ -730,6 +731,21 @@ Result<ReadOutcome> RocksStore::do_read(const ReadRequest& req) {
   }
   out.up_to_date = out.next >= tail;
   return out;
+}
+
+void RocksStore::touch(const std::string& path) {
+  // Like a read: an in-memory access time, no disk write. The writer's
+  // maintenance (every maintenance_interval_ms) persists it, at most one
+  // synced write per stream per interval however many readers touch.
+  int64_t now = opts_.clock->now_ms();
+  std::shared_lock lock(mu_);
+  auto it = slots_.find(path);
+  if (it == slots_.end()) return;
+  Slot& slot = *it->second;
+  if (slot.state->meta.soft_deleted || slot.expired(now)) return;  // too late to renew
+  int64_t prev = slot.last_read_ms.load();
+  while (prev < now && !slot.last_read_ms.compare_exchange_weak(prev, now)) {
+  }
 }
 
 void RocksStore::head(std::string path, Callback<StreamMeta> done) {
