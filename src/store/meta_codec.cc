@@ -1,20 +1,8 @@
 #include "store/meta_codec.h"
 
 namespace ds {
-namespace {
 
-constexpr uint8_t kMetaVersion = 1;
-
-void put_be64(std::string& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out.push_back(static_cast<char>((v >> shift) & 0xff));
-}
-
-uint64_t get_be64(std::string_view in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
-  return v;
-}
+namespace codec {
 
 void put_varint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -29,45 +17,49 @@ void put_string(std::string& out, std::string_view s) {
   out.append(s);
 }
 
-// Reads values from an encoded buffer; any overrun sets ok = false.
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool ok() const { return ok_; }
-  bool done() const { return in_.empty(); }
+uint64_t Reader::varint() {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in_.empty()) return fail();
+    auto b = static_cast<uint8_t>(in_.front());
+    in_.remove_prefix(1);
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) return v;
+  }
+  return fail();
+}
 
-  uint64_t varint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (in_.empty()) return fail();
-      auto b = static_cast<uint8_t>(in_.front());
-      in_.remove_prefix(1);
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    return fail();
+std::string Reader::string() {
+  uint64_t n = varint();
+  if (!ok_ || n > in_.size()) {
+    fail();
+    return {};
   }
-  int64_t svarint() { return static_cast<int64_t>(varint()); }
-  bool flag() { return varint() != 0; }
-  std::string string() {
-    uint64_t n = varint();
-    if (!ok_ || n > in_.size()) {
-      fail();
-      return {};
-    }
-    std::string s(in_.substr(0, n));
-    in_.remove_prefix(n);
-    return s;
-  }
+  std::string s(in_.substr(0, n));
+  in_.remove_prefix(n);
+  return s;
+}
 
- private:
-  uint64_t fail() {
-    ok_ = false;
-    return 0;
-  }
-  std::string_view in_;
-  bool ok_ = true;
-};
+}  // namespace codec
+
+namespace {
+
+using codec::put_string;
+using codec::put_varint;
+using codec::Reader;
+
+constexpr uint8_t kMetaVersion = 1;
+
+void put_be64(std::string& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+uint64_t get_be64(std::string_view in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
+  return v;
+}
 
 void put_offset(std::string& out, const Offset& o) {
   put_varint(out, o.hi);

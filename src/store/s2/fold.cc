@@ -20,47 +20,8 @@ uint64_t metered(const SequencedRecord& r) {
   return n;
 }
 
-void put_varint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-void put_string(std::string& out, std::string_view s) {
-  put_varint(out, s.size());
-  out.append(s);
-}
-
-// Reads what put_varint/put_string wrote; any overrun clears ok.
-struct Reader {
-  std::string_view in;
-  bool ok = true;
-
-  uint64_t varint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (in.empty()) break;
-      auto b = static_cast<uint8_t>(in.front());
-      in.remove_prefix(1);
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    ok = false;
-    return 0;
-  }
-  std::string_view string() {
-    uint64_t n = varint();
-    if (!ok || n > in.size()) {
-      ok = false;
-      return {};
-    }
-    auto s = in.substr(0, n);
-    in.remove_prefix(n);
-    return s;
-  }
-};
+using codec::put_string;
+using codec::put_varint;
 
 std::optional<ProducerTriple> producer_of(const SequencedRecord& r) {
   const std::string* id = find_header(r, kProducerId);
@@ -203,24 +164,24 @@ std::string encode_checkpoint(const FoldState& st) {
 
 bool start_from_checkpoint(FoldState& st, uint64_t seq, std::string_view body) {
   if (body.empty() || static_cast<uint8_t>(body[0]) != kCheckpointVersion) return false;
-  Reader r{body.substr(1)};
+  codec::Reader r(body.substr(1));
   FoldState s;
-  s.exists = r.varint() != 0;
+  s.exists = r.flag();
   s.start_seq = r.varint();
   s.last_hi = r.varint();
-  s.ever_existed = r.varint() != 0;
-  s.last_access_ms = static_cast<int64_t>(r.varint());
+  s.ever_existed = r.flag();
+  s.last_access_ms = r.svarint();
   auto meta = decode_meta(r.string());
   uint64_t n = r.varint();
-  if (!r.ok || !meta) return false;
+  if (!r.ok() || !meta) return false;
   s.meta = std::move(*meta);
-  for (uint64_t i = 0; i < n && r.ok; ++i) {
-    std::string id(r.string());
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string id = r.string();
     auto p = decode_producer(r.string());
     if (!p) return false;
     s.producers.emplace(std::move(id), *p);
   }
-  if (!r.ok || !r.in.empty()) return false;
+  if (!r.ok() || !r.done()) return false;
   s.meta.last_access_ms = s.last_access_ms;
   s.next_seq = seq + 1;
   mark_checkpoint(s, seq);

@@ -45,7 +45,7 @@ inline constexpr size_t kMaxRecordBody = size_t{1000} * 1024;
 /// The largest record dstreamd writes, metered (body, headers, S2's 8 bytes):
 /// bodies are capped above, headers by the HTTP layer's header limit, and
 /// checkpoints larger than kMaxRecordBody are not written.
-inline constexpr size_t kMaxRecordMetered = kMaxRecordBody + 16 * 1024;
+inline constexpr size_t kMaxRecordMetered = kMaxRecordBody + size_t{16} * 1024;
 
 const std::string* find_header(const s2::SequencedRecord& r, std::string_view name);
 

@@ -126,19 +126,21 @@ class S2Engine final : public StreamStore {
   void reopen_session(const CachePtr& c, uint64_t gen);
 
   // ---- requests (s2_store.cc: reads; s2_writes.cc: writes) ----
-  Task<void> run_read(ReadRequest req, Callback<ReadOutcome> done);
+  /// Runs `work` (a coroutine not started yet) and hands its result to
+  /// `done`; with `locked`, under that stream's write lock. Ends the task
+  /// begin_task() counted.
+  template <class T>
+  Task<void> answer(CachePtr locked, Task<Result<T>> work, Callback<T> done);
   Task<Result<ReadOutcome>> do_read(ReadRequest req);
   /// One S2 read at the reader's offset that also confirms the fold is
   /// current; nullopt when it could not (read further than one request).
   Task<std::optional<ReadOutcome>> read_confirming(CachePtr c, ReadRequest req);
-  Task<void> run_head(std::string path, Callback<StreamMeta> done);
+  Task<Result<StreamMeta>> do_head(std::string path);
   Task<void> run_watch_start(CachePtr c, uint64_t id);
 
   Task<void> run_writer(CachePtr c);
   Task<void> write_batch(CachePtr c);
-  Task<void> run_create(CreateRequest req, Callback<CreateOutcome> done);
   Task<Result<CreateOutcome>> do_create(CreateRequest req);
-  Task<void> run_remove(std::string path, Callback<Unit> done);
   Task<Result<Unit>> do_remove(std::string path);
   /// Appends `records` with match_seq_num = `expected` (the fold's next_seq
   /// when they were decided) and folds them; settles ambiguous outcomes by
@@ -168,6 +170,23 @@ class S2Engine final : public StreamStore {
   uint64_t tasks_ = 0;  // guarded by tasks_mu_
   TimerQueue timers_;   // last: its thread stops before anything it may touch goes
 };
+
+template <class T>
+Task<void> S2Engine::answer(CachePtr locked, Task<Result<T>> work, Callback<T> done) {
+  if (locked) {
+    auto lock = locked->write_mu.lock();
+    co_await lock;
+  }
+  Result<T> out = Error(errc::storage_failure, "S2 engine: request failed");
+  try {
+    out = co_await work;
+  } catch (const std::exception& e) {
+    out = Error(errc::storage_failure, std::string("S2 engine: ") + e.what());
+  }
+  if (locked) locked->write_mu.unlock();
+  done(std::move(out));
+  end_task();
+}
 
 Error s2_error(const s2::S2Error& e);
 std::string random_write_id(uint64_t counter);

@@ -15,6 +15,27 @@ using s2::S2Error;
 using s2::SequencedRecord;
 using namespace s2fold;
 
+namespace {
+
+/// Adds a data record to a read's answer, at most `max_bytes` of them (but at
+/// least one record). Returns false once the answer is full.
+bool take_record(ReadOutcome& out, uint64_t hi, const SequencedRecord& rec, size_t max_bytes,
+                 size_t& used) {
+  const std::string* kind = rec.is_command() ? nullptr : find_header(rec, kKind);
+  if (!kind || *kind != kData) return true;
+  if (!out.records.empty() && used + rec.body.size() > max_bytes) return false;
+  auto record = std::make_shared<Record>();
+  record->begin = Offset{hi, rec.seq_num};
+  record->end = Offset{hi, rec.seq_num + 1};
+  record->bytes = rec.body;
+  used += record->bytes.size();
+  out.next = record->end;
+  out.records.push_back(std::move(record));
+  return used < max_bytes;
+}
+
+}  // namespace
+
 Error s2_error(const S2Error& e) {
   switch (e.kind) {
     case S2Error::Kind::not_found:
@@ -340,19 +361,8 @@ void S2Engine::touch(const std::string& path) {
 
 void S2Engine::read(ReadRequest req, Callback<ReadOutcome> done) {
   begin_task();
-  spawn(run_read(std::move(req), std::move(done)));
-}
-
-Task<void> S2Engine::run_read(ReadRequest req, Callback<ReadOutcome> done) {
-  Result<ReadOutcome> out = Error(errc::storage_failure, "read failed");
-  try {
-    auto op = do_read(std::move(req));
-    out = co_await op;
-  } catch (const std::exception& e) {
-    out = Error(errc::storage_failure, std::string("S2 engine: ") + e.what());
-  }
-  done(std::move(out));
-  end_task();
+  auto work = do_read(std::move(req));
+  spawn(answer<ReadOutcome>(nullptr, std::move(work), std::move(done)));
 }
 
 Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadRequest req) {
@@ -414,20 +424,7 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
   bool truncated = false;
   for (const auto& rec : records) {
     if (rec.seq_num >= tail.lo || req.from.kind == OffsetSpec::Kind::now) break;
-    const std::string* kind = rec.is_command() ? nullptr : find_header(rec, kKind);
-    if (!kind || *kind != kData) continue;
-    if (!out.records.empty() && used + rec.body.size() > req.max_bytes) {
-      truncated = true;
-      break;
-    }
-    auto record = std::make_shared<Record>();
-    record->begin = Offset{hi, rec.seq_num};
-    record->end = Offset{hi, rec.seq_num + 1};
-    record->bytes = rec.body;
-    used += record->bytes.size();
-    out.next = record->end;
-    out.records.push_back(std::move(record));
-    if (used >= req.max_bytes) {
+    if (!take_record(out, hi, rec, req.max_bytes, used)) {
       truncated = true;
       break;
     }
@@ -526,20 +523,7 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
           break;
         }
         pos = rec.seq_num + 1;
-        const std::string* kind = rec.is_command() ? nullptr : find_header(rec, kKind);
-        if (!kind || *kind != kData) continue;
-        if (!out.records.empty() && used + rec.body.size() > req.max_bytes) {
-          truncated = true;
-          break;
-        }
-        auto record = std::make_shared<Record>();
-        record->begin = Offset{seg.hi, rec.seq_num};
-        record->end = Offset{seg.hi, rec.seq_num + 1};
-        record->bytes = rec.body;
-        used += record->bytes.size();
-        out.next = record->end;
-        out.records.push_back(std::move(record));
-        if (used >= req.max_bytes) {
+        if (!take_record(out, seg.hi, rec, req.max_bytes, used)) {
           truncated = true;
           break;
         }
@@ -554,31 +538,19 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
 
 void S2Engine::head(std::string path, Callback<StreamMeta> done) {
   begin_task();
-  spawn(run_head(std::move(path), std::move(done)));
+  auto work = do_head(std::move(path));
+  spawn(answer<StreamMeta>(nullptr, std::move(work), std::move(done)));
 }
 
-Task<void> S2Engine::run_head(std::string path, Callback<StreamMeta> done) {
+Task<Result<StreamMeta>> S2Engine::do_head(std::string path) {
   auto c = cache(path);
-  Result<StreamMeta> out = Error(errc::storage_failure, "head failed");
-  try {
-    auto op = refresh(c, false);
-    auto st = co_await op;
-    if (!st) {
-      out = st.error();
-    } else {
-      std::lock_guard lock(c->mu);
-      if (!c->fold.exists)
-        out = Error(errc::not_found, "stream not found");
-      else if (c->fold.meta.soft_deleted)
-        out = Error(errc::gone, "stream has been deleted");
-      else
-        out = c->fold.meta;
-    }
-  } catch (const std::exception& e) {
-    out = Error(errc::storage_failure, std::string("S2 engine: ") + e.what());
-  }
-  done(std::move(out));
-  end_task();
+  auto op = refresh(c, false);
+  auto st = co_await op;
+  if (!st) co_return st.error();
+  std::lock_guard lock(c->mu);
+  if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
+  if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
+  co_return c->fold.meta;
 }
 
 // ---- watches: one S2 read session per stream with live readers ----

@@ -48,7 +48,7 @@ struct S2StoreOptions {
   /// Checkpoint records are written so that at most this many records (and
   /// about this many bytes) lie between the latest checkpoint and the tail.
   unsigned checkpoint_records = 500;
-  size_t checkpoint_bytes = 512 * 1024;
+  size_t checkpoint_bytes = size_t{512} * 1024;
   /// Spacing of one stream's appends from this node (S2 allows 200 batches/s
   /// per stream per connection); appends arriving meanwhile join the batch.
   std::chrono::microseconds min_batch_interval{5000};

@@ -139,7 +139,7 @@ size_t decide_batch(const FoldState& fold, const std::deque<PendingAppend>& reqs
       out.producer_epoch = req.producer->epoch;
       out.producer_seq = req.producer->seq;
     }
-    b.answers.push_back(std::move(out));
+    b.answers.push_back(out);
   }
   // A batch that is only a checkpoint is no batch.
   const bool leading_checkpoint = b.has_checkpoint && b.checkpoint_seq == b.expected;
@@ -438,23 +438,9 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
 
 void S2Engine::create(CreateRequest req, Callback<CreateOutcome> done) {
   begin_task();
-  spawn(run_create(std::move(req), std::move(done)));
-}
-
-Task<void> S2Engine::run_create(CreateRequest req, Callback<CreateOutcome> done) {
   auto c = cache(req.path);
-  auto lock = c->write_mu.lock();
-  co_await lock;
-  Result<CreateOutcome> out = Error(errc::storage_failure, "create failed");
-  try {
-    auto op = do_create(std::move(req));
-    out = co_await op;
-  } catch (const std::exception& e) {
-    out = Error(errc::storage_failure, std::string("S2 engine: ") + e.what());
-  }
-  c->write_mu.unlock();
-  done(std::move(out));
-  end_task();
+  auto work = do_create(std::move(req));
+  spawn(answer<CreateOutcome>(std::move(c), std::move(work), std::move(done)));
 }
 
 Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
@@ -682,23 +668,9 @@ Task<std::optional<Error>> S2Engine::delete_locked(CachePtr c, bool collect) {
 
 void S2Engine::remove(std::string path, Callback<Unit> done) {
   begin_task();
-  spawn(run_remove(std::move(path), std::move(done)));
-}
-
-Task<void> S2Engine::run_remove(std::string path, Callback<Unit> done) {
   auto c = cache(path);
-  auto lock = c->write_mu.lock();
-  co_await lock;
-  Result<Unit> out = Error(errc::storage_failure, "delete failed");
-  try {
-    auto op = do_remove(std::move(path));
-    out = co_await op;
-  } catch (const std::exception& e) {
-    out = Error(errc::storage_failure, std::string("S2 engine: ") + e.what());
-  }
-  c->write_mu.unlock();
-  done(std::move(out));
-  end_task();
+  auto work = do_remove(std::move(path));
+  spawn(answer<Unit>(std::move(c), std::move(work), std::move(done)));
 }
 
 Task<Result<Unit>> S2Engine::do_remove(std::string path) {
