@@ -4,7 +4,7 @@
 #   1. conformance on S2: the emulator + one dstreamd --storage s2, test/conformance/run.sh --base-url
 #   2. scale-out: three dstreamd over ONE emulator basin behind nginx (round-robin per request),
 #      the same conformance suite through nginx
-#   3-5. node:test files (*.test.mjs): exactly-once across nodes, the live hub on S2, failures,
+#   3-8. node:test files (*.test.mjs): exactly-once, live hub, failures, scale, kill -9, start-up,
 #      and start-up (startup.test.mjs: bad S2 flags exit, /ready waits for the basin)
 #
 # Usage: test/s2-cluster/run.sh [--only conformance|nginx|node] [extra node --test args]
