@@ -98,6 +98,15 @@ class S2Engine final : public StreamStore {
   /// Counts a running request coroutine; the destructor waits for none.
   void begin_task();
   void end_task();
+  /// Ends, when destroyed, the task begin_task() counted. The first local of
+  /// every spawned coroutine, so that no exit path leaves the count up.
+  struct TaskEnd {
+    explicit TaskEnd(S2Engine& e) : engine(e) {}
+    S2Engine& engine;
+    TaskEnd(const TaskEnd&) = delete;
+    TaskEnd& operator=(const TaskEnd&) = delete;
+    ~TaskEnd() { engine.end_task(); }
+  };
 
   // ---- S2 calls: at most max_inflight outstanding (s2_store.cc) ----
   template <class T, class Start>
@@ -173,6 +182,7 @@ class S2Engine final : public StreamStore {
 
 template <class T>
 Task<void> S2Engine::answer(CachePtr locked, Task<Result<T>> work, Callback<T> done) {
+  TaskEnd ended{*this};
   if (locked) {
     auto lock = locked->write_mu.lock();
     co_await lock;
@@ -185,7 +195,6 @@ Task<void> S2Engine::answer(CachePtr locked, Task<Result<T>> work, Callback<T> d
   }
   if (locked) locked->write_mu.unlock();
   done(std::move(out));
-  end_task();
 }
 
 Error s2_error(const s2::S2Error& e);

@@ -334,6 +334,7 @@ void S2Engine::maybe_touch(const CachePtr& c) {
 }
 
 Task<void> S2Engine::send_touch(CachePtr c) {
+  TaskEnd ended{*this};
   AppendInput in;
   in.records.push_back(control_record(kTouch));
   {
@@ -345,7 +346,6 @@ Task<void> S2Engine::send_touch(CachePtr c) {
   auto op = s2_append(c->name, std::move(in));
   auto r = co_await op;
   (void)r;  // best effort: a lost touch only shortens the TTL window
-  end_task();
 }
 
 void S2Engine::touch(const std::string& path) {
@@ -590,6 +590,7 @@ std::unique_ptr<WatchHandle> S2Engine::watch(const std::string& path,
 }
 
 Task<void> S2Engine::run_watch_start(CachePtr c, uint64_t id) {
+  TaskEnd ended{*this};
   bool loaded;
   {
     std::lock_guard lock(c->mu);
@@ -620,7 +621,6 @@ Task<void> S2Engine::run_watch_start(CachePtr c, uint64_t id) {
     }
   }
   if (open) reopen_session(c, gen);
-  end_task();
 }
 
 void S2Engine::reopen_session(const CachePtr& c, uint64_t gen) {

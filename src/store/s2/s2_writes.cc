@@ -173,6 +173,7 @@ void S2Engine::append(AppendRequest req, Callback<AppendOutcome> done) {
 }
 
 Task<void> S2Engine::run_writer(CachePtr c) {
+  TaskEnd ended{*this};
   // While one batch is in flight, every append that arrives for the stream
   // queues; the next batch takes them all.
   for (;;) {
@@ -227,7 +228,6 @@ Task<void> S2Engine::run_writer(CachePtr c) {
     }
     c->write_mu.unlock();
   }
-  end_task();
 }
 
 Task<void> S2Engine::write_batch(CachePtr c) {
