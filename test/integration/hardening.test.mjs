@@ -1,0 +1,94 @@
+// Regression tests for issue 13 (hardening), on raw sockets where the framing
+// matters: request smuggling through Transfer-Encoding / Content-Length
+// (13.2), TTLs and expiry times too large to represent (13.6), error bodies
+// that must be valid UTF-8 JSON whatever bytes the request carried (13.8) and
+// absolute-form request targets (13.9).
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { parseResponse, rawExchange, req } from "./lib/http.mjs";
+import { startServer } from "./lib/server.mjs";
+
+let server;
+let seq = 0;
+const uniq = (p) => `${p}-${process.pid}-${++seq}`;
+const U = (name) => server.url(name);
+
+before(async () => {
+  server = await startServer([], { label: "hardening" });
+  const r = await req(U("canary"), { method: "PUT", headers: { "content-type": "text/plain" }, body: "canary" });
+  assert.equal(r.status, 201);
+});
+after(async () => {
+  if (!server) return;
+  const log = server.alive() ? "" : server.log();
+  await server.stop();
+  if (log) console.log(`# server log:\n${log}`);
+});
+afterEach(async () => {
+  assert.ok(server.alive(), `dstreamd exited: ${JSON.stringify(server.exitInfo())}\n${server.log().slice(-3000)}`);
+  const h = await req(U("canary"), { method: "HEAD" }, 5000);
+  assert.equal(h.status, 200, "HEAD on a healthy stream after the case");
+});
+
+/** The body decoded strictly as UTF-8 and parsed as an error {code, message}. */
+function strictJsonError(bytes, what) {
+  let text;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    assert.fail(`${what}: the error body is not valid UTF-8: ${JSON.stringify(bytes.toString("latin1"))}`);
+  }
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    assert.fail(`${what}: the error body is not JSON: ${text.slice(0, 300)}`);
+  }
+  assert.equal(typeof body?.code, "string", `${what}: no string "code" in ${text}`);
+  assert.equal(typeof body?.message, "string", `${what}: no string "message" in ${text}`);
+  return body;
+}
+
+async function content(url) {
+  const g = await req(`${url}?offset=-1`);
+  assert.equal(g.status, 200);
+  return g.body.toString("base64");
+}
+
+// -------------------------------------------------------------- 13.6 TTL range --
+describe("Stream-TTL and Stream-Expires-At beyond the documented maximum", () => {
+  const badTtl = ["315360001", "9223372036854775", "9223372036854775807", "9223372036854775808", "18446744073709551615"];
+  for (const v of badTtl) {
+    test(`Stream-TTL: ${v} -> 400 JSON, nothing created`, async () => {
+      const url = U(uniq("ttl"));
+      const r = await req(url, { method: "PUT", headers: { "content-type": "text/plain", "stream-ttl": v }, body: "x" });
+      assert.equal(r.status, 400, `${r.status} ${r.text}`);
+      strictJsonError(r.body, `Stream-TTL ${v}`);
+      assert.equal((await req(url, { method: "HEAD" })).status, 404);
+    });
+  }
+  test("Stream-TTL: 315360000 (10 years) is accepted and the stream lives", async () => {
+    const url = U(uniq("ttl"));
+    const r = await req(url, { method: "PUT", headers: { "content-type": "text/plain", "stream-ttl": "315360000" }, body: "x" });
+    assert.equal(r.status, 201, r.text);
+    const h = await req(url, { method: "HEAD" });
+    assert.equal(h.status, 200);
+    assert.equal(h.headers.get("stream-ttl"), "315360000");
+    assert.equal((await req(`${url}?offset=-1`)).text, "x");
+  });
+  for (const v of ["9999-12-31T23:59:60Z", "9999-12-31T23:59:59.999-00:01", "9999-12-31T23:30:00-01:00"]) {
+    test(`Stream-Expires-At: ${v} (after 9999-12-31T23:59:59.999Z) -> 400 JSON, nothing created`, async () => {
+      const url = U(uniq("exp"));
+      const r = await req(url, { method: "PUT", headers: { "content-type": "text/plain", "stream-expires-at": v }, body: "x" });
+      assert.equal(r.status, 400, `${r.status} ${r.text}`);
+      strictJsonError(r.body, `Stream-Expires-At ${v}`);
+      assert.equal((await req(url, { method: "HEAD" })).status, 404);
+    });
+  }
+  test("Stream-Expires-At: 9999-12-31T23:59:59.999Z is accepted and the stream lives", async () => {
+    const url = U(uniq("exp"));
+    const r = await req(url, { method: "PUT", headers: { "content-type": "text/plain", "stream-expires-at": "9999-12-31T23:59:59.999Z" }, body: "x" });
+    assert.equal(r.status, 201, r.text);
+    assert.equal((await req(url, { method: "HEAD" })).status, 200);
+  });
+});
