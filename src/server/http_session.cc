@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/json_string.h"
 #include "common/log.h"
 #include "protocol/headers.h"
 #include "protocol/target.h"
@@ -159,22 +160,6 @@ Response own_response(const Request& req, http::status status, std::string_view 
   return res;
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
 /// /health, /ready and /metrics: GET or HEAD, never authenticated.
 Response own_endpoint(Context& ctx, const Request& req, std::string_view path,
                       const metrics::Registry& registry) {
@@ -193,9 +178,11 @@ Response own_endpoint(Context& ctx, const Request& req, std::string_view path,
     if (health) health = ctx.store.health();
     if (health)
       return own_response(req, http::status::ok, "application/json", "{\"status\":\"ready\"}");
-    return own_response(
-        req, http::status::service_unavailable, "application/json",
-        "{\"status\":\"unavailable\",\"message\":" + json_string(health.error().message) + "}");
+    std::string body = "{\"status\":\"unavailable\",\"message\":";
+    append_json_string(body, health.error().message);
+    body.push_back('}');
+    return own_response(req, http::status::service_unavailable, "application/json",
+                        std::move(body));
   }
   return own_response(req, http::status::ok, metrics::kContentType, registry.render());
 }

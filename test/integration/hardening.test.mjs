@@ -92,3 +92,55 @@ describe("Stream-TTL and Stream-Expires-At beyond the documented maximum", () =>
     assert.equal((await req(url, { method: "HEAD" })).status, 200);
   });
 });
+
+// ------------------------------------------------- 13.8 UTF-8 in error bodies --
+describe("error bodies are valid UTF-8 JSON whatever bytes the request carried", () => {
+  /** Sends `head` (a latin1 string: each char one byte) plus `body` and returns the response. */
+  async function raw(head, body = "") {
+    const bytes = Buffer.concat([Buffer.from(head, "latin1"), Buffer.from(body, "latin1")]);
+    const x = await rawExchange(server.port, bytes, { ms: 3000 });
+    const r = parseResponse(x.data);
+    assert.ok(r, `no HTTP response: ${JSON.stringify(x.data.toString("latin1").slice(0, 300))}`);
+    return r;
+  }
+  const close = "Host: a\r\nConnection: close\r\n";
+
+  test("an offset with invalid UTF-8 (catch-up, long-poll, SSE)", async () => {
+    for (const q of ["%FF%FE", "%C3", "%ED%A0%80", "%C0%AF", "abc%F4%90%80%80"]) {
+      for (const live of ["", "&live=long-poll", "&live=sse"]) {
+        const r = await raw(`GET /v1/stream/canary?offset=${q}${live} HTTP/1.1\r\n${close}\r\n`);
+        assert.equal(r.status, 400, `offset=${q}${live}: ${r.text}`);
+        const b = strictJsonError(r.body, `offset=${q}${live}`);
+        assert.match(b.message, /\ufffd/, "the invalid bytes should show as U+FFFD");
+      }
+    }
+  });
+
+  test("an offset with raw (unencoded) bytes over 0x7F in the request line", async () => {
+    const r = await raw(`GET /v1/stream/canary?offset=\xff\xfe HTTP/1.1\r\n${close}\r\n`);
+    assert.ok(r.status >= 400 && r.status < 500, `${r.status}`);
+    strictJsonError(r.body, "raw bytes in the offset");
+  });
+
+  test("a Stream-Seq regression with invalid UTF-8 in both values", async () => {
+    const name = uniq("seq");
+    assert.equal((await req(U(name), { method: "PUT", headers: { "content-type": "text/plain" } })).status, 201);
+    const first = await raw(`POST /v1/stream/${name} HTTP/1.1\r\n${close}Content-Type: text/plain\r\nStream-Seq: b\xff\xfe\r\nContent-Length: 1\r\n\r\n`, "x");
+    assert.equal(first.status, 204, first.text);
+    const r = await raw(`POST /v1/stream/${name} HTTP/1.1\r\n${close}Content-Type: text/plain\r\nStream-Seq: a\xc3\r\nContent-Length: 1\r\n\r\n`, "y");
+    assert.equal(r.status, 409, r.text);
+    strictJsonError(r.body, "Stream-Seq regression");
+  });
+
+  test("a Content-Type with invalid UTF-8 that does not match the stream's", async () => {
+    const r = await raw(`POST /v1/stream/canary HTTP/1.1\r\n${close}Content-Type: application/octet-stream; x=\xff\xc0\r\nContent-Length: 1\r\n\r\n`, "x");
+    assert.equal(r.status, 409, r.text);
+    strictJsonError(r.body, "Content-Type mismatch");
+  });
+
+  test("a Transfer-Encoding with invalid UTF-8", async () => {
+    const r = await raw(`POST /v1/stream/canary HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nTransfer-Encoding: g\xffzip\r\n\r\n`);
+    assert.equal(r.status, 400, r.text);
+    strictJsonError(r.body, "Transfer-Encoding");
+  });
+});
