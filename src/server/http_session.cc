@@ -388,8 +388,23 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     if (auto it = head.find(http::field::origin); it != head.end())
       ex.origin.assign(it->value().data(), it->value().size());
     const std::string method(head.method_string().data(), head.method_string().size());
+    auto target = origin_form(std::string_view(head.target().data(), head.target().size()));
+    if (target && target->authority) {
+      // Absolute-form: route, authorize and log by its path and query; its
+      // authority replaces Host (RFC 9112 3.2.2), e.g. for Location.
+      parser.get().target(target->target);
+      parser.get().set(http::field::host, *target->authority);
+    }
     std::string path(head.target().data(), head.target().size());
     path.resize(std::min(path.find('?'), path.size()));
+    if (!target) {
+      {
+        auto op = reject_and_close(ctx, stream, version, std::move(target).error());
+        co_await std::move(op);
+      }
+      log_exchange(ctx, ex, method, "-", 0);
+      break;
+    }
     if (auto len = parser.content_length(); len && *len > ctx.options.max_body_bytes) {
       {
         auto op =

@@ -144,3 +144,45 @@ describe("error bodies are valid UTF-8 JSON whatever bytes the request carried",
     strictJsonError(r.body, "Transfer-Encoding");
   });
 });
+
+// ------------------------------------------------ 13.9 absolute-form targets --
+describe("absolute-form request targets (RFC 9112 3.2.2)", () => {
+  /** Sends one request with `target` and `extra` headers (Connection: close). */
+  async function raw(method, target, extra = "", body = "") {
+    const x = await rawExchange(
+      server.port,
+      `${method} ${target} HTTP/1.1\r\nHost: wrong.example\r\nConnection: close\r\n${extra}${body ? `Content-Length: ${Buffer.byteLength(body)}\r\n` : ""}\r\n${body}`,
+      { ms: 3000 },
+    );
+    const r = parseResponse(x.data);
+    assert.ok(r, `no HTTP response: ${JSON.stringify(x.data.toString("latin1").slice(0, 300))}`);
+    return r;
+  }
+  const base = () => `http://127.0.0.1:${server.port}`;
+
+  test("GET, HEAD, PUT, POST and DELETE by absolute-form use its path and query", async () => {
+    const name = uniq("absolute");
+    const put = await raw("PUT", `${base()}/v1/stream/${name}`, "Content-Type: text/plain\r\n", "one");
+    assert.equal(put.status, 201, put.text);
+    // The authority replaces Host (RFC 9112 3.2.2).
+    assert.equal(put.headers.location, `http://127.0.0.1:${server.port}/v1/stream/${name}`);
+    const post = await raw("POST", `HTTP://other.example:99/v1/stream/${name}`, "Content-Type: text/plain\r\n", "two");
+    assert.equal(post.status, 204, post.text);
+    const get = await raw("GET", `https://any.host/v1/stream/${name}?offset=-1`);
+    assert.equal(get.status, 200, get.text);
+    assert.equal(get.text, "onetwo");
+    const head = await raw("HEAD", `http://h/v1/stream/${name}`);
+    assert.equal(head.status, 200);
+    assert.equal((await raw("GET", `http://h/health`)).status, 200);
+    assert.equal((await raw("DELETE", `http://h/v1/stream/${name}`)).status, 204);
+    assert.equal((await req(U(name), { method: "HEAD" })).status, 404);
+  });
+
+  test("an absolute-form target with userinfo or an empty host -> 400 JSON", async () => {
+    for (const t of ["http://user@h/v1/stream/canary", "http:///v1/stream/canary"]) {
+      const r = await raw("GET", `${t}?offset=-1`);
+      assert.equal(r.status, 400, `${t}: ${r.status} ${r.text}`);
+      strictJsonError(r.body, t);
+    }
+  });
+});
