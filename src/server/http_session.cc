@@ -7,6 +7,7 @@
 
 #include "common/json_string.h"
 #include "common/log.h"
+#include "protocol/framing.h"
 #include "protocol/headers.h"
 #include "protocol/target.h"
 #include "server/http.h"
@@ -332,6 +333,18 @@ class SessionScope {
   std::atomic<size_t>& sessions_;
 };
 
+/// The error for a request head whose body framing dstreamd refuses
+/// (protocol/framing.h), or nullopt.
+std::optional<Error> framing_error(const http::request_header<>& head) {
+  std::vector<std::string_view> transfer_encoding;
+  std::vector<std::string_view> content_length;
+  for (auto [it, end] = head.equal_range(http::field::transfer_encoding); it != end; ++it)
+    transfer_encoding.emplace_back(it->value().data(), it->value().size());
+  for (auto [it, end] = head.equal_range(http::field::content_length); it != end; ++it)
+    content_length.emplace_back(it->value().data(), it->value().size());
+  return check_body_framing(head.version(), transfer_encoding, content_length);
+}
+
 std::string request_id(const http::request_header<>& head) {
   auto it = head.find("x-request-id");
   if (it != head.end()) {
@@ -403,6 +416,17 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
         co_await std::move(op);
       }
       log_exchange(ctx, ex, method, "-", 0);
+      break;
+    }
+    if (auto refused = framing_error(head)) {
+      // Beast delimits some of these differently (`Transfer-Encoding: gzip`
+      // as no body at all): the bytes after the head must not be read as the
+      // next request. protocol/framing.h has the rules.
+      {
+        auto op = reject_and_close(ctx, stream, version, std::move(*refused));
+        co_await std::move(op);
+      }
+      log_exchange(ctx, ex, method, path, 0);
       break;
     }
     if (auto len = parser.content_length(); len && *len > ctx.options.max_body_bytes) {

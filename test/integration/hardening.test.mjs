@@ -55,6 +55,70 @@ async function content(url) {
   return g.body.toString("base64");
 }
 
+// ------------------------------------------------------------ 13.2 smuggling --
+describe("request smuggling through body framing (RFC 9112 6.1, 6.3)", () => {
+  // A request hidden where a body should be: if the server reads it as the
+  // next request on the connection, it creates the stream `name`.
+  const smuggled = (name) =>
+    `PUT /v1/stream/${name} HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n`;
+  const post = (version, headers, body) =>
+    `POST /v1/stream/canary HTTP/${version}\r\nHost: a\r\nContent-Type: text/plain\r\n${headers.map((h) => `${h}\r\n`).join("")}\r\n${body}`;
+  const chunk = (s) => `${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`;
+  // [name, status, (smuggled request) => raw request]
+  const cases = [
+    ["Transfer-Encoding: gzip", 400, (s) => post("1.1", ["Transfer-Encoding: gzip"], s)],
+    ["Transfer-Encoding: identity", 400, (s) => post("1.1", ["Transfer-Encoding: identity"], s)],
+    ["Transfer-Encoding: x-unknown", 400, (s) => post("1.1", ["Transfer-Encoding: x-unknown"], s)],
+    ["Transfer-Encoding: chunked, gzip", 400, (s) => post("1.1", ["Transfer-Encoding: chunked, gzip"], `0\r\n\r\n${s}`)],
+    ["Transfer-Encoding: chunked, chunked", 400, (s) => post("1.1", ["Transfer-Encoding: chunked, chunked"], `0\r\n\r\n${s}`)],
+    ["Transfer-Encoding: chunked twice as two fields", 400, (s) => post("1.1", ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], `0\r\n\r\n${s}`)],
+    ["Transfer-Encoding: chunked then gzip as two fields", 400, (s) => post("1.1", ["Transfer-Encoding: chunked", "Transfer-Encoding: gzip"], `0\r\n\r\n${s}`)],
+    ["Transfer-Encoding: chunked;ext=1", 400, (s) => post("1.1", ["Transfer-Encoding: chunked;ext=1"], `0\r\n\r\n${s}`)],
+    ["an empty Transfer-Encoding", 400, (s) => post("1.1", ["Transfer-Encoding: "], s)],
+    ["Transfer-Encoding: gzip, chunked (not implemented)", 501, (s) => post("1.1", ["Transfer-Encoding: gzip, chunked"], chunk("abc") + `0\r\n\r\n${s}`)],
+    ["Transfer-Encoding: gzip then chunked as two fields", 501, (s) => post("1.1", ["Transfer-Encoding: gzip", "Transfer-Encoding: chunked"], chunk("abc") + `0\r\n\r\n${s}`)],
+    ["Transfer-Encoding: gzip before Content-Length", 400, (s) => post("1.1", ["Transfer-Encoding: gzip", `Content-Length: ${s.length}`], s)],
+    ["Content-Length before Transfer-Encoding: gzip", 400, (s) => post("1.1", [`Content-Length: 3`, "Transfer-Encoding: gzip"], `abc${s}`)],
+    ["Transfer-Encoding: chunked before Content-Length", 400, (s) => post("1.1", ["Transfer-Encoding: chunked", "Content-Length: 3"], chunk("abc") + `0\r\n\r\n${s}`)],
+    ["Content-Length before Transfer-Encoding: chunked", 400, (s) => post("1.1", ["Content-Length: 3", "Transfer-Encoding: chunked"], chunk("abc") + `0\r\n\r\n${s}`)],
+    ["two equal Content-Length fields", 400, (s) => post("1.1", ["Content-Length: 3", "Content-Length: 3"], `abc${s}`)],
+    ["a Content-Length list of equal values", 400, (s) => post("1.1", ["Content-Length: 3, 3"], `abc${s}`)],
+    ["two different Content-Length fields", 400, (s) => post("1.1", ["Content-Length: 3", "Content-Length: 0"], `abc${s}`)],
+    ["Transfer-Encoding: chunked in HTTP/1.0", 400, (s) => post("1.0", ["Connection: keep-alive", "Transfer-Encoding: chunked"], chunk("abc") + `0\r\n\r\n${s}`)],
+    ["Transfer-Encoding: gzip in HTTP/1.0", 400, (s) => post("1.0", ["Connection: keep-alive", "Transfer-Encoding: gzip"], s)],
+  ];
+  for (const [name, status, build] of cases) {
+    test(`${name} -> ${status} JSON, connection closed, the smuggled request never runs`, async () => {
+      const target = uniq("smuggled");
+      const before = await content(U("canary"));
+      const x = await rawExchange(server.port, build(smuggled(target)), { ms: 3000 });
+      const r = parseResponse(x.data);
+      assert.ok(r, `no HTTP response: ${JSON.stringify(x.data.toString("latin1").slice(0, 300))}`);
+      assert.equal(r.status, status, `status ${r.status}: ${r.text}`);
+      assert.match(r.headers["content-type"] ?? "", /^application\/json\b/);
+      strictJsonError(r.body, name);
+      assert.equal(r.rest.length, 0, `a second response followed: ${JSON.stringify(r.rest.toString("latin1").slice(0, 300))}`);
+      assert.ok(x.closed, "the connection stayed open after a refused framing");
+      const h = await req(U(target), { method: "HEAD" });
+      assert.equal(h.status, 404, `the smuggled request ran: ${target} exists`);
+      assert.equal(await content(U("canary")), before, "the refused request appended to the stream");
+    });
+  }
+
+  test("a plain chunked POST and a pipelined request behind it both run (the framing still works)", async () => {
+    const target = uniq("pipelined");
+    const x = await rawExchange(
+      server.port,
+      post("1.1", ["Transfer-Encoding: chunked"], chunk("!") + "0\r\n\r\n") + smuggled(target).replace("Content-Length: 0", "Content-Length: 0\r\nConnection: close"),
+      { ms: 3000 },
+    );
+    const first = parseResponse(x.data);
+    assert.equal(first?.status, 204, x.data.toString("latin1").slice(0, 300));
+    assert.equal(parseResponse(first.rest)?.status, 201);
+    assert.equal((await req(U(target), { method: "HEAD" })).status, 200);
+  });
+});
+
 // -------------------------------------------------------------- 13.6 TTL range --
 describe("Stream-TTL and Stream-Expires-At beyond the documented maximum", () => {
   const badTtl = ["315360001", "9223372036854775", "9223372036854775807", "9223372036854775808", "18446744073709551615"];
