@@ -54,6 +54,8 @@ const char* errc_name(errc e) noexcept {
       return "unauthorized";
     case errc::forbidden:
       return "forbidden";
+    case errc::not_implemented:
+      return "not_implemented";
   }
   return "unknown";
 }

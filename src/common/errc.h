@@ -42,6 +42,7 @@ enum class errc : int {
   shutting_down,             ///< server is draining
   unauthorized,              ///< missing, invalid or expired bearer token (auth/)
   forbidden,                 ///< valid token without the scope or stream path needed
+  not_implemented,           ///< a request feature the server does not support (a transfer coding)
 };
 
 const std::error_category& ds_category() noexcept;

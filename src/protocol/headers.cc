@@ -116,6 +116,18 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
   return secs * 1000 + millis;
 }
 
+std::optional<uint64_t> parse_ttl_seconds(std::string_view s) {
+  auto ttl = parse_strict_uint(s);
+  if (!ttl || *ttl > kMaxTtlSeconds) return std::nullopt;
+  return ttl;
+}
+
+std::optional<int64_t> parse_expires_at_ms(std::string_view s) {
+  auto at = parse_rfc3339_ms(s);
+  if (!at || *at > kMaxExpiresAtMs) return std::nullopt;
+  return at;
+}
+
 bool is_true_flag(std::string_view s) { return iequals(trim(s), "true"); }
 
 std::string media_type(std::string_view content_type) {

@@ -25,6 +25,22 @@ std::optional<uint64_t> parse_safe_uint(std::string_view s);
 /// numeric offsets allowed), as milliseconds since the Unix epoch.
 std::optional<int64_t> parse_rfc3339_ms(std::string_view s);
 
+/// The longest Stream-TTL accepted: 10 years of 365 days, in seconds. Expiry
+/// times are milliseconds in an int64 (last access + TTL), which a TTL this
+/// size cannot overflow. docs/protocol-decisions.md.
+inline constexpr uint64_t kMaxTtlSeconds = 10ULL * 365 * 24 * 3600;
+
+/// The latest Stream-Expires-At accepted: 9999-12-31T23:59:59.999Z, in
+/// milliseconds since the Unix epoch (a later instant can only be written
+/// with a negative UTC offset).
+inline constexpr int64_t kMaxExpiresAtMs = 253402300799999;
+
+/// A Stream-TTL value: parse_strict_uint, at most kMaxTtlSeconds.
+std::optional<uint64_t> parse_ttl_seconds(std::string_view s);
+
+/// A Stream-Expires-At value: parse_rfc3339_ms, at most kMaxExpiresAtMs.
+std::optional<int64_t> parse_expires_at_ms(std::string_view s);
+
 /// `true`, compared case-insensitively: the only value that turns on
 /// Stream-Closed. Every other value is treated as absent.
 bool is_true_flag(std::string_view s);

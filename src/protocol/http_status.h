@@ -53,6 +53,8 @@ constexpr int http_status(errc e) {
       return 414;
     case errc::storage_failure:
       return 500;
+    case errc::not_implemented:
+      return 501;
     case errc::unavailable:
       return 503;
     case errc::shutting_down:

@@ -1,5 +1,7 @@
 #include "protocol/target.h"
 
+#include "protocol/headers.h"
+
 namespace ds {
 namespace {
 int hex(char c) {
@@ -15,6 +17,40 @@ std::vector<std::string_view> Target::all(std::string_view key) const {
   for (const auto& [k, v] : query) {
     if (k == key) out.emplace_back(v);
   }
+  return out;
+}
+
+Result<OriginForm> origin_form(std::string_view target) {
+  OriginForm out;
+  size_t scheme_end = std::string_view::npos;
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() >= scheme.size() && iequals(target.substr(0, scheme.size()), scheme)) {
+      scheme_end = scheme.size();
+      break;
+    }
+  }
+  if (scheme_end == std::string_view::npos) {
+    out.target = std::string(target);
+    return out;
+  }
+  std::string_view rest = target.substr(scheme_end);
+  const size_t authority_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, authority_end);
+  rest = authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
+  if (authority.find('@') != std::string_view::npos)
+    return Error(errc::bad_request, "the request target must not contain userinfo");
+  // The host is everything before an optional `:port` (an IPv6 literal is
+  // in brackets).
+  std::string_view host = authority;
+  if (const size_t colon = host.rfind(':');
+      colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) return Error(errc::bad_request, "the request target has an empty host");
+  if (!rest.empty() && rest.front() == '#')
+    return Error(errc::bad_request, "the request target must not contain a fragment");
+  out.target = rest.empty() || rest.front() == '?' ? "/" + std::string(rest) : std::string(rest);
+  out.authority = std::string(authority);
   return out;
 }
 

@@ -22,6 +22,20 @@ struct Target {
   std::vector<std::string_view> all(std::string_view key) const;
 };
 
+/// A request target reduced to origin-form (RFC 9112 3.2).
+struct OriginForm {
+  std::string target;                    ///< path and query, e.g. `/v1/stream/x?offset=-1`
+  std::optional<std::string> authority;  ///< `host[:port]` if the target was in absolute-form
+};
+
+/// Absolute-form targets (`http://host:port/path?query`, scheme `http` or
+/// `https` in any case, any authority) become their path and query, with `/`
+/// for an empty path, and their authority, which stands in for Host (RFC 9112
+/// 3.2.2). An http(s) URI with an empty host or with userinfo is rejected
+/// (RFC 9110 4.2.1, 4.2.4). Every other target (origin-form, `*`, other
+/// schemes) is returned as it is, for the routes to answer.
+Result<OriginForm> origin_form(std::string_view target);
+
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
 Result<Target> parse_target(std::string_view target);
 

@@ -5,7 +5,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/json_string.h"
 #include "common/log.h"
+#include "protocol/framing.h"
 #include "protocol/headers.h"
 #include "protocol/target.h"
 #include "server/http.h"
@@ -159,22 +161,6 @@ Response own_response(const Request& req, http::status status, std::string_view 
   return res;
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
 /// /health, /ready and /metrics: GET or HEAD, never authenticated.
 Response own_endpoint(Context& ctx, const Request& req, std::string_view path,
                       const metrics::Registry& registry) {
@@ -193,9 +179,11 @@ Response own_endpoint(Context& ctx, const Request& req, std::string_view path,
     if (health) health = ctx.store.health();
     if (health)
       return own_response(req, http::status::ok, "application/json", "{\"status\":\"ready\"}");
-    return own_response(
-        req, http::status::service_unavailable, "application/json",
-        "{\"status\":\"unavailable\",\"message\":" + json_string(health.error().message) + "}");
+    std::string body = "{\"status\":\"unavailable\",\"message\":";
+    append_json_string(body, health.error().message);
+    body.push_back('}');
+    return own_response(req, http::status::service_unavailable, "application/json",
+                        std::move(body));
   }
   return own_response(req, http::status::ok, metrics::kContentType, registry.render());
 }
@@ -345,6 +333,18 @@ class SessionScope {
   std::atomic<size_t>& sessions_;
 };
 
+/// The error for a request head whose body framing dstreamd refuses
+/// (protocol/framing.h), or nullopt.
+std::optional<Error> framing_error(const http::request_header<>& head) {
+  std::vector<std::string_view> transfer_encoding;
+  std::vector<std::string_view> content_length;
+  for (auto [it, end] = head.equal_range(http::field::transfer_encoding); it != end; ++it)
+    transfer_encoding.emplace_back(it->value().data(), it->value().size());
+  for (auto [it, end] = head.equal_range(http::field::content_length); it != end; ++it)
+    content_length.emplace_back(it->value().data(), it->value().size());
+  return check_body_framing(head.version(), transfer_encoding, content_length);
+}
+
 std::string request_id(const http::request_header<>& head) {
   auto it = head.find("x-request-id");
   if (it != head.end()) {
@@ -401,8 +401,34 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     if (auto it = head.find(http::field::origin); it != head.end())
       ex.origin.assign(it->value().data(), it->value().size());
     const std::string method(head.method_string().data(), head.method_string().size());
+    auto target = origin_form(std::string_view(head.target().data(), head.target().size()));
+    if (target && target->authority) {
+      // Absolute-form: route, authorize and log by its path and query; its
+      // authority replaces Host (RFC 9112 3.2.2), e.g. for Location.
+      parser.get().target(target->target);
+      parser.get().set(http::field::host, *target->authority);
+    }
     std::string path(head.target().data(), head.target().size());
     path.resize(std::min(path.find('?'), path.size()));
+    if (!target) {
+      {
+        auto op = reject_and_close(ctx, stream, version, std::move(target).error());
+        co_await std::move(op);
+      }
+      log_exchange(ctx, ex, method, "-", 0);
+      break;
+    }
+    if (auto refused = framing_error(head)) {
+      // Beast delimits some of these differently (`Transfer-Encoding: gzip`
+      // as no body at all): the bytes after the head must not be read as the
+      // next request. protocol/framing.h has the rules.
+      {
+        auto op = reject_and_close(ctx, stream, version, std::move(*refused));
+        co_await std::move(op);
+      }
+      log_exchange(ctx, ex, method, path, 0);
+      break;
+    }
     if (auto len = parser.content_length(); len && *len > ctx.options.max_body_bytes) {
       {
         auto op =

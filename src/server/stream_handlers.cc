@@ -223,21 +223,25 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
     }
   }
   if (has_ttl) {
-    auto ttl = parse_strict_uint(header(req, "stream-ttl"));
+    auto ttl = parse_ttl_seconds(header(req, "stream-ttl"));
     if (!ttl) {
       Response err_ = error_response(
           req, Error(errc::bad_request,
-                     "Stream-TTL must be a non-negative integer without sign or leading zeros"));
+                     "Stream-TTL must be a non-negative integer without sign or leading zeros, "
+                     "at most " +
+                         std::to_string(kMaxTtlSeconds) + " (10 years)"));
       co_return co_await send(ctx, stream, err_);
     }
     cr.config.ttl_seconds = *ttl;
   }
   if (has_expires) {
     auto text = header(req, "stream-expires-at");
-    auto at = parse_rfc3339_ms(text);
+    auto at = parse_expires_at_ms(text);
     if (!at) {
-      Response err_ = error_response(
-          req, Error(errc::bad_request, "Stream-Expires-At must be an RFC 3339 timestamp"));
+      Response err_ =
+          error_response(req, Error(errc::bad_request,
+                                    "Stream-Expires-At must be an RFC 3339 timestamp no later than "
+                                    "9999-12-31T23:59:59.999Z"));
       co_return co_await send(ctx, stream, err_);
     }
     cr.config.expires_at_ms = *at;

@@ -187,5 +187,29 @@ TEST(IequalsTest, AsciiCaseInsensitive) {
   EXPECT_FALSE(iequals("abc", "abd"));
 }
 
+// Issue 13.6: a TTL near 2^63 ms overflowed the expiry time (201, then the
+// stream was gone at once).
+TEST(TtlTest, AtMostTenYears) {
+  EXPECT_EQ(parse_ttl_seconds("0"), 0u);
+  EXPECT_EQ(parse_ttl_seconds("3600"), 3600u);
+  EXPECT_EQ(parse_ttl_seconds("315360000"), kMaxTtlSeconds);
+  EXPECT_EQ(kMaxTtlSeconds, 315360000u);
+  for (std::string_view s :
+       {"315360001", "9223372036854775", "9223372036854775807", "9223372036854775808",
+        "18446744073709551615", "99999999999999999999999", "00060", "-1", ""}) {
+    EXPECT_EQ(parse_ttl_seconds(s), std::nullopt) << s;
+  }
+}
+
+TEST(ExpiresAtTest, AtMostTheEndOfYear9999) {
+  EXPECT_EQ(parse_expires_at_ms("2030-01-01T00:00:00Z"), 1893456000000);
+  EXPECT_EQ(parse_expires_at_ms("9999-12-31T23:59:59.999Z"), kMaxExpiresAtMs);
+  EXPECT_EQ(parse_expires_at_ms("9999-12-31T23:59:59.999+01:00"), kMaxExpiresAtMs - 3600000);
+  EXPECT_EQ(parse_expires_at_ms("9999-12-31T23:59:60Z"), std::nullopt);
+  EXPECT_EQ(parse_expires_at_ms("9999-12-31T23:59:59Z"), kMaxExpiresAtMs - 999);
+  EXPECT_EQ(parse_expires_at_ms("9999-12-31T23:00:00-01:00"), std::nullopt);
+  EXPECT_EQ(parse_expires_at_ms("not a time"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace ds

@@ -40,6 +40,7 @@ const std::map<errc, int>& intended() {
       {errc::shutting_down, 503},
       {errc::unauthorized, 401},
       {errc::forbidden, 403},
+      {errc::not_implemented, 501},
   };
   return table;
 }

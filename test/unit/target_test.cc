@@ -173,5 +173,50 @@ TEST(StreamNameTest, AtMost512Bytes) {
   EXPECT_EQ(name_error(prefix + utf8 + "x"), errc::uri_too_long);
 }
 
+// RFC 9112 3.2.2: a server accepts absolute-form and uses its path and query.
+TEST(OriginFormTest, AbsoluteFormBecomesPathAndQuery) {
+  auto t = origin_form("http://example.com/v1/stream/x?offset=-1");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->target, "/v1/stream/x?offset=-1");
+  EXPECT_EQ(t->authority, "example.com");
+  t = origin_form("HTTPS://Example.COM:8443/v1/stream/a%2Fb");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->target, "/v1/stream/a%2Fb");
+  EXPECT_EQ(t->authority, "Example.COM:8443");
+  t = origin_form("http://[::1]:4437/health");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->target, "/health");
+  EXPECT_EQ(t->authority, "[::1]:4437");
+}
+
+TEST(OriginFormTest, EmptyPathIsTheRoot) {
+  auto t = origin_form("http://h");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->target, "/");
+  t = origin_form("http://h:80?x=1");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->target, "/?x=1");
+  EXPECT_EQ(t->authority, "h:80");
+}
+
+TEST(OriginFormTest, OtherFormsPassUnchanged) {
+  for (std::string_view s : {"/v1/stream/x?offset=-1", "*", "/http://h/x", "ftp://h/x",
+                             "httpx://h/x", "http:/h/x", "example.com:443"}) {
+    auto t = origin_form(s);
+    ASSERT_TRUE(t.ok()) << s;
+    EXPECT_EQ(t->target, s);
+    EXPECT_FALSE(t->authority.has_value()) << s;
+  }
+}
+
+TEST(OriginFormTest, EmptyHostUserinfoAndFragmentsAreBadRequests) {
+  for (std::string_view s : {"http:///v1/stream/x", "http://:80/v1/stream/x",
+                             "http://user:pw@h/v1/stream/x", "http://@h/x", "http://h#frag"}) {
+    auto t = origin_form(s);
+    ASSERT_FALSE(t.ok()) << s;
+    EXPECT_EQ(t.error().code, errc::bad_request) << s;
+  }
+}
+
 }  // namespace
 }  // namespace ds
