@@ -234,6 +234,25 @@ std::string StoreContract::read_all(const std::string& path, OffsetSpec from, si
   return out;
 }
 
+std::string StoreContract::build_fork_chain(uint64_t depth,
+                                            std::optional<uint64_t> last_ttl_seconds) {
+  std::string expected = "root;";
+  make_stream(fork_chain_path(0), kText, expected);
+  for (uint64_t i = 1; i <= depth; ++i) {
+    auto req = fork_req(fork_chain_path(i), fork_chain_path(i - 1));
+    if (i == depth) req.config.ttl_seconds = last_ttl_seconds;
+    auto f = create(req);
+    EXPECT_TRUE(IsOk(f)) << "fork " << i;
+    if (!f) return expected;
+    if (i % 100 == 0 || i == depth) {
+      const std::string body = "f" + std::to_string(i) + ";";
+      put(fork_chain_path(i), body);
+      expected += body;
+    }
+  }
+  return expected;
+}
+
 // ------------------------------------------------------------------ create
 
 TEST_P(StoreContract, HealthyWhenOpen) { DS_EXPECT_OK(store().health()); }
@@ -1262,6 +1281,80 @@ TEST_P(StoreContract, RejectedForkDoesNotTakeAReference) {
   DS_EXPECT_ERR(head(kA), errc::not_found) << "a leaked reference would make this gone";
   DS_ASSERT_OK(remove(kC));
   DS_EXPECT_ERR(head(kC), errc::not_found);
+}
+
+// ---- Fork depth (issue 13.1): a client chooses how deep a chain is, so no
+// engine may recurse over one, and no chain is deeper than kMaxForkDepth.
+
+TEST_P(StoreContract, ForkChainAtTheDepthLimitReadsAndDeeperIsRefused) {
+  const uint64_t depth = kMaxForkDepth;
+  const std::string expected = build_fork_chain(depth);
+  ASSERT_FALSE(HasFailure());
+  const std::string deepest = fork_chain_path(depth);
+  auto meta = head(deepest);
+  DS_ASSERT_OK(meta);
+  EXPECT_EQ(meta->fork_depth, depth);
+  EXPECT_EQ(read_all(deepest), expected);
+  EXPECT_EQ(read_all(deepest, OffsetSpec::start(), 16), expected) << "in small reads";
+  const std::string too_deep = "/v1/stream/too-deep";
+  auto refuse_deeper = [&] {
+    auto r = create(fork_req(too_deep, deepest));
+    DS_EXPECT_ERR(r, errc::bad_request);
+    if (!r) {
+      EXPECT_NE(r.error().message.find("fork chain too deep"), std::string::npos);
+    }
+    DS_EXPECT_ERR(head(too_deep), errc::not_found);
+    EXPECT_EQ(head(deepest)->ref_count, 0u) << "a refused fork takes no reference";
+  };
+  refuse_deeper();
+  // Beside the deepest, a chain may branch at any shallower level.
+  auto sibling = create(fork_req("/v1/stream/sibling", fork_chain_path(depth - 1)));
+  DS_ASSERT_OK(sibling);
+  EXPECT_EQ(sibling->meta.fork_depth, depth);
+  DS_ASSERT_OK(remove("/v1/stream/sibling"));
+  reopen();  // the depth is stored with the stream
+  EXPECT_EQ(head(deepest)->fork_depth, depth);
+  EXPECT_EQ(read_all(deepest), expected);
+  refuse_deeper();
+}
+
+TEST_P(StoreContract, DeletingTheDeepestForkCascadesDownASoftDeletedChainOfMaximumDepth) {
+  const uint64_t depth = kMaxForkDepth;
+  const std::string expected = build_fork_chain(depth);
+  ASSERT_FALSE(HasFailure());
+  for (uint64_t i = 0; i < depth; ++i) {
+    ASSERT_TRUE(IsOk(remove(fork_chain_path(i)))) << i;
+  }
+  DS_EXPECT_ERR(head(fork_chain_path(0)), errc::gone);
+  DS_EXPECT_ERR(head(fork_chain_path(depth - 1)), errc::gone);
+  EXPECT_EQ(read_all(fork_chain_path(depth)), expected)
+      << "the chain reads through deleted sources";
+  DS_ASSERT_OK(remove(fork_chain_path(depth)));
+  for (uint64_t i = 0; i <= depth; ++i) {
+    ASSERT_TRUE(IsErr(head(fork_chain_path(i)), errc::not_found)) << i;
+  }
+  auto again = create(create_req(fork_chain_path(0), kText));
+  DS_ASSERT_OK(again);
+  EXPECT_TRUE(again->created) << "the cascade freed the root's path";
+}
+
+TEST_P(StoreContract, ExpiryOfTheDeepestForkCascadesDownASoftDeletedChainOfMaximumDepth) {
+  const uint64_t depth = kMaxForkDepth;
+  const std::string expected = build_fork_chain(depth, /*last_ttl_seconds=*/10);
+  ASSERT_FALSE(HasFailure());
+  for (uint64_t i = 0; i < depth; ++i) {
+    ASSERT_TRUE(IsOk(remove(fork_chain_path(i)))) << i;
+  }
+  clock_.advance_ms(11'000);
+  // The next write to the expired fork finds it expired and deletes it, as
+  // the background sweep would: the same cascade down the whole chain.
+  DS_EXPECT_ERR(append(append_req(fork_chain_path(depth), "late")), errc::not_found);
+  for (uint64_t i = 0; i <= depth; ++i) {
+    ASSERT_TRUE(IsErr(head(fork_chain_path(i)), errc::not_found)) << i;
+  }
+  auto again = create(create_req(fork_chain_path(0), kText));
+  DS_ASSERT_OK(again);
+  EXPECT_TRUE(again->created) << "the cascade freed the root's path";
 }
 
 // ------------------------------------------------------------------ TTL

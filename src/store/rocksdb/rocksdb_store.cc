@@ -91,6 +91,8 @@ class RocksStore final : public StreamStore {
   }
 
   Status load();
+  static void derive_fork_depths(
+      const std::unordered_map<uint64_t, std::shared_ptr<StreamState>>& by_id);
   void start() {
     writer_ = std::thread([this] { writer_loop(); });
   }
@@ -266,12 +268,55 @@ Status RocksStore::load() {
   } else if (!st.IsNotFound()) {
     return rocks_error(st);
   }
+  derive_fork_depths(by_id);
   for (auto& [id, state] : by_id) {
     auto slot = std::make_shared<Slot>();
     slot->state = state;
     slots_.emplace(state->meta.path, std::move(slot));
   }
   return Unit{};
+}
+
+void RocksStore::derive_fork_depths(
+    const std::unordered_map<uint64_t, std::shared_ptr<StreamState>>& by_id) {
+  // Metadata written before kMaxForkDepth holds no fork depth (it decodes as
+  // 1): derive every fork's from its chain. A loop with memo, not recursion:
+  // such a chain may be deeper than the limit.
+  std::unordered_map<std::string, StreamState*> by_path;
+  for (const auto& [id, state] : by_id) by_path[state->meta.path] = state.get();
+  std::unordered_map<uint64_t, uint64_t> known;  // id -> depth
+  std::vector<StreamState*> walk;
+  for (const auto& [id, state] : by_id) {
+    StreamState* s = state.get();
+    uint64_t depth = 0;
+    for (;;) {
+      if (auto k = known.find(s->meta.id); k != known.end()) {
+        depth = k->second;
+        break;
+      }
+      if (!s->meta.fork) {
+        depth = 0;
+        s->meta.fork_depth = 0;
+        known[s->meta.id] = 0;
+        break;
+      }
+      auto src = by_path.find(s->meta.fork->source_path);
+      if (src == by_path.end() || src->second->meta.id != s->meta.fork->source_id ||
+          s->meta.fork->source_id >= s->meta.id) {
+        depth = s->meta.fork_depth;  // a broken chain: keep what was stored
+        known[s->meta.id] = depth;
+        break;
+      }
+      walk.push_back(s);
+      s = src->second;
+    }
+    while (!walk.empty()) {
+      ++depth;
+      walk.back()->meta.fork_depth = depth;
+      known[walk.back()->meta.id] = depth;
+      walk.pop_back();
+    }
+  }
 }
 
 // ------------------------------------------------------------------ writer
@@ -426,23 +471,28 @@ void RocksStore::expire(Staging& st, const std::string& path) {
 }
 
 void RocksStore::hard_delete(Staging& st, const std::string& path) {
-  const StreamState* s = current(st, path);
-  if (!s) return;
-  const StreamMeta meta = s->meta;
-  st.batch.Delete(rocks::meta_key(path));
-  st.batch.DeleteRange(rocks::data_prefix(meta.id), rocks::data_prefix(meta.id + 1));
-  st.batch.DeleteRange(rocks::producer_prefix(meta.id), rocks::producer_prefix(meta.id + 1));
-  st.streams[path] = nullptr;
-  st.events[path].gone = true;
-  if (!meta.fork) return;
-  const StreamState* src = current(st, meta.fork->source_path);
-  if (!src || src->meta.id != meta.fork->source_id) return;
-  auto& sm = mut(st, meta.fork->source_path).meta;
-  if (sm.ref_count > 0) --sm.ref_count;
-  if (sm.ref_count == 0 && sm.soft_deleted) {
-    hard_delete(st, meta.fork->source_path);  // cascade up the fork chain
-  } else {
-    put_meta(st, sm);
+  // A loop, not recursion: the cascade up a fork chain is as long as the
+  // chain, and a chain written before kMaxForkDepth existed may be longer.
+  std::string at = path;
+  for (;;) {
+    const StreamState* s = current(st, at);
+    if (!s) return;
+    const StreamMeta meta = s->meta;
+    st.batch.Delete(rocks::meta_key(at));
+    st.batch.DeleteRange(rocks::data_prefix(meta.id), rocks::data_prefix(meta.id + 1));
+    st.batch.DeleteRange(rocks::producer_prefix(meta.id), rocks::producer_prefix(meta.id + 1));
+    st.streams[at] = nullptr;
+    st.events[at].gone = true;
+    if (!meta.fork) return;
+    const StreamState* src = current(st, meta.fork->source_path);
+    if (!src || src->meta.id != meta.fork->source_id) return;
+    auto& sm = mut(st, meta.fork->source_path).meta;
+    if (sm.ref_count > 0) --sm.ref_count;
+    if (sm.ref_count != 0 || !sm.soft_deleted) {
+      put_meta(st, sm);
+      return;
+    }
+    at = meta.fork->source_path;  // the last reference to a deleted source: cascade
   }
 }
 
@@ -621,10 +671,13 @@ void RocksStore::apply(RemoveOp& op, Staging& st) {
 // ------------------------------------------------------------------ readers
 
 std::optional<std::vector<Segment>> RocksStore::chain(const StreamMeta& meta) const {
+  // A fork's source is always an older incarnation (a smaller id), so the
+  // walk ends; no depth cut-off (kMaxForkDepth bounds new chains, and a chain
+  // written before it existed must stay readable).
   std::vector<Segment> segs;
   const StreamMeta* m = &meta;
   Offset end = meta.tail;
-  for (int depth = 0; depth < 10'000; ++depth) {
+  for (;;) {
     Offset begin = m->fork ? m->fork->offset : Offset{};
     segs.push_back(Segment{m->id, begin, end});
     if (!m->fork) {
@@ -632,11 +685,12 @@ std::optional<std::vector<Segment>> RocksStore::chain(const StreamMeta& meta) co
       return segs;
     }
     auto it = slots_.find(m->fork->source_path);
-    if (it == slots_.end() || it->second->state->meta.id != m->fork->source_id) return std::nullopt;
+    if (it == slots_.end() || it->second->state->meta.id != m->fork->source_id ||
+        m->fork->source_id >= m->id)
+      return std::nullopt;
     end = m->fork->offset;
     m = &it->second->state->meta;
   }
-  return std::nullopt;
 }
 
 Result<std::vector<RecordPtr>> RocksStore::scan(const Segment& seg, Offset from, size_t max_bytes,
