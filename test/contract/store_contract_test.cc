@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include "protocol/json.h"
+
 namespace ds::contract {
 
 // ------------------------------------------------------------------ helpers
@@ -1355,6 +1357,72 @@ TEST_P(StoreContract, ExpiryOfTheDeepestForkCascadesDownASoftDeletedChainOfMaxim
   auto again = create(create_req(fork_chain_path(0), kText));
   DS_ASSERT_OK(again);
   EXPECT_TRUE(again->created) << "the cascade freed the root's path";
+}
+
+// ---- JSON forks (issue 13.7): a JSON stream is read in whole messages, so a
+// fork of one must begin at a message boundary, never inside an append.
+
+namespace {
+::testing::AssertionResult WholeJsonRecords(const Result<ReadOutcome>& r) {
+  if (!r) return ::testing::AssertionFailure() << describe(r.error());
+  for (const auto& rec : r->records) {
+    if (!frame_json("[" + rec->bytes + "]"))
+      return ::testing::AssertionFailure() << "not whole JSON messages: " << rec->bytes;
+  }
+  return ::testing::AssertionSuccess();
+}
+}  // namespace
+
+TEST_P(StoreContract, JsonForkMustBeginAtAMessageBoundary) {
+  make_stream(kA, kJson);
+  put(kA, R"([{"a":"xyz"},{"b":2}])", kJson);
+  put(kA, R"([{"c":3}])", kJson);
+  auto r = read(kA);
+  DS_ASSERT_OK(r);
+  ASSERT_EQ(r->records.size(), 2u);
+  const Record first = *r->records[0];
+  ASSERT_EQ(first.begin.hi, first.end.hi);
+  // Every offset from the first append's start to its end: its two ends are
+  // boundaries, anything between them (engines with byte offsets) is inside.
+  int boundaries = 0, inside = 0;
+  for (uint64_t lo = first.begin.lo; lo <= first.end.lo; ++lo) {
+    const Offset at{first.begin.hi, lo};
+    const std::string fork = "/v1/stream/jf" + std::to_string(lo - first.begin.lo);
+    auto f = create(fork_req(fork, kA, at));
+    if (at == first.begin || at == first.end) {
+      ++boundaries;
+      ASSERT_TRUE(IsOk(f)) << at.str();
+      EXPECT_TRUE(WholeJsonRecords(read(fork))) << "fork at " << at.str();
+      // A fork of the fork at an offset inside the inherited append is refused too.
+      if (at == first.end && first.end.lo - first.begin.lo > 1) {
+        DS_EXPECT_ERR(create(fork_req("/v1/stream/jff", fork, Offset{at.hi, at.lo - 1})),
+                      errc::bad_offset);
+      }
+      continue;
+    }
+    ++inside;
+    EXPECT_TRUE(IsErr(f, errc::bad_offset)) << "fork at " << at.str();
+    if (f) {
+      EXPECT_TRUE(WholeJsonRecords(read(fork))) << "fork at " << at.str();
+    }
+    DS_EXPECT_ERR(create(fork_req(fork, kA, at, 1)), errc::bad_offset);
+    DS_EXPECT_ERR(head(fork), errc::not_found);
+    DS_EXPECT_ERR(read(kA, OffsetSpec::position(at)), errc::bad_offset);
+  }
+  EXPECT_EQ(boundaries, 2);
+  // Byte-offset engines have offsets inside an append; S2's offsets are one per
+  // record, so every fork offset is a boundary there.
+  if (traits().dense_offsets) {
+    EXPECT_GT(inside, 0);
+  } else {
+    EXPECT_EQ(inside, 0);
+  }
+  EXPECT_EQ(head(kA)->ref_count, 2u) << "refused forks take no reference";
+  // Sub-offset forks at a boundary keep counting whole messages.
+  DS_ASSERT_OK(create(fork_req("/v1/stream/jsub", kA, first.begin, 1)));
+  auto sub = read("/v1/stream/jsub");
+  EXPECT_TRUE(WholeJsonRecords(sub));
+  EXPECT_EQ(concat(sub->records), R"({"a":"xyz"})");
 }
 
 // ------------------------------------------------------------------ TTL

@@ -161,6 +161,16 @@ class RocksStore final : public StreamStore {
     auto it = slots_.find(path);
     return it == slots_.end() ? nullptr : it->second.get();
   }
+  /// Whether creating `req` reads its fork source's records from the
+  /// database: a fork at a sub-offset, or a JSON fork short of the source's
+  /// tail (its offset must fall on a message boundary).
+  bool reads_source(Staging& st, const CreateRequest& req) const {
+    if (!req.forked_from) return false;
+    if (req.fork_sub_offset > 0) return true;
+    const StreamState* src = current(st, *req.forked_from);
+    return src && req.fork_offset && *req.fork_offset != src->meta.tail &&
+           is_json_media_type(media_type(src->meta.config.content_type));
+  }
   int64_t effective_access(Staging& st, const std::string& path) const;
   bool expired_now(Staging& st, const std::string& path, int64_t now) const;
   /// Drops an expired stream: soft-delete if forks read through it, else delete.
@@ -354,10 +364,10 @@ void RocksStore::commit_group(std::deque<Op>& ops, bool maintain_now) {
     maintain_now = false;
     size_t requests = 0;
     while (!ops.empty()) {
-      // A sub-offset fork reads its source's records from the database, so
-      // it must not share a group with uncommitted changes: start a new one.
+      // A fork that reads its source's records from the database must not
+      // share a group with uncommitted changes: start a new one.
       if (const auto* c = std::get_if<CreateOp>(&ops.front());
-          c && c->req.fork_sub_offset > 0 && !st.streams.empty()) {
+          c && !st.streams.empty() && reads_source(st, c->req)) {
         break;
       }
       std::visit([&](auto& o) { apply(o, st); }, ops.front());
@@ -540,10 +550,14 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
   if (!decided) return reject(st, op.done, std::move(decided).error());
   StreamMeta meta = std::move(decided->meta);
   std::string prefix;
-  if (meta.fork && req.fork_sub_offset > 0) {
-    // Copy the inherited part of the append at the fork offset into the
-    // fork's own storage, so the fork's own data starts on a record boundary.
+  // JSON streams are read in whole appends (each holds whole messages), so a
+  // JSON fork must begin on a record boundary too: a fork inside an append
+  // would serve half a message. A sub-offset fork copies the inherited part
+  // of the append at the fork offset (whole messages) into its own storage.
+  const bool json = is_json_media_type(media_type(meta.config.content_type));
+  if (meta.fork && (req.fork_sub_offset > 0 || (json && meta.fork->offset != src->meta.tail))) {
     const Offset at = meta.fork->offset;
+    const bool whole_records = json;  // bytes: a sub-offset fork may anchor mid-append
     auto segs = chain(src->meta);
     if (!segs) return reject(st, op.done, Error(errc::storage_failure, "fork chain is broken"));
     std::optional<RecordPtr> first;
@@ -551,18 +565,27 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
       if (seg.end <= at) continue;
       size_t used = 0;
       bool truncated = false;
-      auto recs = scan(seg, std::max(at, seg.begin), 1, used, truncated);
+      auto recs = scan(seg, std::max(at, seg.begin), 1, used, truncated, whole_records);
+      if (!recs && recs.error().code == errc::bad_offset) {
+        return reject(st, op.done,
+                      Error(errc::bad_offset, "Stream-Fork-Offset " + at.str() +
+                                                  " is inside an append: a fork of a JSON "
+                                                  "stream must begin at a message boundary"));
+      }
       if (!recs) return reject(st, op.done, std::move(recs).error());
       if (!recs->empty()) first = recs->front();
       break;
     }
-    if (!first || (*first)->begin != at) {
-      return reject(st, op.done,
-                    Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
+    if (req.fork_sub_offset > 0) {
+      if (!first || (*first)->begin != at) {
+        return reject(
+            st, op.done,
+            Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
+      }
+      auto p = fork_prefix(src->meta.config.content_type, (*first)->bytes, req.fork_sub_offset);
+      if (!p) return reject(st, op.done, std::move(p).error());
+      prefix = std::move(*p);
     }
-    auto p = fork_prefix(src->meta.config.content_type, (*first)->bytes, req.fork_sub_offset);
-    if (!p) return reject(st, op.done, std::move(p).error());
-    prefix = std::move(*p);
   }
   auto initial = std::optional<std::string>(std::move(decided->initial));
 
