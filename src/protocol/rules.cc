@@ -83,6 +83,12 @@ Result<NewStream> decide_create_new(const CreateRequest& req, const StreamMeta* 
     Offset at = req.fork_offset.value_or(source->tail);
     if (at > source->tail)
       return Error(errc::fork_offset_beyond_tail, "Stream-Fork-Offset is beyond the source's tail");
+    if (source->fork_depth >= kMaxForkDepth) {
+      return Error(errc::bad_request, "fork chain too deep: a fork may be at most " +
+                                          std::to_string(kMaxForkDepth) +
+                                          " forks away from the root stream of its chain");
+    }
+    meta.fork_depth = source->fork_depth + 1;
     meta.config = resolve_fork_config(req.config, source->config);
     meta.fork = ForkRef{*req.forked_from, source->id, at, req.fork_sub_offset};
     meta.tail = at;

@@ -12,6 +12,13 @@
 
 namespace ds {
 
+/// The deepest fork chain dstreamd makes: a fork may be at most this many
+/// forks away from the root stream of its chain (StreamMeta::fork_depth). A
+/// fork of a stream at this depth is refused with 400 bad_request
+/// (docs/protocol-decisions.md), so no read, deletion cascade or expiry ever
+/// walks a chain longer than this.
+inline constexpr uint64_t kMaxForkDepth = 1000;
+
 /// A PUT, as parsed from the request.
 struct CreateRequest {
   std::string path;
@@ -47,7 +54,8 @@ Result<CreateExisting> decide_create_existing(const StreamMeta& existing, const 
                                               int64_t now_ms);
 
 /// A PUT that makes a new stream. `source` is the fork source's state when
-/// the request forks (null: the source does not exist). The engine assigns
+/// the request forks (null: the source does not exist); a fork of a source at
+/// kMaxForkDepth is refused. The engine assigns
 /// the incarnation id and offsets, and stores `initial` (and, for a fork at a
 /// sub-offset, the fork_prefix of the append at the fork offset) as the new
 /// stream's first records.

@@ -50,6 +50,10 @@ struct StreamMeta {
   std::optional<ProducerTriple> closed_by;
   std::optional<std::string> last_stream_seq;
   std::optional<ForkRef> fork;
+  /// Forks between this stream and the root of its chain: 0 for a stream that
+  /// is not a fork, its source's depth + 1 for a fork (at most kMaxForkDepth,
+  /// protocol/rules.h).
+  uint64_t fork_depth = 0;
   uint64_t ref_count = 0;  ///< forks that read through this stream
   bool soft_deleted = false;
   int64_t created_ms = 0;

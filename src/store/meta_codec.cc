@@ -48,7 +48,12 @@ using codec::put_string;
 using codec::put_varint;
 using codec::Reader;
 
-constexpr uint8_t kMetaVersion = 1;
+// Version 2 adds the fork depth after the fork reference. Version 1 records
+// (written before the fork depth limit) still decode: a fork's depth is then
+// unknown, and taken as 1 (the embedded engine recomputes it from the chain
+// when it loads).
+constexpr uint8_t kMetaVersion = 2;
+constexpr uint8_t kMetaVersionNoDepth = 1;
 
 void put_be64(std::string& out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8)
@@ -113,6 +118,7 @@ std::string encode_meta(const StreamMeta& m) {
     put_varint(out, m.fork->source_id);
     put_offset(out, m.fork->offset);
     put_varint(out, m.fork->sub_offset);
+    put_varint(out, m.fork_depth);
   }
   put_varint(out, m.ref_count);
   put_varint(out, m.soft_deleted);
@@ -122,7 +128,9 @@ std::string encode_meta(const StreamMeta& m) {
 }
 
 std::optional<StreamMeta> decode_meta(std::string_view v) {
-  if (v.empty() || static_cast<uint8_t>(v[0]) != kMetaVersion) return std::nullopt;
+  if (v.empty()) return std::nullopt;
+  const auto version = static_cast<uint8_t>(v[0]);
+  if (version != kMetaVersion && version != kMetaVersionNoDepth) return std::nullopt;
   Reader r(v.substr(1));
   StreamMeta m;
   m.id = r.varint();
@@ -154,6 +162,7 @@ std::optional<StreamMeta> decode_meta(std::string_view v) {
     f.offset = get_offset(r);
     f.sub_offset = r.varint();
     m.fork = f;
+    m.fork_depth = version == kMetaVersionNoDepth ? 1 : r.varint();
   }
   m.ref_count = r.varint();
   m.soft_deleted = r.flag();

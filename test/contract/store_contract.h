@@ -164,6 +164,12 @@ class StoreContract : public ::testing::TestWithParam<EngineFactory> {
   /// EngineTraits::dense_offsets; otherwise ordered, non-overlapping, from
   /// `start` on and ending at or before `next`).
   ::testing::AssertionResult Contiguous(const ReadOutcome& r) const;
+  /// Creates fork_chain_path(0) and `depth` forks, each of the one before at
+  /// its tail (the deepest with `last_ttl_seconds`, if given); every 100th
+  /// fork and the deepest append a record. Returns what the deepest reads.
+  std::string build_fork_chain(uint64_t depth,
+                               std::optional<uint64_t> last_ttl_seconds = std::nullopt);
+  static std::string fork_chain_path(uint64_t i) { return "/v1/stream/chain/" + std::to_string(i); }
 
   ManualClock clock_;
   std::unique_ptr<EngineHarness> harness_;

@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include "protocol/json.h"
+
 namespace ds::contract {
 
 // ------------------------------------------------------------------ helpers
@@ -232,6 +234,25 @@ std::string StoreContract::read_all(const std::string& path, OffsetSpec from, si
   }
   ADD_FAILURE() << "read_all did not reach the tail";
   return out;
+}
+
+std::string StoreContract::build_fork_chain(uint64_t depth,
+                                            std::optional<uint64_t> last_ttl_seconds) {
+  std::string expected = "root;";
+  make_stream(fork_chain_path(0), kText, expected);
+  for (uint64_t i = 1; i <= depth; ++i) {
+    auto req = fork_req(fork_chain_path(i), fork_chain_path(i - 1));
+    if (i == depth) req.config.ttl_seconds = last_ttl_seconds;
+    auto f = create(req);
+    EXPECT_TRUE(IsOk(f)) << "fork " << i;
+    if (!f) return expected;
+    if (i % 100 == 0 || i == depth) {
+      const std::string body = "f" + std::to_string(i) + ";";
+      put(fork_chain_path(i), body);
+      expected += body;
+    }
+  }
+  return expected;
 }
 
 // ------------------------------------------------------------------ create
@@ -1262,6 +1283,146 @@ TEST_P(StoreContract, RejectedForkDoesNotTakeAReference) {
   DS_EXPECT_ERR(head(kA), errc::not_found) << "a leaked reference would make this gone";
   DS_ASSERT_OK(remove(kC));
   DS_EXPECT_ERR(head(kC), errc::not_found);
+}
+
+// ---- Fork depth (issue 13.1): a client chooses how deep a chain is, so no
+// engine may recurse over one, and no chain is deeper than kMaxForkDepth.
+
+TEST_P(StoreContract, ForkChainAtTheDepthLimitReadsAndDeeperIsRefused) {
+  const uint64_t depth = kMaxForkDepth;
+  const std::string expected = build_fork_chain(depth);
+  ASSERT_FALSE(HasFailure());
+  const std::string deepest = fork_chain_path(depth);
+  auto meta = head(deepest);
+  DS_ASSERT_OK(meta);
+  EXPECT_EQ(meta->fork_depth, depth);
+  EXPECT_EQ(read_all(deepest), expected);
+  EXPECT_EQ(read_all(deepest, OffsetSpec::start(), 16), expected) << "in small reads";
+  const std::string too_deep = "/v1/stream/too-deep";
+  auto refuse_deeper = [&] {
+    auto r = create(fork_req(too_deep, deepest));
+    DS_EXPECT_ERR(r, errc::bad_request);
+    if (!r) {
+      EXPECT_NE(r.error().message.find("fork chain too deep"), std::string::npos);
+    }
+    DS_EXPECT_ERR(head(too_deep), errc::not_found);
+    EXPECT_EQ(head(deepest)->ref_count, 0u) << "a refused fork takes no reference";
+  };
+  refuse_deeper();
+  // Beside the deepest, a chain may branch at any shallower level.
+  auto sibling = create(fork_req("/v1/stream/sibling", fork_chain_path(depth - 1)));
+  DS_ASSERT_OK(sibling);
+  EXPECT_EQ(sibling->meta.fork_depth, depth);
+  DS_ASSERT_OK(remove("/v1/stream/sibling"));
+  reopen();  // the depth is stored with the stream
+  EXPECT_EQ(head(deepest)->fork_depth, depth);
+  EXPECT_EQ(read_all(deepest), expected);
+  refuse_deeper();
+}
+
+TEST_P(StoreContract, DeletingTheDeepestForkCascadesDownASoftDeletedChainOfMaximumDepth) {
+  const uint64_t depth = kMaxForkDepth;
+  const std::string expected = build_fork_chain(depth);
+  ASSERT_FALSE(HasFailure());
+  for (uint64_t i = 0; i < depth; ++i) {
+    ASSERT_TRUE(IsOk(remove(fork_chain_path(i)))) << i;
+  }
+  DS_EXPECT_ERR(head(fork_chain_path(0)), errc::gone);
+  DS_EXPECT_ERR(head(fork_chain_path(depth - 1)), errc::gone);
+  EXPECT_EQ(read_all(fork_chain_path(depth)), expected)
+      << "the chain reads through deleted sources";
+  DS_ASSERT_OK(remove(fork_chain_path(depth)));
+  for (uint64_t i = 0; i <= depth; ++i) {
+    ASSERT_TRUE(IsErr(head(fork_chain_path(i)), errc::not_found)) << i;
+  }
+  auto again = create(create_req(fork_chain_path(0), kText));
+  DS_ASSERT_OK(again);
+  EXPECT_TRUE(again->created) << "the cascade freed the root's path";
+}
+
+TEST_P(StoreContract, ExpiryOfTheDeepestForkCascadesDownASoftDeletedChainOfMaximumDepth) {
+  const uint64_t depth = kMaxForkDepth;
+  const std::string expected = build_fork_chain(depth, /*last_ttl_seconds=*/10);
+  ASSERT_FALSE(HasFailure());
+  for (uint64_t i = 0; i < depth; ++i) {
+    ASSERT_TRUE(IsOk(remove(fork_chain_path(i)))) << i;
+  }
+  clock_.advance_ms(11'000);
+  // The next write to the expired fork finds it expired and deletes it, as
+  // the background sweep would: the same cascade down the whole chain.
+  DS_EXPECT_ERR(append(append_req(fork_chain_path(depth), "late")), errc::not_found);
+  for (uint64_t i = 0; i <= depth; ++i) {
+    ASSERT_TRUE(IsErr(head(fork_chain_path(i)), errc::not_found)) << i;
+  }
+  auto again = create(create_req(fork_chain_path(0), kText));
+  DS_ASSERT_OK(again);
+  EXPECT_TRUE(again->created) << "the cascade freed the root's path";
+}
+
+// ---- JSON forks (issue 13.7): a JSON stream is read in whole messages, so a
+// fork of one must begin at a message boundary, never inside an append.
+
+namespace {
+::testing::AssertionResult WholeJsonRecords(const Result<ReadOutcome>& r) {
+  if (!r) return ::testing::AssertionFailure() << describe(r.error());
+  for (const auto& rec : r->records) {
+    if (!frame_json("[" + rec->bytes + "]"))
+      return ::testing::AssertionFailure() << "not whole JSON messages: " << rec->bytes;
+  }
+  return ::testing::AssertionSuccess();
+}
+}  // namespace
+
+TEST_P(StoreContract, JsonForkMustBeginAtAMessageBoundary) {
+  make_stream(kA, kJson);
+  put(kA, R"([{"a":"xyz"},{"b":2}])", kJson);
+  put(kA, R"([{"c":3}])", kJson);
+  auto r = read(kA);
+  DS_ASSERT_OK(r);
+  ASSERT_EQ(r->records.size(), 2u);
+  const Record first = *r->records[0];
+  ASSERT_EQ(first.begin.hi, first.end.hi);
+  // Every offset from the first append's start to its end: its two ends are
+  // boundaries, anything between them (engines with byte offsets) is inside.
+  int boundaries = 0, inside = 0;
+  for (uint64_t lo = first.begin.lo; lo <= first.end.lo; ++lo) {
+    const Offset at{first.begin.hi, lo};
+    const std::string fork = "/v1/stream/jf" + std::to_string(lo - first.begin.lo);
+    auto f = create(fork_req(fork, kA, at));
+    if (at == first.begin || at == first.end) {
+      ++boundaries;
+      ASSERT_TRUE(IsOk(f)) << at.str();
+      EXPECT_TRUE(WholeJsonRecords(read(fork))) << "fork at " << at.str();
+      // A fork of the fork at an offset inside the inherited append is refused too.
+      if (at == first.end && first.end.lo - first.begin.lo > 1) {
+        DS_EXPECT_ERR(create(fork_req("/v1/stream/jff", fork, Offset{at.hi, at.lo - 1})),
+                      errc::bad_offset);
+      }
+      continue;
+    }
+    ++inside;
+    EXPECT_TRUE(IsErr(f, errc::bad_offset)) << "fork at " << at.str();
+    if (f) {
+      EXPECT_TRUE(WholeJsonRecords(read(fork))) << "fork at " << at.str();
+    }
+    DS_EXPECT_ERR(create(fork_req(fork, kA, at, 1)), errc::bad_offset);
+    DS_EXPECT_ERR(head(fork), errc::not_found);
+    DS_EXPECT_ERR(read(kA, OffsetSpec::position(at)), errc::bad_offset);
+  }
+  EXPECT_EQ(boundaries, 2);
+  // Byte-offset engines have offsets inside an append; S2's offsets are one per
+  // record, so every fork offset is a boundary there.
+  if (traits().dense_offsets) {
+    EXPECT_GT(inside, 0);
+  } else {
+    EXPECT_EQ(inside, 0);
+  }
+  EXPECT_EQ(head(kA)->ref_count, 2u) << "refused forks take no reference";
+  // Sub-offset forks at a boundary keep counting whole messages.
+  DS_ASSERT_OK(create(fork_req("/v1/stream/jsub", kA, first.begin, 1)));
+  auto sub = read("/v1/stream/jsub");
+  EXPECT_TRUE(WholeJsonRecords(sub));
+  EXPECT_EQ(concat(sub->records), R"({"a":"xyz"})");
 }
 
 // ------------------------------------------------------------------ TTL

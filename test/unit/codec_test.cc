@@ -25,6 +25,7 @@ void expect_same(const StreamMeta& a, const StreamMeta& b) {
     EXPECT_EQ(a.fork->source_id, b.fork->source_id);
     EXPECT_EQ(a.fork->offset, b.fork->offset);
     EXPECT_EQ(a.fork->sub_offset, b.fork->sub_offset);
+    EXPECT_EQ(a.fork_depth, b.fork_depth);
   }
   EXPECT_EQ(a.ref_count, b.ref_count);
   EXPECT_EQ(a.soft_deleted, b.soft_deleted);
@@ -53,6 +54,7 @@ StreamMeta full_meta() {
   m.closed_by = ProducerTriple{"producer-1", 7, 9'007'199'254'740'991};
   m.last_stream_seq = "seq-0042";
   m.fork = ForkRef{"/v1/stream/source", 99, Offset{0, 5000}, 3};
+  m.fork_depth = 1000;
   m.ref_count = 4;
   m.soft_deleted = true;
   m.created_ms = 1'700'000'000'000;
@@ -153,11 +155,31 @@ TEST(MetaCodecTest, TrailingBytesAreRejected) {
 
 TEST(MetaCodecTest, UnknownVersionIsRejected) {
   std::string enc = encode_meta(minimal_meta());
-  ASSERT_EQ(enc[0], '\x01');
-  enc[0] = '\x02';
+  ASSERT_EQ(enc[0], '\x02');
+  enc[0] = '\x03';
   EXPECT_FALSE(decode_meta(enc).has_value());
   enc[0] = '\0';
   EXPECT_FALSE(decode_meta(enc).has_value());
+}
+
+// Version 1 (before the fork depth) still decodes; a fork's unknown depth is 1.
+TEST(MetaCodecTest, VersionOneStillDecodes) {
+  std::string plain = encode_meta(minimal_meta());
+  plain[0] = '\x01';  // without a fork, versions 1 and 2 lay out the same
+  auto d = decode_meta(plain);
+  ASSERT_TRUE(d.has_value());
+  expect_same(*d, minimal_meta());
+
+  StreamMeta fork = minimal_meta();
+  fork.fork = ForkRef{"/v1/stream/s", 1, Offset{0, 5}, 0};
+  fork.fork_depth = 7;  // ref_count, soft_deleted and the times are 0: four 0 bytes follow
+  const std::string v2 = encode_meta(fork);
+  ASSERT_EQ(v2.substr(v2.size() - 5), std::string("\x07\0\0\0\0", 5));
+  std::string v1 = "\x01" + v2.substr(1, v2.size() - 6) + std::string(4, '\0');
+  auto f = decode_meta(v1);
+  ASSERT_TRUE(f.has_value());
+  fork.fork_depth = 1;
+  expect_same(*f, fork);
 }
 
 TEST(MetaCodecTest, OverlongVarintIsRejected) {

@@ -757,6 +757,35 @@ TEST(DecideCreateTest, ForkValidationInPrecedenceOrder) {
   EXPECT_EQ(ok->meta.config.ttl_seconds, 30u);  // inherited (PROTOCOL.md 4.2)
 }
 
+// Issue 13.1: a fork's depth is its source's + 1, and no fork goes deeper
+// than kMaxForkDepth, so no engine ever walks a longer chain.
+TEST(DecideCreateTest, ForkDepthIsCountedAndLimited) {
+  auto fork = put_req("");
+  fork.path = "fork";
+  fork.forked_from = "src";
+  auto root = stream_meta("text/plain");
+  auto first = decide_create_new(fork, &root, 0);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->meta.fork_depth, 1u);
+
+  auto deep = stream_meta("text/plain");
+  deep.fork = ForkRef{"up", 6, Offset{6, 1}, 0};
+  deep.fork_depth = kMaxForkDepth - 1;
+  auto last = decide_create_new(fork, &deep, 0);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->meta.fork_depth, kMaxForkDepth);
+
+  deep.fork_depth = kMaxForkDepth;
+  auto refused = decide_create_new(fork, &deep, 0);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::bad_request);
+  EXPECT_NE(refused.error().message.find("fork chain too deep"), std::string::npos);
+
+  auto plain = decide_create_new(put_req("text/plain"), nullptr, 0);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->meta.fork_depth, 0u);
+}
+
 TEST(DecideCreateTest, ForkPrefixKeepsWholeJsonMessagesAndBoundsBytes) {
   auto p = fork_prefix("text/plain", "abcdef", 3);
   ASSERT_TRUE(p);

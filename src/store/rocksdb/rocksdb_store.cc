@@ -91,6 +91,8 @@ class RocksStore final : public StreamStore {
   }
 
   Status load();
+  static void derive_fork_depths(
+      const std::unordered_map<uint64_t, std::shared_ptr<StreamState>>& by_id);
   void start() {
     writer_ = std::thread([this] { writer_loop(); });
   }
@@ -158,6 +160,16 @@ class RocksStore final : public StreamStore {
   const Slot* published(const std::string& path) const {
     auto it = slots_.find(path);
     return it == slots_.end() ? nullptr : it->second.get();
+  }
+  /// Whether creating `req` reads its fork source's records from the
+  /// database: a fork at a sub-offset, or a JSON fork short of the source's
+  /// tail (its offset must fall on a message boundary).
+  bool reads_source(Staging& st, const CreateRequest& req) const {
+    if (!req.forked_from) return false;
+    if (req.fork_sub_offset > 0) return true;
+    const StreamState* src = current(st, *req.forked_from);
+    return src && req.fork_offset && *req.fork_offset != src->meta.tail &&
+           is_json_media_type(media_type(src->meta.config.content_type));
   }
   int64_t effective_access(Staging& st, const std::string& path) const;
   bool expired_now(Staging& st, const std::string& path, int64_t now) const;
@@ -266,12 +278,55 @@ Status RocksStore::load() {
   } else if (!st.IsNotFound()) {
     return rocks_error(st);
   }
+  derive_fork_depths(by_id);
   for (auto& [id, state] : by_id) {
     auto slot = std::make_shared<Slot>();
     slot->state = state;
     slots_.emplace(state->meta.path, std::move(slot));
   }
   return Unit{};
+}
+
+void RocksStore::derive_fork_depths(
+    const std::unordered_map<uint64_t, std::shared_ptr<StreamState>>& by_id) {
+  // Metadata written before kMaxForkDepth holds no fork depth (it decodes as
+  // 1): derive every fork's from its chain. A loop with memo, not recursion:
+  // such a chain may be deeper than the limit.
+  std::unordered_map<std::string, StreamState*> by_path;
+  for (const auto& [id, state] : by_id) by_path[state->meta.path] = state.get();
+  std::unordered_map<uint64_t, uint64_t> known;  // id -> depth
+  std::vector<StreamState*> walk;
+  for (const auto& [id, state] : by_id) {
+    StreamState* s = state.get();
+    uint64_t depth = 0;
+    for (;;) {
+      if (auto k = known.find(s->meta.id); k != known.end()) {
+        depth = k->second;
+        break;
+      }
+      if (!s->meta.fork) {
+        depth = 0;
+        s->meta.fork_depth = 0;
+        known[s->meta.id] = 0;
+        break;
+      }
+      auto src = by_path.find(s->meta.fork->source_path);
+      if (src == by_path.end() || src->second->meta.id != s->meta.fork->source_id ||
+          s->meta.fork->source_id >= s->meta.id) {
+        depth = s->meta.fork_depth;  // a broken chain: keep what was stored
+        known[s->meta.id] = depth;
+        break;
+      }
+      walk.push_back(s);
+      s = src->second;
+    }
+    while (!walk.empty()) {
+      ++depth;
+      walk.back()->meta.fork_depth = depth;
+      known[walk.back()->meta.id] = depth;
+      walk.pop_back();
+    }
+  }
 }
 
 // ------------------------------------------------------------------ writer
@@ -309,10 +364,10 @@ void RocksStore::commit_group(std::deque<Op>& ops, bool maintain_now) {
     maintain_now = false;
     size_t requests = 0;
     while (!ops.empty()) {
-      // A sub-offset fork reads its source's records from the database, so
-      // it must not share a group with uncommitted changes: start a new one.
+      // A fork that reads its source's records from the database must not
+      // share a group with uncommitted changes: start a new one.
       if (const auto* c = std::get_if<CreateOp>(&ops.front());
-          c && c->req.fork_sub_offset > 0 && !st.streams.empty()) {
+          c && !st.streams.empty() && reads_source(st, c->req)) {
         break;
       }
       std::visit([&](auto& o) { apply(o, st); }, ops.front());
@@ -426,23 +481,28 @@ void RocksStore::expire(Staging& st, const std::string& path) {
 }
 
 void RocksStore::hard_delete(Staging& st, const std::string& path) {
-  const StreamState* s = current(st, path);
-  if (!s) return;
-  const StreamMeta meta = s->meta;
-  st.batch.Delete(rocks::meta_key(path));
-  st.batch.DeleteRange(rocks::data_prefix(meta.id), rocks::data_prefix(meta.id + 1));
-  st.batch.DeleteRange(rocks::producer_prefix(meta.id), rocks::producer_prefix(meta.id + 1));
-  st.streams[path] = nullptr;
-  st.events[path].gone = true;
-  if (!meta.fork) return;
-  const StreamState* src = current(st, meta.fork->source_path);
-  if (!src || src->meta.id != meta.fork->source_id) return;
-  auto& sm = mut(st, meta.fork->source_path).meta;
-  if (sm.ref_count > 0) --sm.ref_count;
-  if (sm.ref_count == 0 && sm.soft_deleted) {
-    hard_delete(st, meta.fork->source_path);  // cascade up the fork chain
-  } else {
-    put_meta(st, sm);
+  // A loop, not recursion: the cascade up a fork chain is as long as the
+  // chain, and a chain written before kMaxForkDepth existed may be longer.
+  std::string at = path;
+  for (;;) {
+    const StreamState* s = current(st, at);
+    if (!s) return;
+    const StreamMeta meta = s->meta;
+    st.batch.Delete(rocks::meta_key(at));
+    st.batch.DeleteRange(rocks::data_prefix(meta.id), rocks::data_prefix(meta.id + 1));
+    st.batch.DeleteRange(rocks::producer_prefix(meta.id), rocks::producer_prefix(meta.id + 1));
+    st.streams[at] = nullptr;
+    st.events[at].gone = true;
+    if (!meta.fork) return;
+    const StreamState* src = current(st, meta.fork->source_path);
+    if (!src || src->meta.id != meta.fork->source_id) return;
+    auto& sm = mut(st, meta.fork->source_path).meta;
+    if (sm.ref_count > 0) --sm.ref_count;
+    if (sm.ref_count != 0 || !sm.soft_deleted) {
+      put_meta(st, sm);
+      return;
+    }
+    at = meta.fork->source_path;  // the last reference to a deleted source: cascade
   }
 }
 
@@ -490,10 +550,14 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
   if (!decided) return reject(st, op.done, std::move(decided).error());
   StreamMeta meta = std::move(decided->meta);
   std::string prefix;
-  if (meta.fork && req.fork_sub_offset > 0) {
-    // Copy the inherited part of the append at the fork offset into the
-    // fork's own storage, so the fork's own data starts on a record boundary.
+  // JSON streams are read in whole appends (each holds whole messages), so a
+  // JSON fork must begin on a record boundary too: a fork inside an append
+  // would serve half a message. A sub-offset fork copies the inherited part
+  // of the append at the fork offset (whole messages) into its own storage.
+  const bool json = is_json_media_type(media_type(meta.config.content_type));
+  if (meta.fork && (req.fork_sub_offset > 0 || (json && meta.fork->offset != src->meta.tail))) {
     const Offset at = meta.fork->offset;
+    const bool whole_records = json;  // bytes: a sub-offset fork may anchor mid-append
     auto segs = chain(src->meta);
     if (!segs) return reject(st, op.done, Error(errc::storage_failure, "fork chain is broken"));
     std::optional<RecordPtr> first;
@@ -501,18 +565,27 @@ void RocksStore::apply(CreateOp& op, Staging& st) {
       if (seg.end <= at) continue;
       size_t used = 0;
       bool truncated = false;
-      auto recs = scan(seg, std::max(at, seg.begin), 1, used, truncated);
+      auto recs = scan(seg, std::max(at, seg.begin), 1, used, truncated, whole_records);
+      if (!recs && recs.error().code == errc::bad_offset) {
+        return reject(st, op.done,
+                      Error(errc::bad_offset, "Stream-Fork-Offset " + at.str() +
+                                                  " is inside an append: a fork of a JSON "
+                                                  "stream must begin at a message boundary"));
+      }
       if (!recs) return reject(st, op.done, std::move(recs).error());
       if (!recs->empty()) first = recs->front();
       break;
     }
-    if (!first || (*first)->begin != at) {
-      return reject(st, op.done,
-                    Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
+    if (req.fork_sub_offset > 0) {
+      if (!first || (*first)->begin != at) {
+        return reject(
+            st, op.done,
+            Error(errc::bad_request, "Stream-Fork-Sub-Offset: no data at the fork offset"));
+      }
+      auto p = fork_prefix(src->meta.config.content_type, (*first)->bytes, req.fork_sub_offset);
+      if (!p) return reject(st, op.done, std::move(p).error());
+      prefix = std::move(*p);
     }
-    auto p = fork_prefix(src->meta.config.content_type, (*first)->bytes, req.fork_sub_offset);
-    if (!p) return reject(st, op.done, std::move(p).error());
-    prefix = std::move(*p);
   }
   auto initial = std::optional<std::string>(std::move(decided->initial));
 
@@ -621,10 +694,13 @@ void RocksStore::apply(RemoveOp& op, Staging& st) {
 // ------------------------------------------------------------------ readers
 
 std::optional<std::vector<Segment>> RocksStore::chain(const StreamMeta& meta) const {
+  // A fork's source is always an older incarnation (a smaller id), so the
+  // walk ends; no depth cut-off (kMaxForkDepth bounds new chains, and a chain
+  // written before it existed must stay readable).
   std::vector<Segment> segs;
   const StreamMeta* m = &meta;
   Offset end = meta.tail;
-  for (int depth = 0; depth < 10'000; ++depth) {
+  for (;;) {
     Offset begin = m->fork ? m->fork->offset : Offset{};
     segs.push_back(Segment{m->id, begin, end});
     if (!m->fork) {
@@ -632,11 +708,12 @@ std::optional<std::vector<Segment>> RocksStore::chain(const StreamMeta& meta) co
       return segs;
     }
     auto it = slots_.find(m->fork->source_path);
-    if (it == slots_.end() || it->second->state->meta.id != m->fork->source_id) return std::nullopt;
+    if (it == slots_.end() || it->second->state->meta.id != m->fork->source_id ||
+        m->fork->source_id >= m->id)
+      return std::nullopt;
     end = m->fork->offset;
     m = &it->second->state->meta;
   }
-  return std::nullopt;
 }
 
 Result<std::vector<RecordPtr>> RocksStore::scan(const Segment& seg, Offset from, size_t max_bytes,

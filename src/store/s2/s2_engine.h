@@ -157,13 +157,22 @@ class S2Engine final : public StreamStore {
   Task<Result<Landing>> conditional_append(CachePtr c, std::vector<s2::AppendRecord> records,
                                            uint64_t expected, uint64_t checkpoint_seq);
   /// Deletes a stream whose write lock is held (soft if forks remain) and
-  /// cascades up the fork chain. With `collect`, removes a soft-deleted
-  /// stream whose last fork reference is going away.
+  /// cascades up the fork chain, iteratively. With `collect`, removes a
+  /// soft-deleted stream whose last fork reference is going away.
   Task<std::optional<Error>> delete_locked(CachePtr c, bool collect);
-  /// Adds (+1) or drops (-1) a fork's reference on its source. `refused`
-  /// says why a +1 could not be added (not_found, fork_source_deleted).
-  Task<std::optional<Error>> change_ref(std::string source, uint64_t source_hi, int delta,
-                                        std::optional<errc>* refused);
+  /// One step of delete_locked: appends `gone` (and trims) for `c`, whose
+  /// write lock is held. Returns the fork reference a hard-deleted stream
+  /// held, which the caller must release; nothing when there is none.
+  Task<Result<std::optional<ForkRef>>> write_gone(CachePtr c, bool collect);
+  /// Adds (+1) or drops (-1) a fork's reference on `s`, whose write lock is
+  /// held. True when a -1 is the last reference of a soft-deleted source:
+  /// nothing is written, the caller deletes it. `refused` says why a +1 could
+  /// not be added (not_found, fork_source_deleted).
+  Task<Result<bool>> change_ref_locked(CachePtr s, uint64_t source_hi, int delta,
+                                       std::optional<errc>* refused);
+  /// A new fork's +1 on its source (takes the source's write lock).
+  Task<std::optional<Error>> add_ref(std::string source, uint64_t source_hi,
+                                     std::optional<errc>* refused);
 
   S2StoreOptions opts_;
   s2::S2Api& api_;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
+#include <utility>
 
 #include "protocol/headers.h"
 #include "store/s2/s2_engine.h"
@@ -464,9 +466,15 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
     out.meta = c->fold.meta;
     segs.push_back(Segment{c, c->fold.meta.id, c->fold.start_seq, c->fold.meta.tail.lo});
   }
-  // Walk up the fork chain: each source contributes its records before the fork offset.
+  // Walk up the fork chain: each source contributes its records before the
+  // fork offset. A loop as long as the chain (at most kMaxForkDepth for
+  // chains made since that limit); a cycle, which consistent data never has,
+  // is a broken chain.
   std::optional<ForkRef> fork = out.meta.fork;
-  for (int depth = 0; fork && depth < 1000; ++depth) {
+  std::set<std::pair<std::string, uint64_t>> visited{{req.path, out.meta.id}};
+  while (fork) {
+    if (!visited.emplace(fork->source_path, fork->source_id).second)
+      co_return Error(errc::storage_failure, "fork chain is broken");
     auto s = cache(fork->source_path);
     bool need_load;
     {

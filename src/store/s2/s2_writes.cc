@@ -533,7 +533,7 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
     if (*landing == Landing::conflict) continue;
     if (meta.fork) {
       std::optional<errc> refused;
-      auto ref_op = change_ref(meta.fork->source_path, meta.fork->source_id, +1, &refused);
+      auto ref_op = add_ref(meta.fork->source_path, meta.fork->source_id, &refused);
       auto ref_err = co_await ref_op;
       if (ref_err || refused) {
         // Undo: the fork must not outlive a reference that never landed (and
@@ -559,73 +559,63 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
 
 // ---- delete and fork references ----
 
-Task<std::optional<Error>> S2Engine::change_ref(std::string source, uint64_t source_hi, int delta,
-                                                std::optional<errc>* refused) {
-  refused->reset();
+Task<std::optional<Error>> S2Engine::add_ref(std::string source, uint64_t source_hi,
+                                             std::optional<errc>* refused) {
   auto s = cache(source);
   auto lock = s->write_mu.lock();
   co_await lock;
-  std::optional<Error> result;
+  auto op = change_ref_locked(s, source_hi, +1, refused);
+  auto r = co_await op;
+  s->write_mu.unlock();
+  if (!r) co_return r.error();
+  co_return std::nullopt;
+}
+
+Task<Result<bool>> S2Engine::change_ref_locked(CachePtr s, uint64_t source_hi, int delta,
+                                               std::optional<errc>* refused) {
+  refused->reset();
   auto up_op = catch_up(s);
   auto st = co_await up_op;
-  if (!st) {
-    s->write_mu.unlock();
-    co_return st.error();
-  }
-  bool done = false;
-  for (int attempt = 0; attempt < opts_.max_conflict_retries && !done; ++attempt) {
-    bool cascade = false;
+  if (!st) co_return st.error();
+  for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
     uint64_t expected, ckpt;
     {
       std::lock_guard l(s->mu);
       if (!s->fold.exists || s->fold.meta.id != source_hi) {
         *refused = errc::not_found;
-        done = true;
-        break;
+        co_return false;
       }
       if (delta > 0 && s->fold.meta.soft_deleted) {
         *refused = errc::fork_source_deleted;
-        done = true;
-        break;
+        co_return false;
       }
-      cascade = delta < 0 && s->fold.meta.soft_deleted && s->fold.meta.ref_count <= 1;
+      if (delta < 0 && s->fold.meta.soft_deleted && s->fold.meta.ref_count <= 1)
+        co_return true;  // the last reference to a deleted source: the caller deletes it
       expected = s->fold.next_seq;
       ckpt = s->fold.has_checkpoint ? s->fold.checkpoint_seq : kNotSeen;
-    }
-    if (cascade) {  // the last reference to a deleted source
-      auto del_op = delete_locked(s, /*collect=*/true);
-      result = co_await del_op;
-      done = true;
-      break;
     }
     std::vector<AppendRecord> records;
     records.push_back(control_record(kRef));
     records.back().headers.push_back(Header{"r", delta > 0 ? "+1" : "-1"});
     auto append_op = conditional_append(s, std::move(records), expected, ckpt);
     auto landing = co_await append_op;
-    if (!landing) {
-      result = landing.error();
-      done = true;
-    } else if (*landing == Landing::landed) {
-      done = true;
-    }
+    if (!landing) co_return landing.error();
+    if (*landing == Landing::landed) co_return false;
   }
-  s->write_mu.unlock();
-  if (!done)
-    co_return Error(errc::unavailable, "too much write contention on the fork source; retry");
-  co_return result;
+  co_return Error(errc::unavailable, "too much write contention on the fork source; retry");
 }
 
-Task<std::optional<Error>> S2Engine::delete_locked(CachePtr c, bool collect) {
+Task<Result<std::optional<ForkRef>>> S2Engine::write_gone(CachePtr c, bool collect) {
+  using Released = std::optional<ForkRef>;
   for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
-    std::optional<ForkRef> fork;
+    Released fork;
     bool soft;
     uint64_t hi, expected, ckpt;
     {
       std::lock_guard lock(c->mu);
-      if (!c->fold.exists) co_return std::nullopt;
+      if (!c->fold.exists) co_return Released{};
       if (c->fold.meta.soft_deleted != collect)
-        co_return std::nullopt;  // already deleted / not ours to collect
+        co_return Released{};  // already deleted / not ours to collect
       soft = !collect && c->fold.meta.ref_count > 0;
       fork = c->fold.meta.fork;
       hi = c->fold.meta.id;
@@ -642,28 +632,57 @@ Task<std::optional<Error>> S2Engine::delete_locked(CachePtr c, bool collect) {
     auto landing = co_await append_op;
     if (!landing) co_return landing.error();
     if (*landing == Landing::conflict) continue;
-    if (!soft) {
-      uint64_t upto;
-      {
-        std::lock_guard lock(c->mu);
-        upto = c->fold.next_seq - 1;
-      }
-      // Drop the dead incarnation's records (S2 trims asynchronously).
-      AppendInput trim;
-      trim.records.push_back(s2::trim_record(upto));
-      auto trim_op = s2_append(c->name, std::move(trim));
-      auto tr = co_await trim_op;
-      (void)tr;  // best effort
-      if (fork) {
-        std::optional<errc> refused;  // a -1 is never refused
-        auto ref_op = change_ref(fork->source_path, fork->source_id, -1, &refused);
-        auto ref_err = co_await ref_op;
-        if (ref_err) co_return ref_err;
-      }
+    if (soft) co_return Released{};
+    uint64_t upto;
+    {
+      std::lock_guard lock(c->mu);
+      upto = c->fold.next_seq - 1;
     }
-    co_return std::nullopt;
+    // Drop the dead incarnation's records (S2 trims asynchronously).
+    AppendInput trim;
+    trim.records.push_back(s2::trim_record(upto));
+    auto trim_op = s2_append(c->name, std::move(trim));
+    auto tr = co_await trim_op;
+    (void)tr;  // best effort
+    co_return fork;
   }
   co_return Error(errc::unavailable, "too much write contention on this stream; retry");
+}
+
+Task<std::optional<Error>> S2Engine::delete_locked(CachePtr c, bool collect) {
+  // A loop, not recursion: the cascade up a fork chain is as long as the
+  // chain. Besides the caller's lock on the first stream, it holds at most
+  // one source's write lock at a time, taken hand over hand (a fork's before
+  // its source's, the engine's lock order).
+  CachePtr held;
+  std::optional<Error> result;
+  for (;;) {
+    auto gone_op = write_gone(c, collect);
+    auto gone = co_await gone_op;
+    if (!gone) {
+      result = gone.error();
+      break;
+    }
+    if (!*gone) break;  // soft-deleted, already gone, or not a fork
+    const ForkRef fork = **gone;
+    CachePtr s = cache(fork.source_path);
+    auto lock = s->write_mu.lock();
+    co_await lock;
+    if (held) held->write_mu.unlock();
+    held = s;
+    std::optional<errc> refused;  // a -1 is never refused
+    auto ref_op = change_ref_locked(s, fork.source_id, -1, &refused);
+    auto last = co_await ref_op;
+    if (!last) {
+      result = last.error();
+      break;
+    }
+    if (!*last) break;  // the source keeps other references (or is gone)
+    c = s;              // the last reference to a deleted source: collect it
+    collect = true;
+  }
+  if (held) held->write_mu.unlock();
+  co_return result;
 }
 
 void S2Engine::remove(std::string path, Callback<Unit> done) {
