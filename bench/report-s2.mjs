@@ -6,7 +6,7 @@
 //                                                       duplicated appends; never on speed)
 //   node bench/report-s2.mjs --out docs/benchmarks-s2.md --command CMD --seconds N \
 //     [--build "git describe"] results.jsonl
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 
 const args = process.argv.slice(2);
@@ -133,7 +133,7 @@ p(`- Date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`);
 p(`- Machine: ${cpus.length} CPUs (\`nproc\`), ${(cpus[0]?.model || "?").trim()}, ${os.type()} ${os.release()}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM`);
 p(`- Command: \`${opt.command}\`${opt.seconds ? ` (took ${Math.round(opt.seconds / 60)} min)` : ""}`);
 if (opt.build) p(`- dstreamd built from: \`${opt.build}\``);
-p("- Setup: `dstreamd --storage s2` over the repo's Node S2 emulator (`s2emu/`, in memory) started with `--latency-ms L`, which delays every S2 request by L ms (one S2 round trip = L ms). A fresh emulator and fresh nodes per case. The embedded engine (`--data-dir` in a temp dir, fsync on) runs the same cases in the same run. ds-loadgen, the nodes and the emulator share the machine's cores; the emulator's CPU is reported separately and not counted as server CPU.");
+p("- Setup: `dstreamd --storage s2` over the repo's Node S2 emulator (`s2emu/`, in memory) started with `--latency-ms L`, which delays every S2 request by L ms (one S2 round trip = L ms), and with S2's per-stream append limits on (`--max-append-batches-per-sec 200 --max-append-bytes-per-sec 104857600`: beyond them S2 answers 429). A fresh emulator and fresh nodes per case. The embedded engine (`--data-dir` in a temp dir, fsync on) runs the same cases in the same run. ds-loadgen, the nodes and the emulator share the machine's cores; the emulator's CPU is reported separately and not counted as server CPU.");
 p("- Every append body is 100 B and carries a unique id (`<writer>.<k>`); an append counts as acknowledged only on a 2xx answer. After the measured phase every stream is read back from every node: *lost* = acknowledged but absent, *duplicated* = extra copies of an id; the nodes' copies must be byte-identical.");
 p("- The emulator is one Node process: about 4,500 single-record appends/s on this machine (`s2emu/README.md`, Throughput). When its CPU nears 100 % of one core, the emulator, not dstreamd, is the limit; with ds-loadgen, the nodes and the emulator on 2 cores, the machine's CPU may be too.");
 p("- S2 requests per append: the emulator's `/_emu/stats` request counters (all kinds; and `append` alone) over the measured phase ÷ acknowledged appends. S2 connections opened per 1000 S2 requests: `dstreamd_s2_connections_opened_total` ÷ `dstreamd_s2_attempts_total` (deltas, summed over the nodes' `/metrics`). Server CPU: utime+stime of the node processes (summed) from `/proc`.");
@@ -234,5 +234,11 @@ if (results.some((r) => r.server === "embedded")) {
     ["1 stream", embedded("one-stream") ?? results.find((r) => r.server === "embedded" && r.case === "one-stream")],
     ["100 streams", embedded("many-streams") ?? results.find((r) => r.server === "embedded" && r.case === "many-streams")],
   ]);
+}
+// The analysis is written by hand (bench/analysis-s2.md) and kept with the numbers.
+const analysis = new URL("./analysis-s2.md", import.meta.url);
+if (existsSync(analysis)) {
+  p(readFileSync(analysis, "utf8").trim());
+  p();
 }
 writeFileSync(opt.out, lines.join("\n"));

@@ -116,7 +116,9 @@ free_port() {
 # start_emulator DIR LATENCY_MS → EMU_URL, EMU_PID
 start_emulator() {
   local dir="$1" lat="$2"
-  node "$REPO/s2emu/src/main.js" --port 0 --basin "$BASIN" --latency-ms "$lat" >"$dir/emu.out" 2>&1 &
+  # S2's own per-stream limits (200 append batches/s per connection, 100 MiB/s), as in the cloud.
+  node "$REPO/s2emu/src/main.js" --port 0 --basin "$BASIN" --latency-ms "$lat" \
+    --max-append-batches-per-sec 200 --max-append-bytes-per-sec 104857600 >"$dir/emu.out" 2>&1 &
   EMU_PID=$!
   PIDS+=("$EMU_PID")
   EMU_URL=""
