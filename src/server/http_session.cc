@@ -1,7 +1,9 @@
 // Listener, connection loop and dispatch. One coroutine per connection, on
 // its own strand; the coroutine frame owns the socket.
 
+#include <array>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <thread>
 #include <vector>
 
@@ -75,8 +77,23 @@ void finalize_headers(Context& ctx, http::response_header<>& head) {
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
   finalize_headers(ctx, res);
   if (ctx.stopping) res.keep_alive(false);
-  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-  count_sent(ctx, n);
+  // One write_some at a time, each with a deadline: a client that takes no
+  // bytes for --write-timeout has its connection closed (by the stream's
+  // timer), however slowly it read before.
+  http::response_serializer<http::string_body> sr{res};
+  beast::error_code ec;
+  while (!sr.is_done()) {
+    stream.expires_after(ctx.options.write_timeout);
+    auto [wec, n] =
+        co_await http::async_write_some(stream, sr, asio::as_tuple(asio::use_awaitable));
+    count_sent(ctx, n);
+    if (wec) {
+      ec = wec;
+      break;
+    }
+  }
+  if (ec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
+  if (!ec) stream.expires_never();
   co_return !ec && res.keep_alive();
 }
 
@@ -474,6 +491,34 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
+/// A connection over --max-connections: 503 with Retry-After and a JSON
+/// body, whatever it asks, then closed. The whole exchange is bounded (a
+/// client that does not read gets no more of the server's time); what the
+/// client sent is read and dropped until it closes, so that the close does
+/// not reset the connection before the client has read the answer.
+asio::awaitable<void> reject_connection(Stream stream, size_t max_connections) {
+  constexpr auto kRejectTime = std::chrono::seconds(2);
+  stream.expires_after(kRejectTime);
+  Request req;
+  req.version(11);
+  auto res = error_response(
+      req, Error(errc::unavailable, "too many connections (" + std::to_string(max_connections) +
+                                        " open): retry later"));
+  res.keep_alive(false);
+  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  beast::error_code ignored;
+  if (!ec) {
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    std::array<char, 1024> sink;
+    for (;;) {
+      auto [rec, rn] =
+          co_await stream.async_read_some(asio::buffer(sink), asio::as_tuple(asio::use_awaitable));
+      if (rec) break;
+    }
+  }
+  stream.socket().close(ignored);
+}
+
 }  // namespace
 
 namespace http_server {
@@ -511,17 +556,62 @@ struct Server::Impl {
     });
   }
 
+  /// Accept failures that mean the process (or the system) is out of file
+  /// descriptors or socket memory: retrying at once would spin.
+  static bool out_of_resources(const beast::error_code& ec) {
+    if (ec.category() != boost::system::system_category()) return false;
+    const int v = ec.value();
+    return v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM;
+  }
+
   asio::awaitable<void> accept_loop() {
+    asio::steady_timer backoff(control);
+    auto pause = kAcceptPauseMin;
+    uint64_t failed_accepts = 0;  // of the current fd-exhaustion episode
+    bool at_limit = false;        // of the current --max-connections episode
     for (;;) {
       auto strand = asio::make_strand(ioc);
       auto [ec, socket] =
           co_await acceptor.async_accept(strand, asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        continue;  // e.g. EMFILE: keep serving the connections we have
+        if (!out_of_resources(ec)) continue;  // e.g. a connection reset before accept
+        // Out of file descriptors: the pending connection stays in the
+        // listen backlog, so accepting again at once fails again at once.
+        // Pause (10 ms doubling to 100 ms) and keep serving the connections
+        // we have; they free descriptors as they end.
+        http_metrics.accept_fd_exhausted.inc();
+        if (failed_accepts++ == 0) {
+          log::warn("out of file descriptors: accepting paused until some are free",
+                    {{"error", ec.message()},
+                     {"connections", static_cast<uint64_t>(stop_signals.sessions.load())}});
+        }
+        backoff.expires_after(pause);
+        co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+        pause = std::min(pause * 2, kAcceptPauseMax);
+        if (stopping) co_return;
+        continue;
+      }
+      if (failed_accepts) {
+        log::info("file descriptors available again: accepting",
+                  {{"failed_accepts", failed_accepts}});
+        failed_accepts = 0;
+        pause = kAcceptPauseMin;
       }
       socket.set_option(tcp::no_delay(true), ec);
       auto ex = socket.get_executor();
+      if (options.max_connections && stop_signals.sessions.load() >= options.max_connections) {
+        http_metrics.connections_rejected.inc();
+        if (!at_limit) {
+          at_limit = true;
+          log::warn("connection limit reached: new connections get 503",
+                    {{"max_connections", static_cast<uint64_t>(options.max_connections)}});
+        }
+        asio::co_spawn(ex, reject_connection(Stream(std::move(socket)), options.max_connections),
+                       asio::detached);
+        continue;
+      }
+      at_limit = false;
       stop_signals.sessions.fetch_add(1);
       asio::co_spawn(ex, run_session(Stream(std::move(socket)), ctx), [](std::exception_ptr e) {
         if (!e) return;
@@ -533,6 +623,9 @@ struct Server::Impl {
       });
     }
   }
+
+  static constexpr auto kAcceptPauseMin = std::chrono::milliseconds(10);
+  static constexpr auto kAcceptPauseMax = std::chrono::milliseconds(100);
 
   asio::awaitable<void> reap_loop() {
     for (;;) {

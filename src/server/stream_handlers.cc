@@ -24,6 +24,15 @@ using Clock_ = std::chrono::steady_clock;
 /// How long a long-poll waits in its coroutine before it parks in the lot.
 constexpr auto kParkLongPollAfter = std::chrono::milliseconds(250);
 
+/// How long an SSE response past its session's end may still take to write
+/// what was queued before its connection is closed anyway (at most
+/// --write-timeout): a reader that keeps up gets its last events and the end
+/// of the body, a reader that stopped reading is not waited for.
+Clock_::time_point sse_hard_end(const Context& ctx, Clock_::time_point session_end) {
+  return session_end +
+         std::min<Clock_::duration>(std::chrono::seconds(1), ctx.options.write_timeout);
+}
+
 std::string_view header(const Request& req, std::string_view name) {
   auto it = req.find(name);
   if (it == req.end()) return {};
@@ -726,6 +735,9 @@ asio::awaitable<SseEnd> sse_loop(Context& ctx, SseOutput& output, const std::str
     if (!wake) {
       if (closed_at_tail || ctx.stopping) break;
       if (!st.up_to_date) {
+        // The session's time is up even while catching up (the reader resumes
+        // from the last control event it got).
+        if (Clock_::now() >= st.session_end) break;
         // Catch-up: read on only once the client has taken what was queued, so
         // a reader far behind never fills the queue.
         {
@@ -849,13 +861,19 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   head.keep_alive(false);
   finalize_headers(ctx, head);
   http::response_serializer<http::empty_body> sr{head};
+  stream.expires_after(ctx.options.write_timeout);
   auto [hec, hn] =
       co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
   count_sent(ctx, hn);
-  if (hec) co_return false;
+  if (hec) {
+    if (hec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
+    co_return false;
+  }
+  stream.expires_never();
   GaugeUp open(ctx.metrics.open_sse);
 
-  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes);
+  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes,
+                                            sse_hard_end(ctx, st.session_end));
   st.at = first->next;
   st.up_to_date = first->up_to_date;
   const bool closed_at_tail = first->up_to_date && first->meta.closed;
@@ -894,7 +912,8 @@ asio::awaitable<void> resume_sse_co(Context& shared, std::string name,
   Context ctx = shared;
   ctx.exchange = &reader->st.ex;
   Stream stream(std::move(reader->socket));
-  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes);
+  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes,
+                                            sse_hard_end(ctx, reader->st.session_end));
   output->push_framed(pending);
   SseEnd end;
   {
