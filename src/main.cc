@@ -123,6 +123,7 @@ struct OpsFlags {
   std::string log_level = "info";
   std::string write_timeout = "30s";
   size_t max_connections = 0;
+  size_t max_response_buffer_bytes = 256u << 20;
 };
 
 void add_ops_options(po::options_description& desc, OpsFlags& f) {
@@ -138,6 +139,10 @@ void add_ops_options(po::options_description& desc, OpsFlags& f) {
       "from its last offset)")(
       "write-timeout", po::value(&f.write_timeout)->default_value(f.write_timeout),
       "a client that takes no bytes of a response for this long is disconnected")(
+      "max-response-buffer-bytes",
+      po::value(&f.max_response_buffer_bytes)->default_value(f.max_response_buffer_bytes),
+      "response bytes being written, server-wide, past which a write that makes no progress "
+      "for 1 s is cut (instead of --write-timeout)")(
       "max-connections", po::value(&f.max_connections)->default_value(f.max_connections),
       "open connections past which new ones get 503 and are closed (0: the file-descriptor "
       "limit minus a reserve for the store and S2)")(
@@ -200,6 +205,11 @@ bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
     return false;
   }
   options.write_timeout = *write_timeout;
+  if (f.max_response_buffer_bytes == 0) {
+    std::cerr << "dstreamd: --max-response-buffer-bytes must be positive\n";
+    return false;
+  }
+  options.max_response_buffer_bytes = f.max_response_buffer_bytes;
   options.max_connections = f.max_connections ? f.max_connections : default_max_connections();
   {
     rlimit rl{};

@@ -109,6 +109,10 @@ void HttpMetrics::collect(Exposition& e) const {
   e.counter("dstreamd_http_connections_rejected_total",
             "Connections answered 503 and closed because --max-connections were open",
             connections_rejected.value());
+  e.gauge("dstreamd_http_response_buffer_bytes",
+          "Bytes that the responses being written hold (a large record shared by several "
+          "responses counts once); see --max-response-buffer-bytes",
+          response_buffer_bytes.value());
   e.family("dstreamd_live_reads_total",
            "Reads of long-poll and SSE responses, by where they were answered: the stream's live "
            "hub buffer, or storage",

@@ -38,6 +38,8 @@ class HttpMetrics {
   Counter accept_fd_exhausted;
   /// Connections answered 503 and closed at --max-connections.
   Counter connections_rejected;
+  /// Bytes of the responses being written (see --max-response-buffer-bytes).
+  Gauge response_buffer_bytes;
   /// Long-poll and SSE reads answered from the live hub's buffer, and those
   /// that had to read storage.
   Counter live_reads_hub;

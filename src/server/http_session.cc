@@ -19,7 +19,7 @@ using namespace http_server;
 
 namespace http_server {
 
-void decorate(Response& res) {
+void decorate(http::response_header<>& res) {
   res.set("X-Content-Type-Options", "nosniff");
   res.set("Cross-Origin-Resource-Policy", "cross-origin");
   res.set(http::field::access_control_expose_headers,
@@ -74,16 +74,74 @@ void finalize_headers(Context& ctx, http::response_header<>& head) {
   }
 }
 
-asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
+void ResponseMemory::add(uint64_t own, const std::vector<RecordPtr>* records) {
+  uint64_t n = own;
+  if (records) {
+    std::lock_guard lock(mu_);
+    for (const auto& r : *records) {
+      if (r->bytes.size() < kShareMin) {
+        n += r->bytes.size();
+      } else if (shared_[r.get()]++ == 0) {
+        n += r->bytes.size();
+      }
+    }
+  }
+  gauge_.inc(static_cast<int64_t>(n));
+}
+
+void ResponseMemory::remove(uint64_t own, const std::vector<RecordPtr>* records) {
+  uint64_t n = own;
+  if (records) {
+    std::lock_guard lock(mu_);
+    for (const auto& r : *records) {
+      if (r->bytes.size() < kShareMin) {
+        n += r->bytes.size();
+        continue;
+      }
+      auto it = shared_.find(r.get());
+      if (it != shared_.end() && --it->second == 0) {
+        shared_.erase(it);
+        n += r->bytes.size();
+      }
+    }
+  }
+  gauge_.dec(static_cast<int64_t>(n));
+}
+
+ResponseBytes::ResponseBytes(Context& ctx, uint64_t own, const std::vector<RecordPtr>* records)
+    : memory_(ctx.response_memory),
+      cap_(ctx.options.max_response_buffer_bytes),
+      write_timeout_(ctx.options.write_timeout),
+      own_(own),
+      records_(records) {
+  if (memory_) memory_->add(own_, records_);
+}
+
+ResponseBytes::~ResponseBytes() {
+  if (memory_) memory_->remove(own_, records_);
+}
+
+std::chrono::milliseconds ResponseBytes::write_timeout() const {
+  if (!memory_ || memory_->bytes() <= cap_) return write_timeout_;
+  return std::min(write_timeout_, std::chrono::milliseconds(1000));
+}
+
+namespace {
+
+/// One write_some at a time, each with a deadline: a client that takes no
+/// bytes for --write-timeout (1 s while responses being written hold more than
+/// --max-response-buffer-bytes) has its connection closed by the stream's
+/// timer, however slowly it read before.
+template <class Body>
+asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response<Body>& res,
+                                    uint64_t own_bytes, const std::vector<RecordPtr>* records) {
   finalize_headers(ctx, res);
   if (ctx.stopping) res.keep_alive(false);
-  // One write_some at a time, each with a deadline: a client that takes no
-  // bytes for --write-timeout has its connection closed (by the stream's
-  // timer), however slowly it read before.
-  http::response_serializer<http::string_body> sr{res};
+  ResponseBytes pinned(ctx, own_bytes, records);
+  http::response_serializer<Body> sr{res};
   beast::error_code ec;
   while (!sr.is_done()) {
-    stream.expires_after(ctx.options.write_timeout);
+    stream.expires_after(pinned.write_timeout());
     auto [wec, n] =
         co_await http::async_write_some(stream, sr, asio::as_tuple(asio::use_awaitable));
     count_sent(ctx, n);
@@ -95,6 +153,21 @@ asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res
   if (ec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
   if (!ec) stream.expires_never();
   co_return !ec && res.keep_alive();
+}
+
+}  // namespace
+
+asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
+  const uint64_t bytes = res.body().size();
+  auto op = write_message(ctx, stream, res, bytes, nullptr);
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsResponse& res) {
+  // Only the records count (large shared ones once): the writer copies
+  // nothing but runs of small records, which count for each response anyway.
+  auto op = write_message(ctx, stream, res, 0, &res.body().records);
+  co_return co_await std::move(op);
 }
 
 uint64_t StopSignals::add(std::function<void()> on_stop) {
@@ -544,6 +617,7 @@ struct Server::Impl {
             stop_signals, http_metrics, *registry},
         parking(ctx, ioc.get_executor(), threads) {
     ctx.parking = &parking;
+    ctx.response_memory = &response_memory;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
@@ -687,6 +761,7 @@ struct Server::Impl {
   // unregister from these.
   StopSignals stop_signals;
   metrics::HttpMetrics http_metrics;
+  ResponseMemory response_memory{http_metrics.response_buffer_bytes};
   std::atomic<bool> stopping{false};
   unsigned threads;
   asio::io_context ioc;

@@ -39,6 +39,11 @@ struct ServerOptions {
   /// dstreamd_http_write_timeouts_total). An SSE response past
   /// sse_max_duration is cut within min(this, 1 s) whatever its client reads.
   std::chrono::milliseconds write_timeout{30'000};
+  /// Bytes that responses being written hold, server-wide (a large record
+  /// shared by several responses counts once), past which a write gets
+  /// min(write_timeout, 1 s) to make progress instead of write_timeout: the
+  /// memory that stalled responses may pin for long stays about this.
+  size_t max_response_buffer_bytes = 256u << 20;
   /// Open connections (parked live readers included) past which a new one is
   /// answered 503 + Retry-After and closed; 0: no limit.
   size_t max_connections = 0;

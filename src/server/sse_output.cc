@@ -58,6 +58,7 @@ void SseOutput::start_write() {
   inflight_.swap(waiting_);
   written_ = 0;
   writing_ = true;
+  pinned_.emplace(ctx_, inflight_.size());
   write_some();
 }
 
@@ -68,7 +69,8 @@ void SseOutput::start_write() {
 void SseOutput::write_some() {
   const auto now = std::chrono::steady_clock::now();
   auto deadline = hard_end_;
-  if (hard_end_ - now > ctx_.options.write_timeout) deadline = now + ctx_.options.write_timeout;
+  const auto timeout = pinned_->write_timeout();
+  if (hard_end_ - now > timeout) deadline = now + timeout;
   stream_.expires_at(deadline);
   stream_.async_write_some(asio::buffer(inflight_.data() + written_, inflight_.size() - written_),
                            [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -79,6 +81,7 @@ void SseOutput::write_some() {
                                return;
                              }
                              self->writing_ = false;
+                             self->pinned_.reset();
                              if (ec) {
                                if (ec == beast::error::timeout && !self->timed_out_) {
                                  self->timed_out_ = true;

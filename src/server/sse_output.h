@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -70,9 +71,10 @@ class SseOutput : public std::enable_shared_from_this<SseOutput> {
   Stream& stream_;
   size_t cap_;
   std::chrono::steady_clock::time_point hard_end_;
-  std::string waiting_;   ///< framed chunks not yet handed to a write
-  std::string inflight_;  ///< the bytes of the write in flight
-  size_t written_ = 0;    ///< of inflight_
+  std::string waiting_;                  ///< framed chunks not yet handed to a write
+  std::string inflight_;                 ///< the bytes of the write in flight
+  std::optional<ResponseBytes> pinned_;  ///< counts inflight_ server-wide
+  size_t written_ = 0;                   ///< of inflight_
   bool writing_ = false;
   bool failed_ = false;
   bool overflowed_ = false;
