@@ -643,6 +643,12 @@ struct Server::Impl {
     auto pause = kAcceptPauseMin;
     uint64_t failed_accepts = 0;  // of the current fd-exhaustion episode
     bool at_limit = false;        // of the current --max-connections episode
+    // One warning per episode, and at most one per kEpisodeLogEvery: a server
+    // that hovers at a limit does not flood its log.
+    bool fd_logged = false;
+    auto last_fd_log = SteadyClock::now() - kEpisodeLogEvery;
+    auto last_limit_log = SteadyClock::now() - kEpisodeLogEvery;
+    uint64_t rejected = 0;  // since the last limit warning
     for (;;) {
       auto strand = asio::make_strand(ioc);
       auto [ec, socket] =
@@ -655,7 +661,9 @@ struct Server::Impl {
         // Pause (10 ms doubling to 100 ms) and keep serving the connections
         // we have; they free descriptors as they end.
         http_metrics.accept_fd_exhausted.inc();
-        if (failed_accepts++ == 0) {
+        if (failed_accepts++ == 0 && SteadyClock::now() - last_fd_log >= kEpisodeLogEvery) {
+          fd_logged = true;
+          last_fd_log = SteadyClock::now();
           log::warn("out of file descriptors: accepting paused until some are free",
                     {{"error", ec.message()},
                      {"connections", static_cast<uint64_t>(stop_signals.sessions.load())}});
@@ -667,8 +675,10 @@ struct Server::Impl {
         continue;
       }
       if (failed_accepts) {
-        log::info("file descriptors available again: accepting",
-                  {{"failed_accepts", failed_accepts}});
+        if (fd_logged)
+          log::info("file descriptors available again: accepting",
+                    {{"failed_accepts", failed_accepts}});
+        fd_logged = false;
         failed_accepts = 0;
         pause = kAcceptPauseMin;
       }
@@ -676,11 +686,15 @@ struct Server::Impl {
       auto ex = socket.get_executor();
       if (options.max_connections && stop_signals.sessions.load() >= options.max_connections) {
         http_metrics.connections_rejected.inc();
-        if (!at_limit) {
-          at_limit = true;
+        ++rejected;
+        if (!at_limit && SteadyClock::now() - last_limit_log >= kEpisodeLogEvery) {
+          last_limit_log = SteadyClock::now();
           log::warn("connection limit reached: new connections get 503",
-                    {{"max_connections", static_cast<uint64_t>(options.max_connections)}});
+                    {{"max_connections", static_cast<uint64_t>(options.max_connections)},
+                     {"rejected", rejected}});
+          rejected = 0;
         }
+        at_limit = true;
         asio::co_spawn(ex, reject_connection(Stream(std::move(socket)), options.max_connections),
                        asio::detached);
         continue;
@@ -700,6 +714,7 @@ struct Server::Impl {
 
   static constexpr auto kAcceptPauseMin = std::chrono::milliseconds(10);
   static constexpr auto kAcceptPauseMax = std::chrono::milliseconds(100);
+  static constexpr auto kEpisodeLogEvery = std::chrono::seconds(10);
 
   asio::awaitable<void> reap_loop() {
     for (;;) {
