@@ -1,7 +1,9 @@
 // dstreamd: a Durable Streams server.
 
 #include <malloc.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <chrono>
@@ -119,6 +121,9 @@ struct OpsFlags {
   size_t max_pending_output_bytes = 4u << 20;
   std::string log_format = "text";
   std::string log_level = "info";
+  std::string write_timeout = "30s";
+  size_t max_connections = 0;
+  size_t max_response_buffer_bytes = 256u << 20;
 };
 
 void add_ops_options(po::options_description& desc, OpsFlags& f) {
@@ -132,12 +137,49 @@ void add_ops_options(po::options_description& desc, OpsFlags& f) {
       po::value(&f.max_pending_output_bytes)->default_value(f.max_pending_output_bytes),
       "SSE output that may queue for one slow client before it is disconnected (it resumes "
       "from its last offset)")(
+      "write-timeout", po::value(&f.write_timeout)->default_value(f.write_timeout),
+      "a client that takes no bytes of a response for this long is disconnected")(
+      "max-response-buffer-bytes",
+      po::value(&f.max_response_buffer_bytes)->default_value(f.max_response_buffer_bytes),
+      "response bytes being written, server-wide, past which a write that makes no progress "
+      "for 1 s is cut (instead of --write-timeout)")(
+      "max-connections", po::value(&f.max_connections)->default_value(f.max_connections),
+      "open connections past which new ones get 503 and are closed (0: the file-descriptor "
+      "limit minus a reserve for the store and S2)")(
       "shutdown-timeout", po::value(&f.shutdown_timeout)->default_value(f.shutdown_timeout),
       "on SIGTERM/SIGINT, how long in-flight requests may take before exiting anyway")(
       "log-format", po::value(&f.log_format)->default_value(f.log_format), "text or json")(
       "log-level", po::value(&f.log_level)->default_value(f.log_level),
       "debug, info (one access-log line per request), warn or error");
   desc.add(g);
+}
+
+/// Raises the soft limit on open files to the hard limit (every connection is
+/// one). Returns the soft limit before.
+rlim_t raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  const rlim_t before = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    // An unlimited hard limit cannot be the soft one: the kernel caps it at
+    // fs.nr_open (1 Mi by default).
+    if (want.rlim_max == RLIM_INFINITY) want.rlim_max = 1 << 20;
+    want.rlim_cur = want.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &want);
+  }
+  return before;
+}
+
+/// --max-connections 0: the open file limit minus a reserve for the embedded
+/// store's files, the S2 client's connections and the listener (an eighth,
+/// at least 64, at most half); 0 (no limit) if the limit is unknown.
+size_t default_max_connections() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+  const size_t limit = rl.rlim_cur;
+  const size_t reserve = std::min(limit / 2, std::max<size_t>(64, limit / 8));
+  return std::max<size_t>(1, limit - reserve);
 }
 
 /// Applies the flags; false (after a message) on bad values.
@@ -150,12 +192,34 @@ bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
     return false;
   }
   ds::log::configure(*format, *level);
+  const rlim_t fd_limit_before = raise_fd_limit();
   auto timeout = parse_duration(f.shutdown_timeout);
   if (!timeout) {
     std::cerr << "dstreamd: --shutdown-timeout: durations look like 500ms, 30s or 2m\n";
     return false;
   }
   options.shutdown_timeout = *timeout;
+  auto write_timeout = parse_duration(f.write_timeout);
+  if (!write_timeout || write_timeout->count() == 0) {
+    std::cerr << "dstreamd: --write-timeout: a positive duration like 500ms, 30s or 2m\n";
+    return false;
+  }
+  options.write_timeout = *write_timeout;
+  if (f.max_response_buffer_bytes == 0) {
+    std::cerr << "dstreamd: --max-response-buffer-bytes must be positive\n";
+    return false;
+  }
+  options.max_response_buffer_bytes = f.max_response_buffer_bytes;
+  options.max_connections = f.max_connections ? f.max_connections : default_max_connections();
+  {
+    rlimit rl{};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    auto num = [](rlim_t v) { return v == RLIM_INFINITY ? uint64_t{0} : uint64_t{v}; };
+    ds::log::info("open file limit", {{"soft", num(rl.rlim_cur)},
+                                      {"hard", num(rl.rlim_max)},
+                                      {"soft_before", num(fd_limit_before)},
+                                      {"max_connections", uint64_t{options.max_connections}}});
+  }
   options.gzip_min_bytes = f.gzip_min_bytes;
   if (f.max_pending_output_bytes == 0) {
     std::cerr << "dstreamd: --max-pending-output-bytes must be positive\n";

@@ -98,6 +98,21 @@ void HttpMetrics::collect(Exposition& e) const {
             "SSE readers disconnected because their pending output passed "
             "--max-pending-output-bytes",
             slow_consumer_disconnects.value());
+  e.counter("dstreamd_http_write_timeouts_total",
+            "Response writes cut off because the client took no bytes within --write-timeout "
+            "(or an SSE response past --sse-max-duration that its client was not reading)",
+            write_timeouts.value());
+  e.counter("dstreamd_accept_fd_exhausted_total",
+            "Accepts that failed for want of file descriptors (EMFILE/ENFILE); the accept loop "
+            "pauses after each",
+            accept_fd_exhausted.value());
+  e.counter("dstreamd_http_connections_rejected_total",
+            "Connections answered 503 and closed because --max-connections were open",
+            connections_rejected.value());
+  e.gauge("dstreamd_http_response_buffer_bytes",
+          "Bytes that the responses being written hold (a large record shared by several "
+          "responses counts once); see --max-response-buffer-bytes",
+          response_buffer_bytes.value());
   e.family("dstreamd_live_reads_total",
            "Reads of long-poll and SSE responses, by where they were answered: the stream's live "
            "hub buffer, or storage",

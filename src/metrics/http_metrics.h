@@ -30,6 +30,16 @@ class HttpMetrics {
   Gauge open_sse;          ///< SSE responses being streamed
   Gauge parked_long_polls;
   Counter slow_consumer_disconnects;  ///< SSE readers cut off past the output cap
+  /// Response writes cut off: no progress within --write-timeout, or an SSE
+  /// response past its session's end that its client was not reading.
+  Counter write_timeouts;
+  /// Accepts that failed for want of file descriptors (EMFILE, ENFILE, ...):
+  /// each is followed by a pause of the accept loop.
+  Counter accept_fd_exhausted;
+  /// Connections answered 503 and closed at --max-connections.
+  Counter connections_rejected;
+  /// Bytes of the responses being written (see --max-response-buffer-bytes).
+  Gauge response_buffer_bytes;
   /// Long-poll and SSE reads answered from the live hub's buffer, and those
   /// that had to read storage.
   Counter live_reads_hub;

@@ -2,6 +2,7 @@
 // Internal to server/: Beast types and the pieces shared by the connection
 // loop (http_session.cc) and the stream handlers (stream_handlers.cc).
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -12,12 +13,14 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "auth/policy.h"
 #include "common/clock.h"
 #include "common/errc.h"
 #include "hub/live_hub.h"
 #include "metrics/http_metrics.h"
+#include "server/records_body.h"
 #include "server/server.h"
 #include "store/stream_store.h"
 
@@ -30,6 +33,8 @@ using tcp = asio::ip::tcp;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 using Stream = beast::tcp_stream;
+/// A response whose body is a read's records, shared, not copied.
+using RecordsResponse = http::response<RecordsBody>;
 
 /// Things to do when the server starts draining: each is called once, from
 /// the thread that calls stop_all(), and must only post to its own executor.
@@ -81,6 +86,7 @@ struct Exchange {
 };
 
 class ParkingLot;
+class ResponseMemory;
 
 /// What handlers need from the server. Each connection works on its own copy
 /// (so `exchange` is per connection).
@@ -102,10 +108,12 @@ struct Context {
   Exchange* exchange = nullptr;
   /// Where caught-up SSE readers wait without a coroutine; null: they don't.
   ParkingLot* parking = nullptr;
+  /// What responses being written hold, server-wide; null: not counted.
+  ResponseMemory* response_memory = nullptr;
 };
 
 /// Headers every response carries (browser security, exposed headers).
-void decorate(Response& res);
+void decorate(http::response_header<>& res);
 
 /// Per-request headers, set just before a response head is written: CORS
 /// (Access-Control-Allow-Origin, Vary: Origin, credentials) and X-Request-Id.
@@ -119,6 +127,49 @@ void add_vary(http::response_header<>& head, std::string_view token);
 /// server is draining) and counts its bytes. Returns whether the connection
 /// may be kept alive. The caller has called prepare_payload().
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res);
+asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsResponse& res);
+
+/// What the responses being written hold, server-wide
+/// (dstreamd_http_response_buffer_bytes): their own bytes, and the records
+/// they refer to, a large record shared by many responses counted once.
+class ResponseMemory {
+ public:
+  explicit ResponseMemory(metrics::Gauge& gauge) : gauge_(gauge) {}
+  void add(uint64_t own, const std::vector<RecordPtr>* records);
+  void remove(uint64_t own, const std::vector<RecordPtr>* records);
+  uint64_t bytes() const { return static_cast<uint64_t>(std::max<int64_t>(0, gauge_.value())); }
+
+ private:
+  /// Records smaller than this count for each response that holds them.
+  static constexpr size_t kShareMin = 16 * 1024;
+  metrics::Gauge& gauge_;
+  std::mutex mu_;
+  std::unordered_map<const Record*, size_t> shared_;  // guarded by mu_: holders per large record
+};
+
+/// Counts a response being written in the server's ResponseMemory while it
+/// lives, and gives its writes their deadline.
+class ResponseBytes {
+ public:
+  /// `own`: bytes the response holds itself; `records`: records it refers to
+  /// (they must outlive this).
+  ResponseBytes(Context& ctx, uint64_t own, const std::vector<RecordPtr>* records = nullptr);
+  ~ResponseBytes();
+  ResponseBytes(const ResponseBytes&) = delete;
+  ResponseBytes& operator=(const ResponseBytes&) = delete;
+
+  /// How long the next write_some may take: --write-timeout, or at most
+  /// 1 s while the responses being written hold more than
+  /// --max-response-buffer-bytes.
+  std::chrono::milliseconds write_timeout() const;
+
+ private:
+  ResponseMemory* memory_;
+  const uint64_t cap_;
+  const std::chrono::milliseconds write_timeout_;
+  const uint64_t own_;
+  const std::vector<RecordPtr>* records_;
+};
 
 /// Metrics and the access-log line of one finished exchange.
 void log_exchange(Context& ctx, const Exchange& ex, std::string_view method, std::string_view path,

@@ -1,7 +1,9 @@
 // Listener, connection loop and dispatch. One coroutine per connection, on
 // its own strand; the coroutine frame owns the socket.
 
+#include <array>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <thread>
 #include <vector>
 
@@ -19,7 +21,7 @@ using namespace http_server;
 
 namespace http_server {
 
-void decorate(Response& res) {
+void decorate(http::response_header<>& res) {
   res.set("X-Content-Type-Options", "nosniff");
   res.set("Cross-Origin-Resource-Policy", "cross-origin");
   res.set(http::field::access_control_expose_headers,
@@ -74,12 +76,100 @@ void finalize_headers(Context& ctx, http::response_header<>& head) {
   }
 }
 
-asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
+void ResponseMemory::add(uint64_t own, const std::vector<RecordPtr>* records) {
+  uint64_t n = own;
+  if (records) {
+    std::lock_guard lock(mu_);
+    for (const auto& r : *records) {
+      if (r->bytes.size() < kShareMin) {
+        n += r->bytes.size();
+      } else if (shared_[r.get()]++ == 0) {
+        n += r->bytes.size();
+      }
+    }
+  }
+  gauge_.inc(static_cast<int64_t>(n));
+}
+
+void ResponseMemory::remove(uint64_t own, const std::vector<RecordPtr>* records) {
+  uint64_t n = own;
+  if (records) {
+    std::lock_guard lock(mu_);
+    for (const auto& r : *records) {
+      if (r->bytes.size() < kShareMin) {
+        n += r->bytes.size();
+        continue;
+      }
+      auto it = shared_.find(r.get());
+      if (it != shared_.end() && --it->second == 0) {
+        shared_.erase(it);
+        n += r->bytes.size();
+      }
+    }
+  }
+  gauge_.dec(static_cast<int64_t>(n));
+}
+
+ResponseBytes::ResponseBytes(Context& ctx, uint64_t own, const std::vector<RecordPtr>* records)
+    : memory_(ctx.response_memory),
+      cap_(ctx.options.max_response_buffer_bytes),
+      write_timeout_(ctx.options.write_timeout),
+      own_(own),
+      records_(records) {
+  if (memory_) memory_->add(own_, records_);
+}
+
+ResponseBytes::~ResponseBytes() {
+  if (memory_) memory_->remove(own_, records_);
+}
+
+std::chrono::milliseconds ResponseBytes::write_timeout() const {
+  if (!memory_ || memory_->bytes() <= cap_) return write_timeout_;
+  return std::min(write_timeout_, std::chrono::milliseconds(1000));
+}
+
+namespace {
+
+/// One write_some at a time, each with a deadline: a client that takes no
+/// bytes for --write-timeout (1 s while responses being written hold more than
+/// --max-response-buffer-bytes) has its connection closed by the stream's
+/// timer, however slowly it read before.
+template <class Body>
+asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response<Body>& res,
+                                    uint64_t own_bytes, const std::vector<RecordPtr>* records) {
   finalize_headers(ctx, res);
   if (ctx.stopping) res.keep_alive(false);
-  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-  count_sent(ctx, n);
+  ResponseBytes pinned(ctx, own_bytes, records);
+  http::response_serializer<Body> sr{res};
+  beast::error_code ec;
+  while (!sr.is_done()) {
+    stream.expires_after(pinned.write_timeout());
+    auto [wec, n] =
+        co_await http::async_write_some(stream, sr, asio::as_tuple(asio::use_awaitable));
+    count_sent(ctx, n);
+    if (wec) {
+      ec = wec;
+      break;
+    }
+  }
+  if (ec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
+  if (!ec) stream.expires_never();
   co_return !ec && res.keep_alive();
+}
+
+}  // namespace
+
+asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
+  const uint64_t bytes = res.body().size();
+  auto op = write_message(ctx, stream, res, bytes, nullptr);
+  co_return co_await std::move(op);
+}
+
+asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsResponse& res) {
+  // Only the records count (large shared ones once): the writer copies
+  // nothing but runs of small records, which count for each response anyway.
+  auto op = write_message(ctx, stream, res, 0, &res.body().records);
+  co_return co_await std::move(op);
 }
 
 uint64_t StopSignals::add(std::function<void()> on_stop) {
@@ -500,6 +590,34 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
+/// A connection over --max-connections: 503 with Retry-After and a JSON
+/// body, whatever it asks, then closed. The whole exchange is bounded (a
+/// client that does not read gets no more of the server's time); what the
+/// client sent is read and dropped until it closes, so that the close does
+/// not reset the connection before the client has read the answer.
+asio::awaitable<void> reject_connection(Stream stream, size_t max_connections) {
+  constexpr auto kRejectTime = std::chrono::seconds(2);
+  stream.expires_after(kRejectTime);
+  Request req;
+  req.version(11);
+  auto res = error_response(
+      req, Error(errc::unavailable, "too many connections (" + std::to_string(max_connections) +
+                                        " open): retry later"));
+  res.keep_alive(false);
+  auto [ec, n] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  beast::error_code ignored;
+  if (!ec) {
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    std::array<char, 1024> sink;
+    for (;;) {
+      auto [rec, rn] =
+          co_await stream.async_read_some(asio::buffer(sink), asio::as_tuple(asio::use_awaitable));
+      if (rec) break;
+    }
+  }
+  stream.socket().close(ignored);
+}
+
 }  // namespace
 
 namespace http_server {
@@ -525,6 +643,7 @@ struct Server::Impl {
             stop_signals, http_metrics, *registry},
         parking(ctx, ioc.get_executor(), threads) {
     ctx.parking = &parking;
+    ctx.response_memory = &response_memory;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
@@ -537,17 +656,76 @@ struct Server::Impl {
     });
   }
 
+  /// Accept failures that mean the process (or the system) is out of file
+  /// descriptors or socket memory: retrying at once would spin.
+  static bool out_of_resources(const beast::error_code& ec) {
+    if (ec.category() != boost::system::system_category()) return false;
+    const int v = ec.value();
+    return v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM;
+  }
+
   asio::awaitable<void> accept_loop() {
+    asio::steady_timer backoff(control);
+    auto pause = kAcceptPauseMin;
+    uint64_t failed_accepts = 0;  // of the current fd-exhaustion episode
+    bool at_limit = false;        // of the current --max-connections episode
+    // One warning per episode, and at most one per kEpisodeLogEvery: a server
+    // that hovers at a limit does not flood its log.
+    bool fd_logged = false;
+    auto last_fd_log = SteadyClock::now() - kEpisodeLogEvery;
+    auto last_limit_log = SteadyClock::now() - kEpisodeLogEvery;
+    uint64_t rejected = 0;  // since the last limit warning
     for (;;) {
       auto strand = asio::make_strand(ioc);
       auto [ec, socket] =
           co_await acceptor.async_accept(strand, asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        continue;  // e.g. EMFILE: keep serving the connections we have
+        if (!out_of_resources(ec)) continue;  // e.g. a connection reset before accept
+        // Out of file descriptors: the pending connection stays in the
+        // listen backlog, so accepting again at once fails again at once.
+        // Pause (10 ms doubling to 100 ms) and keep serving the connections
+        // we have; they free descriptors as they end.
+        http_metrics.accept_fd_exhausted.inc();
+        if (failed_accepts++ == 0 && SteadyClock::now() - last_fd_log >= kEpisodeLogEvery) {
+          fd_logged = true;
+          last_fd_log = SteadyClock::now();
+          log::warn("out of file descriptors: accepting paused until some are free",
+                    {{"error", ec.message()},
+                     {"connections", static_cast<uint64_t>(stop_signals.sessions.load())}});
+        }
+        backoff.expires_after(pause);
+        co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+        pause = std::min(pause * 2, kAcceptPauseMax);
+        if (stopping) co_return;
+        continue;
+      }
+      if (failed_accepts) {
+        if (fd_logged)
+          log::info("file descriptors available again: accepting",
+                    {{"failed_accepts", failed_accepts}});
+        fd_logged = false;
+        failed_accepts = 0;
+        pause = kAcceptPauseMin;
       }
       socket.set_option(tcp::no_delay(true), ec);
       auto ex = socket.get_executor();
+      if (options.max_connections && stop_signals.sessions.load() >= options.max_connections) {
+        http_metrics.connections_rejected.inc();
+        ++rejected;
+        if (!at_limit && SteadyClock::now() - last_limit_log >= kEpisodeLogEvery) {
+          last_limit_log = SteadyClock::now();
+          log::warn("connection limit reached: new connections get 503",
+                    {{"max_connections", static_cast<uint64_t>(options.max_connections)},
+                     {"rejected", rejected}});
+          rejected = 0;
+        }
+        at_limit = true;
+        asio::co_spawn(ex, reject_connection(Stream(std::move(socket)), options.max_connections),
+                       asio::detached);
+        continue;
+      }
+      at_limit = false;
       stop_signals.sessions.fetch_add(1);
       asio::co_spawn(ex, run_session(Stream(std::move(socket)), ctx), [](std::exception_ptr e) {
         if (!e) return;
@@ -559,6 +737,10 @@ struct Server::Impl {
       });
     }
   }
+
+  static constexpr auto kAcceptPauseMin = std::chrono::milliseconds(10);
+  static constexpr auto kAcceptPauseMax = std::chrono::milliseconds(100);
+  static constexpr auto kEpisodeLogEvery = std::chrono::seconds(10);
 
   asio::awaitable<void> reap_loop() {
     for (;;) {
@@ -620,6 +802,7 @@ struct Server::Impl {
   // unregister from these.
   StopSignals stop_signals;
   metrics::HttpMetrics http_metrics;
+  ResponseMemory response_memory{http_metrics.response_buffer_bytes};
   std::atomic<bool> stopping{false};
   unsigned threads;
   asio::io_context ioc;

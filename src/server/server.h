@@ -34,6 +34,19 @@ struct ServerOptions {
   /// offset). Catch-up reads are paced and never count against it.
   size_t max_pending_output_bytes = 4u << 20;
   unsigned threads = 0;  ///< 0: one per core
+  /// Every response write must make progress within this: a client that
+  /// takes no bytes for this long is disconnected (counted in
+  /// dstreamd_http_write_timeouts_total). An SSE response past
+  /// sse_max_duration is cut within min(this, 1 s) whatever its client reads.
+  std::chrono::milliseconds write_timeout{30'000};
+  /// Bytes that responses being written hold, server-wide (a large record
+  /// shared by several responses counts once), past which a write gets
+  /// min(write_timeout, 1 s) to make progress instead of write_timeout: the
+  /// memory that stalled responses may pin for long stays about this.
+  size_t max_response_buffer_bytes = 256u << 20;
+  /// Open connections (parked live readers included) past which a new one is
+  /// answered 503 + Retry-After and closed; 0: no limit.
+  size_t max_connections = 0;
   /// Bearer-JWT checks on stream requests; null: no authentication.
   std::shared_ptr<const auth::Authenticator> auth;
   /// Origins allowed by CORS; empty or containing "*": any origin (`*`).

@@ -4,8 +4,13 @@
 
 namespace ds::http_server {
 
-SseOutput::SseOutput(Context& ctx, Stream& stream, size_t cap)
-    : ctx_(ctx), stream_(stream), cap_(cap), progress_(stream.get_executor()) {}
+SseOutput::SseOutput(Context& ctx, Stream& stream, size_t cap,
+                     std::chrono::steady_clock::time_point hard_end)
+    : ctx_(ctx),
+      stream_(stream),
+      cap_(cap),
+      hard_end_(hard_end),
+      progress_(stream.get_executor()) {}
 
 bool SseOutput::push(std::string_view data) {
   if (failed_) return false;
@@ -51,20 +56,46 @@ void SseOutput::queue(std::string_view data) {
 void SseOutput::start_write() {
   inflight_.clear();
   inflight_.swap(waiting_);
+  written_ = 0;
   writing_ = true;
-  asio::async_write(stream_, asio::buffer(inflight_),
-                    [self = shared_from_this()](beast::error_code ec, size_t n) {
-                      self->writing_ = false;
-                      count_sent(self->ctx_, n);
-                      if (ec) {
-                        self->failed_ = true;
-                        self->waiting_.clear();
-                      } else if (!self->waiting_.empty()) {
-                        self->start_write();
-                      }
-                      self->notify();
-                      if (!self->writing_ && self->on_idle) self->on_idle();
-                    });
+  pinned_.emplace(ctx_, inflight_.size());
+  write_some();
+}
+
+// One write_some at a time, each with its own deadline: a client that reads,
+// however slowly, keeps its connection; one that takes nothing for
+// --write-timeout (or is still behind at hard_end_) has it closed by the
+// stream's timer, and the write ends with beast::error::timeout.
+void SseOutput::write_some() {
+  const auto now = std::chrono::steady_clock::now();
+  auto deadline = hard_end_;
+  const auto timeout = pinned_->write_timeout();
+  if (hard_end_ - now > timeout) deadline = now + timeout;
+  stream_.expires_at(deadline);
+  stream_.async_write_some(asio::buffer(inflight_.data() + written_, inflight_.size() - written_),
+                           [self = shared_from_this()](beast::error_code ec, size_t n) {
+                             count_sent(self->ctx_, n);
+                             self->written_ += n;
+                             if (!ec && self->written_ < self->inflight_.size()) {
+                               self->write_some();
+                               return;
+                             }
+                             self->writing_ = false;
+                             self->pinned_.reset();
+                             if (ec) {
+                               if (ec == beast::error::timeout && !self->timed_out_) {
+                                 self->timed_out_ = true;
+                                 self->ctx_.metrics.write_timeouts.inc();
+                               }
+                               self->failed_ = true;
+                               self->waiting_.clear();
+                             } else {
+                               self->stream_.expires_never();
+                               if (!self->waiting_.empty()) self->start_write();
+                             }
+                             self->notify();
+                             if (!self->writing_ && self->on_idle) self->on_idle();
+                           });
 }
 
 void SseOutput::notify() { progress_.cancel(); }

@@ -6,7 +6,9 @@
 //
 // Everything here runs on the connection's strand (the stream's executor).
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,7 +19,12 @@ namespace ds::http_server {
 class SseOutput : public std::enable_shared_from_this<SseOutput> {
  public:
   /// `cap`: bytes that may wait behind the write in flight (see push).
-  SseOutput(Context& ctx, Stream& stream, size_t cap);
+  /// Every write must make progress within ctx.options.write_timeout, and
+  /// none goes on past `hard_end` (the SSE session's end and a short grace):
+  /// then the connection is closed and the output fails.
+  SseOutput(Context& ctx, Stream& stream, size_t cap,
+            std::chrono::steady_clock::time_point hard_end =
+                std::chrono::steady_clock::time_point::max());
 
   /// Queues one chunk of the body (the chunked framing is added here) and
   /// starts writing it if no write is in flight. A chunk is always taken when
@@ -51,20 +58,27 @@ class SseOutput : public std::enable_shared_from_this<SseOutput> {
   /// queued: the producer, parked on the hub, may hand the socket over now.
   std::function<void()> on_idle;
   bool overflowed() const { return overflowed_; }
+  /// A write was cut off by its deadline (the client was not reading).
+  bool timed_out() const { return timed_out_; }
 
  private:
   void queue(std::string_view data);
   void start_write();
+  void write_some();
   void notify();
 
   Context& ctx_;
   Stream& stream_;
   size_t cap_;
-  std::string waiting_;   ///< framed chunks not yet handed to a write
-  std::string inflight_;  ///< the bytes of the write in flight
+  std::chrono::steady_clock::time_point hard_end_;
+  std::string waiting_;                  ///< framed chunks not yet handed to a write
+  std::string inflight_;                 ///< the bytes of the write in flight
+  std::optional<ResponseBytes> pinned_;  ///< counts inflight_ server-wide
+  size_t written_ = 0;                   ///< of inflight_
   bool writing_ = false;
   bool failed_ = false;
   bool overflowed_ = false;
+  bool timed_out_ = false;
   /// The producer sleeps on this; every completed write cancels it.
   asio::steady_timer progress_;
 };

@@ -24,6 +24,15 @@ using Clock_ = std::chrono::steady_clock;
 /// How long a long-poll waits in its coroutine before it parks in the lot.
 constexpr auto kParkLongPollAfter = std::chrono::milliseconds(250);
 
+/// How long an SSE response past its session's end may still take to write
+/// what was queued before its connection is closed anyway (at most
+/// --write-timeout): a reader that keeps up gets its last events and the end
+/// of the body, a reader that stopped reading is not waited for.
+Clock_::time_point sse_hard_end(const Context& ctx, Clock_::time_point session_end) {
+  return session_end +
+         std::min<Clock_::duration>(std::chrono::seconds(1), ctx.options.write_timeout);
+}
+
 std::string_view header(const Request& req, std::string_view name) {
   auto it = req.find(name);
   if (it == req.end()) return {};
@@ -82,25 +91,12 @@ void set_stream_headers(Response& res, const StreamMeta& m) {
   if (m.config.expires_at_ms) res.set("Stream-Expires-At", m.config.expires_at_text);
 }
 
-/// The body of a read: bytes concatenated, or a JSON array of the messages.
-std::string render_body(const std::vector<RecordPtr>& records, bool json) {
-  size_t total = json ? 2 : 0;
-  for (const auto& r : records) total += r->bytes.size() + 1;
-  std::string body;
-  body.reserve(total);
-  if (json) body.push_back('[');
-  bool first = true;
-  for (const auto& r : records) {
-    if (r->bytes.empty()) continue;
-    if (json && !first) body.push_back(',');
-    body.append(r->bytes);
-    first = false;
-  }
-  if (json) body.push_back(']');
-  return body;
+asio::awaitable<bool> send(Context& ctx, Stream& stream, Response& res) {
+  res.prepare_payload();
+  co_return co_await write_response(ctx, stream, res);
 }
 
-asio::awaitable<bool> send(Context& ctx, Stream& stream, Response& res) {
+asio::awaitable<bool> send(Context& ctx, Stream& stream, RecordsResponse& res) {
   res.prepare_payload();
   co_return co_await write_response(ctx, stream, res);
 }
@@ -485,12 +481,15 @@ bool is_json_stream(const StreamMeta& m) {
   return is_json_media_type(media_type(m.config.content_type));
 }
 
-/// A 200 carrying records (catch-up or long-poll).
-Response data_response(Context& ctx, const Request& req, const StreamMeta& meta,
-                       const Offset& start, const std::vector<RecordPtr>& records,
-                       const Offset& next, bool up_to_date, bool closed, bool now_read,
-                       const std::string* cursor) {
-  auto res = make_response(req, http::status::ok);
+/// A 200 carrying records (catch-up or long-poll). The body refers to the
+/// records (no copy): every answer built from the same records shares them.
+RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta& meta,
+                              const Offset& start, const std::vector<RecordPtr>& records,
+                              const Offset& next, bool up_to_date, bool closed, bool now_read,
+                              const std::string* cursor) {
+  RecordsResponse res{http::status::ok, req.version()};
+  decorate(res);
+  res.keep_alive(req.keep_alive());
   res.set(http::field::content_type, meta.config.content_type);
   res.set("Stream-Next-Offset", next.str());
   if (up_to_date) res.set("Stream-Up-To-Date", "true");
@@ -504,7 +503,8 @@ Response data_response(Context& ctx, const Request& req, const StreamMeta& meta,
     res.set(http::field::cache_control,
             empty_open_tail ? "no-store" : "public, max-age=60, stale-while-revalidate=300");
   }
-  res.body() = render_body(records, is_json_stream(meta));
+  res.body().records = records;
+  res.body().json = is_json_stream(meta);
   (void)ctx;
   return res;
 }
@@ -537,7 +537,7 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
   // gzip: a separate representation, with its own ETag, for clients that
   // accept it; caches keep both apart by Vary: Accept-Encoding.
   const bool gzip_on = ctx.options.gzip_min_bytes > 0;
-  const bool gzip = gzip_eligible(res.body().size(), ctx.options.gzip_min_bytes) &&
+  const bool gzip = gzip_eligible(RecordsBody::size(res.body()), ctx.options.gzip_min_bytes) &&
                     accepts_gzip(header(req, "accept-encoding"));
   if (gzip_on) add_vary(res, "Accept-Encoding");
   std::string identity_etag(res[http::field::etag]);
@@ -551,12 +551,13 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
     co_return co_await send(ctx, stream, not_modified);
   }
   if (gzip) {
-    if (auto z = gzip_compress(res.body(), 1)) {
-      res.body() = std::move(*z);
-      res.set(http::field::content_encoding, "gzip");
-    } else if (!identity_etag.empty()) {
-      res.set(http::field::etag, identity_etag);
+    if (auto z = gzip_compress(RecordsBody::render(res.body()), 1)) {
+      Response zipped{std::move(res.base())};
+      zipped.body() = std::move(*z);
+      zipped.set(http::field::content_encoding, "gzip");
+      co_return co_await send(ctx, stream, zipped);
     }
+    if (!identity_etag.empty()) res.set(http::field::etag, identity_etag);
   }
   co_return co_await send(ctx, stream, res);
 }
@@ -730,6 +731,9 @@ asio::awaitable<SseEnd> sse_loop(Context& ctx, SseOutput& output, const std::str
     if (!wake) {
       if (closed_at_tail || ctx.stopping) break;
       if (!st.up_to_date) {
+        // The session's time is up even while catching up (the reader resumes
+        // from the last control event it got).
+        if (Clock_::now() >= st.session_end) break;
         // Catch-up: read on only once the client has taken what was queued, so
         // a reader far behind never fills the queue.
         {
@@ -853,13 +857,19 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   head.keep_alive(false);
   finalize_headers(ctx, head);
   http::response_serializer<http::empty_body> sr{head};
+  stream.expires_after(ctx.options.write_timeout);
   auto [hec, hn] =
       co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
   count_sent(ctx, hn);
-  if (hec) co_return false;
+  if (hec) {
+    if (hec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
+    co_return false;
+  }
+  stream.expires_never();
   GaugeUp open(ctx.metrics.open_sse);
 
-  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes);
+  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes,
+                                            sse_hard_end(ctx, st.session_end));
   st.at = first->next;
   st.up_to_date = first->up_to_date;
   const bool closed_at_tail = first->up_to_date && first->meta.closed;
@@ -898,7 +908,8 @@ asio::awaitable<void> resume_sse_co(Context& shared, std::string name,
   Context ctx = shared;
   ctx.exchange = &reader->st.ex;
   Stream stream(std::move(reader->socket));
-  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes);
+  auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes,
+                                            sse_hard_end(ctx, reader->st.session_end));
   output->push_framed(pending);
   SseEnd end;
   {

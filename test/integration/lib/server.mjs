@@ -39,16 +39,20 @@ export function binarySupports(flag) {
 
 /**
  * Starts dstreamd with --listen 127.0.0.1:<free port> --data-dir <temp> plus `args`.
+ * `wrap`: a command that execs the rest of its arguments (e.g. ["prlimit",
+ * "--nofile=200:200", "--"]), so that `pid` is still dstreamd's.
  * Returns { base, url(name), pid, alive(), log(), stop() }.
  */
-export async function startServer(args = [], { label = "itest" } = {}) {
+export async function startServer(args = [], { label = "itest", wrap = [] } = {}) {
   if (!fs.existsSync(BIN)) throw new Error(`dstreamd binary not found: ${BIN} (build it or set DSTREAMD_BIN)`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `dstreamd-${label}-`));
   const logPath = path.join(tmp, "server.log");
   const port = await freePort();
   const argv = ["--listen", `127.0.0.1:${port}`, "--data-dir", path.join(tmp, "data"), ...args];
   const logFd = fs.openSync(logPath, "a");
-  const child = spawn(BIN, argv, { stdio: ["ignore", logFd, logFd] });
+  const child = wrap.length
+    ? spawn(wrap[0], [...wrap.slice(1), BIN, ...argv], { stdio: ["ignore", logFd, logFd] })
+    : spawn(BIN, argv, { stdio: ["ignore", logFd, logFd] });
   fs.closeSync(logFd);
   let exit = null;
   const exited = once(child, "exit").then(([code, signal]) => (exit = { code, signal }));
