@@ -182,6 +182,20 @@ size_t default_max_connections() {
   return std::max<size_t>(1, limit - reserve);
 }
 
+/// The soft open-file limit before raise_fd_limit(), logged once the server
+/// is bound (a start that fails on its configuration prints only why).
+rlim_t g_fd_limit_before = 0;
+
+void log_fd_limit(size_t max_connections) {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  auto num = [](rlim_t v) { return v == RLIM_INFINITY ? uint64_t{0} : uint64_t{v}; };
+  ds::log::info("open file limit", {{"soft", num(rl.rlim_cur)},
+                                    {"hard", num(rl.rlim_max)},
+                                    {"soft_before", num(g_fd_limit_before)},
+                                    {"max_connections", uint64_t{max_connections}}});
+}
+
 /// Applies the flags; false (after a message) on bad values.
 bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
   auto level = ds::log::parse_level(f.log_level);
@@ -211,15 +225,7 @@ bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
   }
   options.max_response_buffer_bytes = f.max_response_buffer_bytes;
   options.max_connections = f.max_connections ? f.max_connections : default_max_connections();
-  {
-    rlimit rl{};
-    getrlimit(RLIMIT_NOFILE, &rl);
-    auto num = [](rlim_t v) { return v == RLIM_INFINITY ? uint64_t{0} : uint64_t{v}; };
-    ds::log::info("open file limit", {{"soft", num(rl.rlim_cur)},
-                                      {"hard", num(rl.rlim_max)},
-                                      {"soft_before", num(fd_limit_before)},
-                                      {"max_connections", uint64_t{options.max_connections}}});
-  }
+  g_fd_limit_before = fd_limit_before;
   options.gzip_min_bytes = f.gzip_min_bytes;
   if (f.max_pending_output_bytes == 0) {
     std::cerr << "dstreamd: --max-pending-output-bytes must be positive\n";
@@ -559,6 +565,7 @@ int main(int argc, char** argv) {
     std::cerr << "dstreamd: " << port.error().message << "\n";
     return 1;
   }
+  log_fd_limit(options.max_connections);
   std::cout << "dstreamd listening on http://" << options.host << ":" << *port << " (" << described
             << ")" << std::endl;
   server->run();
