@@ -31,16 +31,23 @@ class Task;
 namespace detail {
 
 struct TaskPromiseBase {
+  // Who resumes the awaiter: kRunning (the awaiter is still in its
+  // await_suspend), kAwaited (it suspended: the task resumes it when done),
+  // kDone (the task finished first: the awaiter goes on without suspending,
+  // so a loop of tasks that complete at once does not grow the stack).
+  static constexpr int kRunning = 0, kAwaited = 1, kDone = 2;
   std::coroutine_handle<> continuation;
   std::exception_ptr error;
+  std::atomic<int> state{kRunning};
 
   std::suspend_always initial_suspend() noexcept { return {}; }
   struct Final {
     bool await_ready() noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      auto c = h.promise().continuation;
-      return c ? c : std::noop_coroutine();
+      auto& p = h.promise();
+      if (p.state.exchange(kDone) == kAwaited && p.continuation) return p.continuation;
+      return std::noop_coroutine();
     }
     void await_resume() noexcept {}
   };
@@ -88,9 +95,13 @@ class [[nodiscard]] Task {
   }
 
   bool await_ready() const noexcept { return false; }
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiter) noexcept {
-    h_.promise().continuation = awaiter;
-    return h_;
+  /// Runs the task here until it finishes or suspends; suspends the awaiter
+  /// only in the second case (the task then resumes it from wherever it ends).
+  bool await_suspend(std::coroutine_handle<> awaiter) noexcept {
+    auto& p = h_.promise();
+    p.continuation = awaiter;
+    h_.resume();
+    return p.state.exchange(promise_type::kAwaited) != promise_type::kDone;
   }
   T await_resume() {
     auto& p = h_.promise();
