@@ -20,12 +20,29 @@
 
 namespace ds {
 
+/// Where a record's bytes lie in a file, so a response can send them with
+/// sendfile(2) instead of copying them through user space. `fd` stays open
+/// while `owner` lives.
+struct FileSlice {
+  int fd = -1;
+  uint64_t position = 0;  ///< of the record's first byte in the file
+  std::shared_ptr<const void> owner;
+};
+
 /// One stored append (or the readable part of one): bytes in [begin, end).
 /// For JSON streams the bytes are the messages joined by ','.
+///
+/// The bytes are either in memory (`bytes`) or, only for reads that asked
+/// for it (ReadRequest::file_slices), in a file (`file`, with `bytes`
+/// empty). size() is right for both.
 struct Record {
   Offset begin;
   Offset end;
   std::string bytes;
+  FileSlice file;
+
+  bool in_file() const { return file.fd >= 0; }
+  size_t size() const { return in_file() ? static_cast<size_t>(end.lo - begin.lo) : bytes.size(); }
 };
 using RecordPtr = std::shared_ptr<const Record>;
 
@@ -51,6 +68,11 @@ struct ReadRequest {
   /// engine may then trust state its live watch of the stream keeps current
   /// instead of confirming the tail upstream (S2: no check_tail per reader).
   bool live = false;
+  /// The caller can send records that are file slices (Record::in_file):
+  /// an engine whose data is in files may then return them instead of
+  /// reading the bytes into memory. Only for responses written straight to
+  /// a socket (a catch-up GET), never for SSE or the live hub.
+  bool file_slices = false;
 };
 
 struct ReadOutcome {
