@@ -27,6 +27,9 @@ struct CheckpointStream {
   uint64_t file_end = 0;
   /// End offset (lo) of every own record, ascending.
   std::vector<uint64_t> record_ends;
+  /// The own bytes after file_end (records still in memory), for streams
+  /// too small to have a file yet.
+  std::string tail;
 };
 
 struct Checkpoint {

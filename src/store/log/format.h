@@ -38,6 +38,7 @@ enum class EntryType : uint8_t {
   append = 2,  ///< one accepted append: data, closure, producer, Stream-Seq
   meta = 3,    ///< a stream's metadata replaced (TTL renewal, refs, soft delete)
   remove = 4,  ///< a stream dropped with its data
+  commit = 5,  ///< ends a group: recovery applies a group only when it sees this
 };
 
 // ---- Checkpoint file.

@@ -54,6 +54,8 @@ void put_create(std::string& out, const CreateEntry& e);
 void put_append(std::string& out, const AppendEntry& e);
 void put_meta(std::string& out, const MetaEntry& e);
 void put_remove(std::string& out, const RemoveEntry& e);
+/// The commit marker that ends a group (an empty payload).
+void put_commit(std::string& out);
 
 std::optional<CreateEntry> decode_create(std::string_view payload);
 std::optional<AppendEntry> decode_append(std::string_view payload);

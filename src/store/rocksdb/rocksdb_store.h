@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/errc.h"
+#include "store/group_commit.h"
 #include "store/stream_store.h"
 
 namespace rocksdb {
@@ -27,13 +28,6 @@ class Env;
 }
 
 namespace ds {
-
-/// One synced write of a group commit, for metrics.
-struct GroupCommitStats {
-  size_t requests = 0;  ///< creates, appends and deletes decided in the group
-  size_t bytes = 0;     ///< size of the WriteBatch
-  std::chrono::nanoseconds write_duration{0};  ///< the synced Write (WAL append + fsync)
-};
 
 struct RocksStoreOptions {
   std::string path = "./data";
