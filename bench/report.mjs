@@ -101,7 +101,7 @@ function ratioRows(c) {
     // A durable append waits for at least one fdatasync: latency in fdatasync p50s.
     if ((c === "append-saturated" || c === "append-rate") && s === "embedded") {
       const fx = fsyncFloor ? ratio(r.latency_p50_us, fsyncFloor.fdatasync_p50_us) : undefined;
-      rows.push([s, "latency p50 (durable) vs fdatasync p50", r.latency_p50_us, xfmt(fx), undefined]);
+      rows.push([s, "latency p50; ×floor: in fdatasync p50s", r.latency_p50_us, xfmt(fx), undefined]);
     }
   }
   return rows;
@@ -388,7 +388,7 @@ md.push("");
 md.push(
   "What this machine itself costs for the same work, measured by `bench/run.sh` in the same run, " +
     "so that a figure reads as a multiple of the machine rather than of one machine's speed. " +
-    "Each case below with a floor has a line of ratios: dstreamd's figure divided by the floor's " +
+    "Each case below with a floor has a table of ratios: dstreamd's figure divided by the floor's " +
     "(×floor) and by the reference's in memory (×reference); 1× is the same, 10× is ten times as " +
     "much. \"n/a\": not measured in this run.",
 );
@@ -399,8 +399,10 @@ md.push(
     "keep-alive needs, without buffering or parsing it): the floor of answering an HTTP request, not " +
     "of storing it. Its CPU is its one worker process's. The fan-out floor's CPU is its writer thread's " +
     "(`CLOCK_THREAD_CPUTIME_ID`, which includes the loopback receive path the kernel runs in the " +
-    "sender's context); its readers drain the other ends with epoll on another thread, as ds-loadgen's " +
-    "readers do. Every acknowledged append on the embedded store (and the file-backed reference) " +
+    "sender's context); a second process drains the other ends with epoll, as ds-loadgen's readers " +
+    "do. A ratio below 1× is possible: a server may coalesce several messages into one write to a " +
+    "reader that is behind, and a busy machine slows the floor as much as the server. " +
+    "Every acknowledged append on the embedded store (and the file-backed reference) " +
     "waits for at least one fdatasync; the `--fsync=false` column shows what the server adds on its own.",
 );
 md.push("");
