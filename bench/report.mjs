@@ -49,7 +49,95 @@ const SERVER_NAMES = {
   "ref-mem": "reference (in memory)",
   "ref-file": "reference (file)",
 };
+const DSTREAMD = ["embedded", "embedded-nofsync", "s2"];
 const servers = Object.keys(SERVER_NAMES).filter((s) => results.some((r) => r.server === s));
+// Floors: what this machine itself costs for the same work (bench/run.sh). nginx is a server
+// kind run on the append cases only: it gets a column in those tables alone.
+const FLOOR_NAMES = { nginx: "floor: nginx, bare 204 (one worker)" };
+const NAMES = { ...SERVER_NAMES, ...FLOOR_NAMES };
+const ok = (r) => (r && !r.error ? r : undefined);
+const fsyncFloor = ok(results.find((r) => r.case === "fsync-floor"));
+// The floor result for a case (undefined when not measured).
+const FLOOR_OF = {
+  "append-saturated": () => ok(get("append-saturated", "nginx")),
+  "append-rate": () => ok(get("append-rate", "nginx")),
+  "sse-fanout-1k": () => ok(get("fanout-floor-1k", "floor")),
+  "sse-fanout-10k": () => ok(get("fanout-floor-10k", "floor")),
+};
+const floorOf = (c) => (FLOOR_OF[c] ? FLOOR_OF[c]() : undefined);
+// Figures with a floor: [label, key in dstreamd's result, floor's value (floor result) => number,
+// floor's name, compare with the reference (in memory) too]. A ratio is dstreamd's figure
+// divided by the other's: 1× is the same, 10× is ten times the floor.
+const appendRatios = [
+  ["server CPU per append", "server_cpu_us_per_append", (f) => f.server_cpu_us_per_append, "nginx", true],
+  ["latency p50", "latency_p50_us", (f) => f.latency_p50_us, "nginx", true],
+  ["latency p99", "latency_p99_us", (f) => f.latency_p99_us, "nginx", true],
+];
+const fanoutRatios = [
+  ["server CPU per delivery", "server_cpu_us_per_delivery", (f) => f.cpu_us_per_write, "one socket write", true],
+];
+const RATIOS = {
+  "append-saturated": appendRatios,
+  "append-rate": appendRatios,
+  "sse-fanout-1k": fanoutRatios,
+  "sse-fanout-10k": fanoutRatios,
+};
+const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && a > 0 && b > 0 ? a / b : undefined);
+const xfmt = (x) => (x === undefined ? "n/a" : `${fmt(x)}×`);
+// [server, label, value, ×floor, ×reference] for every dstreamd figure of case c that has a
+// floor; floors or references that were not measured give "n/a".
+function ratioRows(c) {
+  const rows = [];
+  const floor = floorOf(c);
+  const ref = ok(get(c, "ref-mem"));
+  for (const s of DSTREAMD) {
+    const r = ok(get(c, s));
+    if (!r) continue;
+    for (const [label, key, fv, , withRef] of RATIOS[c] || []) {
+      const fx = floor ? ratio(r[key], fv(floor)) : undefined;
+      const rx = withRef && ref ? ratio(r[key], ref[key]) : undefined;
+      rows.push([s, label, r[key], xfmt(fx), xfmt(rx)]);
+    }
+    // A durable append waits for at least one fdatasync: latency in fdatasync p50s.
+    if ((c === "append-saturated" || c === "append-rate") && s === "embedded") {
+      const fx = fsyncFloor ? ratio(r.latency_p50_us, fsyncFloor.fdatasync_p50_us) : undefined;
+      rows.push([s, "latency p50; ×floor: in fdatasync p50s", r.latency_p50_us, xfmt(fx), undefined]);
+    }
+  }
+  return rows;
+}
+// One line per floor, "n/a" for those not measured in this run.
+function floorLines() {
+  const us = (v) => (typeof v === "number" ? `${fmt(v)} µs` : "n/a");
+  const msf = (v) => (typeof v === "number" ? `${fmt(v / 1000)} ms` : "n/a");
+  const lines = [];
+  lines.push(
+    `fdatasync of a 100-byte append (the disk's floor for a durable append): ` +
+      (fsyncFloor ? `p50 ${us(fsyncFloor.fdatasync_p50_us)}, p99 ${us(fsyncFloor.fdatasync_p99_us)}` : "n/a"),
+  );
+  for (const c of ["append-saturated", "append-rate"]) {
+    const f = floorOf(c);
+    lines.push(
+      `nginx answering ${c}'s PUT/POST with a bare 201/204 (one worker${f && f.note ? `, ${f.note}` : ""}): ` +
+        (f
+          ? `${fmt(f.appends_per_s)} requests/s, server CPU ${us(f.server_cpu_us_per_append)} per request, ` +
+            `latency p50 ${msf(f.latency_p50_us)}, p99 ${msf(f.latency_p99_us)}`
+          : "n/a"),
+    );
+  }
+  for (const c of ["sse-fanout-1k", "sse-fanout-10k"]) {
+    const f = floorOf(c);
+    lines.push(
+      `one non-blocking ${f ? f.body_bytes : 100}-byte loopback write per reader per event ` +
+        `(\`ds-floor-fanout\`, ${c}'s readers and rate${f ? `: ${fmt(f.readers)} × ${fmt(f.rate)}/s` : ""}): ` +
+        (f
+          ? `writer CPU ${us(f.cpu_us_per_write)} per write, delivery latency p50 ${msf(f.latency_p50_us)}, ` +
+            `p99 ${msf(f.latency_p99_us)}, ${fmt(f.would_block)} writes would have blocked`
+          : "n/a"),
+    );
+  }
+  return lines;
+}
 
 if (opt.summary) {
   for (const r of results) {
@@ -64,6 +152,13 @@ if (opt.summary) {
     ];
     const parts = keys.filter((k) => k in r).map((k) => `${k}=${fmt(r[k])}`);
     console.log(`${r.case} on ${r.server}: ${parts.join(" ")}`);
+  }
+  console.log("floors:");
+  for (const l of floorLines()) console.log(`  ${l}`);
+  for (const c of Object.keys(RATIOS)) {
+    for (const [s, label, v, fx, rx] of ratioRows(c)) {
+      console.log(`${c} on ${s}: ${label} ${fmt(v)} µs: ×floor ${fx}${rx === undefined ? "" : `, ×reference ${rx}`}`);
+    }
   }
   process.exit(0);
 }
@@ -223,6 +318,9 @@ const CASES = [
   },
 ];
 
+// The columns of a case's table: the servers of the run, and a floor server where it ran the case.
+const columns = (c) => [...servers, ...Object.keys(FLOOR_NAMES).filter((s) => get(c.id, s))];
+
 function cell(c, s, f) {
   const r = get(c, s);
   if (!r) return "not run";
@@ -234,10 +332,11 @@ function cell(c, s, f) {
 function table(c) {
   const out = [];
   const rows = [...c.rows, ["ds-loadgen CPU (% of one core)", (r) => r.loadgen_cpu_pct]];
-  out.push(`| | ${servers.map((s) => SERVER_NAMES[s]).join(" | ")} |`);
-  out.push(`|---|${servers.map(() => "---:").join("|")}|`);
+  const cols = columns(c);
+  out.push(`| | ${cols.map((s) => NAMES[s]).join(" | ")} |`);
+  out.push(`|---|${cols.map(() => "---:").join("|")}|`);
   for (const [label, f] of rows) {
-    const cells = servers.map((s) => cell(c.id, s, f));
+    const cells = cols.map((s) => cell(c.id, s, f));
     if (cells.every((x) => x === "–" || x === "not run")) continue;
     out.push(`| ${label} | ${cells.join(" | ")} |`);
   }
@@ -282,17 +381,30 @@ md.push(
     "from a log-linear histogram (≈ 3 % resolution). Fan-out latency is receipt time minus the " +
     "send timestamp carried in each message (CLOCK_MONOTONIC, same machine).",
 );
-{
-  const f = results.find((r) => r.case === "fsync-floor");
-  if (f)
-    md.push(
-      `- The disk's floor for a durable append, measured in the same run: fdatasync of a 100-byte ` +
-        `append p50 ${f.fdatasync_p50_us} µs, p99 ${f.fdatasync_p99_us} µs. Every acknowledged ` +
-        "append on the embedded store (and the file-backed reference) waits for one; the " +
-        "`--fsync=false` column shows what the server adds on its own.",
-    );
-}
 for (const n of opt.notes) md.push(`- ${n}`);
+md.push("");
+md.push("## Floors measured in this run");
+md.push("");
+md.push(
+  "What this machine itself costs for the same work, measured by `bench/run.sh` in the same run, " +
+    "so that a figure reads as a multiple of the machine rather than of one machine's speed. " +
+    "Each case below with a floor has a table of ratios: dstreamd's figure divided by the floor's " +
+    "(×floor) and by the reference's in memory (×reference); 1× is the same, 10× is ten times as " +
+    "much. \"n/a\": not measured in this run.",
+);
+md.push("");
+for (const l of floorLines()) md.push(`- ${l}`);
+md.push(
+  "- Notes: nginx's `return` answers at once and discards the body (it reads it off the socket, as " +
+    "keep-alive needs, without buffering or parsing it): the floor of answering an HTTP request, not " +
+    "of storing it. Its CPU is its one worker process's. The fan-out floor's CPU is its writer thread's " +
+    "(`CLOCK_THREAD_CPUTIME_ID`, which includes the loopback receive path the kernel runs in the " +
+    "sender's context); a second process drains the other ends with epoll, as ds-loadgen's readers " +
+    "do. A ratio below 1× is possible: a server may coalesce several messages into one write to a " +
+    "reader that is behind, and a busy machine slows the floor as much as the server. " +
+    "Every acknowledged append on the embedded store (and the file-backed reference) " +
+    "waits for at least one fdatasync; the `--fsync=false` column shows what the server adds on its own.",
+);
 md.push("");
 md.push("## Targets (issue #6)");
 md.push("");
@@ -326,6 +438,24 @@ for (const c of CASES) {
   if (c.rust) md.push(`Rust server (published, 4 CPUs, different hardware): ${c.rust}`);
   md.push("");
   md.push(table(c));
+  const rr = ratioRows(c.id);
+  if (rr.length) {
+    md.push("");
+    md.push("| dstreamd's figure | value | ×floor | ×reference (in memory) |");
+    md.push("|---|---:|---:|---:|");
+    for (const [s, label, v, fx, rx] of rr) {
+      const cpu = label.startsWith("server CPU");
+      md.push(`| ${NAMES[s]}: ${label} (${cpu ? "µs" : "ms"}) | ${fmt(cpu ? v : ms(v))} | ${fx} | ${rx ?? "–"} |`);
+    }
+    const fan = c.id.startsWith("sse-fanout");
+    md.push("");
+    md.push(
+      (fan
+        ? "Floor: one 100-byte loopback write per reader at the same readers and rate (`ds-floor-fanout`)"
+        : "Floor: nginx's bare 204 under the same load (its column above); the durable latency p50 is " +
+          "also given in fdatasync p50s") + (floorOf(c.id) ? "." : "; n/a: not measured in this run."),
+    );
+  }
   const notes = [];
   if (c.ratio) {
     const [key, what] = c.ratio;
@@ -339,18 +469,18 @@ for (const c of CASES) {
       }
     }
   }
-  for (const s of servers) {
+  for (const s of columns(c)) {
     const r = get(c.id, s);
     if (!r) continue;
-    if (r.note) notes.push(`${SERVER_NAMES[s]}: ${r.note}.`);
-    if (r.error) notes.push(`${SERVER_NAMES[s]}: failed: ${r.error}`);
+    if (r.note) notes.push(`${NAMES[s]}: ${r.note}.`);
+    if (r.error) notes.push(`${NAMES[s]}: failed: ${r.error}`);
     if (r.timed_out && r.timed_out.startsWith("yes")) {
       notes.push(
-        `${SERVER_NAMES[s]}: cut short by the hard deadline; "missing" counts messages not yet delivered then.`,
+        `${NAMES[s]}: cut short by the hard deadline; "missing" counts messages not yet delivered then.`,
       );
     }
     const failedFirst = results.find((x) => x.case === c.id && x.server === s && x.error && x !== r);
-    if (failedFirst && !r.error) notes.push(`${SERVER_NAMES[s]}: the first attempt failed: ${failedFirst.error}`);
+    if (failedFirst && !r.error) notes.push(`${NAMES[s]}: the first attempt failed: ${failedFirst.error}`);
   }
   if (notes.length) {
     md.push("");

@@ -2,14 +2,24 @@
 # Benchmarks dstreamd against the Node reference server with ds-loadgen (bench/loadgen.cc).
 #
 #   bench/run.sh           the full run (~15 min): dstreamd embedded, dstreamd on S2 over the
-#                          repo's S2 emulator, the reference server in memory and file-backed;
-#                          writes bench/results/latest.jsonl and docs/benchmarks.md
+#                          repo's S2 emulator, the reference server in memory and file-backed,
+#                          and the machine's floors (below); writes bench/results/latest.jsonl
+#                          and docs/benchmarks.md
 #   bench/run.sh --smoke   tiny parameters, every scenario, dstreamd embedded and the reference
 #                          in memory only (< 90 s); writes no docs. Fails only if ds-loadgen
 #                          exits non-zero (a protocol error), never on speed.
 #
-# Options: --servers "embedded s2 ref-mem ref-file" (a subset), --only "case ..." (a subset
-# of the cases below), --out FILE.jsonl (the JSON lines; the report then goes to FILE.md instead
+# Floors, measured in the same run so that every figure can be read as a multiple of what this
+# machine itself costs for the same work: "fsync-floor" (fdatasync of a 100-byte append),
+# "nginx" as a server kind (Debian's nginx, one worker, answering the append cases' PUT/POST
+# with a bare 201/204; installed with apt-get in a full run if missing, skipped with a log line
+# if it cannot be had; the smoke run uses it only if installed, on append-saturated), and
+# "fanout-floor-1k"/"fanout-floor-10k" (bench/floor_fanout.cc: one non-blocking 100-byte
+# loopback write per reader per event, at the SSE fan-out cases' readers and rate).
+#
+# Options: --servers "embedded s2 ref-mem ref-file nginx" (a subset), --only "case ..." (a subset
+# of the cases below; a fan-out floor runs if its own or its SSE case is chosen), --out FILE.jsonl
+# (the JSON lines; the report then goes to FILE.md instead
 # of docs/benchmarks.md; the full run's default is bench/results/latest.jsonl), --with-s2-scale
 # (afterwards run bench/s2-scale.sh, with --smoke in a smoke run: the S2 engine at 10 ms and
 # 1 ms S2 round trips, docs/benchmarks-s2.md; its failure fails this run).
@@ -37,14 +47,14 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY="${2:?}"; shift 2 ;;
     --out) OUT="${2:?}"; DOC="${OUT%.jsonl}.md"; shift 2 ;;
     --with-s2-scale) S2_SCALE=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
 if ((SMOKE)); then
-  SERVERS="${SERVERS:-embedded ref-mem}"
+  SERVERS="${SERVERS:-embedded ref-mem nginx}"
 else
-  SERVERS="${SERVERS:-embedded embedded-nofsync s2 ref-mem ref-file}"
+  SERVERS="${SERVERS:-embedded embedded-nofsync s2 ref-mem ref-file nginx}"
 fi
 
 # Both ds-loadgen and the servers need one descriptor per connection.
@@ -54,12 +64,13 @@ log() { echo "bench: $*" >&2; }
 
 # ------------------------------------------------------------------ build and dependencies
 T_START=$SECONDS
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   log "configuring a release build in $BUILD_DIR"
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSTREAMD_TESTS=OFF >/dev/null ||
     { log "cmake failed"; exit 2; }
 fi
-ninja -C "$BUILD_DIR" ds-loadgen >/dev/null || { log "building ds-loadgen failed"; exit 2; }
+ninja -C "$BUILD_DIR" ds-loadgen ds-floor-fanout >/dev/null || { log "building ds-loadgen failed"; exit 2; }
 if ! ninja -C "$BUILD_DIR" dstreamd >"$BUILD_DIR/bench-dstreamd-build.log" 2>&1; then
   # The tree may be mid-change (another engineer's work in progress): bench the last good
   # binary rather than nothing, and say so loudly.
@@ -74,6 +85,21 @@ need_npm() {  # need_npm DIR: npm ci unless node_modules is there
 }
 [[ " $SERVERS " == *" ref-"* ]] && need_npm "$REPO/test/conformance"
 [[ " $SERVERS " == *" s2 "* ]] && need_npm "$REPO/s2emu"
+
+# The nginx floor: Debian's package. A full run installs it if missing; the smoke run (CI's
+# time budget) only uses an nginx that is already there. Without it the floor is "n/a".
+if [[ " $SERVERS " == *" nginx "* ]] && ! command -v nginx >/dev/null; then
+  if ((!SMOKE)) || [[ -n "${BENCH_INSTALL_NGINX:-}" ]]; then
+    log "installing nginx (apt-get) for the nginx floor"
+    { timeout 300 apt-get update && { timeout 300 apt-get install -y nginx-light || timeout 300 apt-get install -y nginx; }; } \
+      >"$BUILD_DIR/bench-nginx-install.log" 2>&1
+  fi
+  if ! command -v nginx >/dev/null; then
+    log "nginx is not installed (or could not be): skipping the nginx floor"
+    SERVERS=" $SERVERS "
+    SERVERS="${SERVERS/ nginx / }"
+  fi
+fi
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/dstreamd-bench.XXXXXX")"
 PIDS=()
@@ -95,12 +121,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Copies of the binaries: a rebuild in $BUILD_DIR during the run does not mix versions.
-if ! cp "$BUILD_DIR/dstreamd" "$BUILD_DIR/bench/ds-loadgen" "$TMP/"; then
+if ! cp "$BUILD_DIR/dstreamd" "$BUILD_DIR/bench/ds-loadgen" "$BUILD_DIR/bench/ds-floor-fanout" "$TMP/"; then
   log "cannot copy the binaries"
   exit 2
 fi
 DSTREAMD="$TMP/dstreamd"
 LOADGEN="$TMP/ds-loadgen"
+FLOOR_FANOUT="$TMP/ds-floor-fanout"
 BUILD_DESC="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')"
 log "dstreamd from $BUILD_DESC"
 
@@ -118,7 +145,46 @@ free_port() {
 LONG_POLL_MS=300000
 if ((SMOKE)); then SSE_MAX=2s; else SSE_MAX=60s; fi
 
-# start_server KIND → SERVER_PID, SERVER_URL, STATS_URL ("" unless s2). Returns non-zero on failure.
+# nginx_conf DIR PORT: one worker answering PUT with 201 and everything else under /v1/stream/
+# with 204, no access log, everything it writes under DIR. `return` answers at once and
+# discards the request body: nginx still reads it off the socket (it must, for keep-alive; a
+# 100-byte body arrives with the headers and is skipped in the header buffer) but does not
+# buffer or parse it. So this is the floor of answering an HTTP request, not of storing it.
+nginx_conf() {
+  local dir="$1" port="$2" user=""
+  ((EUID == 0)) && user="user root;"  # else its worker would run as nobody
+  cat <<EOF
+worker_processes 1;
+daemon off;
+$user
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$port;
+    location /v1/stream/ {
+      client_max_body_size 16m;
+      client_body_buffer_size 64k;
+      if (\$request_method = PUT) { return 201; }
+      return 204;
+    }
+  }
+}
+EOF
+}
+
+# start_server KIND → SERVER_PID, PROBE_PID (the process whose CPU counts: nginx's worker, else
+# SERVER_PID), SERVER_URL, STATS_URL ("" unless s2). Returns non-zero on failure.
 start_server() {
   local kind="$1" dir port
   dir="$(mktemp -d "$TMP/$kind.XXXX")"
@@ -157,6 +223,10 @@ start_server() {
       node "$REPO/test/conformance/reference-server.mjs" --port "$port" --data-dir "$dir/data" \
         --long-poll-timeout-ms "$LONG_POLL_MS" >"$dir/server.log" 2>&1 &
       ;;
+    nginx)
+      nginx_conf "$dir" "$port" >"$dir/nginx.conf"
+      nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/server.log" 2>&1 &
+      ;;
     *) log "unknown server $kind"; return 1 ;;
   esac
   SERVER_PID=$!
@@ -165,7 +235,13 @@ start_server() {
     "$SERVER_PID" >/dev/null 2>&1; then
     log "$kind did not become ready:"
     tail -n 20 "$dir/server.log" >&2
+    [[ -f "$dir/error.log" ]] && tail -n 20 "$dir/error.log" >&2
     return 1
+  fi
+  PROBE_PID="$SERVER_PID"
+  if [[ "$kind" == nginx ]]; then
+    PROBE_PID="$(pgrep -P "$SERVER_PID" | head -n 1)"
+    [[ -n "$PROBE_PID" ]] || { log "nginx has no worker process"; return 1; }
   fi
 }
 
@@ -173,11 +249,13 @@ FAILED=0
 # The disk's own floor for a durable append: fdatasync of a 100-byte append, in the directory
 # the servers' data dirs live in.
 fsync_floor() {
+  local n=500
+  ((SMOKE)) && n=50
   node -e '
     const fs = require("fs"), path = require("path");
     const f = path.join(process.argv[1], "fsync-floor"), fd = fs.openSync(f, "a"), t = [];
     const b = Buffer.alloc(100, 120);
-    for (let i = 0; i < 500; i++) {
+    for (let i = 0; i < Number(process.argv[2]); i++) {
       fs.writeSync(fd, b);
       const s = process.hrtime.bigint();
       fs.fdatasyncSync(fd);
@@ -188,9 +266,9 @@ fsync_floor() {
     t.sort((a, b) => a - b);
     const q = (p) => t[Math.min(t.length - 1, Math.floor(p * t.length))].toFixed(0);
     console.log(`{"case":"fsync-floor","server":"disk","fdatasync_p50_us":${q(0.5)},"fdatasync_p99_us":${q(0.99)}}`);
-  ' "$TMP"
+  ' "$TMP" "$n"
 }
-if ((!SMOKE)); then fsync_floor >>"$OUT" || log "could not measure the fsync floor"; fi
+fsync_floor >>"$OUT" || log "could not measure the fsync floor"
 # record CASE SERVER NOTE JSON-or-empty ERROR
 record() {
   local case="$1" server="$2" note="$3" json="$4" err="$5" head
@@ -218,7 +296,7 @@ run_case() {
   local extra=()
   [[ -n "$STATS_URL" ]] && extra=(--s2-stats "$STATS_URL")
   local t0=$SECONDS out rc
-  out="$(timeout --kill-after=5 "$limit" "$LOADGEN" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+  out="$(timeout --kill-after=5 "$limit" "$LOADGEN" --url "$SERVER_URL" --server-pid "$PROBE_PID" \
     --label "$server" --json "${extra[@]}" "$@" 2>"$TMP/loadgen.err")"
   rc=$?
   stop_servers
@@ -237,6 +315,28 @@ run_case() {
 
 want_case() { [[ -z "$ONLY" || " $ONLY " == *" $1 "* ]]; }
 
+# fanout_floor CASE FOR-CASE ARGS...: the machine's floor for an SSE fan-out case (same readers,
+# rate and body), recorded as CASE on server "floor". Never fails the run: a missing floor is
+# "n/a" in the report.
+fanout_floor() {
+  local case="$1" for_case="$2" out t0=$SECONDS
+  shift 2
+  want_case "$case" || want_case "$for_case" || return 0
+  if out="$(timeout --kill-after=5 120 "$FLOOR_FANOUT" --json "$@" 2>"$TMP/floor.err")" && [[ "$out" == \{* ]]; then
+    record "$case" floor "" "$out" ""
+    log "$case: ok ($((SECONDS - t0)) s)"
+  else
+    log "$case: could not measure: $(tail -n 2 "$TMP/floor.err" | tr '\n' ' ')"
+  fi
+}
+if ((SMOKE)); then
+  fanout_floor fanout-floor-1k sse-fanout-1k --readers 50 --rate 20 --body-bytes 100 --duration 1
+  fanout_floor fanout-floor-10k sse-fanout-10k --readers 200 --rate 10 --body-bytes 100 --duration 1
+else
+  fanout_floor fanout-floor-1k sse-fanout-1k --readers 1000 --rate 50 --body-bytes 100 --duration 10
+  fanout_floor fanout-floor-10k sse-fanout-10k --readers 10000 --rate 10 --body-bytes 100 --duration 10
+fi
+
 # case CASE SERVER [NOTE] -- LOADGEN-ARGS...: a failure counts against the smoke run; in the
 # full run it is recorded in the results (and the table) and the run goes on.
 bench_case() {
@@ -254,6 +354,17 @@ bench_case() {
 
 for server in $SERVERS; do
   log "=== $server"
+  if [[ "$server" == nginx ]]; then
+    # A floor, not a Durable Streams server: only the append cases, with the same arguments.
+    nv="$(nginx -v 2>&1 | sed -n 's/^nginx version: //p')"
+    if ((SMOKE)); then
+      bench_case append-saturated "$server" "${nv:-nginx}" -- --scenario append --writers 8 --streams 10 --body-bytes 100 --duration 1
+    else
+      bench_case append-saturated "$server" "${nv:-nginx}" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --duration 10
+      bench_case append-rate "$server" "${nv:-nginx}" -- --scenario append --writers 64 --streams 100 --body-bytes 100 --rate 2000 --duration 10
+    fi
+    continue
+  fi
   if ((SMOKE)); then
     bench_case append-saturated "$server" -- --scenario append --writers 8 --streams 10 --body-bytes 100 --duration 1
     bench_case append-rate "$server" -- --scenario append --writers 8 --streams 10 --body-bytes 100 --rate 200 --duration 1
@@ -319,7 +430,10 @@ if ((SMOKE)); then
   log "smoke: ok"
   exit 0
 fi
+# Other work on the machine moves every figure (the floors too, which is why they are measured
+# in the same run): say how busy it was.
 node "$HERE/report.mjs" --out "$DOC" --command "$ARGS_TEXT" --build "$BUILD_DESC" \
+  --note "Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" \
   --seconds "$((SECONDS - T_START))" "$OUT" || exit 1
 log "wrote $DOC"
 ((S2_FAILED)) && exit 1
