@@ -742,8 +742,8 @@ TEST_F(BufferedReadTest, SparseOffsetsEndAtTheTail) {
   CommitEvent init;
   init.tail = Offset{3, 1};
   store_.push("s", init);
-  auto d1 = std::make_shared<Record>(Record{Offset{3, 1}, Offset{3, 2}, "one"});
-  auto d2 = std::make_shared<Record>(Record{Offset{3, 4}, Offset{3, 5}, "two"});
+  auto d1 = std::make_shared<Record>(Record{Offset{3, 1}, Offset{3, 2}, "one", {}});
+  auto d2 = std::make_shared<Record>(Record{Offset{3, 4}, Offset{3, 5}, "two", {}});
   CommitEvent ev;
   ev.records = {d1, d2};
   ev.tail = Offset{3, 7};
@@ -770,7 +770,7 @@ TEST_F(BufferedReadTest, MetadataOfAnotherIncarnationIsNotTaken) {
   CommitEvent init;
   init.tail = Offset{3, 1};
   store_.push("s", init);
-  auto d = std::make_shared<Record>(Record{Offset{3, 1}, Offset{3, 2}, "one"});
+  auto d = std::make_shared<Record>(Record{Offset{3, 1}, Offset{3, 2}, "one", {}});
   CommitEvent ev;
   ev.records = {d};
   ev.tail = Offset{3, 2};

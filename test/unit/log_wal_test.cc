@@ -281,6 +281,14 @@ TEST(WalCodec, AppendExtremeValues) {
   }
 }
 
+TEST(WalCodec, CommitMarkerIsAnEmptyEntry) {
+  std::string out;
+  put_commit(out);
+  ASSERT_EQ(out.size(), format::kEntryHeaderSize);
+  EXPECT_EQ(unframe(out).type, format::EntryType::commit);
+  EXPECT_TRUE(unframe(out).payload.empty());
+}
+
 TEST(WalCodec, MetaAndRemoveRoundTrip) {
   for (bool fork : {false, true}) {
     MetaEntry e{sample_meta(5, fork)};
@@ -535,7 +543,7 @@ TEST(WalSegment, OversizedLengthAndUnknownTypeStop) {
   // An entry of an unknown type with a valid checksum (as a newer writer
   // might leave) is not replayed.
   std::string unknown(format::kEntryHeaderSize, '\0');
-  unknown[8] = 9;
+  unknown[8] = 9;  // (5 is the commit marker)
   const uint32_t crc = format::mask_crc(crc32c(std::string_view(unknown).substr(8)));
   for (int i = 0; i < 4; ++i) unknown[4 + i] = static_cast<char>(crc >> (8 * i));
   const uint64_t end = b.size();
@@ -651,8 +659,9 @@ Checkpoint sample_checkpoint() {
     CheckpointStream s;  // a fork: its ends start after the fork offset (1000)
     s.meta = sample_meta(3, true);
     s.producers = {{"p", ProducerState{UINT64_MAX, UINT64_MAX, INT64_MAX}}};
-    s.record_ends = {1001, 1500, 2000};
+    s.record_ends = {1001, 1500, 2000, 2003};
     s.file_end = 2000;
+    s.tail = std::string("a\0b", 3);  // the last record, not yet in the file
     cp.streams.push_back(s);
   }
   {
@@ -679,6 +688,7 @@ void expect_checkpoint_eq(const Checkpoint& a, const Checkpoint& b) {
     }
     EXPECT_EQ(x.file_end, y.file_end);
     EXPECT_EQ(x.record_ends, y.record_ends);
+    EXPECT_EQ(x.tail, y.tail);
   }
 }
 

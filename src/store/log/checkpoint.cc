@@ -24,6 +24,8 @@
 //     varint   delta  x record_count: record_ends[i] - record_ends[i-1], where
 //                     record_ends[-1] is the stream's first own offset (lo):
 //                     meta.fork->offset.lo for a fork, 0 otherwise
+//     string   tail: the own bytes after file_end (a stream too small for a
+//              file of its own keeps them here)
 //   u32 LE   mask_crc(crc32c(every byte before it))
 //
 // Deltas keep a stream of many small records at a byte or two per record.
@@ -73,7 +75,7 @@ size_t estimate_size(const Checkpoint& cp) {
          s.meta.config.expires_at_text.size();
     if (s.meta.fork) n += 48 + s.meta.fork->source_path.size();
     for (const auto& [id, _] : s.producers) n += 32 + id.size();
-    n += 3 * s.record_ends.size();
+    n += 3 * s.record_ends.size() + 10 + s.tail.size();
   }
   return n;
 }
@@ -102,6 +104,7 @@ Status write_checkpoint(FileSystem& fs, const std::string& dir, const Checkpoint
       put_varint(out, end - prev);  // unsigned: wraps, and wraps back on read
       prev = end;
     }
+    put_string(out, s.tail);
   }
   put_le32(out, format::mask_crc(crc32c(out)));
 
@@ -206,6 +209,7 @@ Result<std::optional<Checkpoint>> read_checkpoint(FileSystem& fs, const std::str
       prev += r.varint();
       s.record_ends.push_back(prev);
     }
+    s.tail = r.string();
     if (!r.ok()) return corrupt(path, "stream " + std::to_string(i) + ": truncated record ends");
     cp.streams.push_back(std::move(s));
   }

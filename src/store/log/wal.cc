@@ -97,7 +97,7 @@ void put_framed(std::string& out, EntryType type, Encode&& encode) {
 
 bool is_known_type(uint8_t t) {
   return t >= static_cast<uint8_t>(EntryType::create) &&
-         t <= static_cast<uint8_t>(EntryType::remove);
+         t <= static_cast<uint8_t>(EntryType::commit);
 }
 
 Error with_context(Error e, const std::string& what) {
@@ -144,6 +144,10 @@ void put_meta(std::string& out, const MetaEntry& e) {
 
 void put_remove(std::string& out, const RemoveEntry& e) {
   put_framed(out, EntryType::remove, [&](std::string& o) { put_varint(o, e.id); });
+}
+
+void put_commit(std::string& out) {
+  put_framed(out, EntryType::commit, [](std::string&) {});
 }
 
 std::optional<CreateEntry> decode_create(std::string_view payload) {
