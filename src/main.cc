@@ -20,7 +20,7 @@
 #include "s2/config_check.h"
 #include "s2/http_s2_api.h"
 #include "server/server.h"
-#include "store/rocksdb/rocksdb_store.h"
+#include "store/log/log_store.h"
 #include "store/s2/s2_store.h"
 
 namespace po = boost::program_options;
@@ -254,6 +254,13 @@ struct StoreMetrics {
   ds::metrics::Histogram write_seconds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                        0.025,  0.05,    0.1,    0.25,  0.5,    1};
   ds::metrics::Counter written_bytes;
+  ds::LogStoreStats log;
+
+  static void seconds(ds::metrics::Exposition& e, std::string_view name, std::string_view help,
+                      int64_t ms) {
+    e.family(name, help, ds::metrics::Exposition::Type::gauge);
+    e.sample(name, {}, static_cast<double>(ms) / 1000.0);
+  }
 
   void collect(ds::metrics::Exposition& e) const {
     using T = ds::metrics::Exposition::Type;
@@ -266,6 +273,29 @@ struct StoreMetrics {
     e.histogram("dstreamd_store_write_duration_seconds", {}, write_seconds);
     e.counter("dstreamd_store_written_bytes_total", "Bytes written by group commits",
               written_bytes.value());
+    e.counter("dstreamd_store_checkpoints_total", "Checkpoints written by the embedded store",
+              log.checkpoints.load());
+    e.gauge("dstreamd_store_checkpoint_bytes", "Size of the last checkpoint file",
+            static_cast<int64_t>(log.checkpoint_bytes.load()));
+    seconds(e, "dstreamd_store_checkpoint_duration_seconds", "Duration of the last checkpoint",
+            log.checkpoint_last_ms.load());
+    e.gauge("dstreamd_store_wal_bytes", "WAL bytes written since the last checkpoint",
+            static_cast<int64_t>(log.wal_bytes.load()));
+    e.gauge("dstreamd_store_memory_bytes",
+            "Record bytes the embedded store holds in memory (not yet in stream files)",
+            static_cast<int64_t>(log.memory_bytes.load()));
+    e.counter("dstreamd_store_recovery_tail_cuts_total",
+              "Torn or corrupt WAL tails cut at start (since this start: 0 or 1 per segment)",
+              log.recovery_tail_cuts.load());
+    e.counter("dstreamd_store_recovery_cut_bytes_total", "WAL bytes dropped by those cuts",
+              log.recovery_cut_bytes.load());
+    seconds(e, "dstreamd_store_recovery_duration_seconds", "Duration of this start's recovery",
+            log.recovery_ms.load());
+    e.counter("dstreamd_store_write_failures_total",
+              "Failed WAL writes or syncs (the store then refuses writes until restarted)",
+              log.write_failures.load());
+    e.counter("dstreamd_store_sendfile_bytes_total",
+              "Catch-up bytes served from stream files by sendfile", log.catchup_file_bytes.load());
   }
 };
 
@@ -356,6 +386,7 @@ int main(int argc, char** argv) {
   unsigned threads = 0;
   size_t hub_buffer = 4u << 20;
   bool fsync = true;
+  bool migrate_rocksdb = true;
   std::string storage = "embedded";
   std::string s2_endpoint;
   std::string s2_basin;
@@ -373,6 +404,9 @@ int main(int argc, char** argv) {
       "fsync", po::value(&fsync)->default_value(fsync),
       "embedded store: fsync each group commit before acknowledging it; false trades "
       "durability on power loss for latency (benchmarks, throwaway data)")(
+      "migrate-rocksdb", po::value(&migrate_rocksdb)->default_value(migrate_rocksdb),
+      "embedded store: convert a --data-dir written by an earlier dstreamd (RocksDB) on start; "
+      "false refuses to start on one")(
       "long-poll-timeout", po::value(&long_poll)->default_value(long_poll),
       "how long a long-poll waits (e.g. 500ms, 30s)")(
       "sse-max-duration", po::value(&sse_duration)->default_value(sse_duration),
@@ -383,7 +417,7 @@ int main(int argc, char** argv) {
       "hub-buffer-bytes", po::value(&hub_buffer)->default_value(hub_buffer),
       "recent data each live hub keeps for caught-up readers")(
       "storage", po::value(&storage)->default_value(storage),
-      "embedded (RocksDB in --data-dir) or s2")(
+      "embedded (a log in --data-dir) or s2")(
       "s2-endpoint", po::value(&s2_endpoint),
       "S2 basin endpoint: https://{basin}.b.s2.dev, or one host (s2-lite, emulator)")(
       "s2-basin", po::value(&s2_basin), "S2 basin holding the streams")(
@@ -457,9 +491,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<ds::StreamStore> store;
   std::string described;
   if (storage == "embedded") {
-    ds::RocksStoreOptions store_options;
+    ds::LogStoreOptions store_options;
     store_options.path = data_dir;
     store_options.sync = fsync;
+    store_options.migrate_rocksdb = migrate_rocksdb;
+    store_options.stats = &store_metrics->log;
     if (!fsync) ds::log::warn("--fsync=false: acknowledged writes can be lost on power failure");
     store_options.on_group_commit = [m = store_metrics.get()](const ds::GroupCommitStats& s) {
       m->batch_requests.observe(static_cast<double>(s.requests));
@@ -467,7 +503,7 @@ int main(int argc, char** argv) {
       m->written_bytes.inc(s.bytes);
     };
     registry->add([m = store_metrics.get()](ds::metrics::Exposition& e) { m->collect(e); });
-    auto opened = ds::open_rocksdb_store(store_options);
+    auto opened = ds::open_log_store(store_options);
     if (!opened) {
       std::cerr << "dstreamd: " << opened.error().message << "\n";
       return 1;
