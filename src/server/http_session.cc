@@ -12,6 +12,7 @@
 #include "protocol/framing.h"
 #include "protocol/headers.h"
 #include "protocol/target.h"
+#include "server/file_send.h"
 #include "server/http.h"
 #include "server/parking.h"
 
@@ -157,6 +158,36 @@ asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response
   co_return !ec && res.keep_alive();
 }
 
+/// A records response some of whose records are file slices: Beast writes
+/// the head, send_records the body (sendfile for the slices). Same rules as
+/// write_message: finalized headers, no keep-alive while draining, a deadline
+/// on every write (here: on every wait for a full socket), the bytes counted.
+asio::awaitable<bool> write_records_with_files(Context& ctx, Stream& stream, RecordsResponse& res) {
+  finalize_headers(ctx, res);
+  if (ctx.stopping) res.keep_alive(false);
+  // A file slice's `bytes` are empty, so ResponseMemory counts it as nothing:
+  // only the in-memory records of the response hold memory.
+  ResponseBytes pinned(ctx, 0, &res.body().records);
+  http::response_serializer<RecordsBody> sr{res};
+  stream.expires_after(pinned.write_timeout());
+  auto [hec, hn] =
+      co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
+  count_sent(ctx, hn);
+  if (hec) {
+    if (hec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
+    co_return false;
+  }
+  stream.expires_never();  // the body's waits have deadlines of their own
+  const std::function<std::chrono::milliseconds()> wait_limit = [&pinned] {
+    return pinned.write_timeout();
+  };
+  auto body = send_records(stream.socket(), res.body().records, res.body().json, wait_limit);
+  const SendOutcome out = co_await std::move(body);
+  count_sent(ctx, out.sent);
+  if (out.ec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
+  co_return !out.ec && res.keep_alive();
+}
+
 }  // namespace
 
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
@@ -166,6 +197,14 @@ asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res
 }
 
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsResponse& res) {
+  // The sendfile path needs a Content-Length framed body (prepare_payload
+  // always gives one, RecordsBody knowing its size); anything else, and every
+  // response without file slices, goes through Beast's serializer, whose
+  // writer reads file slices with pread if it meets any.
+  if (has_file_slices(res.body().records) && res.has_content_length() && !res.chunked()) {
+    auto op = write_records_with_files(ctx, stream, res);
+    co_return co_await std::move(op);
+  }
   // Only the records count (large shared ones once): the writer copies
   // nothing but runs of small records, which count for each response anyway.
   auto op = write_message(ctx, stream, res, 0, &res.body().records);

@@ -525,7 +525,15 @@ Response no_content_live(const Request& req, const Offset& next, bool closed,
 
 asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req,
                                       const std::string& name, const ReadParams& p) {
-  auto r_op = store_read(ctx, ReadRequest{name, p.from, ctx.options.read_chunk_bytes});
+  const bool gzip_on = ctx.options.gzip_min_bytes > 0;
+  const bool client_gzip = gzip_on && accepts_gzip(header(req, "accept-encoding"));
+  ReadRequest rr{name, p.from, ctx.options.read_chunk_bytes};
+  // The records may be file slices (sent with sendfile) unless the response
+  // may be gzipped: the body then has to be in memory anyway, and a body too
+  // small to be gzipped gains little from sendfile. (RecordsBody would still
+  // pread slices for gzip; this keeps that path off the hot one.)
+  rr.file_slices = !client_gzip;
+  auto r_op = store_read(ctx, std::move(rr));
   auto r = std::move(*co_await std::move(r_op));
   if (!r) {
     Response err_ = error_response(req, r.error());
@@ -536,9 +544,8 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
                            r->meta.closed, now_read, nullptr);
   // gzip: a separate representation, with its own ETag, for clients that
   // accept it; caches keep both apart by Vary: Accept-Encoding.
-  const bool gzip_on = ctx.options.gzip_min_bytes > 0;
-  const bool gzip = gzip_eligible(RecordsBody::size(res.body()), ctx.options.gzip_min_bytes) &&
-                    accepts_gzip(header(req, "accept-encoding"));
+  const bool gzip =
+      client_gzip && gzip_eligible(RecordsBody::size(res.body()), ctx.options.gzip_min_bytes);
   if (gzip_on) add_vary(res, "Accept-Encoding");
   std::string identity_etag(res[http::field::etag]);
   if (gzip && !identity_etag.empty()) res.set(http::field::etag, gzip_etag(identity_etag));
@@ -551,7 +558,15 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
     co_return co_await send(ctx, stream, not_modified);
   }
   if (gzip) {
-    if (auto z = gzip_compress(RecordsBody::render(res.body()), 1)) {
+    auto plain = RecordsBody::render(res.body());
+    if (!plain) {
+      // A file slice could not be read: sending the identity body would fail
+      // the same way, after a 200 head.
+      Response err_ =
+          error_response(req, Error(errc::storage_failure, "cannot read the stream's data"));
+      co_return co_await send(ctx, stream, err_);
+    }
+    if (auto z = gzip_compress(*plain, 1)) {
       Response zipped{std::move(res.base())};
       zipped.body() = std::move(*z);
       zipped.set(http::field::content_encoding, "gzip");
