@@ -71,7 +71,9 @@ struct ReadRequest {
   /// The caller can send records that are file slices (Record::in_file):
   /// an engine whose data is in files may then return them instead of
   /// reading the bytes into memory. Only for responses written straight to
-  /// a socket (a catch-up GET), never for SSE or the live hub.
+  /// a socket (a catch-up GET), never for SSE or the live hub. A file slice
+  /// of a byte stream may then span several whole appends (records are
+  /// otherwise one append each, or the part of one a read began inside).
   bool file_slices = false;
 };
 

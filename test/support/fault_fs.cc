@@ -6,6 +6,12 @@
 namespace ds::logstore::testing {
 
 namespace {
+Error power_is_off(const char* op, const std::string& path) {
+  return Error(errc::storage_failure, std::string(op) + " " + path + ": the power is off");
+}
+}  // namespace
+
+namespace {
 
 // Resizing a std::string to a wild offset would throw (or eat the machine);
 // no test needs files this large.
@@ -123,6 +129,7 @@ class FaultFile final : public File {
 
  private:
   Status check_locked(const char* op, bool writes) const {
+    if (fs_->down_) return power_is_off(op, path_);
     if (gen_ != fs_->generation_) {
       return Error(errc::storage_failure,
                    std::string(op) + " " + path_ + ": file was open before a crash");
@@ -154,6 +161,7 @@ bool FaultFs::dir_exists_locked(const std::string& dir) const {
 
 Result<std::unique_ptr<File>> FaultFs::open(const std::string& path, OpenMode mode) {
   std::lock_guard lk(mu_);
+  if (down_) return power_is_off("open", path);
   if (dirs_.count(strip_trailing_slashes(path)) > 0) {
     return Error(errc::storage_failure, "open " + path + ": is a directory");
   }
@@ -179,12 +187,14 @@ Result<std::unique_ptr<File>> FaultFs::open(const std::string& path, OpenMode mo
 
 bool FaultFs::exists(const std::string& path) {
   std::lock_guard lk(mu_);
+  if (down_) return false;
   return files_.count(path) > 0 || dirs_.count(strip_trailing_slashes(path)) > 0;
 }
 
 Result<std::vector<std::string>> FaultFs::list(const std::string& dir_arg) {
   std::string dir = strip_trailing_slashes(dir_arg);
   std::lock_guard lk(mu_);
+  if (down_) return power_is_off("list", dir_arg);
   if (!dir_exists_locked(dir)) {
     return Error(errc::not_found, "list " + dir_arg + ": no such directory");
   }
@@ -202,6 +212,7 @@ Result<std::vector<std::string>> FaultFs::list(const std::string& dir_arg) {
 Status FaultFs::make_dirs(const std::string& dir_arg) {
   std::string dir = strip_trailing_slashes(dir_arg);
   std::lock_guard lk(mu_);
+  if (down_) return power_is_off("mkdir", dir_arg);
   // Check every prefix first so that a failure creates nothing.
   std::vector<std::string> prefixes;
   for (size_t pos = dir.find('/', 1); pos != std::string::npos; pos = dir.find('/', pos + 1)) {
@@ -218,6 +229,7 @@ Status FaultFs::make_dirs(const std::string& dir_arg) {
 
 Status FaultFs::rename(const std::string& from, const std::string& to) {
   std::lock_guard lk(mu_);
+  if (down_) return power_is_off("rename", from);
   std::string what = "rename " + from + " to " + to;
   auto it = files_.find(from);
   if (it == files_.end()) return Error(errc::storage_failure, what + ": no such file");
@@ -236,6 +248,7 @@ Status FaultFs::rename(const std::string& from, const std::string& to) {
 
 Status FaultFs::remove(const std::string& path) {
   std::lock_guard lk(mu_);
+  if (down_) return power_is_off("remove", path);
   if (dirs_.count(strip_trailing_slashes(path)) > 0) {
     return Error(errc::storage_failure, "remove " + path + ": is a directory");
   }
@@ -246,6 +259,7 @@ Status FaultFs::remove(const std::string& path) {
 Status FaultFs::sync_dir(const std::string& dir_arg) {
   std::string dir = strip_trailing_slashes(dir_arg);
   std::lock_guard lk(mu_);
+  if (down_) return power_is_off("sync directory", dir_arg);
   if (!dir_exists_locked(dir)) {
     return Error(errc::storage_failure, "sync directory " + dir_arg + ": no such directory");
   }
@@ -261,6 +275,7 @@ Status FaultFs::sync_dir(const std::string& dir_arg) {
 
 Status FaultFs::sync_all(const std::string& any_path) {
   std::lock_guard lk(mu_);
+  if (down_) return power_is_off("sync all", any_path);
   if (files_.count(any_path) == 0 && !dir_exists_locked(strip_trailing_slashes(any_path))) {
     return Error(errc::storage_failure, "sync all " + any_path + ": no such file");
   }
@@ -278,6 +293,17 @@ void FaultFs::crash() {
 void FaultFs::crash_keeping_random_prefix(std::mt19937_64& rng) {
   std::lock_guard lk(mu_);
   crash_locked(&rng);
+}
+
+void FaultFs::power_off(std::mt19937_64& rng) {
+  std::lock_guard lk(mu_);
+  crash_locked(&rng);
+  down_ = true;
+}
+
+void FaultFs::power_on() {
+  std::lock_guard lk(mu_);
+  down_ = false;
 }
 
 void FaultFs::crash_locked(std::mt19937_64* rng) {

@@ -80,6 +80,12 @@ class FaultFs final : public FileSystem {
   /// Like crash(), but each file keeps a random prefix of its unsynced
   /// operations, the last kept write cut at a random length.
   void crash_keeping_random_prefix(std::mt19937_64& rng);
+  /// A crash after which the machine stays down: like crash_keeping_random_
+  /// prefix(), and every operation (opening new files too) then fails until
+  /// power_on(). What a crashed process can no longer do, a test's engine
+  /// that still runs must not do either.
+  void power_off(std::mt19937_64& rng);
+  void power_on();
 
   // ---- Faults. Each may be switched from any thread at any time. ---------
   /// File::sync, sync_dir and sync_all fail ("injected fault: sync ...")
@@ -128,6 +134,7 @@ class FaultFs final : public FileSystem {
   uint64_t generation_ = 0;  ///< bumped by a crash; Files of an older one are dead
   bool paused_ = false;
   int blocked_syncs_ = 0;
+  bool down_ = false;  ///< power_off() until power_on()
 
   std::atomic<bool> fail_syncs_{false};
   std::atomic<bool> fail_writes_{false};

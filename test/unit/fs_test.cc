@@ -468,6 +468,26 @@ TEST_F(FaultFsTest, SyncAllMakesEverythingDurable) {
   EXPECT_FALSE(fs_.exists(path("b")));
 }
 
+TEST_F(FaultFsTest, PowerOffFailsEverythingUntilPowerOn) {
+  auto f = durable_file("a", "synced");
+  ASSERT_NE(f, nullptr);
+  ASSERT_OK(f->write_at(6, "-lost"));
+  std::mt19937_64 rng(1);
+  fs_.power_off(rng);
+  // A crashed process cannot go on: not with old files, not with new ones.
+  EXPECT_FALSE(fs_.open(path("b"), OpenMode::create_new).ok());
+  EXPECT_FALSE(fs_.open(path("a"), OpenMode::read).ok());
+  EXPECT_FALSE(f->write_at(0, "x").ok());
+  EXPECT_FALSE(fs_.sync_all(dir_).ok());
+  EXPECT_FALSE(fs_.list(dir_).ok());
+  EXPECT_FALSE(fs_.exists(path("a")));
+  fs_.power_on();
+  const std::string kept = fs_.contents(path("a"));
+  EXPECT_EQ(kept.rfind("synced", 0), 0u) << kept;
+  EXPECT_LE(kept.size(), std::string("synced-lost").size());
+  EXPECT_TRUE(fs_.open(path("b"), OpenMode::create_new).ok());
+}
+
 TEST_F(FaultFsTest, CrashInvalidatesOpenFiles) {
   auto f = durable_file("a", "x");
   ASSERT_NE(f, nullptr);

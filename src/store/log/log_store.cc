@@ -90,7 +90,7 @@ struct Segment {
 
 /// How scan() cuts what it returns into records.
 enum class Cut {
-  coalesce,  ///< byte streams: file bytes as one record, whatever the appends were
+  coalesce,  ///< byte streams read as file slices: a run of whole appends as one slice
   exact,     ///< JSON streams: whole appends; an offset inside one is an error
   sliced,    ///< whole appends, the first one sliced at the offset
 };
@@ -265,6 +265,9 @@ class LogStore final : public StreamStore {
   /// one record is returned); sets `truncated` when it stopped early.
   Status scan(const Segment& seg, Offset from, size_t max_bytes, size_t& used, bool& truncated,
               Cut cut, bool slices, std::vector<RecordPtr>& out) const;
+  // (`slices`: the caller takes file slices; Cut::coalesce then makes one
+  // per run of appends in the file, and falls back to Cut::sliced when it
+  // cannot.)
   /// The segments that make up a stream's readable data, oldest first.
   /// Caller holds mu_ (shared or unique) or runs on the writer.
   std::optional<std::vector<Segment>> chain(const StreamMeta& meta, DataPtr own) const;
@@ -892,7 +895,7 @@ void LogStore::checkpoint() {
   stats_->checkpoint_last_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::steady_clock::now() - started)
                                    .count();
-  log::info("checkpoint written", {{"streams", static_cast<uint64_t>(cp.streams.size())},
+  log::debug("checkpoint written", {{"streams", static_cast<uint64_t>(cp.streams.size())},
                                    {"bytes", last_checkpoint_size_},
                                    {"ms", stats_->checkpoint_last_ms.load()}});
 }
@@ -1195,7 +1198,8 @@ std::optional<std::vector<Segment>> LogStore::chain(const StreamMeta& meta, Data
 }
 
 Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t& used,
-                      bool& truncated, Cut cut, bool slices, std::vector<RecordPtr>& out) const {
+                      bool& truncated, Cut cut, bool slices,
+                      std::vector<RecordPtr>& out) const {
   if (from >= seg.end) return Unit{};
   const Data& d = *seg.data;
   std::shared_lock lock(d.mu);
@@ -1206,6 +1210,7 @@ Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t&
                                  d.ends.begin());
   if (i == d.ends.size()) return Unit{};
   const uint64_t rec_begin = i == 0 ? d.base : d.ends[i - 1];
+  if (cut == Cut::coalesce && !slices) cut = Cut::sliced;
   if (cut == Cut::exact && rec_begin < lo) {
     return Error(errc::bad_offset, "offset " + from.str() + " is not at a message boundary");
   }
@@ -1224,30 +1229,32 @@ Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t&
       file = std::move(*opened);
     }
     const uint64_t file_stop = std::min(d.file_end, stop);
-    if (cut == Cut::coalesce) {
-      // Byte streams: the appends' boundaries do not matter to a reader, so
-      // the whole range is one record (one sendfile).
-      uint64_t n = file_stop - lo;
+    if (cut == Cut::coalesce && slices && file->native_handle() >= 0) {
+      // A byte stream read for a response written straight to the socket:
+      // the whole run of appends that fits is ONE file slice (one sendfile),
+      // not a record per append. It still ends on an append boundary (or at
+      // the segment's end), so a next read begins where an append does.
       if (!out.empty() && room() == 0) {
         truncated = true;
         return Unit{};
       }
-      if (room() > 0) n = std::min<uint64_t>(n, room());
+      uint64_t end = std::min(d.ends[i], file_stop);  // at least one append
+      if (lo + room() > end) {
+        const uint64_t budget_end = std::min(lo + room(), file_stop);
+        auto past = std::upper_bound(d.ends.begin() + static_cast<std::ptrdiff_t>(i),
+                                     d.ends.begin() + static_cast<std::ptrdiff_t>(first_mem),
+                                     budget_end);
+        if (past != d.ends.begin() + static_cast<std::ptrdiff_t>(i)) end = *(past - 1);
+        if (budget_end == file_stop) end = file_stop;
+      }
       auto rec = std::make_shared<Record>();
       rec->begin = Offset{d.hi, lo};
-      rec->end = Offset{d.hi, lo + n};
-      if (slices && file->native_handle() >= 0) {
-        rec->file = FileSlice{file->native_handle(), lo - d.base, file};
-        stats_->catchup_file_bytes += n;
-      } else if (auto r = file->read_at(lo - d.base, n, rec->bytes); !r) {
-        return r;
-      }
-      if (rec->size() != n) {
-        return Error(errc::storage_failure, "stream data file " + data_path(d.id) + " is short");
-      }
-      used += n;
+      rec->end = Offset{d.hi, end};
+      rec->file = FileSlice{file->native_handle(), lo - d.base, file};
+      stats_->catchup_file_bytes += end - lo;
+      used += end - lo;
       out.push_back(std::move(rec));
-      lo += n;
+      lo = end;
       if (lo < file_stop) {
         truncated = true;
         return Unit{};
