@@ -406,9 +406,9 @@ int main(int argc, char** argv) {
       "durability on power loss for latency (benchmarks, throwaway data)")(
       "migrate-rocksdb", po::value(&migrate_rocksdb)->default_value(migrate_rocksdb),
       "embedded store: convert a --data-dir written by an earlier dstreamd (RocksDB) on start; "
-      "false refuses to start on one")(
-      "long-poll-timeout", po::value(&long_poll)->default_value(long_poll),
-      "how long a long-poll waits (e.g. 500ms, 30s)")(
+      "false refuses to start on one")("long-poll-timeout",
+                                       po::value(&long_poll)->default_value(long_poll),
+                                       "how long a long-poll waits (e.g. 500ms, 30s)")(
       "sse-max-duration", po::value(&sse_duration)->default_value(sse_duration),
       "SSE responses end after this, so CDNs can collapse reconnects")(
       "max-body-bytes", po::value(&max_body)->default_value(max_body),

@@ -228,8 +228,7 @@ TEST_P(LogCrash, AcknowledgedAppendsSurviveRandomPowerLossOnceAndInOrder) {
     for (int i = 0; i < kStreams; ++i) {
       auto seqs = seqs_in(read_all(*again, i), i);
       for (size_t k = 0; k < seqs.size(); ++k) ASSERT_EQ(seqs[k], k) << "stream " << i;
-      EXPECT_GE(seqs.size(), acked_at_crash[i])
-          << "stream " << i << " lost acknowledged appends";
+      EXPECT_GE(seqs.size(), acked_at_crash[i]) << "stream " << i << " lost acknowledged appends";
       EXPECT_LE(seqs.size(), sent[i]) << "stream " << i << " has appends nobody sent";
     }
   }

@@ -335,8 +335,7 @@ TEST_F(Conversion, RefusedWhenDisabledWithAMessageAndTheDirectoryUntouched) {
   o.migrate_rocksdb = false;
   auto opened = open_log_store(o);
   ASSERT_FALSE(opened.ok());
-  EXPECT_NE(opened.error().message.find("RocksDB"), std::string::npos)
-      << opened.error().message;
+  EXPECT_NE(opened.error().message.find("RocksDB"), std::string::npos) << opened.error().message;
   EXPECT_TRUE(std::filesystem::exists(path_ + "/CURRENT"));
   EXPECT_FALSE(std::filesystem::exists(path_ + "/checkpoint"));
 }

@@ -41,9 +41,9 @@ class File {
 };
 
 enum class OpenMode {
-  read,           ///< existing file, read only
-  write,          ///< existing file or a new one, read and write
-  create_new,     ///< a new, empty file (truncates one that exists)
+  read,        ///< existing file, read only
+  write,       ///< existing file or a new one, read and write
+  create_new,  ///< a new, empty file (truncates one that exists)
 };
 
 class FileSystem {

@@ -5,16 +5,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <chrono>
-#include <optional>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -74,8 +74,7 @@ struct Slot {
   bool expired(int64_t now) const {
     const auto& c = meta->config;
     if (c.expires_at_ms) return now >= *c.expires_at_ms;
-    if (c.ttl_seconds)
-      return now >= last_access() + static_cast<int64_t>(*c.ttl_seconds) * 1000;
+    if (c.ttl_seconds) return now >= last_access() + static_cast<int64_t>(*c.ttl_seconds) * 1000;
     return false;
   }
 };
@@ -110,8 +109,8 @@ struct RemoveOp {
 using Op = std::variant<CreateOp, AppendOp, RemoveOp>;
 
 /// The decoded entries of one group, applied at its commit marker.
-using ReplayEntry = std::variant<logstore::CreateEntry, logstore::AppendEntry,
-                                 logstore::MetaEntry, logstore::RemoveEntry>;
+using ReplayEntry = std::variant<logstore::CreateEntry, logstore::AppendEntry, logstore::MetaEntry,
+                                 logstore::RemoveEntry>;
 
 class LogStore final : public StreamStore {
  public:
@@ -201,11 +200,11 @@ class LogStore final : public StreamStore {
     std::unordered_map<std::string, std::shared_ptr<StreamMeta>> streams;  // null = deleted
     std::unordered_map<std::string, DataPtr> created;  // data of streams created in the group
     std::map<std::string, CommitEvent> events;
-    std::vector<std::pair<DataPtr, RecordPtr>> appended;  // published after the commit
-    std::vector<uint64_t> removed;                        // ids whose files go after the commit
+    std::vector<std::pair<DataPtr, RecordPtr>> appended;      // published after the commit
+    std::vector<uint64_t> removed;                            // ids whose files go after the commit
     std::vector<std::function<void()>> completions;           // run after a successful commit
     std::vector<std::function<void(const Error&)>> failures;  // run if the commit fails
-    std::string wal;  // the group's framed entries
+    std::string wal;                                          // the group's framed entries
   };
 
   void enqueue(Op op) {
@@ -433,8 +432,7 @@ Status LogStore::replay(std::vector<ReplayEntry>& group) {
         m->closed_by = a->producer;
       }
       if (a->stream_seq) m->last_stream_seq = a->stream_seq;
-      if (a->producer && a->producer_state)
-        producers_[id][a->producer->id] = *a->producer_state;
+      if (a->producer && a->producer_state) producers_[id][a->producer->id] = *a->producer_state;
       m->last_access_ms = a->now_ms;
       slot.meta = std::move(m);
     } else if (auto* me = std::get_if<logstore::MetaEntry>(&entry)) {
@@ -449,7 +447,6 @@ Status LogStore::replay(std::vector<ReplayEntry>& group) {
   }
   return Unit{};
 }
-
 
 Status LogStore::recover() {
   const auto started = std::chrono::steady_clock::now();
@@ -544,7 +541,8 @@ Status LogStore::recover() {
           auto applied = replay(group);
           group.clear();
           if (!applied) {
-            problem = applied.error().message + " (group ending at byte " + std::to_string(pos) + ")";
+            problem =
+                applied.error().message + " (group ending at byte " + std::to_string(pos) + ")";
             return applied;
           }
           committed = pos;
@@ -569,11 +567,10 @@ Status LogStore::recover() {
                       : scan && !scan->stopped_because.empty()
                           ? scan->stopped_because
                           : "a group without its commit marker";
-    log::warn("cutting the WAL after its last whole group",
-              {{"segment", path},
-               {"at", committed},
-               {"dropped_bytes", *size - committed},
-               {"reason", why}});
+    log::warn("cutting the WAL after its last whole group", {{"segment", path},
+                                                             {"at", committed},
+                                                             {"dropped_bytes", *size - committed},
+                                                             {"reason", why}});
     stats_->recovery_tail_cuts++;
     stats_->recovery_cut_bytes += *size - committed;
     if (auto t = (*file)->truncate(committed); !t) return t;
@@ -607,38 +604,37 @@ Status LogStore::migrate_rocksdb() {
   log::warn("converting a RocksDB data directory to the log format", {{"dir", opts_.path}});
   Checkpoint cp;
   cp.wal_segment = 1;
-  auto summary = logstore::import_rocksdb(
-      opts_.path, [&](logstore::ImportedStream&& s) -> Status {
-        CheckpointStream cs;
-        const uint64_t base = own_base(s.meta);
-        uint64_t at = base;
-        for (const auto& r : s.records) {
-          at += r.size();
-          cs.record_ends.push_back(at);
-        }
-        cs.file_end = base;
-        if (at - base >= opts_.inline_bytes) {
-          if (auto made = fs_.make_dirs(data_path(s.meta.id).substr(
-                  0, data_path(s.meta.id).rfind('/')));
-              !made)
-            return made;
-          auto file = fs_.open(data_path(s.meta.id), OpenMode::create_new);
-          if (!file) return std::move(file).error();
-          uint64_t pos = 0;
-          for (const auto& r : s.records) {
-            if (auto w = (*file)->write_at(pos, r); !w) return w;
-            pos += r.size();
-          }
-          cs.file_end = at;
-        } else {
-          for (auto& r : s.records) cs.tail += r;
-        }
-        cs.meta = std::move(s.meta);
-        for (auto& [id, state] : s.producers) cs.producers.emplace_back(id, state);
-        cp.next_id = std::max(cp.next_id, cs.meta.id + 1);
-        cp.streams.push_back(std::move(cs));
-        return Unit{};
-      });
+  auto summary = logstore::import_rocksdb(opts_.path, [&](logstore::ImportedStream&& s) -> Status {
+    CheckpointStream cs;
+    const uint64_t base = own_base(s.meta);
+    uint64_t at = base;
+    for (const auto& r : s.records) {
+      at += r.size();
+      cs.record_ends.push_back(at);
+    }
+    cs.file_end = base;
+    if (at - base >= opts_.inline_bytes) {
+      if (auto made =
+              fs_.make_dirs(data_path(s.meta.id).substr(0, data_path(s.meta.id).rfind('/')));
+          !made)
+        return made;
+      auto file = fs_.open(data_path(s.meta.id), OpenMode::create_new);
+      if (!file) return std::move(file).error();
+      uint64_t pos = 0;
+      for (const auto& r : s.records) {
+        if (auto w = (*file)->write_at(pos, r); !w) return w;
+        pos += r.size();
+      }
+      cs.file_end = at;
+    } else {
+      for (auto& r : s.records) cs.tail += r;
+    }
+    cs.meta = std::move(s.meta);
+    for (auto& [id, state] : s.producers) cs.producers.emplace_back(id, state);
+    cp.next_id = std::max(cp.next_id, cs.meta.id + 1);
+    cp.streams.push_back(std::move(cs));
+    return Unit{};
+  });
   if (!summary) {
     return Error(errc::storage_failure, "converting the RocksDB data in " + opts_.path +
                                             " failed: " + summary.error().message +
@@ -663,8 +659,8 @@ Status LogStore::set_rocksdb_aside() {
   if (auto made = fs_.make_dirs(aside); !made) return made;
   auto rocks_file = [](const std::string& n) {
     auto ends = [&](std::string_view suffix) {
-      return n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(),
-                                                   suffix) == 0;
+      return n.size() > suffix.size() &&
+             n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     return n == "CURRENT" || n == "IDENTITY" || n == "LOCK" || n == "LOG" ||
            n.starts_with("LOG.old.") || n.starts_with("MANIFEST-") || n.starts_with("OPTIONS-") ||
@@ -695,8 +691,8 @@ void LogStore::writer_loop() {
     bool maintain_now = now - last_maintenance_ms_ >= opts_.maintenance_interval_ms;
     if (!ops.empty() || maintain_now) commit_group(ops, maintain_now);
     if (maintain_now) last_maintenance_ms_ = now;
-    if (health() && wal_since_checkpoint_ >= std::max(opts_.checkpoint_wal_bytes,
-                                                      last_checkpoint_size_)) {
+    if (health() &&
+        wal_since_checkpoint_ >= std::max(opts_.checkpoint_wal_bytes, last_checkpoint_size_)) {
       checkpoint();
     }
     if (stopping) {
@@ -737,8 +733,8 @@ void LogStore::fail(const std::string& what, const Error& e) {
              {{"operation", what}, {"error", e.message}});
   std::lock_guard lock(broken_mu_);
   if (!broken_) {
-    broken_ = Error(errc::unavailable,
-                    "storage is failing (" + what + ": " + e.message + "); restart dstreamd to recover");
+    broken_ = Error(errc::unavailable, "storage is failing (" + what + ": " + e.message +
+                                           "); restart dstreamd to recover");
   }
 }
 
@@ -896,8 +892,8 @@ void LogStore::checkpoint() {
                                    std::chrono::steady_clock::now() - started)
                                    .count();
   log::debug("checkpoint written", {{"streams", static_cast<uint64_t>(cp.streams.size())},
-                                   {"bytes", last_checkpoint_size_},
-                                   {"ms", stats_->checkpoint_last_ms.load()}});
+                                    {"bytes", last_checkpoint_size_},
+                                    {"ms", stats_->checkpoint_last_ms.load()}});
 }
 
 const StreamMeta* LogStore::current(Staging& st, const std::string& path) const {
@@ -1103,8 +1099,8 @@ void LogStore::apply(AppendOp& op, Staging& st) {
   if (!decision) return reject(st, op.done, std::move(decision).error());
 
   if (auto* dup = std::get_if<AppendDuplicate>(&*decision)) {
-    AppendOutcome out{AppendOutcome::Kind::duplicate, s->tail, s->closed || dup->closed,
-                      dup->epoch, dup->seq};
+    AppendOutcome out{AppendOutcome::Kind::duplicate, s->tail, s->closed || dup->closed, dup->epoch,
+                      dup->seq};
     if (const Slot* slot = published(req.path)) const_cast<Slot*>(slot)->last_read_ms = now;
     return on_commit(st, op.done, [out]() -> Result<AppendOutcome> { return out; });
   }
@@ -1198,16 +1194,15 @@ std::optional<std::vector<Segment>> LogStore::chain(const StreamMeta& meta, Data
 }
 
 Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t& used,
-                      bool& truncated, Cut cut, bool slices,
-                      std::vector<RecordPtr>& out) const {
+                      bool& truncated, Cut cut, bool slices, std::vector<RecordPtr>& out) const {
   if (from >= seg.end) return Unit{};
   const Data& d = *seg.data;
   std::shared_lock lock(d.mu);
   uint64_t lo = std::max(from.lo, d.base);
   const uint64_t stop = seg.end.lo;
   // The record holding `lo`.
-  size_t i = static_cast<size_t>(std::upper_bound(d.ends.begin(), d.ends.end(), lo) -
-                                 d.ends.begin());
+  size_t i =
+      static_cast<size_t>(std::upper_bound(d.ends.begin(), d.ends.end(), lo) - d.ends.begin());
   if (i == d.ends.size()) return Unit{};
   const uint64_t rec_begin = i == 0 ? d.base : d.ends[i - 1];
   if (cut == Cut::coalesce && !slices) cut = Cut::sliced;
@@ -1241,9 +1236,9 @@ Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t&
       uint64_t end = std::min(d.ends[i], file_stop);  // at least one append
       if (lo + room() > end) {
         const uint64_t budget_end = std::min(lo + room(), file_stop);
-        auto past = std::upper_bound(d.ends.begin() + static_cast<std::ptrdiff_t>(i),
-                                     d.ends.begin() + static_cast<std::ptrdiff_t>(first_mem),
-                                     budget_end);
+        auto past =
+            std::upper_bound(d.ends.begin() + static_cast<std::ptrdiff_t>(i),
+                             d.ends.begin() + static_cast<std::ptrdiff_t>(first_mem), budget_end);
         if (past != d.ends.begin() + static_cast<std::ptrdiff_t>(i)) end = *(past - 1);
         if (budget_end == file_stop) end = file_stop;
       }
