@@ -387,6 +387,7 @@ int main(int argc, char** argv) {
   size_t hub_buffer = 4u << 20;
   bool fsync = true;
   bool migrate_rocksdb = true;
+  uint64_t checkpoint_wal_bytes = 64ull << 20;
   std::string storage = "embedded";
   std::string s2_endpoint;
   std::string s2_basin;
@@ -404,6 +405,9 @@ int main(int argc, char** argv) {
       "fsync", po::value(&fsync)->default_value(fsync),
       "embedded store: fsync each group commit before acknowledging it; false trades "
       "durability on power loss for latency (benchmarks, throwaway data)")(
+      "checkpoint-wal-bytes", po::value(&checkpoint_wal_bytes)->default_value(checkpoint_wal_bytes),
+      "embedded store: take a checkpoint after this much WAL (bounds restart time and the "
+      "appended bytes held in memory; smaller costs more writes)")(
       "migrate-rocksdb", po::value(&migrate_rocksdb)->default_value(migrate_rocksdb),
       "embedded store: convert a --data-dir written by an earlier dstreamd (RocksDB) on start; "
       "false refuses to start on one")("long-poll-timeout",
@@ -495,6 +499,7 @@ int main(int argc, char** argv) {
     store_options.path = data_dir;
     store_options.sync = fsync;
     store_options.migrate_rocksdb = migrate_rocksdb;
+    store_options.checkpoint_wal_bytes = std::max<uint64_t>(checkpoint_wal_bytes, 1);
     store_options.stats = &store_metrics->log;
     if (!fsync) ds::log::warn("--fsync=false: acknowledged writes can be lost on power failure");
     store_options.on_group_commit = [m = store_metrics.get()](const ds::GroupCommitStats& s) {
