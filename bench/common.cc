@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -282,6 +283,85 @@ std::map<std::string, int64_t> ServerProbe::client_counters() const {
   return out;
 }
 
+std::map<std::string, double> fetch_metrics(const Options& o, std::string_view prefix) {
+  std::map<std::string, double> out;
+  std::string req = "GET /metrics HTTP/1.1\r\nHost: " + o.host + "\r\n\r\n";
+  auto res = simple_request(o.endpoint, req);
+  if (res.head.status != 200) return out;  // not dstreamd (the reference has no /metrics)
+  std::string_view body(res.body);
+  while (!body.empty()) {
+    auto nl = body.find('\n');
+    std::string_view line = body.substr(0, nl);
+    body = nl == std::string_view::npos ? std::string_view{} : body.substr(nl + 1);
+    if (!line.starts_with(prefix)) continue;
+    auto sp = line.rfind(' ');
+    if (sp == std::string_view::npos) continue;
+    std::string_view name = line.substr(0, sp);
+    auto base = name.substr(0, name.find('{'));
+    if (base.ends_with("_bucket") || base.ends_with("_sum") || base.ends_with("_count")) continue;
+    std::string_view v = line.substr(sp + 1);
+    double d = 0;
+    auto r = std::from_chars(v.data(), v.data() + v.size(), d);
+    if (r.ec != std::errc()) continue;
+    out[std::string(name)] = d;
+  }
+  return out;
+}
+
+struct CheckpointWatch::Impl {
+  const Options& o;
+  asio::steady_timer timer;
+  bool running = false;
+  double last_count = -1;
+  std::vector<double> ms;
+  Impl(const Options& opts, asio::io_context& io) : o(opts), timer(io) {}
+  void poll() {
+    auto m = fetch_metrics(o, "dstreamd_store_checkpoint");
+    auto c = m.find("dstreamd_store_checkpoints_total");
+    auto d = m.find("dstreamd_store_checkpoint_duration_seconds");
+    if (c != m.end()) {
+      if (last_count >= 0 && c->second > last_count && d != m.end()) ms.push_back(d->second * 1000);
+      last_count = c->second;
+    }
+  }
+  void arm() {
+    timer.expires_after(std::chrono::milliseconds(250));
+    timer.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || !running) return;
+      poll();
+      arm();
+    });
+  }
+};
+
+CheckpointWatch::CheckpointWatch(const Options& o, asio::io_context& io)
+    : impl_(o.store_metrics ? std::make_unique<Impl>(o, io) : nullptr) {}
+CheckpointWatch::~CheckpointWatch() = default;
+void CheckpointWatch::start() {
+  if (!impl_) return;
+  impl_->running = true;
+  impl_->poll();
+  impl_->arm();
+}
+void CheckpointWatch::stop() {
+  if (!impl_ || !impl_->running) return;
+  impl_->running = false;
+  impl_->timer.cancel();
+  impl_->poll();
+}
+void CheckpointWatch::report(Report& r) const {
+  if (!impl_) return;
+  std::string j = "[";
+  for (double v : impl_->ms) {
+    if (j.size() > 1) j.push_back(',');
+    char b[32];
+    int n = std::snprintf(b, sizeof b, "%.0f", v);
+    j.append(b, static_cast<size_t>(n));
+  }
+  j.push_back(']');
+  r.raw("checkpoint_ms_seen", j);
+}
+
 ProcSample ServerProbe::sample_servers() const {
   ProcSample sum;
   if (o_.server_pids.empty()) return sum;
@@ -319,6 +399,7 @@ int64_t self_cpu_us() {
 }  // namespace
 
 void ServerProbe::start() {
+  if (o_.store_metrics) store_start_ = fetch_metrics(o_, "dstreamd_store_");
   s2_start_ = s2_counters();
   client_start_ = client_counters();
   emu_start_ = sample_process(o_.emulator_pid);
@@ -335,6 +416,7 @@ void ServerProbe::end() {
   end_ns_ = now_ns();
   s2_end_ = s2_counters();
   client_end_ = client_counters();
+  if (o_.store_metrics) store_end_ = fetch_metrics(o_, "dstreamd_store_");
 }
 
 namespace {
@@ -393,6 +475,31 @@ void ServerProbe::report(Report& r, double units, std::string_view per_unit_key)
     std::string j;
     delta_object(client_start_, client_end_, j);
     r.raw("s2_client", j);
+  }
+  if (o_.store_metrics && !store_end_.empty()) {
+    // Counters as deltas over the measured phase, gauges as their end values.
+    std::string d = "{";
+    std::string e = "{";
+    for (const auto& [k, v] : store_end_) {
+      char b[48];
+      if (k.find("_total") != std::string::npos) {
+        auto it = store_start_.find(k);
+        double dv = v - (it == store_start_.end() ? 0 : it->second);
+        if (d.size() > 1) d.push_back(',');
+        append_json_string(d, k.substr(std::string("dstreamd_store_").size()));
+        int n = std::snprintf(b, sizeof b, ":%.17g", dv);
+        d.append(b, static_cast<size_t>(n));
+      } else {
+        if (e.size() > 1) e.push_back(',');
+        append_json_string(e, k.substr(std::string("dstreamd_store_").size()));
+        int n = std::snprintf(b, sizeof b, ":%.17g", v);
+        e.append(b, static_cast<size_t>(n));
+      }
+    }
+    d.push_back('}');
+    e.push_back('}');
+    r.raw("store_delta", d);
+    r.raw("store_end", e);
   }
 }
 

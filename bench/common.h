@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,10 @@ struct Options {
   std::string mode = "sse";  // sse | long-poll
   int count = 2000;
   double size_mb = 64;
+  int append_bytes = 65536;    // catchup: size of each fill append
+  int fill_concurrency = 1;    // catchup: fill appends in flight (1: in order)
+  uint64_t max_appends = 0;    // append: stop once this many appends were sent (0: --duration)
+  bool store_metrics = false;  // report dstreamd_store_* from /metrics (deltas and end values)
   int connections = 1000;
   int concurrency = 64;
   double grace_s = 10;  // fan-out: how long to wait for the last message after the writer stops
@@ -134,6 +139,28 @@ class ServerProbe {
   ProcSample end_;
   std::map<std::string, int64_t> s2_start_;
   std::map<std::string, int64_t> s2_end_;
+  std::map<std::string, double> store_start_;
+  std::map<std::string, double> store_end_;
+};
+
+/// The numeric samples of the first target's /metrics whose names start with prefix, without
+/// histogram series (_bucket, _sum, _count), keyed by sample name with labels.
+std::map<std::string, double> fetch_metrics(const Options& o, std::string_view prefix);
+
+/// --store-metrics: polls dstreamd_store_* every 250 ms on the caller's io_context while a
+/// scenario runs, to see every checkpoint's duration (the gauge only holds the last one).
+class CheckpointWatch {
+ public:
+  CheckpointWatch(const Options& o, asio::io_context& io);
+  ~CheckpointWatch();
+  void start();
+  void stop();
+  /// Adds checkpoint_ms_seen ([ms of each checkpoint seen during the run]).
+  void report(Report& r) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 /// Sets o.endpoint and o.host from o.url; dies if it is not http://IP:PORT.

@@ -21,10 +21,12 @@ constexpr std::string_view kUsage = R"(usage: ds-loadgen --scenario NAME [option
 
 scenarios:
   append           --writers C --streams S --body-bytes B [--rate R] [--verify] [--warmup SECS]
+                   [--appends N] (stop after N appends instead of after --duration)
   sse-fanout       --readers N --rate R --body-bytes B
   longpoll-fanout  --readers N --rate R --body-bytes B
   roundtrip        --mode sse|long-poll [--count K]
-  catchup          --size-mb M --readers K
+  catchup          --size-mb M --readers K [--append-bytes B (default 65536)]
+                   [--fill-concurrency C (default 1: in order)]
   idle             --connections N --mode sse|long-poll --streams S
   many-streams     --streams N --body-bytes B [--concurrency C]
 
@@ -39,6 +41,9 @@ common options:
   --verify           append: every body carries a unique id; after the run read every stream
                      back (from every URL) and count lost / duplicated appends; only 2xx answers
                      count as acknowledged, and 5xx/429 answers are counted, not fatal
+  --store-metrics    report dstreamd_store_* of /metrics over the measured phase (counters as
+                     deltas, gauges at the end); append also polls it every 250 ms and lists
+                     every checkpoint's duration it saw (checkpoint_ms_seen)
   --s2-stats URL     the S2 emulator's /_emu/stats: report request-counter deltas
   --prefix STR       stream-name prefix (default bench-<pid>-<time>-)
   --label STR        copied into the result (the server's name)
@@ -99,6 +104,10 @@ int main(int argc, char** argv) {
       o.verify = true;
       continue;
     }
+    if (a == "--store-metrics") {
+      o.store_metrics = true;
+      continue;
+    }
     if (a == "--s2-metrics") {
       o.s2_metrics = true;
       continue;
@@ -144,6 +153,12 @@ int main(int argc, char** argv) {
       o.count = number<int>(a, v);
     else if (a == "--size-mb")
       o.size_mb = number<double>(a, v);
+    else if (a == "--append-bytes")
+      o.append_bytes = number<int>(a, v);
+    else if (a == "--fill-concurrency")
+      o.fill_concurrency = number<int>(a, v);
+    else if (a == "--appends")
+      o.max_appends = number<uint64_t>(a, v);
     else if (a == "--connections")
       o.connections = number<int>(a, v);
     else if (a == "--concurrency")

@@ -17,6 +17,13 @@
 # "fanout-floor-1k"/"fanout-floor-10k" (bench/floor_fanout.cc: one non-blocking 100-byte
 # loopback write per reader per event, at the SSE fan-out cases' readers and rate).
 #
+# Storage targets (issue #11; docs/benchmarks.md "Storage engine targets"): catchup-1k-1/-4
+# (128 MiB written as 1 KiB appends, 1 and 4 readers), append-100-streams/append-100k-streams
+# (the same rate and writers over 100 and over 100k pre-created streams), and, in the full run
+# only, streams-1m (1M streams with one append each: RSS, data dir size and files) and restart-1g
+# (1 GiB of log: time to /ready after SIGTERM and after SIGKILL). These pin the server to CPU 0
+# and ds-loadgen to CPU 1 (taskset), and read dstreamd_store_* from /metrics (--store-metrics).
+#
 # Options: --servers "embedded s2 ref-mem ref-file nginx" (a subset), --only "case ..." (a subset
 # of the cases below; a fan-out floor runs if its own or its SSE case is chosen), --out FILE.jsonl
 # (the JSON lines; the report then goes to FILE.md instead
@@ -47,7 +54,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY="${2:?}"; shift 2 ;;
     --out) OUT="${2:?}"; DOC="${OUT%.jsonl}.md"; shift 2 ;;
     --with-s2-scale) S2_SCALE=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
@@ -183,11 +190,22 @@ http {
 EOF
 }
 
+# PIN=1 (set by pinned_case): the server's threads on CPU 0, ds-loadgen on CPU 1, so that neither
+# steals the other's core and a ratio measured side by side compares like with like.
+PIN=0
+PIN_SERVER_CPU=0
+PIN_LOADGEN_CPU=1
+# POST_CASE: a function run after ds-loadgen, before the server stops; it may set EXTRA_JSON
+# (',"key":value,...') that record() appends to the case's line.
+POST_CASE=""
+EXTRA_JSON=""
+SERVER_DIR=""
 # start_server KIND → SERVER_PID, PROBE_PID (the process whose CPU counts: nginx's worker, else
 # SERVER_PID), SERVER_URL, STATS_URL ("" unless s2). Returns non-zero on failure.
 start_server() {
   local kind="$1" dir port
   dir="$(mktemp -d "$TMP/$kind.XXXX")"
+  SERVER_DIR="$dir"
   port="$(free_port)"
   SERVER_URL="http://127.0.0.1:$port"
   STATS_URL=""
@@ -243,6 +261,9 @@ start_server() {
     PROBE_PID="$(pgrep -P "$SERVER_PID" | head -n 1)"
     [[ -n "$PROBE_PID" ]] || { log "nginx has no worker process"; return 1; }
   fi
+  # Every thread it has now; threads it starts later inherit the mask.
+  ((PIN)) && taskset -a -p -c "$PIN_SERVER_CPU" "$PROBE_PID" >/dev/null
+  return 0
 }
 
 FAILED=0
@@ -275,6 +296,7 @@ record() {
   head="\"case\":\"$case\",\"server\":\"$server\""
   [[ -n "$note" ]] && head="$head,\"note\":\"$note\""
   if [[ -n "$json" ]]; then
+    json="${json%\}}$EXTRA_JSON}"
     echo "{$head,${json#\{}" >>"$OUT"
   else
     err="${err//\\/\\\\}"
@@ -295,10 +317,13 @@ run_case() {
   fi
   local extra=()
   [[ -n "$STATS_URL" ]] && extra=(--s2-stats "$STATS_URL")
-  local t0=$SECONDS out rc
-  out="$(timeout --kill-after=5 "$limit" "$LOADGEN" --url "$SERVER_URL" --server-pid "$PROBE_PID" \
+  local t0=$SECONDS out rc pin=()
+  ((PIN)) && pin=(taskset -c "$PIN_LOADGEN_CPU")
+  EXTRA_JSON=""
+  out="$(timeout --kill-after=5 "$limit" "${pin[@]}" "$LOADGEN" --url "$SERVER_URL" --server-pid "$PROBE_PID" \
     --label "$server" --json "${extra[@]}" "$@" 2>"$TMP/loadgen.err")"
   rc=$?
+  [[ $rc -eq 0 && -n "$POST_CASE" ]] && "$POST_CASE"
   stop_servers
   if [[ $rc -eq 0 && "$out" == \{* ]]; then
     record "$case" "$server" "$note" "$out" ""
@@ -345,7 +370,7 @@ bench_case() {
   if [[ "$1" != "--" ]]; then note="$1"; shift; fi
   shift
   want_case "$case" || return 0
-  if ((SMOKE)); then limit=60; else limit=300; fi
+  if ((SMOKE)); then limit=60; else limit="${CASE_LIMIT:-300}"; fi
   if ! run_case "$case" "$server" "$note" "$limit" "$@"; then
     ((SMOKE)) && FAILED=$((FAILED + 1))
     return 1
@@ -417,6 +442,136 @@ for server in $SERVERS; do
       --scenario many-streams --streams 20000 --body-bytes 100
   fi
 done
+
+# ------------------------------------------------------------------ storage targets (issue #11)
+# Server on CPU 0, ds-loadgen on CPU 1; dstreamd_store_* from /metrics with every result.
+pinned_case() {
+  local rc
+  PIN=1
+  bench_case "$@"
+  rc=$?
+  PIN=0
+  return $rc
+}
+# POST_CASE of streams-1m: the data dir's size and files, and VmRSS, while the server still runs.
+data_dir_stats() {
+  local d="$SERVER_DIR/data"
+  EXTRA_JSON=",\"data_dir_bytes\":$(du -sb "$d" | cut -f1),\"data_dir_files\":$(find "$d" -type f | wc -l)"
+  EXTRA_JSON+=",\"server_vmrss_kb\":$(awk '/^VmRSS:/{print $2}' "/proc/$PROBE_PID/status")"
+}
+metric() {  # metric URL NAME → the sample's value ("null" if absent)
+  local v
+  v="$(curl -s "$1/metrics" | awk -v n="$2" '$1 == n { print $2; exit }')"
+  echo "${v:-null}"
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# start_dstreamd DIR PORT [FLAGS...]: dstreamd on DIR/data, pinned to CPU 0, started at START_MS;
+# sets SERVER_PID and READY_MS (ms from the exec to the first /ready 200; polled every 5 ms).
+start_dstreamd() {
+  local dir="$1" port="$2" code
+  shift 2
+  START_MS="$(now_ms)"
+  taskset -c "$PIN_SERVER_CPU" "$DSTREAMD" --listen "127.0.0.1:$port" --data-dir "$dir/data" \
+    --log-level warn "$@" >>"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  READY_MS=""
+  for _ in $(seq 1 24000); do
+    code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready" 2>/dev/null)"
+    [[ "$code" == 200 ]] && { READY_MS=$(($(now_ms) - START_MS)); return 0; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { log "dstreamd exited during start"; tail -n 5 "$dir/server.log" >&2; return 1; }
+    sleep 0.005
+  done
+  log "dstreamd not ready after 120 s"
+  return 1
+}
+stop_dstreamd() {  # stop_dstreamd SIGNAL: sets STOP_MS
+  local t0
+  t0="$(now_ms)"
+  kill -"$1" "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  STOP_MS=$(($(now_ms) - t0))
+  PIDS=()
+}
+# restart-1g: fill ~1 GiB of log (FILL_APPENDS appends of 1 KiB over 1000 streams, 64 writers,
+# --fsync=false: what is measured is the restart, not durability), SIGTERM, time to /ready; then
+# TAIL_APPENDS more durable appends (less than a checkpoint interval of WAL), SIGKILL, time to
+# /ready again (recovery replays the WAL since the last checkpoint). Also a fresh start's time.
+restart_case() {
+  local case=restart-1g fill_appends="$1" tail_appends="$2" t0=$SECONDS
+  want_case "$case" || return 0
+  local dir port url fill tail j
+  dir="$(mktemp -d "$TMP/restart.XXXX")"
+  port="$(free_port)"
+  url="http://127.0.0.1:$port"
+  fail() { record "$case" embedded "" "" "$1"; log "$case: FAILED: $1"; stop_servers; FAILED=$((FAILED + 1)); }
+  start_dstreamd "$dir" "$port" || { fail "empty start failed"; return 1; }
+  local ready_empty=$READY_MS
+  stop_dstreamd TERM
+  start_dstreamd "$dir" "$port" --fsync=false || { fail "start failed"; return 1; }
+  fill="$(taskset -c "$PIN_LOADGEN_CPU" "$LOADGEN" --url "$url" --server-pid "$SERVER_PID" --json --store-metrics \
+    --scenario append --writers 64 --streams 1000 --body-bytes 1024 --appends "$fill_appends" 2>"$TMP/loadgen.err")" ||
+    { fail "fill: $(tail -n 2 "$TMP/loadgen.err" | tr '\n' ' ')"; return 1; }
+  local wal_term log_bytes files ckpt
+  wal_term="$(metric "$url" dstreamd_store_wal_bytes)"
+  ckpt="$(metric "$url" dstreamd_store_checkpoints_total)"
+  log_bytes="$(du -sb "$dir/data" | cut -f1)"
+  files="$(find "$dir/data" -type f | wc -l)"
+  stop_dstreamd TERM
+  local stop_term=$STOP_MS
+  start_dstreamd "$dir" "$port" || { fail "restart after SIGTERM failed"; return 1; }
+  local ready_term=$READY_MS rec_term rss_term
+  rec_term="$(metric "$url" dstreamd_store_recovery_duration_seconds)"
+  rss_term="$(awk '/^VmRSS:/{print $2}' "/proc/$SERVER_PID/status")"
+  tail="$(taskset -c "$PIN_LOADGEN_CPU" "$LOADGEN" --url "$url" --server-pid "$SERVER_PID" --json --store-metrics \
+    --scenario append --writers 64 --streams 1000 --body-bytes 1024 --appends "$tail_appends" 2>"$TMP/loadgen.err")" ||
+    { fail "tail appends: $(tail -n 2 "$TMP/loadgen.err" | tr '\n' ' ')"; return 1; }
+  local wal_kill
+  wal_kill="$(metric "$url" dstreamd_store_wal_bytes)"
+  stop_dstreamd KILL
+  start_dstreamd "$dir" "$port" || { fail "restart after SIGKILL failed"; return 1; }
+  local ready_kill=$READY_MS rec_kill rss_kill
+  rec_kill="$(metric "$url" dstreamd_store_recovery_duration_seconds)"
+  rss_kill="$(awk '/^VmRSS:/{print $2}' "/proc/$SERVER_PID/status")"
+  stop_dstreamd TERM
+  j="{\"fill_appends\":$fill_appends,\"body_bytes\":1024,\"streams\":1000,\"log_bytes\":$log_bytes,\"data_dir_files\":$files"
+  j+=",\"checkpoints_after_fill\":$ckpt,\"ready_ms_empty\":$ready_empty"
+  j+=",\"wal_bytes_at_sigterm\":$wal_term,\"stop_ms_sigterm\":$stop_term,\"ready_ms_after_sigterm\":$ready_term"
+  j+=",\"recovery_s_after_sigterm\":$rec_term,\"rss_kb_after_sigterm\":$rss_term"
+  j+=",\"tail_appends\":$tail_appends,\"wal_bytes_at_sigkill\":$wal_kill,\"ready_ms_after_sigkill\":$ready_kill"
+  j+=",\"recovery_s_after_sigkill\":$rec_kill,\"rss_kb_after_sigkill\":$rss_kill,\"fill\":$fill,\"tail\":$tail}"
+  record "$case" embedded "" "$j" ""
+  log "$case: ok ($((SECONDS - t0)) s)"
+}
+
+if [[ " $SERVERS " == *" embedded "* || " $SERVERS " == *" ref-mem "* ]]; then
+  log "=== storage targets (issue #11)"
+  if ((SMOKE)); then CU=(--size-mb 4 --duration 1); else CU=(--size-mb 128 --duration 10); fi
+  for server in embedded ref-mem; do
+    [[ " $SERVERS " == *" $server "* ]] || continue
+    for k in 1 4; do
+      pinned_case "catchup-1k-$k" "$server" -- --scenario catchup "${CU[@]}" --append-bytes 1024 \
+        --fill-concurrency 64 --readers "$k" --store-metrics
+    done
+  done
+  if [[ " $SERVERS " == *" embedded "* ]]; then
+    if ((SMOKE)); then
+      AP=(--writers 16 --body-bytes 1024 --rate 1000 --duration 1)
+      pinned_case append-100-streams embedded -- --scenario append --streams 100 "${AP[@]}" --store-metrics
+      pinned_case append-100k-streams embedded "10000 streams (smoke)" -- --scenario append --streams 10000 "${AP[@]}" --store-metrics
+    else
+      # Same writers, rate, body and duration; the streams are created before the measured phase.
+      AP=(--writers 64 --body-bytes 1024 --rate 5000 --warmup 2 --duration 30)
+      pinned_case append-100-streams embedded -- --scenario append --streams 100 "${AP[@]}" --store-metrics
+      pinned_case append-100k-streams embedded -- --scenario append --streams 100000 "${AP[@]}" --store-metrics
+      # --fsync=false: what is measured is memory and files, not durability.
+      POST_CASE=data_dir_stats CASE_LIMIT=900 pinned_case streams-1m embedded-nofsync -- \
+        --scenario many-streams --streams 1000000 --body-bytes 100 --concurrency 256 --store-metrics
+      POST_CASE=""
+      restart_case 1048576 57344
+    fi
+  fi
+fi
 
 log "results: $OUT ($(wc -l <"$OUT") lines), $((SECONDS - T_START)) s"
 if ((S2_SCALE)); then

@@ -23,12 +23,17 @@ namespace bench {
 
 namespace {
 
+size_t stream_of(const Options& o, size_t writer, uint64_t k, size_t streams) {
+  return static_cast<size_t>((writer + k * static_cast<uint64_t>(o.writers)) % streams);
+}
+
 struct AppendRun {
   const Options* o = nullptr;
   std::vector<std::string> paths;
   std::string body;
   Histogram latency;
   uint64_t completed = 0;
+  uint64_t issued = 0;                      // --appends: requests sent (all phases)
   std::vector<uint64_t> per_target;         // acknowledged appends by target (measured phase)
   uint64_t rejected = 0;                    // --verify: 5xx / 429 answers
   std::map<int, uint64_t> reject_statuses;  // status -> count
@@ -91,7 +96,15 @@ class Writer final : public HttpConn {
       next();
       return;
     }
-    const std::string& path = run_.paths[(static_cast<size_t>(index_) + k_) % run_.paths.size()];
+    if (run_.o->max_appends > 0 && run_.issued >= run_.o->max_appends) {
+      run_.stopping = true;
+      next();
+      return;
+    }
+    ++run_.issued;
+    // Append k of writer i goes to stream (i + k * writers) mod S: the writers together walk the
+    // streams in order, so every stream is used even when S exceeds the appends per writer.
+    const std::string& path = run_.paths[stream_of(*run_.o, index_, k_, run_.paths.size())];
     out().clear();
     if (run_.o->verify) {
       body_.clear();
@@ -239,7 +252,7 @@ VerifyResult verify(const Options& o, const AppendRun& run,
         ++v.malformed;
         continue;
       }
-      if ((w + k) % run.paths.size() != p) ++v.misplaced;
+      if (stream_of(o, w, k, run.paths.size()) != p) ++v.misplaced;
       if (++seen[w][k] > 1) ++v.duplicated;
     }
   }
@@ -264,17 +277,20 @@ int run_append(const Options& o) {
   for (int i = 0; i < o.streams; ++i) run.paths.push_back(stream_path(o, "a" + std::to_string(i)));
   RequestJob create;
   create.total = run.paths.size();
-  create.concurrency = 16;
+  create.concurrency = o.streams >= 10000 ? 64 : 16;
   create.make = [&](uint64_t i, std::string& out) {
     build_request(out, o, "PUT", run.paths[i], "text/plain");
   };
   create.done = [](uint64_t, const ResponseHead& h, const std::string&) {
     if (h.status != 201 && h.status != 200) die_status("PUT (create)", h.status);
   };
+  int64_t create_ns = now_ns();
   run_requests(o, create);
 
+  int64_t setup_ns = now_ns();
   ServerProbe probe(o);
   asio::io_context io;
+  CheckpointWatch watch(o, io);
   std::vector<std::unique_ptr<Writer>> writers;
   for (int i = 0; i < o.writers; ++i) writers.push_back(std::make_unique<Writer>(io, run, i));
   asio::steady_timer deadline(io);
@@ -282,10 +298,13 @@ int run_append(const Options& o) {
   auto begin_measuring = [&] {
     run.measuring = true;
     probe.start();
+    watch.start();
     run.measure_ns = now_ns();
     run.last_ns = run.measure_ns;
-    deadline.expires_after(std::chrono::nanoseconds(static_cast<int64_t>(o.duration_s * 1e9)));
-    deadline.async_wait([&](const boost::system::error_code&) { run.stopping = true; });
+    if (o.max_appends == 0) {
+      deadline.expires_after(std::chrono::nanoseconds(static_cast<int64_t>(o.duration_s * 1e9)));
+      deadline.async_wait([&](const boost::system::error_code&) { run.stopping = true; });
+    }
   };
   run.measuring = o.warmup_s <= 0;
   if (run.measuring) begin_measuring();
@@ -297,6 +316,7 @@ int run_append(const Options& o) {
     warmup.async_wait([&](const boost::system::error_code&) { begin_measuring(); });
   }
   io.run();
+  watch.stop();
   probe.end();
 
   double elapsed = static_cast<double>(run.last_ns - run.measure_ns) / 1e9;
@@ -308,11 +328,13 @@ int run_append(const Options& o) {
   r.integer("body_bytes", o.body_bytes);
   r.num("target_rate", o.rate);
   if (o.warmup_s > 0) r.num("warmup_s", o.warmup_s);
+  r.num("create_s", static_cast<double>(setup_ns - create_ns) / 1e9);
   r.num("elapsed_s", elapsed);
   r.integer("appends", static_cast<int64_t>(run.completed));
   r.num("appends_per_s", elapsed > 0 ? static_cast<double>(run.completed) / elapsed : 0);
   r.latency_us("latency", run.latency);
   probe.report(r, static_cast<double>(run.completed), "server_cpu_us_per_append");
+  watch.report(r);
   if (o.endpoints.size() > 1) {
     r.integer("targets", static_cast<int64_t>(o.endpoints.size()));
     std::string j = "[";

@@ -1,4 +1,5 @@
-// Scenario "catchup": one stream filled with M MiB (64 KiB appends), then K
+// Scenario "catchup": one stream filled with M MiB (--append-bytes appends, 64 KiB by default,
+// --fill-concurrency in flight: 1 keeps them in order; the bytes are the same either way), then K
 // readers repeatedly read it from offset=-1 to the tail, following
 // Stream-Next-Offset, without Accept-Encoding (no gzip). Measures MB/s and
 // server CPU per MB served.
@@ -91,14 +92,15 @@ int run_catchup(const Options& o) {
   run.o = &o;
   run.path = stream_path(o, "catchup");
   create_stream(o, run.path);
-  constexpr size_t kChunk = size_t{64} * 1024;
+  if (o.append_bytes < 64) die("--append-bytes must be at least 64");
+  const auto kChunk = static_cast<size_t>(o.append_bytes);
   auto total = static_cast<uint64_t>(o.size_mb * 1024 * 1024);
   uint64_t appends = (total + kChunk - 1) / kChunk;
   std::string body(kChunk, 'c');
   for (size_t i = 63; i < body.size(); i += 64) body[i] = '\n';
   RequestJob fill;
   fill.total = appends;
-  fill.concurrency = 1;  // in order, one after another
+  fill.concurrency = o.fill_concurrency;  // 1: in order, one after another
   fill.make = [&](uint64_t, std::string& out) {
     build_request(out, o, "POST", run.path, "text/plain", body);
   };
@@ -129,8 +131,13 @@ int run_catchup(const Options& o) {
   r.str("label", o.label);
   r.integer("readers", o.readers);
   r.num("size_mb", static_cast<double>(appends * kChunk) / (1024.0 * 1024.0));
+  r.integer("append_bytes", static_cast<int64_t>(kChunk));
+  r.integer("fill_appends", static_cast<int64_t>(appends));
+  r.integer("fill_concurrency", o.fill_concurrency);
   r.num("fill_s", fill_s);
   r.num("fill_mb_per_s", fill_s > 0 ? o.size_mb / fill_s : 0);
+  r.num("server_cpu_pct",
+        secs > 0 && probe.ok() ? static_cast<double>(probe.cpu_us()) / (secs * 1e4) : 0);
   r.num("elapsed_s", secs);
   r.num("mb_read", mb);
   r.integer("responses", static_cast<int64_t>(run.responses));
