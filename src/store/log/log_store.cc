@@ -19,6 +19,7 @@
 #include <thread>
 #include <unordered_map>
 #include <variant>
+#include <vector>
 
 #include "common/log.h"
 #include "common/worker_pool.h"
@@ -57,7 +58,10 @@ struct Data {
   mutable std::shared_mutex mu;
   uint64_t file_end;           ///< own bytes [base, file_end) are in the file (guarded by mu)
   std::vector<uint64_t> ends;  ///< end of every own record, ascending (guarded by mu)
-  std::deque<RecordPtr> mem;   ///< records after file_end, in order (guarded by mu)
+  /// Records after file_end, in order (guarded by mu). A vector, not a
+  /// deque: libstdc++'s empty deque allocates over 500 bytes, which a
+  /// million streams would pay for nothing.
+  std::vector<RecordPtr> mem;
   uint64_t mem_bytes = 0;      ///< writer thread only
 };
 using DataPtr = std::shared_ptr<Data>;
@@ -871,6 +875,7 @@ void LogStore::checkpoint() {
     stats_->memory_bytes -= d->mem_bytes;
     d->mem_bytes = 0;
     d->mem.clear();
+    d->mem.shrink_to_fit();
   }
   // The segments before the new one are in the checkpoint now.
   if (auto segments = logstore::list_segments(fs_, wal_dir_)) {
