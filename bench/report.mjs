@@ -2,6 +2,7 @@
 // optional "note" or "error") into docs/benchmarks.md, or prints a short summary.
 //
 //   node bench/report.mjs --summary results.jsonl
+//   node bench/report.mjs --storage-section results.jsonl   (only "Storage engine targets")
 //   node bench/report.mjs --out docs/benchmarks.md --command "bench/run.sh" --seconds N \
 //     [--build "git describe of the benchmarked tree"] [--note TEXT]... results.jsonl
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -17,6 +18,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--seconds") opt.seconds = args[++i];
   else if (a === "--build") opt.build = args[++i];
   else if (a === "--note") opt.notes.push(args[++i]);
+  else if (a === "--storage-section") opt.storageSection = true;
   else opt.input = a;
 }
 if (!opt.input) {
@@ -139,6 +141,196 @@ function floorLines() {
   return lines;
 }
 
+
+// ------------------------------------------------------------------ storage targets (issue #11)
+// [target, measured, reference / floor, result] rows; "not run" where a case is missing.
+const GB = 1e9;
+const MiB = 1024 * 1024;
+const pct = (x) => `${fmt((x - 1) * 100)} %`;
+function storageRows() {
+  const rows = [];
+  const need = (...rs) => rs.every((r) => r && !r.error);
+  const why = (...rs) => (rs.some((r) => r && r.error) ? "failed (see the case)" : "not run");
+  // (a) catch-up CPU per MiB vs the reference in memory, 4 readers (and 1, for context).
+  for (const k of [4, 1]) {
+    const d = get(`catchup-1k-${k}`, "embedded");
+    const ref = get(`catchup-1k-${k}`, "ref-mem");
+    const target = k === 4 ? "≥ 40× lower than the reference's" : "(context: the same with 1 reader)";
+    const label = `(a) catch-up, 128 MiB of 1 KiB appends, ${k} reader${k > 1 ? "s" : ""}: server CPU per MiB`;
+    if (!need(d, ref)) {
+      rows.push([label, target, why(d, ref), "", ""]);
+      continue;
+    }
+    const x = ref.server_cpu_us_per_mb / d.server_cpu_us_per_mb;
+    const verdict =
+      k !== 4 ? "–" : x >= 40 ? `met (${fmt(x / 40)}× the target)` : `missed: ${fmt(x)}× of 40× (needs ${fmt(40 / x)}× less CPU per MiB)`;
+    const fp = ok(get("catchup-floor-pingpong", "floor"));
+    const fs = ok(get("catchup-floor-stream", "floor"));
+    const floorTxt = fp || fs
+      ? `; floor (bare sendfile on loopback, 1 MiB per request / streamed): ${fp ? fmt(fp.sender_cpu_us_per_mb) : "n/a"} / ${fs ? fmt(fs.sender_cpu_us_per_mb) : "n/a"} µs = ` +
+        `${fp ? fmt(ref.server_cpu_us_per_mb / fp.sender_cpu_us_per_mb) : "n/a"}× / ${fs ? fmt(ref.server_cpu_us_per_mb / fs.sender_cpu_us_per_mb) : "n/a"}× lower than the reference; dstreamd ×floor ${fp ? fmt(d.server_cpu_us_per_mb / fp.sender_cpu_us_per_mb, 2) : "n/a"}`
+      : "; floor n/a";
+    rows.push([label, target, `${fmt(d.server_cpu_us_per_mb)} µs (${fmt(x)}× lower)`, `reference ${fmt(ref.server_cpu_us_per_mb)} µs${floorTxt}`, verdict]);
+  }
+  {
+    const d = get("catchup-1k-1", "embedded");
+    const ref = get("catchup-1k-1", "ref-mem");
+    const label = "(a) catch-up, 1 reader: throughput";
+    if (!need(d)) rows.push([label, "≥ 2 GB/s", why(d), "", ""]);
+    else {
+      const gbs = (d.mb_per_s * MiB) / GB;
+      rows.push([
+        label,
+        "≥ 2 GB/s",
+        `${fmt(gbs)} GB/s (${fmt(d.mb_per_s)} MiB/s)`,
+        (need(ref) ? `reference ${fmt((ref.mb_per_s * MiB) / GB)} GB/s` : "reference n/a") +
+          (ok(get("catchup-floor-pingpong", "floor")) ? `; floor (bare sendfile, 1 MiB per request) ${fmt((get("catchup-floor-pingpong", "floor").mb_per_s * MiB) / GB)} GB/s` : "") +
+          (ok(get("catchup-floor-stream", "floor")) ? `, streamed ${fmt((get("catchup-floor-stream", "floor").mb_per_s * MiB) / GB)} GB/s` : ""),
+        gbs >= 2 ? `met (+${pct(gbs / 2)})` : `missed by ${fmt((1 - gbs / 2) * 100)} % (${fmt(2 / gbs)}× short)`,
+      ]);
+    }
+  }
+  // (b) CPU per append over 100k vs over 100 existing streams.
+  {
+    const a = get("append-100-streams", "embedded");
+    const b = get("append-100k-streams", "embedded");
+    const label = `(b) appends over ${b && b.streams ? fmt(b.streams) : "100k"} vs ${a && a.streams ? fmt(a.streams) : 100} existing streams: server CPU per append`;
+    if (!need(a, b)) rows.push([label, "≤ 1.25×", why(a, b), "", ""]);
+    else {
+      const x = b.server_cpu_us_per_append / a.server_cpu_us_per_append;
+      const ck = (r) => (r.store_delta ? r.store_delta.checkpoints_total : undefined);
+      rows.push([
+        label,
+        "≤ 1.25×",
+        `${fmt(x, 2)}× (${fmt(b.server_cpu_us_per_append)} vs ${fmt(a.server_cpu_us_per_append)} µs)`,
+        `checkpoints in the run: ${fmt(ck(b))} vs ${fmt(ck(a))}`,
+        x <= 1.25 ? "met" : `missed by ${fmt(((x - 1.25) / 1.25) * 100)} % (${fmt(x, 2)}× > 1.25×)`,
+      ]);
+    }
+  }
+  // (c) 1M streams, one append each: RSS.
+  {
+    const r = get("streams-1m", "embedded-nofsync");
+    const label = "(c) 1M streams, one 100 B append each: server RSS";
+    if (!need(r)) rows.push([label, "≤ 1.5 GB", why(r), "", ""]);
+    else {
+      const rss = (r.server_vmrss_kb ?? r.server_rss_end_kb) * 1024;
+      rows.push([
+        label,
+        "≤ 1.5 GB",
+        `${fmt(rss / GB, 2)} GB (${fmt(rss / r.streams)} B per stream)`,
+        r.data_dir_bytes !== undefined ? `data dir ${fmt(r.data_dir_bytes / MiB)} MiB in ${fmt(r.data_dir_files)} files` : "–",
+        rss <= 1.5 * GB ? `met (${fmt((1.5 * GB) / rss)}× headroom)` : `missed by ${fmt((rss / (1.5 * GB) - 1) * 100)} %`,
+      ]);
+    }
+  }
+  // (d) restart with 1 GiB of log: measured, no numeric target.
+  {
+    const r = get("restart-1g", "embedded");
+    const label = "(d) restart with 1 GiB of log: time to /ready 200";
+    if (!need(r)) rows.push([label, "measured", why(r), "", ""]);
+    else {
+      rows.push([
+        label,
+        "measured and documented",
+        `SIGTERM: ${fmt(r.ready_ms_after_sigterm)} ms; SIGKILL: ${fmt(r.ready_ms_after_sigkill)} ms`,
+        `empty data dir: ${fmt(r.ready_ms_empty)} ms; WAL to replay ${fmt(r.wal_bytes_at_sigterm / MiB)} / ${fmt(r.wal_bytes_at_sigkill / MiB)} MiB`,
+        "documented",
+      ]);
+    }
+  }
+  return rows;
+}
+const storageCases = ["catchup-1k-1", "catchup-1k-4", "append-100-streams", "append-100k-streams", "streams-1m", "restart-1g"];
+const hasStorage = () => results.some((r) => storageCases.includes(r.case));
+function storageSection() {
+  const out = [];
+  out.push("## Storage engine targets (issue #11)");
+  out.push("");
+  out.push(
+    "The embedded log engine (src/store/log/). Cases `catchup-1k-1`, `catchup-1k-4`, `append-100-streams`, " +
+      "`append-100k-streams`, `streams-1m`, `restart-1g` of `bench/run.sh` (the last two only in the full run). " +
+      "The server is pinned to CPU 0 and ds-loadgen to CPU 1 (`taskset`); `dstreamd_store_*` comes from `/metrics`. " +
+      "GB = 10^9 bytes, MiB = 2^20.",
+  );
+  out.push("");
+  out.push("### Storage targets (issue #11)");
+  out.push("");
+  out.push("| target | wanted | measured | reference / floor | result |");
+  out.push("|---|---|---|---|---|");
+  for (const r of storageRows()) out.push(`| ${r.join(" | ")} |`);
+  const sd = (r, k) => (r && r.store_delta ? r.store_delta[k] : undefined);
+  const se = (r, k) => (r && r.store_end ? r.store_end[k] : undefined);
+  // Catch-up detail.
+  const cu = ["embedded", "ref-mem"].flatMap((s) => [1, 4].map((k) => [s, k, get(`catchup-1k-${k}`, s)])).filter(([, , r]) => r && !r.error);
+  if (cu.length) {
+    out.push("");
+    out.push("**Catch-up** (`--scenario catchup --size-mb 128 --append-bytes 1024 --fill-concurrency 64 --duration 10`; no Accept-Encoding):");
+    out.push("");
+    out.push("| server | readers | MiB/s | MiB/s per reader | server CPU per MiB (µs) | server CPU (% of its core) | responses per pass | served by sendfile | in memory at the end (MiB) | ds-loadgen CPU (%) |");
+    out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (const [s, k, r] of cu) {
+      const sf = sd(r, "sendfile_bytes_total");
+      out.push(
+        `| ${NAMES[s]} | ${k} | ${fmt(r.mb_per_s)} | ${fmt(r.mb_per_s_per_reader)} | ${fmt(r.server_cpu_us_per_mb)} | ${fmt(r.server_cpu_pct)} | ` +
+          `${fmt(r.passes ? r.responses / r.passes : undefined)} | ${sf === undefined ? "–" : `${fmt((sf / (r.mb_read * MiB)) * 100)} %`} | ` +
+          `${fmt(se(r, "memory_bytes") === undefined ? undefined : se(r, "memory_bytes") / MiB)} | ${fmt(r.loadgen_cpu_pct)} |`,
+      );
+    }
+  }
+  const ap = ["append-100-streams", "append-100k-streams"].map((c) => [c, get(c, "embedded")]).filter(([, r]) => r && !r.error);
+  if (ap.length) {
+    out.push("");
+    out.push(`**Appends over existing streams** (same writers, rate, body and duration; streams created before the measured phase):`);
+    out.push("");
+    out.push("| case | streams | writers | rate (/s) | body (B) | measured (s) | appends/s | p50 (ms) | p99 (ms) | server CPU per append (µs) | checkpoints | checkpoint durations seen (ms) | last checkpoint file (MiB) | server RSS at end (MiB) | create phase (s) |");
+    out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (const [c, r] of ap) {
+      out.push(
+        `| ${c} | ${fmt(r.streams)} | ${r.writers} | ${fmt(r.target_rate)} | ${r.body_bytes} | ${fmt(r.elapsed_s)} | ${fmt(r.appends_per_s)} | ` +
+          `${fmt(ms(r.latency_p50_us))} | ${fmt(ms(r.latency_p99_us))} | ${fmt(r.server_cpu_us_per_append)} | ${fmt(sd(r, "checkpoints_total"))} | ` +
+          `${(r.checkpoint_ms_seen || []).join(", ") || "–"} | ${fmt(se(r, "checkpoint_bytes") === undefined ? undefined : se(r, "checkpoint_bytes") / MiB)} | ` +
+          `${fmt(kb2mib(r.server_rss_end_kb))} | ${fmt(r.create_s)} |`,
+      );
+    }
+  }
+  const m = get("streams-1m", "embedded-nofsync");
+  if (m && !m.error) {
+    out.push("");
+    out.push(
+      `**1M streams** (\`--scenario many-streams --streams 1000000 --body-bytes 100 --concurrency 256\`, \`--fsync=false\`: ` +
+        `memory and files are measured, not durability): ${fmt(m.streams_per_s)} streams/s (PUT + POST); VmRSS ` +
+        `${fmt((m.server_vmrss_kb ?? m.server_rss_end_kb) / 1024)} MiB after the last append (${fmt(kb2mib(m.server_rss_start_kb))} MiB before); ` +
+        `data dir ${fmt(m.data_dir_bytes / MiB)} MiB in ${fmt(m.data_dir_files)} files; checkpoints ${fmt(sd(m, "checkpoints_total"))}, ` +
+        `last checkpoint file ${fmt(se(m, "checkpoint_bytes") / MiB)} MiB written in ${fmt(se(m, "checkpoint_duration_seconds") * 1000)} ms; ` +
+        `record bytes in memory ${fmt(se(m, "memory_bytes") / MiB)} MiB; server CPU ${fmt(m.server_cpu_us_per_stream)} µs per stream.`,
+    );
+  }
+  const rs = get("restart-1g", "embedded");
+  if (rs && !rs.error) {
+    const f = rs.fill || {};
+    out.push("");
+    out.push(
+      `**Restart with 1 GiB of log**: filled with ${fmt(rs.fill_appends)} appends of ${rs.body_bytes} B over ${rs.streams} streams ` +
+        `(64 writers, \`--fsync=false\` for the fill only; ${fmt(f.appends_per_s)} appends/s, ${fmt(f.store_delta?.checkpoints_total)} checkpoints, ` +
+        `durations seen ${(f.checkpoint_ms_seen || []).join(", ") || "–"} ms): data dir ${fmt(rs.log_bytes / MiB)} MiB in ${fmt(rs.data_dir_files)} files. ` +
+        `Ready is the first \`/ready\` 200 after the exec (polled every 5 ms with curl).`,
+    );
+    out.push("");
+    out.push("| start | WAL since the last checkpoint (MiB) | time to /ready 200 (ms) | dstreamd_store_recovery_duration_seconds | RSS after (MiB) |");
+    out.push("|---|---:|---:|---:|---:|");
+    out.push(`| empty data dir | 0 | ${fmt(rs.ready_ms_empty)} | – | – |`);
+    out.push(`| after SIGTERM (stop took ${fmt(rs.stop_ms_sigterm)} ms) | ${fmt(rs.wal_bytes_at_sigterm / MiB)} | ${fmt(rs.ready_ms_after_sigterm)} | ${fmt(rs.recovery_s_after_sigterm)} | ${fmt(rs.rss_kb_after_sigterm / 1024)} |`);
+    out.push(`| after ${fmt(rs.tail_appends)} more durable appends and SIGKILL | ${fmt(rs.wal_bytes_at_sigkill / MiB)} | ${fmt(rs.ready_ms_after_sigkill)} | ${fmt(rs.recovery_s_after_sigkill)} | ${fmt(rs.rss_kb_after_sigkill / 1024)} |`);
+  }
+  const analysis = new URL("./analysis-storage.md", import.meta.url);
+  if (existsSync(analysis)) {
+    out.push("");
+    out.push(readFileSync(analysis, "utf8").trim());
+  }
+  return out;
+}
+
 if (opt.summary) {
   for (const r of results) {
     if (r.error) {
@@ -158,6 +350,12 @@ if (opt.summary) {
   for (const c of Object.keys(RATIOS)) {
     for (const [s, label, v, fx, rx] of ratioRows(c)) {
       console.log(`${c} on ${s}: ${label} ${fmt(v)} µs: ×floor ${fx}${rx === undefined ? "" : `, ×reference ${rx}`}`);
+    }
+  }
+  if (hasStorage()) {
+    console.log("Storage targets (issue #11):");
+    for (const [t, want, got, ref, verdict] of storageRows()) {
+      console.log(`  ${t}: wanted ${want}; measured ${got}${ref ? `; ${ref}` : ""}${verdict ? `: ${verdict}` : ""}`);
     }
   }
   process.exit(0);
@@ -352,6 +550,10 @@ function cpuModel() {
   }
 }
 
+if (opt.storageSection) {
+  process.stdout.write(storageSection().join("\n") + "\n");
+  process.exit(0);
+}
 const md = [];
 md.push("# Benchmarks");
 md.push("");
@@ -369,7 +571,7 @@ md.push(
 md.push(`- Command: \`${opt.command}\`${opt.seconds ? ` (took ${Math.round(opt.seconds / 60)} min)` : ""}`);
 if (opt.build) md.push(`- dstreamd built from: \`${opt.build}\` (\`git describe --always --dirty\`)`);
 md.push(
-  "- Servers: dstreamd embedded (RocksDB, fsync per group commit, `--log-level warn`); dstreamd " +
+  "- Servers: dstreamd embedded (the log engine, src/store/log/: WAL fdatasync per group commit, `--log-level warn`); dstreamd " +
     "`--storage s2` over the repo's Node S2 emulator (`s2emu/`, in memory; its CPU is not counted " +
     "as server CPU); the Node reference server `@durable-streams/server@0.3.7` in memory and " +
     "file-backed. Each server is started fresh for each case.",
@@ -510,6 +712,10 @@ if (s10 || s1k) {
   md.push(`| total | ${v(s10, (r) => r.s2_requests_total)} | ${v(s1k, (r) => r.s2_requests_total)} |`);
 }
 
+if (hasStorage()) {
+  md.push("");
+  md.push(...storageSection());
+}
 md.push("");
 md.push("## Analysis");
 md.push("");

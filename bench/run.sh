@@ -23,6 +23,7 @@
 # only, streams-1m (1M streams with one append each: RSS, data dir size and files) and restart-1g
 # (1 GiB of log: time to /ready after SIGTERM and after SIGKILL). These pin the server to CPU 0
 # and ds-loadgen to CPU 1 (taskset), and read dstreamd_store_* from /metrics (--store-metrics).
+# "catchup-floor" (bench/floor_sendfile.py, python3): bare sendfile of the same bytes on loopback.
 #
 # Options: --servers "embedded s2 ref-mem ref-file nginx" (a subset), --only "case ..." (a subset
 # of the cases below; a fan-out floor runs if its own or its SSE case is chosen), --out FILE.jsonl
@@ -547,6 +548,21 @@ restart_case() {
 if [[ " $SERVERS " == *" embedded "* || " $SERVERS " == *" ref-mem "* ]]; then
   log "=== storage targets (issue #11)"
   if ((SMOKE)); then CU=(--size-mb 4 --duration 1); else CU=(--size-mb 128 --duration 10); fi
+  # The machine's floor for catch-up: bare sendfile of the same bytes over loopback, 1 MiB at a
+  # time (dstreamd's response size), streamed and one chunk per request (bench/floor_sendfile.py).
+  if { want_case catchup-floor || want_case catchup-1k-1 || want_case catchup-1k-4; } && command -v python3 >/dev/null; then
+    t0=$SECONDS
+    if fl="$(timeout 120 python3 "$HERE/floor_sendfile.py" "${CU[@]}" --chunk-mb 1 --dir "$TMP" \
+      --sender-cpu "$PIN_SERVER_CPU" --reader-cpu "$PIN_LOADGEN_CPU" 2>"$TMP/floor.err")"; then
+      while read -r line; do
+        m="$(sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p' <<<"$line")"
+        record "catchup-floor-$m" floor "" "$line" ""
+      done <<<"$fl"
+      log "catchup-floor: ok ($((SECONDS - t0)) s)"
+    else
+      log "catchup-floor: could not measure: $(tail -n 2 "$TMP/floor.err" | tr '\n' ' ')"
+    fi
+  fi
   for server in embedded ref-mem; do
     [[ " $SERVERS " == *" $server "* ]] || continue
     for k in 1 4; do
