@@ -291,6 +291,12 @@ struct StoreMetrics {
               log.recovery_cut_bytes.load());
     seconds(e, "dstreamd_store_recovery_duration_seconds", "Duration of this start's recovery",
             log.recovery_ms.load());
+    e.counter("dstreamd_store_no_space_rejections_total",
+              "Groups of writes refused with 507 because the disk was full (the store goes on)",
+              log.no_space_rejections.load());
+    e.counter("dstreamd_store_checkpoint_failures_total",
+              "Checkpoints that failed (retried after another interval; the WAL keeps everything)",
+              log.checkpoint_failures.load());
     e.counter("dstreamd_store_write_failures_total",
               "Failed WAL writes or syncs (the store then refuses writes until restarted)",
               log.write_failures.load());

@@ -56,6 +56,8 @@ const char* errc_name(errc e) noexcept {
       return "forbidden";
     case errc::not_implemented:
       return "not_implemented";
+    case errc::insufficient_storage:
+      return "insufficient_storage";
   }
   return "unknown";
 }

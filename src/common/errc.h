@@ -43,6 +43,7 @@ enum class errc : int {
   unauthorized,              ///< missing, invalid or expired bearer token (auth/)
   forbidden,                 ///< valid token without the scope or stream path needed
   not_implemented,           ///< a request feature the server does not support (a transfer coding)
+  insufficient_storage,  ///< the disk is full: the write had no effect, retry once there is space
 };
 
 const std::error_category& ds_category() noexcept;

@@ -55,6 +55,8 @@ constexpr int http_status(errc e) {
       return 500;
     case errc::not_implemented:
       return 501;
+    case errc::insufficient_storage:
+      return 507;
     case errc::unavailable:
       return 503;
     case errc::shutting_down:

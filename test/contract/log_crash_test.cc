@@ -344,3 +344,56 @@ TEST(LogCorruption, ACorruptCheckpointIsRefusedWithAMessage) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+// ---- A full disk refuses the group that did not fit (507) and nothing
+// else: the store stays writable, and once there is space again appends go
+// on where they were; nothing of the refused group comes back at restart.
+TEST(LogDiskFull, AFullDiskRefusesTheGroupAndTheStoreGoesOn) {
+  FaultFs fs;
+  ManualClock clock;
+  LogStoreStats stats;
+  LogStoreOptions o;
+  o.path = kDir;
+  o.fs = &fs;
+  o.clock = &clock;
+  o.stats = &stats;
+  auto append = [](StreamStore& s, const std::string& body) {
+    AppendRequest a;
+    a.path = stream_path(0);
+    a.content_type = "text/plain";
+    a.body = body;
+    return call<AppendOutcome>([&](auto cb) { s.append(a, cb); });
+  };
+  {
+    auto store = open_log_store(o);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    CreateRequest c;
+    c.path = stream_path(0);
+    c.config.content_type = "text/plain";
+    ASSERT_TRUE(call<CreateOutcome>([&](auto cb) { (*store)->create(c, cb); }).ok());
+    ASSERT_TRUE(append(**store, "before;").ok());
+    fs.no_space(true);
+    auto refused = append(**store, "refused;");
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, errc::insufficient_storage) << refused.error().message;
+    EXPECT_TRUE((*store)->health().ok()) << "a full disk is not a broken store";
+    EXPECT_EQ(stats.no_space_rejections.load(), 1u);
+    fs.no_space(false);
+    ASSERT_TRUE(append(**store, "after;").ok());
+  }
+  auto store = open_log_store(o);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto r = call<ReadOutcome>([&](auto cb) {
+    (*store)->read(ReadRequest{stream_path(0), OffsetSpec::start()}, cb);
+  });
+  ASSERT_TRUE(r.ok());
+  std::string all;
+  for (const auto& rec : r->records) all += rec->bytes;
+  EXPECT_EQ(all, "before;after;");
+}
+
+}  // namespace
+}  // namespace ds

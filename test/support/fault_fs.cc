@@ -77,7 +77,10 @@ class FaultFile final : public File {
     std::lock_guard lk(fs_->mu_);
     if (Status s = check_locked("write", true); !s.ok()) return s;
     if (fs_->fail_writes_) return fs_->inject_locked("injected fault: write " + path_);
-    if (fs_->no_space_) return fs_->inject_locked("no space left on device: write " + path_);
+    if (fs_->no_space_) {
+      ++fs_->injected_;
+      return Error(errc::insufficient_storage, "no space left on device: write " + path_);
+    }
     if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset) {
       return Error(errc::storage_failure, "write " + path_ + ": past FaultFs's size limit");
     }

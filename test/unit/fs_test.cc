@@ -333,7 +333,7 @@ TEST(PosixFsTest, NoSpaceHasItsOwnMessage) {
   ASSERT_NE(f, nullptr);
   Status s = f->write_at(0, "x");
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code, errc::storage_failure);
+  EXPECT_EQ(s.error().code, errc::insufficient_storage);
   EXPECT_TRUE(starts_with(s.error().message, "no space left on device")) << s.error().message;
   EXPECT_NE(s.error().message.find("/dev/full"), std::string::npos) << s.error().message;
 }
@@ -623,7 +623,7 @@ TEST_F(FaultFsTest, NoSpaceFailsWritesLikePosix) {
   fs_.no_space(true);
   Status s = f->write_at(3, "def");
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code, errc::storage_failure);
+  EXPECT_EQ(s.error().code, errc::insufficient_storage);
   EXPECT_TRUE(starts_with(s.error().message, "no space left on device")) << s.error().message;
   EXPECT_NE(s.error().message.find(path("a")), std::string::npos) << s.error().message;
   EXPECT_EQ(fs_.contents(path("a")), "abc");

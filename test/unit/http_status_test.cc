@@ -41,6 +41,7 @@ const std::map<errc, int>& intended() {
       {errc::unauthorized, 401},
       {errc::forbidden, 403},
       {errc::not_implemented, 501},
+      {errc::insufficient_storage, 507},
   };
   return table;
 }

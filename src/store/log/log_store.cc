@@ -62,7 +62,7 @@ struct Data {
   /// deque: libstdc++'s empty deque allocates over 500 bytes, which a
   /// million streams would pay for nothing.
   std::vector<RecordPtr> mem;
-  uint64_t mem_bytes = 0;      ///< writer thread only
+  uint64_t mem_bytes = 0;  ///< writer thread only
 };
 using DataPtr = std::shared_ptr<Data>;
 
@@ -123,7 +123,9 @@ class LogStore final : public StreamStore {
         fs_(fs),
         stats_(opts.stats ? opts.stats : &own_stats_),
         wal_dir_(opts.path + "/wal"),
-        readers_(opts.reader_threads) {}
+        readers_(opts.reader_threads) {
+    next_checkpoint_at_ = opts.checkpoint_wal_bytes;
+  }
 
   ~LogStore() override {
     {
@@ -227,8 +229,9 @@ class LogStore final : public StreamStore {
   void apply(RemoveOp& op, Staging& st);
   void maintain(Staging& st);
   void fail(const std::string& what, const Error& e);
-  /// Moves records from memory into files and writes a checkpoint.
-  void checkpoint();
+  /// Moves records from memory into files and writes a checkpoint. A
+  /// failure costs nothing but time: the WAL still holds everything.
+  Status checkpoint();
 
   const StreamMeta* current(Staging& st, const std::string& path) const;
   StreamMeta& mut(Staging& st, const std::string& path);
@@ -293,6 +296,7 @@ class LogStore final : public StreamStore {
   std::unique_ptr<WalWriter> wal_;
   uint64_t wal_since_checkpoint_ = 0;
   uint64_t last_checkpoint_size_ = 0;
+  uint64_t next_checkpoint_at_ = 0;  // wal_since_checkpoint_ that triggers the next one
   int64_t last_maintenance_ms_ = 0;
 
   // Recovery only: stream id -> path while replaying, and the ids whose
@@ -695,9 +699,17 @@ void LogStore::writer_loop() {
     bool maintain_now = now - last_maintenance_ms_ >= opts_.maintenance_interval_ms;
     if (!ops.empty() || maintain_now) commit_group(ops, maintain_now);
     if (maintain_now) last_maintenance_ms_ = now;
-    if (health() &&
-        wal_since_checkpoint_ >= std::max(opts_.checkpoint_wal_bytes, last_checkpoint_size_)) {
-      checkpoint();
+    if (health() && wal_since_checkpoint_ >= next_checkpoint_at_) {
+      if (auto done = checkpoint(); done) {
+        next_checkpoint_at_ = std::max(opts_.checkpoint_wal_bytes, last_checkpoint_size_);
+      } else {
+        // Try again after another interval; until then the WAL (which the
+        // failed checkpoint did not remove) keeps everything.
+        stats_->checkpoint_failures++;
+        next_checkpoint_at_ = wal_since_checkpoint_ + opts_.checkpoint_wal_bytes;
+        log::error("checkpoint failed; the WAL keeps everything, retrying later",
+                   {{"error", done.error().message}});
+      }
     }
     if (stopping) {
       std::lock_guard lock(q_mu_);
@@ -747,6 +759,20 @@ void LogStore::commit(Staging& st, size_t requests) {
     logstore::put_commit(st.wal);
     const auto started = std::chrono::steady_clock::now();
     Status written = wal_->write(st.wal);
+    if (!written && written.error().code == errc::insufficient_storage) {
+      // The disk is full: the group's write did not complete, so nothing of
+      // it can be durable once the segment is cut back to where it was. The
+      // group fails (507) and the store stays writable for when there is
+      // space again. (A failed fdatasync is another matter: below.)
+      if (auto back = wal_->rewind(); !back) {
+        fail("WAL rewind after a full disk", back.error());
+      } else {
+        stats_->no_space_rejections++;
+        log::warn("disk full: a group of writes was refused", {{"error", written.error().message}});
+      }
+      for (auto& f : st.failures) f(written.error());
+      return;
+    }
     if (written && opts_.sync) written = wal_->sync();
     if (!written) {
       // Nothing of this group was acknowledged; whether it reached the disk
@@ -810,18 +836,23 @@ void LogStore::commit(Staging& st, size_t requests) {
     }
   }
   if (wal_->size() >= opts_.segment_bytes) {
+    // Not being able to begin a segment is no reason to stop: the current
+    // one grows instead, and the next group tries again.
     auto next = WalWriter::create(fs_, wal_dir_, wal_->seq() + 1);
-    if (!next) return fail("starting a WAL segment", next.error());
-    wal_ = std::move(*next);
+    if (next) {
+      wal_ = std::move(*next);
+    } else {
+      log::warn("cannot begin a WAL segment", {{"error", next.error().message}});
+    }
   }
 }
 
-void LogStore::checkpoint() {
+Status LogStore::checkpoint() {
   const auto started = std::chrono::steady_clock::now();
   // From here on, new groups go to a new segment: the checkpoint covers
   // every segment before it.
   auto next = WalWriter::create(fs_, wal_dir_, wal_->seq() + 1);
-  if (!next) return fail("starting a WAL segment", next.error());
+  if (!next) return std::move(next).error();
   const uint64_t old_seq = wal_->seq();
   wal_ = std::move(*next);
 
@@ -849,13 +880,13 @@ void LogStore::checkpoint() {
         const unsigned fan = static_cast<unsigned>(d.id % format::kStreamDirFanout);
         if (!made_dirs[fan]) {
           if (auto made = fs_.make_dirs(file_path.substr(0, file_path.rfind('/'))); !made)
-            return fail("checkpoint", made.error());
+            return std::move(made).error();
           made_dirs[fan] = true;
         }
         auto file = fs_.open(file_path, OpenMode::write);
-        if (!file) return fail("checkpoint", file.error());
+        if (!file) return std::move(file).error();
         if (auto w = (*file)->write_at(d.file_end - d.base, buffer); !w)
-          return fail("checkpoint", w.error());
+          return std::move(w).error();
         cs.file_end = d.file_end + buffer.size();
         moved.emplace_back(&d, cs.file_end);
       } else {
@@ -865,10 +896,9 @@ void LogStore::checkpoint() {
     cp.streams.push_back(std::move(cs));
   }
   if (opts_.sync) {
-    if (auto s = fs_.sync_all(opts_.path); !s) return fail("checkpoint", s.error());
+    if (auto s = fs_.sync_all(opts_.path); !s) return std::move(s).error();
   }
-  if (auto w = logstore::write_checkpoint(fs_, opts_.path, cp); !w)
-    return fail("checkpoint", w.error());
+  if (auto w = logstore::write_checkpoint(fs_, opts_.path, cp); !w) return std::move(w).error();
   for (auto [d, end] : moved) {
     std::unique_lock lock(d->mu);
     d->file_end = end;
@@ -899,6 +929,7 @@ void LogStore::checkpoint() {
   log::debug("checkpoint written", {{"streams", static_cast<uint64_t>(cp.streams.size())},
                                     {"bytes", last_checkpoint_size_},
                                     {"ms", stats_->checkpoint_last_ms.load()}});
+  return Unit{};
 }
 
 const StreamMeta* LogStore::current(Staging& st, const std::string& path) const {

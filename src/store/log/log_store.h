@@ -45,16 +45,18 @@ class FileSystem;
 /// What the log engine counts, read by /metrics (all relaxed atomics).
 struct LogStoreStats {
   std::atomic<uint64_t> checkpoints{0};
-  std::atomic<uint64_t> checkpoint_bytes{0};    ///< size of the last checkpoint file
-  std::atomic<int64_t> checkpoint_last_ms{0};   ///< duration of the last checkpoint
-  std::atomic<uint64_t> recovery_tail_cuts{0};  ///< torn or corrupt WAL tails cut at start
-  std::atomic<uint64_t> recovery_cut_bytes{0};  ///< bytes dropped by those cuts
-  std::atomic<int64_t> recovery_ms{0};          ///< duration of the last start's recovery
-  std::atomic<uint64_t> recovery_replayed{0};   ///< WAL entries replayed at the last start
-  std::atomic<uint64_t> write_failures{0};      ///< failed WAL writes or syncs
-  std::atomic<uint64_t> memory_bytes{0};        ///< record bytes held in memory (not yet in files)
-  std::atomic<uint64_t> wal_bytes{0};           ///< WAL bytes since the last checkpoint
-  std::atomic<uint64_t> catchup_file_bytes{0};  ///< bytes served as file slices (sendfile)
+  std::atomic<uint64_t> checkpoint_bytes{0};     ///< size of the last checkpoint file
+  std::atomic<int64_t> checkpoint_last_ms{0};    ///< duration of the last checkpoint
+  std::atomic<uint64_t> recovery_tail_cuts{0};   ///< torn or corrupt WAL tails cut at start
+  std::atomic<uint64_t> recovery_cut_bytes{0};   ///< bytes dropped by those cuts
+  std::atomic<int64_t> recovery_ms{0};           ///< duration of the last start's recovery
+  std::atomic<uint64_t> recovery_replayed{0};    ///< WAL entries replayed at the last start
+  std::atomic<uint64_t> write_failures{0};       ///< failed WAL writes or syncs
+  std::atomic<uint64_t> no_space_rejections{0};  ///< groups refused for want of disk space
+  std::atomic<uint64_t> checkpoint_failures{0};  ///< checkpoints that failed (retried later)
+  std::atomic<uint64_t> memory_bytes{0};         ///< record bytes held in memory (not yet in files)
+  std::atomic<uint64_t> wal_bytes{0};            ///< WAL bytes since the last checkpoint
+  std::atomic<uint64_t> catchup_file_bytes{0};   ///< bytes served as file slices (sendfile)
 };
 
 struct LogStoreOptions {

@@ -31,7 +31,7 @@ namespace {
 Error os_error(int err, std::string_view op, std::string_view path) {
   std::string what = std::string(op) + " " + std::string(path);
   if (err == ENOSPC || err == EDQUOT) {
-    return Error(errc::storage_failure, "no space left on device: " + what);
+    return Error(errc::insufficient_storage, "no space left on device: " + what);
   }
   // system_category().message() is thread-safe, unlike strerror().
   return Error(errc::storage_failure, what + ": " + std::system_category().message(err));

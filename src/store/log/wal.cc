@@ -295,6 +295,8 @@ Status WalWriter::write(std::string_view framed) {
 
 Status WalWriter::sync() { return file_->sync(); }
 
+Status WalWriter::rewind() { return file_->truncate(end_); }
+
 Result<SegmentScan> scan_segment(
     FileSystem& fs, const std::string& dir, uint64_t seq,
     const std::function<Status(format::EntryType, std::string_view payload)>& on_entry) {

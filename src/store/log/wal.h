@@ -84,6 +84,10 @@ class WalWriter {
   Status write(std::string_view framed);
   /// Makes everything written durable (fdatasync).
   Status sync();
+  /// Cuts the segment back to the end of the last successful write (after
+  /// a write failed part way, e.g. for want of space), so nothing of the
+  /// failed write is left for a later sync to make durable.
+  Status rewind();
   uint64_t seq() const { return seq_; }
   uint64_t size() const { return end_; }
 
