@@ -156,7 +156,8 @@ function storageRows() {
     const d = get(`catchup-1k-${k}`, "embedded");
     const ref = get(`catchup-1k-${k}`, "ref-mem");
     const target = k === 4 ? "≥ 40× lower than the reference's" : "(context: the same with 1 reader)";
-    const label = `(a) catch-up, 128 MiB of 1 KiB appends, ${k} reader${k > 1 ? "s" : ""}: server CPU per MiB`;
+    const size = d && d.size_mb ? fmt(d.size_mb) : 128;
+    const label = `(a) catch-up, ${size} MiB of 1 KiB appends, ${k} reader${k > 1 ? "s" : ""}: server CPU per MiB`;
     if (!need(d, ref)) {
       rows.push([label, target, why(d, ref), "", ""]);
       continue;
@@ -233,7 +234,8 @@ function storageRows() {
       rows.push([
         label,
         "measured and documented",
-        `SIGTERM: ${fmt(r.ready_ms_after_sigterm)} ms; SIGKILL: ${fmt(r.ready_ms_after_sigkill)} ms`,
+        `SIGTERM: ${fmt(r.ready_ms_after_sigterm)} ms; SIGKILL: ${fmt(r.ready_ms_after_sigkill)} ms` +
+          (r.ready_ms_after_sigkill_nockpt !== undefined ? `; SIGKILL without checkpoints (${fmt(r.wal_bytes_at_sigkill_nockpt / MiB)} MiB of WAL): ${fmt(r.ready_ms_after_sigkill_nockpt)} ms` : ""),
         `empty data dir: ${fmt(r.ready_ms_empty)} ms; WAL to replay ${fmt(r.wal_bytes_at_sigterm / MiB)} / ${fmt(r.wal_bytes_at_sigkill / MiB)} MiB`,
         "documented",
       ]);
@@ -322,6 +324,12 @@ function storageSection() {
     out.push(`| empty data dir | 0 | ${fmt(rs.ready_ms_empty)} | – | – |`);
     out.push(`| after SIGTERM (stop took ${fmt(rs.stop_ms_sigterm)} ms) | ${fmt(rs.wal_bytes_at_sigterm / MiB)} | ${fmt(rs.ready_ms_after_sigterm)} | ${fmt(rs.recovery_s_after_sigterm)} | ${fmt(rs.rss_kb_after_sigterm / 1024)} |`);
     out.push(`| after ${fmt(rs.tail_appends)} more durable appends and SIGKILL | ${fmt(rs.wal_bytes_at_sigkill / MiB)} | ${fmt(rs.ready_ms_after_sigkill)} | ${fmt(rs.recovery_s_after_sigkill)} | ${fmt(rs.rss_kb_after_sigkill / 1024)} |`);
+    if (rs.ready_ms_after_sigkill_nockpt !== undefined) {
+      out.push(
+        `| after ${fmt(rs.big_appends)} more appends with \`--checkpoint-wal-bytes 4GiB\` (no checkpoint) and SIGKILL, restarted with the default | ` +
+          `${fmt(rs.wal_bytes_at_sigkill_nockpt / MiB)} | ${fmt(rs.ready_ms_after_sigkill_nockpt)} | ${fmt(rs.recovery_s_after_sigkill_nockpt)} | ${fmt(rs.rss_kb_after_sigkill_nockpt / 1024)} |`,
+      );
+    }
   }
   const analysis = new URL("./analysis-storage.md", import.meta.url);
   if (existsSync(analysis)) {

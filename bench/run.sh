@@ -295,9 +295,12 @@ fsync_floor >>"$OUT" || log "could not measure the fsync floor"
 record() {
   local case="$1" server="$2" note="$3" json="$4" err="$5" head
   head="\"case\":\"$case\",\"server\":\"$server\""
+  # How busy the machine was (others build on it): the 1-minute load average when recorded.
+  head="$head,\"loadavg\":\"$(cut -d' ' -f1-3 /proc/loadavg)\""
   [[ -n "$note" ]] && head="$head,\"note\":\"$note\""
   if [[ -n "$json" ]]; then
     json="${json%\}}$EXTRA_JSON}"
+    EXTRA_JSON=""
     echo "{$head,${json#\{}" >>"$OUT"
   else
     err="${err//\\/\\\\}"
@@ -496,23 +499,29 @@ stop_dstreamd() {  # stop_dstreamd SIGNAL: sets STOP_MS
 }
 # restart-1g: fill ~1 GiB of log (FILL_APPENDS appends of 1 KiB over 1000 streams, 64 writers,
 # --fsync=false: what is measured is the restart, not durability), SIGTERM, time to /ready; then
-# TAIL_APPENDS more durable appends (less than a checkpoint interval of WAL), SIGKILL, time to
-# /ready again (recovery replays the WAL since the last checkpoint). Also a fresh start's time.
+# durable appends up to ~95 % of a checkpoint interval of WAL (64 MiB), SIGKILL, time to /ready
+# again (recovery replays the WAL since the last checkpoint). Then the bound itself: the same
+# with --checkpoint-wal-bytes 4GiB (no checkpoint) and BIG_APPENDS more appends, SIGKILL, restart
+# with the default, so the replay is that whole WAL. Also a fresh start's time.
 restart_case() {
-  local case=restart-1g fill_appends="$1" tail_appends="$2" t0=$SECONDS
+  local case=restart-1g fill_appends="$1" big_appends="$2" t0=$SECONDS
   want_case "$case" || return 0
-  local dir port url fill tail j
+  local dir port url fill tail big j
   dir="$(mktemp -d "$TMP/restart.XXXX")"
   port="$(free_port)"
   url="http://127.0.0.1:$port"
   fail() { record "$case" embedded "" "" "$1"; log "$case: FAILED: $1"; stop_servers; FAILED=$((FAILED + 1)); }
+  appends() {  # appends N [more loadgen flags]: 1 KiB appends over 1000 streams, pinned
+    local n="$1"
+    shift
+    taskset -c "$PIN_LOADGEN_CPU" "$LOADGEN" --url "$url" --server-pid "$SERVER_PID" --json --store-metrics \
+      --scenario append --writers 64 --streams 1000 --body-bytes 1024 --appends "$n" "$@" 2>"$TMP/loadgen.err"
+  }
   start_dstreamd "$dir" "$port" || { fail "empty start failed"; return 1; }
   local ready_empty=$READY_MS
   stop_dstreamd TERM
   start_dstreamd "$dir" "$port" --fsync=false || { fail "start failed"; return 1; }
-  fill="$(taskset -c "$PIN_LOADGEN_CPU" "$LOADGEN" --url "$url" --server-pid "$SERVER_PID" --json --store-metrics \
-    --scenario append --writers 64 --streams 1000 --body-bytes 1024 --appends "$fill_appends" 2>"$TMP/loadgen.err")" ||
-    { fail "fill: $(tail -n 2 "$TMP/loadgen.err" | tr '\n' ' ')"; return 1; }
+  fill="$(appends "$fill_appends")" || { fail "fill: $(tail -n 2 "$TMP/loadgen.err" | tr '\n' ' ')"; return 1; }
   local wal_term log_bytes files ckpt
   wal_term="$(metric "$url" dstreamd_store_wal_bytes)"
   ckpt="$(metric "$url" dstreamd_store_checkpoints_total)"
@@ -521,12 +530,16 @@ restart_case() {
   stop_dstreamd TERM
   local stop_term=$STOP_MS
   start_dstreamd "$dir" "$port" || { fail "restart after SIGTERM failed"; return 1; }
-  local ready_term=$READY_MS rec_term rss_term
+  local ready_term=$READY_MS rec_term rss_term wal_after per tail_appends
   rec_term="$(metric "$url" dstreamd_store_recovery_duration_seconds)"
   rss_term="$(awk '/^VmRSS:/{print $2}' "/proc/$SERVER_PID/status")"
-  tail="$(taskset -c "$PIN_LOADGEN_CPU" "$LOADGEN" --url "$url" --server-pid "$SERVER_PID" --json --store-metrics \
-    --scenario append --writers 64 --streams 1000 --body-bytes 1024 --appends "$tail_appends" 2>"$TMP/loadgen.err")" ||
-    { fail "tail appends: $(tail -n 2 "$TMP/loadgen.err" | tr '\n' ' ')"; return 1; }
+  wal_after="$(metric "$url" dstreamd_store_wal_bytes)"
+  [[ "$wal_after" == null ]] && wal_after=0
+  # WAL bytes per 1 KiB append, from the fill; enough appends to reach ~95 % of 64 MiB.
+  per="$(node -e 'const f=JSON.parse(process.argv[1]);console.log(Math.ceil(f.store_delta.written_bytes_total/f.appends))' "$fill")"
+  tail_appends=$(((67108864 * 95 / 100 - ${wal_after%.*}) / per))
+  ((tail_appends < 1)) && tail_appends=1
+  tail="$(appends "$tail_appends")" || { fail "tail appends: $(tail -n 2 "$TMP/loadgen.err" | tr '\n' ' ')"; return 1; }
   local wal_kill
   wal_kill="$(metric "$url" dstreamd_store_wal_bytes)"
   stop_dstreamd KILL
@@ -535,12 +548,26 @@ restart_case() {
   rec_kill="$(metric "$url" dstreamd_store_recovery_duration_seconds)"
   rss_kill="$(awk '/^VmRSS:/{print $2}' "/proc/$SERVER_PID/status")"
   stop_dstreamd TERM
+  # Without checkpoints: what the interval bounds.
+  start_dstreamd "$dir" "$port" --fsync=false --checkpoint-wal-bytes 4294967296 || { fail "start without checkpoints failed"; return 1; }
+  big="$(appends "$big_appends")" || { fail "appends without checkpoints: $(tail -n 2 "$TMP/loadgen.err" | tr '\n' ' ')"; return 1; }
+  local wal_big
+  wal_big="$(metric "$url" dstreamd_store_wal_bytes)"
+  stop_dstreamd KILL
+  start_dstreamd "$dir" "$port" || { fail "restart after SIGKILL without checkpoints failed"; return 1; }
+  local ready_big=$READY_MS rec_big rss_big
+  rec_big="$(metric "$url" dstreamd_store_recovery_duration_seconds)"
+  rss_big="$(awk '/^VmRSS:/{print $2}' "/proc/$SERVER_PID/status")"
+  stop_dstreamd TERM
   j="{\"fill_appends\":$fill_appends,\"body_bytes\":1024,\"streams\":1000,\"log_bytes\":$log_bytes,\"data_dir_files\":$files"
   j+=",\"checkpoints_after_fill\":$ckpt,\"ready_ms_empty\":$ready_empty"
   j+=",\"wal_bytes_at_sigterm\":$wal_term,\"stop_ms_sigterm\":$stop_term,\"ready_ms_after_sigterm\":$ready_term"
-  j+=",\"recovery_s_after_sigterm\":$rec_term,\"rss_kb_after_sigterm\":$rss_term"
+  j+=",\"recovery_s_after_sigterm\":$rec_term,\"rss_kb_after_sigterm\":$rss_term,\"wal_bytes_after_restart\":$wal_after"
   j+=",\"tail_appends\":$tail_appends,\"wal_bytes_at_sigkill\":$wal_kill,\"ready_ms_after_sigkill\":$ready_kill"
-  j+=",\"recovery_s_after_sigkill\":$rec_kill,\"rss_kb_after_sigkill\":$rss_kill,\"fill\":$fill,\"tail\":$tail}"
+  j+=",\"recovery_s_after_sigkill\":$rec_kill,\"rss_kb_after_sigkill\":$rss_kill"
+  j+=",\"big_appends\":$big_appends,\"wal_bytes_at_sigkill_nockpt\":$wal_big,\"ready_ms_after_sigkill_nockpt\":$ready_big"
+  j+=",\"recovery_s_after_sigkill_nockpt\":$rec_big,\"rss_kb_after_sigkill_nockpt\":$rss_big"
+  j+=",\"fill\":$fill,\"tail\":$tail,\"big\":$big}"
   record "$case" embedded "" "$j" ""
   log "$case: ok ($((SECONDS - t0)) s)"
 }
@@ -584,7 +611,7 @@ if [[ " $SERVERS " == *" embedded "* || " $SERVERS " == *" ref-mem "* ]]; then
       POST_CASE=data_dir_stats CASE_LIMIT=900 pinned_case streams-1m embedded-nofsync -- \
         --scenario many-streams --streams 1000000 --body-bytes 100 --concurrency 256 --store-metrics
       POST_CASE=""
-      restart_case 1048576 57344
+      restart_case 1048576 524288
     fi
   fi
 fi
