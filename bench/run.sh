@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks dstreamd against the Node reference server with ds-loadgen (bench/loadgen.cc).
 #
-#   bench/run.sh           the full run (~15 min): dstreamd embedded, dstreamd on S2 over the
+#   bench/run.sh           the full run (~21 min): dstreamd embedded, dstreamd on S2 over the
 #                          repo's S2 emulator, the reference server in memory and file-backed,
 #                          and the machine's floors (below); writes bench/results/latest.jsonl
 #                          and docs/benchmarks.md
