@@ -264,7 +264,8 @@ int main(int argc, char** argv) {
     if (due >= end) break;
     int64_t wait = due - bench::now_ns();
     if (wait > 0) {
-      timespec ts{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+      timespec ts{static_cast<time_t>(wait / 1'000'000'000),
+                  static_cast<long>(wait % 1'000'000'000)};
       nanosleep(&ts, nullptr);
     }
     int64_t t = bench::now_ns();
@@ -313,7 +314,8 @@ int main(int argc, char** argv) {
   r.integer("short_writes", static_cast<int64_t>(short_writes));
   r.integer("deliveries", static_cast<int64_t>(received));
   r.num("writer_cpu_us", static_cast<double>(writer_cpu_ns) / 1e3);
-  r.num("cpu_us_per_write", writes > 0 ? static_cast<double>(writer_cpu_ns) / 1e3 / static_cast<double>(writes) : 0);
+  r.num("cpu_us_per_write",
+        writes > 0 ? static_cast<double>(writer_cpu_ns) / 1e3 / static_cast<double>(writes) : 0);
   r.num("writer_cpu_pct", send_s > 0 ? static_cast<double>(writer_cpu_ns) / 1e7 / send_s : 0);
   r.num("reader_cpu_pct", send_s > 0 ? static_cast<double>(reader_cpu_ns) / 1e7 / send_s : 0);
   r.latency_us("latency", latency);
