@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "store/log/crc32c.h"
+#include "store/log/endian.h"
 #include "store/log/format.h"
 #include "store/meta_codec.h"
 
@@ -43,16 +44,6 @@ using codec::Reader;
 constexpr size_t kHeaderSize = 8 + 4;  // magic + version
 constexpr size_t kTrailerSize = 4;     // crc
 
-void put_le32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-uint32_t load_le32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
 uint64_t first_own_offset(const StreamMeta& m) { return m.fork ? m.fork->offset.lo : 0; }
 
 std::string checkpoint_path(const std::string& dir) { return dir + "/checkpoint"; }
@@ -69,7 +60,7 @@ Error with_context(Error e, const std::string& what) {
 /// An upper-ish estimate of the encoded size, so the buffer is allocated
 /// once even for a million streams.
 size_t estimate_size(const Checkpoint& cp) {
-  size_t n = kHeaderSize + kTrailerSize + 3 * 10;
+  size_t n = kHeaderSize + kTrailerSize + size_t{3} * 10;
   for (const auto& s : cp.streams) {
     n += 96 + s.meta.path.size() + s.meta.config.content_type.size() +
          s.meta.config.expires_at_text.size();
@@ -86,7 +77,7 @@ Status write_checkpoint(FileSystem& fs, const std::string& dir, const Checkpoint
   std::string out;
   out.reserve(estimate_size(cp));
   out += format::kCheckpointMagic;
-  put_le32(out, format::kCheckpointVersion);
+  le::put32(out, format::kCheckpointVersion);
   put_varint(out, cp.wal_segment);
   put_varint(out, cp.next_id);
   put_varint(out, cp.streams.size());
@@ -106,7 +97,7 @@ Status write_checkpoint(FileSystem& fs, const std::string& dir, const Checkpoint
     }
     put_string(out, s.tail);
   }
-  put_le32(out, format::mask_crc(crc32c(out)));
+  le::put32(out, format::mask_crc(crc32c(out)));
 
   const std::string tmp = dir + "/checkpoint.tmp";
   const std::string final_path = checkpoint_path(dir);
@@ -158,13 +149,13 @@ Result<std::optional<Checkpoint>> read_checkpoint(FileSystem& fs, const std::str
     return corrupt(path, "truncated (" + std::to_string(data.size()) + " bytes)");
   if (data.substr(0, format::kCheckpointMagic.size()) != format::kCheckpointMagic)
     return corrupt(path, "bad magic");
-  if (const uint32_t v = load_le32(data.data() + format::kCheckpointMagic.size());
+  if (const uint32_t v = le::load32(data.data() + format::kCheckpointMagic.size());
       v != format::kCheckpointVersion)
     return Error(errc::storage_failure, "checkpoint " + path + " has unsupported version " +
                                             std::to_string(v) + " (expected " +
                                             std::to_string(format::kCheckpointVersion) + ")");
   const size_t crc_at = data.size() - kTrailerSize;
-  if (format::unmask_crc(load_le32(data.data() + crc_at)) != crc32c(data.substr(0, crc_at)))
+  if (format::unmask_crc(le::load32(data.data() + crc_at)) != crc32c(data.substr(0, crc_at)))
     return corrupt(path, "checksum mismatch (truncated or damaged; " + std::to_string(data.size()) +
                              " bytes)");
 

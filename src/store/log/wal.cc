@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "store/log/crc32c.h"
+#include "store/log/endian.h"
 #include "store/meta_codec.h"
 
 // ---- WAL entry payloads ----------------------------------------------------
@@ -57,26 +58,6 @@ enum AppendFlags : uint64_t {
   kKnownFlags = kClose | kProducer | kProducerState | kStreamSeq,
 };
 
-void store_le32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-}
-
-uint32_t load_le32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
-void put_le64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-uint64_t load_le64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
 /// Frames the payload `encode` appends to `out`. The header is reserved
 /// first and filled in afterwards, so a large payload (an append's bytes) is
 /// copied once, straight into the group buffer.
@@ -91,8 +72,8 @@ void put_framed(std::string& out, EntryType type, Encode&& encode) {
   // back as corruption, so catch the broken invariant in debug builds.
   assert(len <= format::kMaxEntryPayload);
   const uint32_t crc = crc32c(std::string_view(out).substr(start + 8, 1 + len));
-  store_le32(&out[start], static_cast<uint32_t>(len));
-  store_le32(&out[start + 4], format::mask_crc(crc));
+  le::store32(&out[start], static_cast<uint32_t>(len));
+  le::store32(&out[start + 4], format::mask_crc(crc));
 }
 
 bool is_known_type(uint8_t t) {
@@ -252,7 +233,7 @@ Result<std::unique_ptr<WalWriter>> WalWriter::create(FileSystem& fs, const std::
   auto file = fs.open(path, OpenMode::create_new);
   if (!file) return with_context(std::move(file).error(), "creating " + path);
   std::string header(format::kWalMagic);
-  put_le64(header, seq);
+  le::put64(header, seq);
   if (auto s = (*file)->write_at(0, header); !s) return with_context(std::move(s).error(), path);
   // The header and the directory entry are made durable now, so that a
   // segment recovery finds always has a readable header; entries after it
@@ -336,7 +317,7 @@ Result<SegmentScan> scan_segment(
     scan.stopped_because = "bad segment magic at byte 0";
     return scan;
   }
-  if (const uint64_t hs = load_le64(data.data() + format::kWalMagic.size()); hs != seq) {
+  if (const uint64_t hs = le::load64(data.data() + format::kWalMagic.size()); hs != seq) {
     scan.stopped_because =
         "segment header names sequence " + std::to_string(hs) + ", file is " + std::to_string(seq);
     return scan;
@@ -353,7 +334,7 @@ Result<SegmentScan> scan_segment(
       break;
     }
     const char* h = data.data() + pos;
-    const uint32_t len = load_le32(h);
+    const uint32_t len = le::load32(h);
     if (len > format::kMaxEntryPayload) {
       scan.stopped_because = "entry length " + std::to_string(len) + " over the maximum" + at();
       break;
@@ -364,7 +345,7 @@ Result<SegmentScan> scan_segment(
                              std::to_string(len) + " bytes)" + at();
       break;
     }
-    const uint32_t stored = format::unmask_crc(load_le32(h + 4));
+    const uint32_t stored = format::unmask_crc(le::load32(h + 4));
     const uint32_t actual = crc32c(data.substr(pos + 8, 1 + len));
     if (stored != actual) {
       scan.stopped_because = "entry checksum mismatch" + at();
