@@ -12,7 +12,7 @@
 #include <utility>
 #include <variant>
 
-#include "protocol/offset.h"
+#include "common/offset.h"
 
 namespace ds {
 

@@ -1,8 +1,5 @@
 #include "protocol/offset.h"
 
-#include <algorithm>
-#include <cstdio>
-
 namespace ds {
 namespace {
 constexpr size_t kPartDigits = 16;
@@ -17,17 +14,6 @@ std::optional<uint64_t> parse_part(std::string_view s) {
   return v;
 }
 }  // namespace
-
-std::string Offset::str() const {
-  // Engines never mint parts above 16 digits; clamp rather than emit a
-  // string that would parse as another offset.
-  const uint64_t h = std::min(hi, kMaxPart);
-  const uint64_t l = std::min(lo, kMaxPart);
-  char buf[2 * kPartDigits + 8];
-  std::snprintf(buf, sizeof buf, "%016llu_%016llu", static_cast<unsigned long long>(h),
-                static_cast<unsigned long long>(l));
-  return buf;
-}
 
 std::optional<Offset> parse_offset(std::string_view s) {
   if (s.size() != 2 * kPartDigits + 1 || s[kPartDigits] != '_') return std::nullopt;

@@ -6,23 +6,12 @@
 // engine's business (the embedded engine uses hi = 0 and lo = byte position);
 // the protocol layer only parses, formats and compares them.
 
-#include <compare>
-#include <cstdint>
 #include <optional>
-#include <string>
 #include <string_view>
 
+#include "common/offset.h"
+
 namespace ds {
-
-struct Offset {
-  static constexpr uint64_t kMaxPart = 9'999'999'999'999'999ULL;  // 16 digits
-
-  uint64_t hi = 0;
-  uint64_t lo = 0;
-
-  friend constexpr auto operator<=>(const Offset&, const Offset&) = default;
-  std::string str() const;
-};
 
 /// What a client put in `offset=`: a position, or one of the sentinels.
 struct OffsetSpec {

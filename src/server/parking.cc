@@ -2,94 +2,20 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <map>
-
-#include "protocol/cursor.h"
-#include "protocol/sse.h"
 
 namespace ds::http_server {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// ------------------------------------------------------------------ rendering
-
-void sse_control(const Clock& clock, SseState& st, std::string& out, Offset next, bool up_to_date,
-                 bool closed) {
-  SseControl c;
-  c.next = next;
-  c.up_to_date = up_to_date;
-  c.closed = closed;
-  if (!closed) {
-    c.cursor = next_cursor(clock.now_ms(), st.cursor);
-    st.cursor = c.cursor;  // later cursors keep moving forward
-  }
-  append_sse_control(out, c);
-}
-
-namespace {
-
-/// A data event's payload: the records' bytes, or a JSON array of them.
-std::string sse_payload(const std::vector<RecordPtr>& records, bool json) {
-  size_t total = json ? 2 : 0;
-  for (const auto& r : records) total += r->bytes.size() + 1;
-  std::string body;
-  body.reserve(total);
-  if (json) body.push_back('[');
-  bool first = true;
-  for (const auto& r : records) {
-    if (r->bytes.empty()) continue;
-    if (json && !first) body.push_back(',');
-    body.append(r->bytes);
-    first = false;
-  }
-  if (json) body.push_back(']');
-  return body;
-}
-
-}  // namespace
-
-void sse_emit(const Clock& clock, SseState& st, std::string& out,
-              const std::vector<RecordPtr>& records, Offset next, bool up_to_date, bool closed) {
-  if (!records.empty() || (closed && !st.held.empty())) {
-    std::string payload;
-    if (st.json) {
-      payload = sse_payload(records, true);
-    } else {
-      payload = std::move(st.held);
-      st.held.clear();
-      for (const auto& r : records) payload.append(r->bytes);
-      if (!st.base64 && !closed) {
-        size_t keep = utf8_complete_prefix(payload);
-        if (keep < payload.size()) {
-          st.held = payload.substr(keep);
-          payload.resize(keep);
-          next = Offset{next.hi, next.lo - st.held.size()};
-          up_to_date = false;
-        }
-      }
-    }
-    if (!payload.empty() || st.json) append_sse_data(out, payload, st.base64);
-  }
-  sse_control(clock, st, out, next, up_to_date, closed);
-}
-
 // ------------------------------------------------------------------ one stream's lot
 
 namespace {
 
-/// "<hex size>\r\n" of a chunk.
-std::string_view chunk_size_line(size_t n, std::array<char, 24>& buf) {
-  auto [end, ec] = std::to_chars(buf.data(), buf.data() + 20, n, 16);
-  (void)ec;  // 20 hex digits always fit a size_t
-  *end++ = '\r';
-  *end++ = '\n';
-  return {buf.data(), static_cast<size_t>(end - buf.data())};
-}
-
-constexpr std::string_view kCrlf = "\r\n";
-constexpr std::string_view kLastChunk = "0\r\n\r\n";
-constexpr std::string_view kKeepAlive = ": keep-alive\n\n";
+using live::chunk_size_line;
+using live::kCrlf;
+using live::kKeepAlive;
+using live::kLastChunk;
 
 using Parts = std::array<asio::const_buffer, 5>;
 
@@ -253,27 +179,20 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     auto bucket = take(at);
     for (auto& r : bucket.polls) answer(std::move(r), w);
     auto& readers = bucket.readers;
-    if (!readers.empty()) {
-      switch (w.kind) {
-        case Wake::Kind::data:
-          deliver(std::move(readers), at, w);
-          break;
-        case Wake::Kind::closed:
-          for (auto& r : readers) {
-            std::string out;
-            sse_control(ctx_.clock, r->st, out, w.tail, true, true);
-            finish(*r, out);
-          }
-          break;
-        case Wake::Kind::gone:
-          for (auto& r : readers) finish(*r, {});
-          break;
-        case Wake::Kind::catch_up:
-          for (auto& r : readers) {
-            r->st.up_to_date = false;
-            unpark(std::move(r), {}, std::nullopt);
-          }
-          break;
+    if (!readers.empty() && w.kind == Wake::Kind::data) {
+      deliver(std::move(readers), at, w);
+    } else {
+      // Closed, gone or behind the hub's buffer: each reader steps alone.
+      for (auto& r : readers) {
+        std::string out;
+        const auto next = live::sse_on_wake(r->st, ctx_.clock, w, out);
+        if (next == live::SseNext::end) {
+          finish(*r, out);
+        } else {
+          std::string pending;
+          live::append_chunk(pending, out);
+          unpark(std::move(r), std::move(pending), std::nullopt);
+        }
       }
     }
     lot_.release(shared_from_this());
@@ -286,35 +205,25 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     auto job = std::make_shared<Delivery>();
     const bool json = readers.front()->st.json;
     const bool base64 = readers.front()->st.base64;
-    job->next = w.records.empty() ? at : w.records.back()->end;
-    job->caught_up = job->next >= w.tail;
-    job->closed = job->caught_up && w.closed;
-    {
-      std::string payload = sse_payload(w.records, json);
-      if (!json && !base64 && !job->closed && utf8_complete_prefix(payload) < payload.size()) {
-        // A character split across appends: coroutines hold it back per reader.
-        for (auto& r : readers) unpark(std::move(r), {}, w);
-        return;
-      }
-      if (!payload.empty() || json) append_sse_data(job->data, payload, base64);
+    if (!live::sse_broadcast(w, at, json, base64, job->cast)) {
+      // A character split across appends: coroutines hold it back per reader.
+      for (auto& r : readers) unpark(std::move(r), {}, w);
+      return;
     }
     // Control events: one per distinct client cursor (usually one for all).
     std::vector<Addressed> all;
     all.reserve(readers.size());
     std::string cursor_in;
-    std::string cursor_out;
+    const live::SseRead* first = nullptr;  // of the readers that sent cursor_in
     for (auto& r : readers) {
-      if (job->controls.empty() || r->st.cursor != cursor_in) {
+      if (!first || r->st.cursor != cursor_in) {
         cursor_in = r->st.cursor;
         job->controls.emplace_back();
-        sse_control(ctx_.clock, r->st, job->controls.back(), job->next, job->caught_up,
-                    job->closed);
-        cursor_out = r->st.cursor;
+        live::sse_on_broadcast(r->st, ctx_.clock, job->cast, job->controls.back());
+        first = &r->st;
       } else {
-        r->st.cursor = cursor_out;
+        live::sse_share_broadcast(r->st, *first, job->cast);
       }
-      r->st.at = job->next;
-      r->st.up_to_date = job->caught_up;
       all.push_back({std::move(r), job->controls.size() - 1});
     }
     // Many readers: the writes are split across the fan-out strands (one per
@@ -344,11 +253,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
   /// One data event for many readers: what every fan-out part shares.
   struct Delivery {
-    std::string data;
+    live::SseBroadcast cast;
     std::vector<std::string> controls;
-    Offset next;
-    bool caught_up = false;
-    bool closed = false;
   };
   struct Addressed {
     std::unique_ptr<ParkedSse> reader;
@@ -365,19 +271,24 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     const auto now = SteadyClock::now();
     for (auto& [r, ctl] : readers) {
       const std::string& control = job.controls[ctl];
-      std::array<char, 24> size_buf;
-      auto size_line = chunk_size_line(job.data.size() + control.size(), size_buf);
-      Parts parts{asio::buffer(size_line), asio::buffer(job.data), asio::buffer(control),
+      live::ChunkSizeBuf size_buf;
+      const auto next = live::sse_next(r->st);
+      auto size_line = chunk_size_line(job.cast.data.size() + control.size(), size_buf);
+      Parts parts{asio::buffer(size_line), asio::buffer(job.cast.data), asio::buffer(control),
                   asio::buffer(kCrlf),
-                  job.closed ? asio::buffer(kLastChunk) : asio::const_buffer()};
+                  next == live::SseNext::end ? asio::buffer(kLastChunk) : asio::const_buffer()};
       if (!write_or_hand_back(r, parts, now)) continue;
-      if (job.closed) {
-        close_socket(r->socket);
-        log_detached_end(ctx_, r->st.ex, name_);
-      } else if (!job.caught_up) {
-        unpark(std::move(r), {}, std::nullopt);
-      } else {
-        stay.push_back(std::move(r));
+      switch (next) {
+        case live::SseNext::end:
+          close_socket(r->socket);
+          log_detached_end(ctx_, r->st.ex, name_);
+          break;
+        case live::SseNext::read:
+          unpark(std::move(r), {}, std::nullopt);
+          break;
+        case live::SseNext::wait:
+          stay.push_back(std::move(r));
+          break;
       }
     }
     return stay;
@@ -421,7 +332,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// Writes `last` and the terminating chunk (best effort: a parked socket
   /// has room, so it normally takes it all) and ends the response.
   void finish(ParkedSse& r, std::string_view last) {
-    std::array<char, 24> size_buf;
+    live::ChunkSizeBuf size_buf;
     auto size_line = last.empty() ? std::string_view() : chunk_size_line(last.size(), size_buf);
     Parts parts{asio::buffer(size_line), asio::buffer(last),
                 last.empty() ? asio::const_buffer() : asio::buffer(kCrlf), asio::buffer(kLastChunk),
@@ -437,7 +348,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// resumes from there on another server, then the end of the body.
   void end_with_position(ParkedSse& r) {
     std::string out;
-    sse_control(ctx_.clock, r.st, out, r.st.at, r.st.up_to_date, false);
+    live::sse_on_stop(r.st, ctx_.clock, out);
     finish(r, out);
   }
 
@@ -505,7 +416,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
         finish(*out[i], {});
         continue;
       }
-      std::array<char, 24> size_buf;
+      live::ChunkSizeBuf size_buf;
       auto size_line = chunk_size_line(kKeepAlive.size(), size_buf);
       Parts parts{asio::buffer(size_line), asio::buffer(kKeepAlive), asio::buffer(kCrlf),
                   asio::const_buffer(), asio::const_buffer()};

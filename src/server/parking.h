@@ -7,7 +7,9 @@
 // end. Per stream, the lot keeps the parked readers grouped by offset, with
 // one hub waiter per group; when the hub has new data, the lot renders the
 // data event once and writes it to every reader of the group straight from
-// the lot's strand with non-blocking writes. A reader whose socket cannot
+// the lot's strand with non-blocking writes. What a wake means and what it
+// writes is the live-read machine's (server/live_read.h), as for the
+// coroutines: the lot only drives it. A reader whose socket cannot
 // take the whole event at once, or that needs a storage read, is handed back
 // to a coroutine (resume_sse) with what is left to write; it parks again
 // once it has caught up. Keep-alive comments, the end of an SSE session
@@ -25,32 +27,21 @@
 #include <vector>
 
 #include "server/http.h"
+#include "server/live_read.h"
 
 namespace ds::http_server {
 
 struct ParkedSse;
 struct ParkedLongPoll;
 
-/// What an SSE response carries from one event to the next.
-struct SseState {
-  Offset at;           ///< how far the events went (before any held-back bytes)
-  std::string cursor;  ///< the last cursor sent (at first, the client's)
-  std::string held;    ///< the start of a UTF-8 character split across records
-  bool base64 = false;
-  bool json = false;
-  bool up_to_date = false;
+/// What an SSE response carries from one event to the next: the live-read
+/// machine's state (server/live_read.h), and the session's times and
+/// exchange.
+struct SseState : live::SseRead {
   std::chrono::steady_clock::time_point session_end;
   std::chrono::steady_clock::time_point last_write;
   Exchange ex;  ///< for the access-log line when the response ends
 };
-
-/// Appends a control event for `next` (advancing st.cursor unless closed).
-void sse_control(const Clock& clock, SseState& st, std::string& out, Offset next, bool up_to_date,
-                 bool closed);
-/// Appends the data event of `records` (a text stream holds back a split
-/// UTF-8 character, and reports the offset before it) and its control event.
-void sse_emit(const Clock& clock, SseState& st, std::string& out,
-              const std::vector<RecordPtr>& records, Offset next, bool up_to_date, bool closed);
 
 /// Continues an SSE response in a coroutine on the socket's executor: writes
 /// `pending` (the rest of an event the socket did not take), handles `wake`

@@ -1,6 +1,6 @@
 #include "server/sse_output.h"
 
-#include <charconv>
+#include "server/live_read.h"
 
 namespace ds::http_server {
 
@@ -37,19 +37,13 @@ void SseOutput::push_framed(std::string_view framed) {
 
 void SseOutput::finish() {
   if (failed_) return;
-  waiting_.append("0\r\n\r\n");
+  waiting_.append(live::kLastChunk);
   if (!writing_) start_write();
 }
 
 void SseOutput::queue(std::string_view data) {
   if (data.empty()) return;  // a zero-length chunk would end the body
-  char size[20];
-  auto [end, ec] = std::to_chars(std::begin(size), std::end(size), data.size(), 16);
-  (void)ec;  // 20 hex digits always fit a size_t
-  waiting_.append(size, end);
-  waiting_.append("\r\n");
-  waiting_.append(data);
-  waiting_.append("\r\n");
+  live::append_chunk(waiting_, data);
   if (!writing_) start_write();
 }
 

@@ -1,0 +1,226 @@
+// PUT (create, fork), POST (append, close) and DELETE of a stream.
+
+#include "protocol/headers.h"
+#include "server/stream_handlers.h"
+
+namespace ds::http_server {
+
+// --------------------------------------------------------------------- PUT
+
+asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
+                                 const std::string& name) {
+  CreateRequest cr;
+  cr.path = name;
+  std::string_view ct = header(req, "content-type");
+  if (valid_content_type(ct)) cr.config.content_type = std::string(trim(ct));
+
+  bool has_ttl = has_header(req, "stream-ttl");
+  bool has_expires = has_header(req, "stream-expires-at");
+  if (has_ttl && has_expires) {
+    {
+      Response err_ = error_response(
+          req, Error(errc::bad_request, "Stream-TTL and Stream-Expires-At are mutually exclusive"));
+      co_return co_await send(ctx, stream, err_);
+    }
+  }
+  if (has_ttl) {
+    auto ttl = parse_ttl_seconds(header(req, "stream-ttl"));
+    if (!ttl) {
+      Response err_ = error_response(
+          req, Error(errc::bad_request,
+                     "Stream-TTL must be a non-negative integer without sign or leading zeros, "
+                     "at most " +
+                         std::to_string(kMaxTtlSeconds) + " (10 years)"));
+      co_return co_await send(ctx, stream, err_);
+    }
+    cr.config.ttl_seconds = *ttl;
+  }
+  if (has_expires) {
+    auto text = header(req, "stream-expires-at");
+    auto at = parse_expires_at_ms(text);
+    if (!at) {
+      Response err_ =
+          error_response(req, Error(errc::bad_request,
+                                    "Stream-Expires-At must be an RFC 3339 timestamp no later than "
+                                    "9999-12-31T23:59:59.999Z"));
+      co_return co_await send(ctx, stream, err_);
+    }
+    cr.config.expires_at_ms = *at;
+    cr.config.expires_at_text = std::string(text);
+  }
+  cr.closed = is_true_flag(header(req, "stream-closed"));
+
+  if (has_header(req, "stream-forked-from")) {
+    auto source = percent_decode(header(req, "stream-forked-from"), false);
+    std::string_view sv = source ? std::string_view(*source) : std::string_view();
+    if (auto scheme = sv.find("://"); scheme != std::string_view::npos) {
+      auto slash = sv.find('/', scheme + 3);
+      sv = slash == std::string_view::npos ? std::string_view() : sv.substr(slash);
+    }
+    auto src = stream_name(sv);
+    if (!src) {
+      if (src.error().code == errc::not_found) {
+        {
+          Response err_ =
+              error_response(req, Error(errc::not_found, "fork source stream not found"));
+          co_return co_await send(ctx, stream, err_);
+        }
+      }
+      {
+        Response err_ = error_response(req, src.error());
+        co_return co_await send(ctx, stream, err_);
+      }
+    }
+    cr.forked_from = std::move(*src);
+    if (has_header(req, "stream-fork-offset")) {
+      auto off = parse_offset(header(req, "stream-fork-offset"));
+      if (!off) {
+        Response err_ =
+            error_response(req, Error(errc::bad_offset, "malformed Stream-Fork-Offset"));
+        co_return co_await send(ctx, stream, err_);
+      }
+      cr.fork_offset = *off;
+    }
+    if (has_header(req, "stream-fork-sub-offset")) {
+      auto sub = parse_strict_uint(header(req, "stream-fork-sub-offset"));
+      if (!sub || *sub > kMaxSafeInteger) {
+        {
+          Response err_ = error_response(
+              req,
+              Error(errc::bad_request, "Stream-Fork-Sub-Offset must be a non-negative integer"));
+          co_return co_await send(ctx, stream, err_);
+        }
+      }
+      cr.fork_sub_offset = *sub;
+    }
+  } else if (has_header(req, "stream-fork-offset") || has_header(req, "stream-fork-sub-offset")) {
+    {
+      Response err_ = error_response(
+          req, Error(errc::bad_request,
+                     "Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From"));
+      co_return co_await send(ctx, stream, err_);
+    }
+  }
+  cr.body = std::move(req.body());
+
+  auto result_op = async_call<Result<CreateOutcome>>([&ctx, cr = std::move(cr)](auto cb) mutable {
+    ctx.store.create(std::move(cr), std::move(cb));
+  });
+  auto result = std::move(*co_await std::move(result_op));
+  if (!result) {
+    Response err_ = error_response(req, result.error());
+    co_return co_await send(ctx, stream, err_);
+  }
+
+  const auto& meta = result->meta;
+  auto res = make_response(req, result->created ? http::status::created : http::status::ok);
+  res.set(http::field::content_type, meta.config.content_type);
+  res.set("Stream-Next-Offset", meta.tail.str());
+  if (meta.closed) res.set("Stream-Closed", "true");
+  if (result->created) {
+    std::string host(header(req, "host"));
+    if (host.empty()) host = "localhost";
+    res.set(http::field::location,
+            "http://" + host + std::string(req.target().substr(0, req.target().find('?'))));
+  }
+  res.set(http::field::cache_control, "no-store");
+  co_return co_await send(ctx, stream, res);
+}
+
+// --------------------------------------------------------------------- POST
+
+asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
+                                  const std::string& name) {
+  AppendRequest ar;
+  ar.path = name;
+  const bool has_id = has_header(req, "producer-id");
+  const bool has_epoch = has_header(req, "producer-epoch");
+  const bool has_seq = has_header(req, "producer-seq");
+  if (has_id || has_epoch || has_seq) {
+    if (!(has_id && has_epoch && has_seq)) {
+      {
+        Response err_ = error_response(
+            req, Error(errc::bad_request,
+                       "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
+        co_return co_await send(ctx, stream, err_);
+      }
+    }
+    auto id = header(req, "producer-id");
+    auto epoch = parse_safe_uint(header(req, "producer-epoch"));
+    auto seq = parse_safe_uint(header(req, "producer-seq"));
+    if (id.empty()) {
+      Response err_ =
+          error_response(req, Error(errc::bad_request, "Producer-Id must not be empty"));
+      co_return co_await send(ctx, stream, err_);
+    }
+    if (!epoch || !seq) {
+      {
+        Response err_ = error_response(
+            req, Error(errc::bad_request,
+                       "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
+        co_return co_await send(ctx, stream, err_);
+      }
+    }
+    ar.producer = ProducerTriple{std::string(id), *epoch, *seq};
+  }
+  if (has_header(req, "stream-seq")) ar.stream_seq = std::string(header(req, "stream-seq"));
+  ar.close = is_true_flag(header(req, "stream-closed"));
+  ar.body = std::move(req.body());
+  if (ar.body.empty() && !ar.close) {
+    {
+      Response err_ = error_response(
+          req,
+          Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)"));
+      co_return co_await send(ctx, stream, err_);
+    }
+  }
+  if (!ar.body.empty()) {
+    std::string_view ct = header(req, "content-type");
+    if (!valid_content_type(ct)) {
+      {
+        Response err_ = error_response(
+            req, Error(errc::bad_request, "an append with a body needs a Content-Type"));
+        co_return co_await send(ctx, stream, err_);
+      }
+    }
+    ar.content_type = std::string(ct);
+  }
+  const bool has_body = !ar.body.empty();
+  const bool with_producer = ar.producer.has_value();
+
+  auto result_op = async_call<Result<AppendOutcome>>([&ctx, ar = std::move(ar)](auto cb) mutable {
+    ctx.store.append(std::move(ar), std::move(cb));
+  });
+  auto result = std::move(*co_await std::move(result_op));
+  if (!result) {
+    Response err_ = error_response(req, result.error());
+    co_return co_await send(ctx, stream, err_);
+  }
+
+  const auto& out = *result;
+  http::status status = http::status::no_content;
+  if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body)
+    status = http::status::ok;
+  auto res = make_response(req, status);
+  res.set("Stream-Next-Offset", out.tail.str());
+  if (out.closed) res.set("Stream-Closed", "true");
+  if (out.producer_epoch) res.set("Producer-Epoch", std::to_string(*out.producer_epoch));
+  if (out.producer_seq) res.set("Producer-Seq", std::to_string(*out.producer_seq));
+  res.set(http::field::cache_control, "no-store");
+  co_return co_await send(ctx, stream, res);
+}
+
+asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,
+                                    const std::string& name) {
+  auto result_op =
+      async_call<Result<Unit>>([&ctx, name](auto cb) { ctx.store.remove(name, std::move(cb)); });
+  auto result = std::move(*co_await std::move(result_op));
+  if (!result) {
+    Response err_ = error_response(req, result.error());
+    co_return co_await send(ctx, stream, err_);
+  }
+  auto res = make_response(req, http::status::no_content);
+  co_return co_await send(ctx, stream, res);
+}
+
+}  // namespace ds::http_server
