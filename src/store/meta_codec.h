@@ -1,6 +1,7 @@
 #pragma once
 // Binary encoding of stream metadata and producer state, shared by the
-// storage engines (the embedded engine stores it as RocksDB values; the S2
+// storage engines (the embedded engine stores it in its WAL and checkpoints,
+// as the previous release's RocksDB engine did in RocksDB values; the S2
 // engine puts it in the body of a stream's `meta` record). Versioned, so an
 // engine can read what an older dstreamd wrote.
 

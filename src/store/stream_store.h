@@ -1,5 +1,5 @@
 #pragma once
-// The storage engine boundary. Every engine (embedded RocksDB, S2) implements
+// The storage engine boundary. Every engine (embedded log, S2) implements
 // StreamStore; nothing above this header knows which one it talks to.
 //
 // The interface is asynchronous and Asio-free: each call takes a completion

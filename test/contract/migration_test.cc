@@ -1,11 +1,8 @@
 // Converting a data directory of the previous release (the RocksDB engine)
 // to the log engine on first start.
 //
-// The RocksDB engine is no longer in dstreamd; it is kept (ds_store_rocksdb)
-// so these tests can write directories exactly as that release wrote them.
-
-#include <rocksdb/db.h>
-#include <rocksdb/write_batch.h>
+// The RocksDB engine is no longer in dstreamd; these tests write directories
+// in its format with test/support/legacy_rocksdb.h.
 
 #include <chrono>
 #include <cstdlib>
@@ -16,10 +13,8 @@
 
 #include "common/clock.h"
 #include "store/log/log_store.h"
-#include "store/meta_codec.h"
-#include "store/rocksdb/codec.h"
-#include "store/rocksdb/rocksdb_store.h"
 #include "store_contract.h"
+#include "support/legacy_rocksdb.h"
 
 namespace ds::contract {
 
@@ -34,24 +29,20 @@ namespace {
 
 constexpr uint64_t kLegacyDepth = 50'000;
 
-/// encode_meta as version 1 wrote it: no fork depth. Needs the last four
-/// fields (ref_count, soft_deleted, created_ms, last_access_ms) to be one
-/// byte each, as they are here.
-std::string encode_meta_v1(const StreamMeta& m) {
-  std::string v2 = encode_meta(m);
-  if (v2[0] == '\x01') return v2;  // a dstreamd that still writes version 1
-  if (!m.fork) {
-    v2[0] = '\x01';
-    return v2;
-  }
-  EXPECT_EQ(m.fork_depth, 1u);
-  // ... fork_depth (1 byte), then the four one-byte fields.
-  return "\x01" + v2.substr(1, v2.size() - 6) + v2.substr(v2.size() - 4);
-}
-
 template <class T>
 errc code_of(const Result<T>& r) {
   return r.ok() ? errc::ok : r.error().code;
+}
+
+/// Calls `start` with a completion callback and waits for its result.
+template <class T, class Start>
+Result<T> wait(Start&& start) {
+  auto p = std::make_shared<std::promise<Result<T>>>();
+  auto f = p->get_future();
+  start([p](Result<T> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+    return Error(errc::unavailable, "no answer within 60 s");
+  return f.get();
 }
 
 std::string legacy_path(uint64_t i) { return "/v1/stream/legacy/" + std::to_string(i); }
@@ -74,31 +65,19 @@ class LegacyForkChain : public ::testing::Test {
   /// stream but the deepest soft-deleted; the deepest expires at
   /// `expires_at_ms` if given.
   void write_chain(std::optional<int64_t> expires_at_ms) {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir_ + "/db", &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    rocksdb::WriteBatch batch;
+    legacy::LegacyRocksDir d(dir_ + "/db");
+    StreamMeta prev;
     for (uint64_t i = 0; i <= kLegacyDepth; ++i) {
-      StreamMeta m;
-      m.id = i + 1;
-      m.path = legacy_path(i);
-      m.config.content_type = "text/plain";
-      m.tail = Offset{0, 4};
-      if (i > 0) {
-        m.fork = ForkRef{legacy_path(i - 1), i, Offset{0, 4}, 0};
-        m.fork_depth = 1;  // what a version-1 record decodes to
-      }
+      StreamMeta m = i == 0 ? legacy::stream_meta(1, legacy_path(0))
+                            : legacy::fork_meta(i + 1, legacy_path(i), prev, Offset{0, 4});
       const bool deepest = i == kLegacyDepth;
       m.ref_count = deepest ? 0 : 1;
       m.soft_deleted = !deepest;
       if (deepest && expires_at_ms) m.config.expires_at_ms = expires_at_ms;
-      batch.Put(rocks::meta_key(m.path), encode_meta_v1(m));
+      prev = d.put_stream(m, i == 0 ? std::vector<std::string>{"root"} : std::vector<std::string>{},
+                          legacy::MetaVersion::v1);
     }
-    batch.Put(rocks::data_key(1, 0), "root");
-    batch.Put(rocks::kNextIdKey, rocks::encode_u64(kLegacyDepth + 2));
-    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &batch).ok());
+    d.put_next_id(kLegacyDepth + 2);
   }
 
   /// Opens the directory with the log engine: the first time converts it.
@@ -113,15 +92,6 @@ class LegacyForkChain : public ::testing::Test {
     store_ = std::move(*s);
   }
 
-  template <class T, class Start>
-  static Result<T> wait(Start&& start) {
-    auto p = std::make_shared<std::promise<Result<T>>>();
-    auto f = p->get_future();
-    start([p](Result<T> r) { p->set_value(std::move(r)); });
-    if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
-      return Error(errc::unavailable, "no answer within 60 s");
-    return f.get();
-  }
   Result<StreamMeta> head(const std::string& path) {
     return wait<StreamMeta>([&](auto cb) { store_->head(path, cb); });
   }
@@ -190,7 +160,7 @@ TEST_F(LegacyForkChain, ExpiryOfTheDeepestForkIsSweptAtStartWithoutCrashing) {
   EXPECT_TRUE(head("/v1/stream/other").ok());
 }
 
-// ---- A directory the previous release wrote through its engine: every
+// ---- A directory as the previous release left it: every
 // stream reads the same after the conversion, producers and Stream-Seq keep
 // their state, the RocksDB files are set aside, and a second start is a
 // plain start.
@@ -210,15 +180,6 @@ class Conversion : public ::testing::Test {
     std::filesystem::remove_all(dir_, ec);
   }
 
-  template <class T, class Start>
-  static Result<T> wait(Start&& start) {
-    auto p = std::make_shared<std::promise<Result<T>>>();
-    auto f = p->get_future();
-    start([p](Result<T> r) { p->set_value(std::move(r)); });
-    if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
-      return Error(errc::unavailable, "no answer within 60 s");
-    return f.get();
-  }
   static std::string read_all(StreamStore& s, const std::string& path) {
     std::string all;
     auto r = wait<ReadOutcome>([&](auto cb) {
@@ -240,43 +201,25 @@ class Conversion : public ::testing::Test {
     return a;
   }
 
-  /// Writes streams with the previous release's engine.
+  /// Writes what the previous release's engine left after: PUT text "hello ",
+  /// three producer appends with Stream-Seq, PUT a 100 kB byte stream, PUT a
+  /// JSON stream, a fork of the text at offset 6, and a close of the JSON.
   void write_with_rocksdb() {
-    RocksStoreOptions o;
-    o.path = path_;
-    o.clock = &clock_;
-    auto opened = open_rocksdb_store(o);
-    ASSERT_TRUE(opened.ok()) << opened.error().message;
-    auto& s = **opened;
-    CreateRequest text;
-    text.path = "/v1/stream/text";
-    text.config.content_type = "text/plain";
-    text.body = "hello ";
-    ASSERT_TRUE(wait<CreateOutcome>([&](auto cb) { s.create(text, cb); }).ok());
-    for (uint64_t seq = 0; seq < 3; ++seq) {
-      auto a = producer_append(text.path, "w" + std::to_string(seq) + " ", seq);
-      a.stream_seq = "00" + std::to_string(seq);
-      ASSERT_TRUE(wait<AppendOutcome>([&](auto cb) { s.append(a, cb); }).ok());
-    }
-    CreateRequest big;  // large enough for a stream file of its own
-    big.path = "/v1/stream/big";
-    big.config.content_type = "application/octet-stream";
-    big.body = std::string(100'000, 'b');
-    ASSERT_TRUE(wait<CreateOutcome>([&](auto cb) { s.create(big, cb); }).ok());
-    CreateRequest json;
-    json.path = "/v1/stream/json";
-    json.config.content_type = "application/json";
-    json.body = R"([{"a":1},{"b":2}])";
-    ASSERT_TRUE(wait<CreateOutcome>([&](auto cb) { s.create(json, cb); }).ok());
-    CreateRequest fork;
-    fork.path = "/v1/stream/fork";
-    fork.forked_from = text.path;
-    fork.fork_offset = Offset{0, 6};
-    ASSERT_TRUE(wait<CreateOutcome>([&](auto cb) { s.create(fork, cb); }).ok());
-    AppendRequest close;
-    close.path = "/v1/stream/json";
-    close.close = true;
-    ASSERT_TRUE(wait<AppendOutcome>([&](auto cb) { s.append(close, cb); }).ok());
+    legacy::LegacyRocksDir d(path_);
+    const int64_t now = clock_.now_ms();
+    auto text = legacy::stream_meta(1, "/v1/stream/text", "text/plain", now);
+    text.last_stream_seq = "002";
+    text.ref_count = 1;
+    text = d.put_stream(text, {"hello ", "w0 ", "w1 ", "w2 "});
+    d.put_producer(text.id, "p", ProducerState{0, 2, now});
+    // Large enough for a stream file of its own.
+    d.put_stream(legacy::stream_meta(2, "/v1/stream/big", "application/octet-stream", now),
+                 {std::string(100'000, 'b')});
+    auto json = legacy::stream_meta(3, "/v1/stream/json", "application/json", now);
+    json.closed = true;
+    d.put_stream(json, {legacy::json_record({R"({"a":1})", R"({"b":2})"})});
+    d.put_stream(legacy::fork_meta(4, "/v1/stream/fork", text, Offset{0, 6}, 0, now), {});
+    d.put_next_id(5);
   }
 
   std::string dir_;

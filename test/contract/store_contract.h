@@ -2,7 +2,7 @@
 // The storage-engine contract: one value-parameterized GoogleTest suite that
 // every StreamStore implementation must pass. The tests are written only
 // against store/stream_store.h; an engine joins by providing an
-// EngineFactory and one INSTANTIATE_TEST_SUITE_P line (see rocksdb_engine.cc).
+// EngineFactory and one INSTANTIATE_TEST_SUITE_P line (see log_engine.cc).
 //
 // Offsets are compared only by order and only ones the engine returned (plus
 // Offset{}, the protocol's "beginning of the stream"), so engines may encode

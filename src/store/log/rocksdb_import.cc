@@ -19,8 +19,8 @@ namespace {
 
 // The RocksDB engine's key layout (store/rocksdb/codec.h), spelled out here
 // rather than linked: this reader has to keep working once the RocksDB engine
-// and its sources are gone. The import test writes its database with the
-// real engine, so the two cannot drift apart unnoticed.
+// and its sources are gone (they are). The tests write their databases
+// with test/support/legacy_rocksdb.h, which documents the same layout.
 //   'M' path                   -> StreamMeta
 //   'P' id(8, BE) producer_id  -> ProducerState
 //   'D' id(8, BE) begin(8, BE) -> record bytes

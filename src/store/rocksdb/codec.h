@@ -1,5 +1,9 @@
 #pragma once
-// Key layout and value encoding of the embedded engine.
+// Key layout and value encoding of the previous release's embedded engine
+// (RocksDB). That engine is gone: dstreamd only reads its data directories to
+// convert them (store/log/rocksdb_import.h, which spells this layout out on
+// its own), and the tests write such directories with this codec
+// (test/support/legacy_rocksdb.h).
 //
 //   'M' path                      -> StreamMeta          (one per stream)
 //   'P' id(8, BE) producer_id     -> ProducerState
