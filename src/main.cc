@@ -27,7 +27,7 @@ namespace po = boost::program_options;
 
 namespace {
 
-/// `500ms`, `30s`, `2m`, or a bare number of seconds.
+/// `500ms`, `30s`, `2m`, `12h`, `7d`, or a bare number of seconds.
 std::optional<std::chrono::milliseconds> parse_duration(std::string s) {
   size_t i = 0;
   while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
@@ -37,6 +37,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string s) {
   if (unit == "ms") return std::chrono::milliseconds(n);
   if (unit == "s" || unit.empty()) return std::chrono::milliseconds(n * 1000);
   if (unit == "m") return std::chrono::milliseconds(n * 60'000);
+  if (unit == "h") return std::chrono::milliseconds(n * 3'600'000);
+  if (unit == "d") return std::chrono::milliseconds(n * 86'400'000);
   return std::nullopt;
 }
 
@@ -291,6 +293,11 @@ struct StoreMetrics {
               log.recovery_cut_bytes.load());
     seconds(e, "dstreamd_store_recovery_duration_seconds", "Duration of this start's recovery",
             log.recovery_ms.load());
+    e.gauge("dstreamd_store_producers", "Producer-Id states the embedded store holds",
+            static_cast<int64_t>(log.producers.load()));
+    e.counter("dstreamd_store_producers_forgotten_total",
+              "Producer-Ids forgotten after --producer-idle-timeout without an append",
+              log.producers_forgotten.load());
     e.counter("dstreamd_store_no_space_rejections_total",
               "Groups of writes refused with 507 because the disk was full (the store goes on)",
               log.no_space_rejections.load());
@@ -394,6 +401,7 @@ int main(int argc, char** argv) {
   bool fsync = true;
   bool migrate_rocksdb = true;
   uint64_t checkpoint_wal_bytes = 64ull << 20;
+  std::string producer_idle = "7d";
   std::string storage = "embedded";
   std::string s2_endpoint;
   std::string s2_basin;
@@ -414,6 +422,9 @@ int main(int argc, char** argv) {
       "checkpoint-wal-bytes", po::value(&checkpoint_wal_bytes)->default_value(checkpoint_wal_bytes),
       "embedded store: take a checkpoint after this much WAL (bounds restart time and the "
       "appended bytes held in memory; smaller costs more writes)")(
+      "producer-idle-timeout", po::value(&producer_idle)->default_value(producer_idle),
+      "embedded store: forget a Producer-Id after this long without an append (e.g. 7d, 12h; "
+      "0 keeps them forever); it then starts again at seq 0")(
       "migrate-rocksdb", po::value(&migrate_rocksdb)->default_value(migrate_rocksdb),
       "embedded store: convert a --data-dir written by an earlier dstreamd (RocksDB) on start; "
       "false refuses to start on one")("long-poll-timeout",
@@ -506,6 +517,12 @@ int main(int argc, char** argv) {
     store_options.sync = fsync;
     store_options.migrate_rocksdb = migrate_rocksdb;
     store_options.checkpoint_wal_bytes = std::max<uint64_t>(checkpoint_wal_bytes, 1);
+    auto idle = parse_duration(producer_idle);
+    if (!idle) {
+      std::cerr << "dstreamd: --producer-idle-timeout looks like 7d, 12h, 30m or 0\n";
+      return 2;
+    }
+    store_options.producer_idle_ms = idle->count();
     store_options.stats = &store_metrics->log;
     if (!fsync) ds::log::warn("--fsync=false: acknowledged writes can be lost on power failure");
     store_options.on_group_commit = [m = store_metrics.get()](const ds::GroupCommitStats& s) {

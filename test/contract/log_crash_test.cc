@@ -397,3 +397,58 @@ TEST(LogDiskFull, AFullDiskRefusesTheGroupAndTheStoreGoesOn) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+// ---- Idle producers are forgotten (issue 13.10): a stream's producer state
+// must not grow forever. An idle one starts again from seq 0; an active one
+// is kept, duplicates and all.
+TEST(LogProducers, IdleProducersAreForgottenAndActiveOnesKept) {
+  FaultFs fs;
+  ManualClock clock;
+  LogStoreStats stats;
+  LogStoreOptions o;
+  o.path = kDir;
+  o.fs = &fs;
+  o.clock = &clock;
+  o.stats = &stats;
+  o.producer_idle_ms = 10'000;
+  auto store = open_log_store(o);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto& s = **store;
+  CreateRequest c;
+  c.path = stream_path(0);
+  c.config.content_type = "text/plain";
+  ASSERT_TRUE(call<CreateOutcome>([&](auto cb) { s.create(c, cb); }).ok());
+  auto append = [&](const std::string& producer, uint64_t seq) {
+    AppendRequest a;
+    a.path = stream_path(0);
+    a.content_type = "text/plain";
+    a.body = producer + std::to_string(seq) + ";";
+    a.producer = ProducerTriple{producer, 0, seq};
+    return call<AppendOutcome>([&](auto cb) { s.append(a, cb); });
+  };
+  ASSERT_TRUE(append("p", 0).ok());
+  ASSERT_TRUE(append("q", 0).ok());
+  clock.advance_ms(55'000);
+  ASSERT_TRUE(append("q", 1).ok());  // q stays active
+  clock.advance_ms(6'000);           // p idle 61 s, q 6 s; a minute since the last sweep
+  ASSERT_TRUE(append("q", 2).ok());  // a group, so the writer's maintenance runs
+  EXPECT_EQ(stats.producers_forgotten.load(), 1u);
+  EXPECT_EQ(stats.producers.load(), 1u);
+  // p is forgotten: seq 1 is a gap now, and it starts again from 0.
+  auto gap = append("p", 1);
+  ASSERT_FALSE(gap.ok());
+  EXPECT_EQ(gap.error().code, errc::producer_seq_gap);
+  auto again = append("p", 0);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->kind, AppendOutcome::Kind::appended);
+  // q is remembered: its last append retried is a duplicate.
+  auto dup = append("q", 2);
+  ASSERT_TRUE(dup.ok()) << dup.error().message;
+  EXPECT_EQ(dup->kind, AppendOutcome::Kind::duplicate);
+}
+
+}  // namespace
+}  // namespace ds

@@ -237,6 +237,8 @@ class LogStore final : public StreamStore {
   void apply(AppendOp& op, Staging& st);
   void apply(RemoveOp& op, Staging& st);
   void maintain(Staging& st);
+  void forget_idle_producers(int64_t now);
+  static constexpr int64_t kProducerSweepMs = 60'000;
   void fail(const std::string& what, const Error& e);
   /// Moves records from memory into files and writes a checkpoint. A
   /// failure costs nothing but time: the WAL still holds everything.
@@ -312,6 +314,7 @@ class LogStore final : public StreamStore {
   uint64_t wal_since_checkpoint_ = 0;
   uint64_t last_checkpoint_size_ = 0;
   uint64_t next_checkpoint_at_ = 0;  // wal_since_checkpoint_ that triggers the next one
+  int64_t last_producer_sweep_ms_ = 0;
   int64_t last_maintenance_ms_ = 0;
 
   // Recovery only: stream id -> path while replaying, and the ids whose
@@ -1040,6 +1043,30 @@ void LogStore::maintain(Staging& st) {
     }
   }
   for (auto& path : expired) expire(st, path);
+  if (opts_.producer_idle_ms > 0 && now - last_producer_sweep_ms_ >= kProducerSweepMs) {
+    last_producer_sweep_ms_ = now;
+    forget_idle_producers(now);
+  }
+}
+
+void LogStore::forget_idle_producers(int64_t now) {
+  // Not logged in the WAL: forgetting is a function of time, so a start
+  // that brings an idle producer back from the checkpoint or the WAL
+  // forgets it again at its first sweep. Until then a retry is judged
+  // against the remembered state, which only errs on the side of
+  // recognising a duplicate.
+  uint64_t held = 0;
+  for (auto it = producers_.begin(); it != producers_.end();) {
+    auto& map = it->second;
+    std::erase_if(map, [&](const auto& p) {
+      const bool idle = now - p.second.updated_ms >= opts_.producer_idle_ms;
+      if (idle) stats_->producers_forgotten++;
+      return idle;
+    });
+    held += map.size();
+    it = map.empty() ? producers_.erase(it) : std::next(it);
+  }
+  stats_->producers = held;
 }
 
 void LogStore::apply(CreateOp& op, Staging& st) {

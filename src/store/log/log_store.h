@@ -52,6 +52,8 @@ struct LogStoreStats {
   std::atomic<int64_t> recovery_ms{0};           ///< duration of the last start's recovery
   std::atomic<uint64_t> recovery_replayed{0};    ///< WAL entries replayed at the last start
   std::atomic<uint64_t> write_failures{0};       ///< failed WAL writes or syncs
+  std::atomic<uint64_t> producers{0};            ///< producer states held (all streams)
+  std::atomic<uint64_t> producers_forgotten{0};  ///< idle producers forgotten
   std::atomic<uint64_t> no_space_rejections{0};  ///< groups refused for want of disk space
   std::atomic<uint64_t> checkpoint_failures{0};  ///< checkpoints that failed (retried later)
   std::atomic<uint64_t> memory_bytes{0};         ///< record bytes held in memory (not yet in files)
@@ -68,6 +70,12 @@ struct LogStoreOptions {
   unsigned reader_threads = 2;
   const Clock* clock = &SystemClock::instance();
   int64_t maintenance_interval_ms = 1000;  ///< TTL sweep and access-time persistence
+  /// A producer (Producer-Id) with no append for this long is forgotten, as
+  /// Kafka forgets idle producer ids: a stream's producer state must not
+  /// grow forever. A forgotten producer starts again at seq 0 (or a new
+  /// epoch); a retry of its last append after that is no longer recognised
+  /// as a duplicate. 0 keeps producers forever.
+  int64_t producer_idle_ms = 7 * 24 * 3600 * 1000LL;
   /// A checkpoint is taken once this much WAL has been written since the
   /// last one (and at least as much as the last checkpoint file's size, so
   /// that checkpoints of many small streams cost at most half the writes).
