@@ -75,7 +75,7 @@ struct LogStoreOptions {
   /// grow forever. A forgotten producer starts again at seq 0 (or a new
   /// epoch); a retry of its last append after that is no longer recognised
   /// as a duplicate. 0 keeps producers forever.
-  int64_t producer_idle_ms = 7 * 24 * 3600 * 1000LL;
+  int64_t producer_idle_ms = int64_t{7} * 24 * 3600 * 1000;
   /// A checkpoint is taken once this much WAL has been written since the
   /// last one (and at least as much as the last checkpoint file's size, so
   /// that checkpoints of many small streams cost at most half the writes).
