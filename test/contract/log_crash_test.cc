@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -248,204 +249,159 @@ INSTANTIATE_TEST_SUITE_P(Log, LogCrash, ::testing::Bool(),
                            return info.param ? "WithCheckpoints" : "WalOnly";
                          });
 
-// ---- Corruption: a flipped byte inside the WAL cuts the log at the last
-// whole group before it, with a log line and a metric; nothing after the
-// cut is served, and the engine starts (it never crash-loops on its own
-// data directory).
-TEST(LogCorruption, AFlippedByteCutsTheWalAtTheLastWholeGroup) {
-  FaultFs fs;
-  ManualClock clock;
-  LogStoreOptions o;
-  o.path = kDir;
-  o.fs = &fs;
-  o.clock = &clock;
-  {
-    auto store = open_log_store(o);
-    ASSERT_TRUE(store.ok()) << store.error().message;
-    CreateRequest c;
-    c.path = stream_path(0);
-    c.config.content_type = "text/plain";
-    ASSERT_TRUE(call<CreateOutcome>([&](auto cb) { (*store)->create(c, cb); }).ok());
-    for (int k = 0; k < 10; ++k) {
-      AppendRequest a;
-      a.path = stream_path(0);
-      a.content_type = "text/plain";
-      a.body = "record-" + std::to_string(k) + ";";
-      ASSERT_TRUE(call<AppendOutcome>([&](auto cb) { (*store)->append(a, cb); }).ok());
-    }
+// ---- The single-scenario tests below share one small fixture: a log
+// engine on FaultFs with a manual clock, and one text stream.
+class LogEngine : public ::testing::Test {
+ protected:
+  LogEngine() {
+    options_.path = kDir;
+    options_.fs = &fs_;
+    options_.clock = &clock_;
+    options_.stats = &stats_;
   }
-  // The first segment holds the groups; flip a byte near its end (inside
-  // the last append's bytes).
-  const std::string seg = std::string(kDir) + "/wal/0000000000000001.wal";
-  const std::string before = fs.contents(seg);
-  ASSERT_GT(before.size(), 40u);
-  const size_t at = before.rfind("record-9;");
-  ASSERT_NE(at, std::string::npos);
-  fs.corrupt(seg, at + 3, 0x20);
-
-  LogStoreStats stats;
-  o.stats = &stats;
-  auto store = open_log_store(o);
-  ASSERT_TRUE(store.ok()) << store.error().message;
-  EXPECT_EQ(stats.recovery_tail_cuts.load(), 1u);
-  EXPECT_GT(stats.recovery_cut_bytes.load(), 0u);
-  auto r = call<ReadOutcome>([&](auto cb) {
-    (*store)->read(ReadRequest{stream_path(0), OffsetSpec::start()}, cb);
-  });
-  ASSERT_TRUE(r.ok());
-  std::string all;
-  for (const auto& rec : r->records) all += rec->bytes;
-  std::string expected;
-  for (int k = 0; k < 9; ++k) expected += "record-" + std::to_string(k) + ";";
-  EXPECT_EQ(all, expected);
-  // And the log goes on from there.
-  AppendRequest a;
-  a.path = stream_path(0);
-  a.content_type = "text/plain";
-  a.body = "after;";
-  ASSERT_TRUE(call<AppendOutcome>([&](auto cb) { (*store)->append(a, cb); }).ok());
-  store->reset();
-  auto again = open_log_store(o);
-  ASSERT_TRUE(again.ok()) << again.error().message;
-  auto r2 = call<ReadOutcome>([&](auto cb) {
-    (*again)->read(ReadRequest{stream_path(0), OffsetSpec::start()}, cb);
-  });
-  ASSERT_TRUE(r2.ok());
-  std::string all2;
-  for (const auto& rec : r2->records) all2 += rec->bytes;
-  EXPECT_EQ(all2, expected + "after;");
-}
-
-// ---- A corrupt checkpoint is refused with a message, not half-loaded.
-TEST(LogCorruption, ACorruptCheckpointIsRefusedWithAMessage) {
-  FaultFs fs;
-  ManualClock clock;
-  LogStoreOptions o;
-  o.path = kDir;
-  o.fs = &fs;
-  o.clock = &clock;
-  o.checkpoint_wal_bytes = 1;  // a checkpoint after the first group
-  {
-    auto store = open_log_store(o);
-    ASSERT_TRUE(store.ok()) << store.error().message;
+  /// Opens the engine; a failed open fails the test (and returns null).
+  std::unique_ptr<StreamStore> open() {
+    auto s = open_log_store(options_);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  static void create_stream(StreamStore& s, const std::string& body = "") {
     CreateRequest c;
     c.path = stream_path(0);
     c.config.content_type = "text/plain";
-    c.body = "x";
-    ASSERT_TRUE(call<CreateOutcome>([&](auto cb) { (*store)->create(c, cb); }).ok());
-  }  // the writer takes the checkpoint right after the group, before it stops
-  const std::string cp = std::string(kDir) + "/checkpoint";
-  ASSERT_FALSE(fs.contents(cp).empty());
-  fs.corrupt(cp, fs.contents(cp).size() / 2, 0x01);
-  auto store = open_log_store(o);
-  ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.error().message.find("checkpoint"), std::string::npos) << store.error().message;
-}
-
-}  // namespace
-}  // namespace ds
-
-namespace ds {
-namespace {
-
-// ---- A full disk refuses the group that did not fit (507) and nothing
-// else: the store stays writable, and once there is space again appends go
-// on where they were; nothing of the refused group comes back at restart.
-TEST(LogDiskFull, AFullDiskRefusesTheGroupAndTheStoreGoesOn) {
-  FaultFs fs;
-  ManualClock clock;
-  LogStoreStats stats;
-  LogStoreOptions o;
-  o.path = kDir;
-  o.fs = &fs;
-  o.clock = &clock;
-  o.stats = &stats;
-  auto append = [](StreamStore& s, const std::string& body) {
+    c.body = body;
+    auto r = call<CreateOutcome>([&](auto cb) { s.create(c, cb); });
+    ASSERT_TRUE(r.ok()) << r.error().message;
+  }
+  static Result<AppendOutcome> append(StreamStore& s, const std::string& body,
+                                      std::optional<ProducerTriple> producer = std::nullopt) {
     AppendRequest a;
     a.path = stream_path(0);
     a.content_type = "text/plain";
     a.body = body;
+    a.producer = std::move(producer);
     return call<AppendOutcome>([&](auto cb) { s.append(a, cb); });
-  };
-  {
-    auto store = open_log_store(o);
-    ASSERT_TRUE(store.ok()) << store.error().message;
-    CreateRequest c;
-    c.path = stream_path(0);
-    c.config.content_type = "text/plain";
-    ASSERT_TRUE(call<CreateOutcome>([&](auto cb) { (*store)->create(c, cb); }).ok());
-    ASSERT_TRUE(append(**store, "before;").ok());
-    fs.no_space(true);
-    auto refused = append(**store, "refused;");
-    ASSERT_FALSE(refused.ok());
-    EXPECT_EQ(refused.error().code, errc::insufficient_storage) << refused.error().message;
-    EXPECT_TRUE((*store)->health().ok()) << "a full disk is not a broken store";
-    EXPECT_EQ(stats.no_space_rejections.load(), 1u);
-    fs.no_space(false);
-    ASSERT_TRUE(append(**store, "after;").ok());
   }
-  auto store = open_log_store(o);
-  ASSERT_TRUE(store.ok()) << store.error().message;
-  auto r = call<ReadOutcome>([&](auto cb) {
-    (*store)->read(ReadRequest{stream_path(0), OffsetSpec::start()}, cb);
-  });
-  ASSERT_TRUE(r.ok());
-  std::string all;
-  for (const auto& rec : r->records) all += rec->bytes;
-  EXPECT_EQ(all, "before;after;");
+  static std::string read_all(StreamStore& s) {
+    auto r = call<ReadOutcome>([&](auto cb) {
+      s.read(ReadRequest{stream_path(0), OffsetSpec::start()}, cb);
+    });
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    std::string all;
+    if (r.ok())
+      for (const auto& rec : r->records) all += rec->bytes;
+    return all;
+  }
+
+  FaultFs fs_;
+  ManualClock clock_;
+  LogStoreStats stats_;
+  LogStoreOptions options_;
+};
+
+// ---- Corruption: a flipped byte inside the WAL cuts the log at the last
+// whole group before it, with a log line and a metric; nothing after the
+// cut is served, and the engine starts (it never crash-loops on its own
+// data directory).
+TEST_F(LogEngine, AFlippedByteCutsTheWalAtTheLastWholeGroup) {
+  std::string expected;
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    create_stream(*store);
+    for (int k = 0; k < 10; ++k) {
+      const std::string rec = "record-" + std::to_string(k) + ";";
+      ASSERT_TRUE(append(*store, rec).ok());
+      if (k < 9) expected += rec;
+    }
+  }
+  // The first segment holds the groups; flip a byte inside the last
+  // append's bytes.
+  const std::string seg = std::string(kDir) + "/wal/0000000000000001.wal";
+  const size_t at = fs_.contents(seg).rfind("record-9;");
+  ASSERT_NE(at, std::string::npos);
+  fs_.corrupt(seg, at + 3, 0x20);
+
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(stats_.recovery_tail_cuts.load(), 1u);
+  EXPECT_GT(stats_.recovery_cut_bytes.load(), 0u);
+  EXPECT_EQ(read_all(*store), expected);
+  // And the log goes on from there.
+  ASSERT_TRUE(append(*store, "after;").ok());
+  store.reset();
+  auto again = open();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(read_all(*again), expected + "after;");
 }
 
-}  // namespace
-}  // namespace ds
+// ---- A corrupt checkpoint is refused with a message, not half-loaded.
+TEST_F(LogEngine, ACorruptCheckpointIsRefusedWithAMessage) {
+  options_.checkpoint_wal_bytes = 1;  // a checkpoint after the first group
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    create_stream(*store, "x");
+  }  // the writer takes the checkpoint right after the group, before it stops
+  const std::string cp = std::string(kDir) + "/checkpoint";
+  ASSERT_FALSE(fs_.contents(cp).empty());
+  fs_.corrupt(cp, fs_.contents(cp).size() / 2, 0x01);
+  auto store = open_log_store(options_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find("checkpoint"), std::string::npos) << store.error().message;
+}
 
-namespace ds {
-namespace {
+// ---- A full disk refuses the group that did not fit (507) and nothing
+// else: the store stays writable, and once there is space again appends go
+// on where they were; nothing of the refused group comes back at restart.
+TEST_F(LogEngine, AFullDiskRefusesTheGroupAndTheStoreGoesOn) {
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    create_stream(*store);
+    ASSERT_TRUE(append(*store, "before;").ok());
+    fs_.no_space(true);
+    auto refused = append(*store, "refused;");
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, errc::insufficient_storage) << refused.error().message;
+    EXPECT_TRUE(store->health().ok()) << "a full disk is not a broken store";
+    EXPECT_EQ(stats_.no_space_rejections.load(), 1u);
+    fs_.no_space(false);
+    ASSERT_TRUE(append(*store, "after;").ok());
+  }
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(read_all(*store), "before;after;");
+}
 
 // ---- Idle producers are forgotten (issue 13.10): a stream's producer state
 // must not grow forever. An idle one starts again from seq 0; an active one
 // is kept, duplicates and all.
-TEST(LogProducers, IdleProducersAreForgottenAndActiveOnesKept) {
-  FaultFs fs;
-  ManualClock clock;
-  LogStoreStats stats;
-  LogStoreOptions o;
-  o.path = kDir;
-  o.fs = &fs;
-  o.clock = &clock;
-  o.stats = &stats;
-  o.producer_idle_ms = 10'000;
-  auto store = open_log_store(o);
-  ASSERT_TRUE(store.ok()) << store.error().message;
-  auto& s = **store;
-  CreateRequest c;
-  c.path = stream_path(0);
-  c.config.content_type = "text/plain";
-  ASSERT_TRUE(call<CreateOutcome>([&](auto cb) { s.create(c, cb); }).ok());
-  auto append = [&](const std::string& producer, uint64_t seq) {
-    AppendRequest a;
-    a.path = stream_path(0);
-    a.content_type = "text/plain";
-    a.body = producer + std::to_string(seq) + ";";
-    a.producer = ProducerTriple{producer, 0, seq};
-    return call<AppendOutcome>([&](auto cb) { s.append(a, cb); });
+TEST_F(LogEngine, IdleProducersAreForgottenAndActiveOnesKept) {
+  options_.producer_idle_ms = 10'000;
+  auto store = open();
+  ASSERT_TRUE(store);
+  create_stream(*store);
+  auto by = [&](const std::string& producer, uint64_t seq) {
+    return append(*store, producer + std::to_string(seq) + ";", ProducerTriple{producer, 0, seq});
   };
-  ASSERT_TRUE(append("p", 0).ok());
-  ASSERT_TRUE(append("q", 0).ok());
-  clock.advance_ms(55'000);
-  ASSERT_TRUE(append("q", 1).ok());  // q stays active
-  clock.advance_ms(6'000);           // p idle 61 s, q 6 s; a minute since the last sweep
-  ASSERT_TRUE(append("q", 2).ok());  // a group, so the writer's maintenance runs
-  EXPECT_EQ(stats.producers_forgotten.load(), 1u);
-  EXPECT_EQ(stats.producers.load(), 1u);
+  ASSERT_TRUE(by("p", 0).ok());
+  ASSERT_TRUE(by("q", 0).ok());
+  clock_.advance_ms(55'000);
+  ASSERT_TRUE(by("q", 1).ok());  // q stays active
+  clock_.advance_ms(6'000);      // p idle 61 s, q 6 s; a minute since the last sweep
+  ASSERT_TRUE(by("q", 2).ok());  // a group, so the writer's maintenance runs
+  EXPECT_EQ(stats_.producers_forgotten.load(), 1u);
+  EXPECT_EQ(stats_.producers.load(), 1u);
   // p is forgotten: seq 1 is a gap now, and it starts again from 0.
-  auto gap = append("p", 1);
+  auto gap = by("p", 1);
   ASSERT_FALSE(gap.ok());
   EXPECT_EQ(gap.error().code, errc::producer_seq_gap);
-  auto again = append("p", 0);
+  auto again = by("p", 0);
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ(again->kind, AppendOutcome::Kind::appended);
   // q is remembered: its last append retried is a duplicate.
-  auto dup = append("q", 2);
+  auto dup = by("q", 2);
   ASSERT_TRUE(dup.ok()) << dup.error().message;
   EXPECT_EQ(dup->kind, AppendOutcome::Kind::duplicate);
 }
