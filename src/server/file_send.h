@@ -26,6 +26,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -63,12 +65,15 @@ struct Piece {
 
 /// The body as pieces, in order. Adjacent slices of one file that follow
 /// each other there become one piece: a read of many small appends costs
-/// one sendfile, not one per record. JSON punctuation is in memory.
-inline std::vector<Piece> pieces_of(const std::vector<RecordPtr>& records, bool json) {
+/// one sendfile, not one per record. JSON punctuation is in memory. A
+/// non-empty `head` (the response's head, rendered) comes first.
+inline std::vector<Piece> pieces_of(const std::vector<RecordPtr>& records, bool json,
+                                    std::string_view head = {}) {
   static constexpr std::string_view kOpen = "[", kComma = ",", kClose = "]";
   std::vector<Piece> out;
-  out.reserve(records.size() + 2);
+  out.reserve(records.size() + 3);
   auto memory = [&](std::string_view s) { out.push_back(Piece{s.data(), -1, 0, s.size()}); };
+  if (!head.empty()) memory(head);
   if (json) memory(kOpen);
   bool first = true;
   for (const auto& r : records) {
@@ -116,17 +121,16 @@ constexpr uint64_t kMaxSendfile = 1u << 30;
 
 }  // namespace file_send_detail
 
-/// Writes `records` (the body of a response whose head is already written)
-/// to `socket`: the bytes concatenated, or for `json` a JSON array of them,
-/// exactly RecordsBody::size() bytes when it succeeds. `wait_limit` gives
-/// the longest the peer may take to accept more bytes each time the socket
-/// is full (read at every wait, so it may change while the body is sent).
-/// `records` (and the files their slices refer to) must outlive the call.
+/// Writes `pieces` to `socket`, in order. Each write is tried at once; only
+/// when the socket is full does the coroutine wait for it to take more, for
+/// at most `wait_limit()` each time (read at every wait, so it may change
+/// while the pieces are sent). The pieces' memory and files must outlive the
+/// call. On a timeout the socket is closed, as Beast's stream does.
 ///
 /// Not a coroutine lambda, and `wait_limit` is taken by reference: g++ 12
 /// mishandles lambda temporaries passed to coroutines (docs/architecture.md).
-inline boost::asio::awaitable<SendOutcome> send_records(
-    boost::asio::ip::tcp::socket& socket, const std::vector<RecordPtr>& records, bool json,
+inline boost::asio::awaitable<SendOutcome> send_pieces(
+    boost::asio::ip::tcp::socket& socket, std::vector<file_send_detail::Piece> pieces,
     const std::function<std::chrono::milliseconds()>& wait_limit) {
   namespace asio = boost::asio;
   using file_send_detail::Piece;
@@ -140,13 +144,11 @@ inline boost::asio::awaitable<SendOutcome> send_records(
   if (!socket.non_blocking()) socket.non_blocking(true, result.ec);
   if (result.ec) co_return result;
 
-  const std::vector<Piece> pieces = file_send_detail::pieces_of(records, json);
   const int out_fd = socket.native_handle();
-  asio::steady_timer timer(socket.get_executor());
-  size_t next = 0;    // the first piece not wholly written
-  uint64_t done = 0;  // bytes of pieces[next] already written
-  std::vector<asio::const_buffer> gather;
-  gather.reserve(file_send_detail::kMaxGather);
+  std::optional<asio::steady_timer> timer;  // made at the first wait: most sends need none
+  size_t next = 0;                          // the first piece not wholly written
+  uint64_t done = 0;                        // bytes of pieces[next] already written
+  std::array<asio::const_buffer, file_send_detail::kMaxGather> gather;
 
   while (next < pieces.size()) {
     const Piece& piece = pieces[next];
@@ -154,12 +156,12 @@ inline boost::asio::awaitable<SendOutcome> send_records(
     uint64_t wrote = 0;
     if (piece.data) {
       // A run of in-memory pieces, in one gathered write.
-      gather.clear();
-      gather.emplace_back(piece.data + done, piece.size - done);
+      size_t count = 0;
+      gather[count++] = asio::const_buffer(piece.data + done, piece.size - done);
       for (size_t i = next + 1;
-           i < pieces.size() && pieces[i].data && gather.size() < file_send_detail::kMaxGather; ++i)
-        gather.emplace_back(pieces[i].data, pieces[i].size);
-      wrote = socket.write_some(gather, ec);
+           i < pieces.size() && pieces[i].data && count < file_send_detail::kMaxGather; ++i)
+        gather[count++] = asio::const_buffer(pieces[i].data, pieces[i].size);
+      wrote = socket.write_some(std::span<const asio::const_buffer>(gather.data(), count), ec);
     } else {
       off_t pos = static_cast<off_t>(piece.position + done);
       const size_t count = std::min(piece.size - done, file_send_detail::kMaxSendfile);
@@ -198,15 +200,14 @@ inline boost::asio::awaitable<SendOutcome> send_records(
     }
     // The socket is full: wait until it takes more, or the limit passes.
     ++result.waits;
-    timer.expires_after(wait_limit());
+    if (!timer) timer.emplace(socket.get_executor());
+    timer->expires_after(wait_limit());
     auto ready = asio::experimental::make_parallel_group(
                      socket.async_wait(tcp::socket::wait_write, asio::deferred),
-                     timer.async_wait(asio::deferred))
+                     timer->async_wait(asio::deferred))
                      .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
     auto [order, wait_ec, timer_ec] = co_await std::move(ready);
     if (order[0] == 1 && !timer_ec) {
-      // As Beast's stream does on its timeouts: close, so that the peer
-      // learns at once and nothing more is sent.
       boost::system::error_code ignored;
       socket.close(ignored);
       result.ec = boost::beast::error::timeout;
@@ -218,6 +219,16 @@ inline boost::asio::awaitable<SendOutcome> send_records(
     }
   }
   co_return result;
+}
+
+/// Writes `records` (the body of a response whose head is already written)
+/// to `socket`: the bytes concatenated, or for `json` a JSON array of them,
+/// exactly RecordsBody::size() bytes when it succeeds, as send_pieces does.
+/// `records` (and the files their slices refer to) must outlive the call.
+inline boost::asio::awaitable<SendOutcome> send_records(
+    boost::asio::ip::tcp::socket& socket, const std::vector<RecordPtr>& records, bool json,
+    const std::function<std::chrono::milliseconds()>& wait_limit) {
+  return send_pieces(socket, file_send_detail::pieces_of(records, json), wait_limit);
 }
 
 }  // namespace ds::http_server
