@@ -123,8 +123,12 @@ ProducerVerdict check_producer(const ProducerState* state, const ProducerTriple&
   return ProducerVerdict::seq_gap;
 }
 
-Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState* producer,
-                                     const AppendRequest& req, int64_t now_ms) {
+namespace {
+
+/// `take_body`: req.body itself, which a byte stream's record may be moved
+/// from; null: copy it.
+Result<AppendDecision> decide(const StreamMeta& meta, const ProducerState* producer,
+                              const AppendRequest& req, int64_t now_ms, std::string* take_body) {
   const bool has_body = !req.body.empty();
 
   // 1. Closure comes first so clients always see Stream-Closed: true.
@@ -186,12 +190,28 @@ Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState
   AppendAccepted accepted;
   accepted.close = req.close;
   accepted.producer = next_producer;
-  if (has_body) {
+  if (has_body && take_body && !is_json_media_type(media_type(meta.config.content_type))) {
+    accepted.record = std::move(*take_body);
+    take_body->clear();
+  } else if (has_body) {
     auto record = frame_body(meta.config.content_type, req.body, /*allow_empty_array=*/false);
     if (!record) return std::move(record).error();
     accepted.record = std::move(*record);
   }
   return AppendDecision{std::move(accepted)};
+}
+
+}  // namespace
+
+Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState* producer,
+                                     const AppendRequest& req, int64_t now_ms) {
+  return decide(meta, producer, req, now_ms, nullptr);
+}
+
+Result<AppendDecision> decide_append_taking_body(const StreamMeta& meta,
+                                                 const ProducerState* producer, AppendRequest& req,
+                                                 int64_t now_ms) {
+  return decide(meta, producer, req, now_ms, &req.body);
 }
 
 Result<std::string> frame_initial_body(const std::string& content_type, const std::string& body) {

@@ -93,6 +93,14 @@ using AppendDecision = std::variant<AppendAccepted, AppendDuplicate, AlreadyClos
 Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState* producer,
                                      const AppendRequest& req, int64_t now_ms);
 
+/// decide_append for a caller that owns the request and is done with its
+/// body: where the record is the body as sent (not a JSON stream), it is
+/// moved into the AppendAccepted, not copied, and req.body is left empty.
+/// Otherwise the same decision, and req untouched.
+Result<AppendDecision> decide_append_taking_body(const StreamMeta& meta,
+                                                 const ProducerState* producer, AppendRequest& req,
+                                                 int64_t now_ms);
+
 /// Producer epoch/seq state machine alone (exposed for tests).
 enum class ProducerVerdict { accept, duplicate, stale_epoch, seq_gap, bad_epoch_start };
 ProducerVerdict check_producer(const ProducerState* state, const ProducerTriple& p);

@@ -121,6 +121,31 @@ TEST(DecideAppendTest, PlainAppendStoresTheBodyAsIs) {
   EXPECT_FALSE(a.producer.has_value());
 }
 
+TEST(DecideAppendTest, TakingTheBodyMovesItIntoTheRecordOfAByteStream) {
+  auto req = append(std::string(1000, 'x'));
+  const char* data = req.body.data();
+  auto r = decide_append_taking_body(text_stream(), nullptr, req, kNow);
+  const auto& a = accepted(r);
+  EXPECT_EQ(a.record, std::string(1000, 'x'));
+  EXPECT_EQ(a.record.data(), data) << "moved, not copied";
+  EXPECT_TRUE(req.body.empty());
+}
+
+TEST(DecideAppendTest, TakingTheBodyOfAJsonStreamFramesItAndLeavesTheRequest) {
+  auto req = append("[1,2]", "application/json");
+  const std::string framed = accepted(decide_append(json_stream(), nullptr, req, kNow)).record;
+  auto r = decide_append_taking_body(json_stream(), nullptr, req, kNow);
+  EXPECT_EQ(accepted(r).record, framed);
+  EXPECT_EQ(req.body, "[1,2]");
+}
+
+TEST(DecideAppendTest, TakingTheBodyOfARefusedAppendLeavesIt) {
+  auto req = append("x", "application/json");
+  auto r = decide_append_taking_body(text_stream(), nullptr, req, kNow);
+  EXPECT_EQ(error_code(r), errc::content_type_mismatch);
+  EXPECT_EQ(req.body, "x");
+}
+
 TEST(DecideAppendTest, AppendAndClose) {
   auto req = append("final");
   req.close = true;
