@@ -20,6 +20,7 @@
 #include "common/errc.h"
 #include "hub/live_hub.h"
 #include "metrics/http_metrics.h"
+#include "server/inbox.h"
 #include "server/records_body.h"
 #include "server/server.h"
 #include "store/stream_store.h"
@@ -110,14 +111,21 @@ struct Context {
   ParkingLot* parking = nullptr;
   /// What responses being written hold, server-wide; null: not counted.
   ResponseMemory* response_memory = nullptr;
+  /// Where results from the store's threads come back to the event loop;
+  /// null: each by its own post.
+  Inbox* inbox = nullptr;
+  /// Where this connection renders response heads (reused from response to
+  /// response); null: a buffer per response.
+  std::string* head_buffer = nullptr;
 };
 
-/// Headers every response carries (browser security, exposed headers).
+/// Headers every response carries (browser security).
 void decorate(http::response_header<>& res);
 
 /// Per-request headers, set just before a response head is written: CORS
-/// (Access-Control-Allow-Origin, Vary: Origin, credentials) and X-Request-Id.
-/// Records the status in ctx.exchange.
+/// (Access-Control-Allow-Origin, Vary: Origin, credentials, and the exposed
+/// headers, only for a request with an Origin: no browser reads them
+/// otherwise) and X-Request-Id. Records the status in ctx.exchange.
 void finalize_headers(Context& ctx, http::response_header<>& head);
 
 /// Adds `token` to the response's Vary header.
@@ -191,23 +199,43 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
 
 /// Adapts a callback-style call to `co_await`. `start(cb)` must arrange for
 /// cb(T) to be called exactly once, on any thread; the coroutine resumes on
-/// its own executor.
+/// its own executor, by way of `inbox` (a batch of results from the store's
+/// writer costs one wake-up of the event loop) or, without one, by its own
+/// post. One allocation per call, the call's own state; the callback the
+/// store keeps holds two pointers, which std::function stores in place.
 ///
 /// This is deliberately not a coroutine and takes `start` by value: g++ 12
 /// destroys lambda temporaries passed to coroutine parameters twice (see
 /// docs/architecture.md), so lambdas only ever travel through plain functions.
 template <class T, class Start>
-auto async_call(Start start) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::shared_ptr<T>)>(
-      [](auto handler, Start start) {
-        auto ex = asio::get_associated_executor(handler);
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        start([shared, ex](T value) {
-          auto result = std::make_shared<T>(std::move(value));
-          asio::post(ex, [shared, result]() mutable { std::move (*shared)(std::move(result)); });
+auto async_call(Inbox* inbox, Start start) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(
+      [](auto handler, Inbox* inbox, Start start) {
+        using Handler = decltype(handler);
+        struct Call final : Inbox::Item {
+          explicit Call(Handler h) : handler(std::move(h)) {}
+          Handler handler;
+          std::optional<T> value;
+          void deliver() override {
+            auto ex = asio::get_associated_executor(handler);
+            asio::post(ex, [this] {
+              std::unique_ptr<Call> self(this);
+              std::move(handler)(std::move(*value));
+            });
+          }
+          void discard() override { delete this; }
+        };
+        auto* call = new Call(std::move(handler));
+        start([call, inbox](T value) {
+          call->value.emplace(std::move(value));
+          if (inbox) {
+            inbox->push(call);
+          } else {
+            call->deliver();
+          }
         });
       },
-      asio::use_awaitable, std::move(start));
+      asio::use_awaitable, inbox, std::move(start));
 }
 
 }  // namespace ds::http_server

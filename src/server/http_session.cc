@@ -15,6 +15,7 @@
 #include "server/file_send.h"
 #include "server/http.h"
 #include "server/parking.h"
+#include "server/response_head.h"
 
 namespace ds {
 
@@ -25,12 +26,27 @@ namespace http_server {
 void decorate(http::response_header<>& res) {
   res.set("X-Content-Type-Options", "nosniff");
   res.set("Cross-Origin-Resource-Policy", "cross-origin");
-  res.set(http::field::access_control_expose_headers,
-          "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
-          "Stream-Expires-At, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
-          "Producer-Received-Seq, Stream-SSE-Data-Encoding, ETag, Location, Content-Type, "
-          "Content-Encoding, Vary, WWW-Authenticate, X-Request-Id");
 }
+
+namespace {
+
+constexpr std::string_view kExposedHeaders =
+    "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
+    "Stream-Expires-At, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
+    "Producer-Received-Seq, Stream-SSE-Data-Encoding, ETag, Location, Content-Type, "
+    "Content-Encoding, Vary, WWW-Authenticate, X-Request-Id";
+
+/// Whether a shared cache may store the response (its headers then must
+/// not depend on the request's Origin without saying so in Vary).
+bool cacheable(const http::response_header<>& head) {
+  auto it = head.find(http::field::cache_control);
+  if (it == head.end()) return head.result() == http::status::ok;
+  const std::string_view v(it->value().data(), it->value().size());
+  return v.find("no-store") == std::string_view::npos &&
+         v.find("private") == std::string_view::npos;
+}
+
+}  // namespace
 
 void add_vary(http::response_header<>& head, std::string_view token) {
   auto it = head.find(http::field::vary);
@@ -58,8 +74,15 @@ void finalize_headers(Context& ctx, http::response_header<>& head) {
   const auto& allowed = ctx.options.cors_origins;
   const bool any =
       allowed.empty() || std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+  // A browser reads the exposed headers only on a CORS response, and every
+  // CORS request carries an Origin: the 400 bytes go only to those. A
+  // cacheable response then varies by Origin, so that a cache does not hand
+  // a browser the copy stored for a client without one.
+  const bool has_origin = !ctx.exchange || !ctx.exchange->origin.empty();
+  if (has_origin) head.set(http::field::access_control_expose_headers, kExposedHeaders);
   if (any) {
     head.set(http::field::access_control_allow_origin, "*");
+    if (cacheable(head)) add_vary(head, "Origin");
   } else {
     const std::string* origin = ctx.exchange ? &ctx.exchange->origin : nullptr;
     if (origin && !origin->empty() &&
@@ -131,10 +154,85 @@ std::chrono::milliseconds ResponseBytes::write_timeout() const {
 
 namespace {
 
-/// One write_some at a time, each with a deadline: a client that takes no
-/// bytes for --write-timeout (1 s while responses being written hold more than
-/// --max-response-buffer-bytes) has its connection closed by the stream's
-/// timer, however slowly it read before.
+/// Where a response's head is rendered: the connection's buffer (reused,
+/// so it stops allocating after the first responses), or `local` for the
+/// server-wide context of parked readers.
+std::string& head_buffer(Context& ctx, std::string& local) {
+  std::string& out = ctx.head_buffer ? *ctx.head_buffer : local;
+  out.clear();
+  return out;
+}
+
+/// Sends `pieces` (the rendered head first), waiting only if the socket is
+/// full: each wait is bounded by --write-timeout (1 s while the responses
+/// being written hold more than --max-response-buffer-bytes), and a client
+/// that takes no bytes for that long has its connection closed, however
+/// slowly it read before.
+asio::awaitable<bool> send_all(Context& ctx, Stream& stream,
+                               std::vector<file_send_detail::Piece> pieces,
+                               const ResponseBytes& pinned) {
+  const std::function<std::chrono::milliseconds()> wait_limit = [&pinned] {
+    return pinned.write_timeout();
+  };
+  auto op = send_pieces(stream.socket(), std::move(pieces), wait_limit);
+  const SendOutcome out = co_await std::move(op);
+  count_sent(ctx, out.sent);
+  if (out.ec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
+  co_return !out.ec;
+}
+
+/// A response whose body is in one string: head and body in one gathered
+/// write, made at once, before any coroutine step; only what the socket did
+/// not take is left to send_all.
+asio::awaitable<bool> write_string_response(Context& ctx, Stream& stream, Response& res) {
+  finalize_headers(ctx, res);
+  if (ctx.stopping) res.keep_alive(false);
+  ResponseBytes pinned(ctx, res.body().size());
+  std::string local;
+  std::string& head = head_buffer(ctx, local);
+  render_head(res.base(), head);
+  const std::string& body = res.body();
+  auto& socket = stream.socket();
+  beast::error_code ec;
+  if (!socket.non_blocking()) socket.non_blocking(true, ec);
+  size_t sent = 0;
+  if (!ec) {
+    const std::array<asio::const_buffer, 2> both{asio::buffer(head), asio::buffer(body)};
+    sent = socket.write_some(both, ec);
+    count_sent(ctx, sent);
+  }
+  if (!ec && sent == head.size() + body.size()) co_return res.keep_alive();
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) co_return false;
+  std::vector<file_send_detail::Piece> rest;
+  if (sent < head.size()) rest.push_back({head.data() + sent, -1, 0, head.size() - sent});
+  const size_t body_sent = sent > head.size() ? sent - head.size() : 0;
+  if (body_sent < body.size())
+    rest.push_back({body.data() + body_sent, -1, 0, body.size() - body_sent});
+  auto op = send_all(ctx, stream, std::move(rest), pinned);
+  const bool ok = co_await std::move(op);
+  co_return ok&& res.keep_alive();
+}
+
+/// A records response: the rendered head, then the records from where they
+/// are (memory, or file slices by sendfile) in gathered writes.
+asio::awaitable<bool> write_records_response(Context& ctx, Stream& stream, RecordsResponse& res) {
+  finalize_headers(ctx, res);
+  if (ctx.stopping) res.keep_alive(false);
+  // A file slice's `bytes` are empty, so ResponseMemory counts it as nothing:
+  // only the in-memory records of the response hold memory, large shared
+  // ones once.
+  ResponseBytes pinned(ctx, 0, &res.body().records);
+  std::string local;
+  std::string& head = head_buffer(ctx, local);
+  render_head(res.base(), head);
+  auto op = send_all(
+      ctx, stream, file_send_detail::pieces_of(res.body().records, res.body().json, head), pinned);
+  const bool ok = co_await std::move(op);
+  co_return ok&& res.keep_alive();
+}
+
+/// Any other response (a chunked records body): Beast's serializer, one
+/// write_some at a time, each with the same deadline as above.
 template <class Body>
 asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response<Body>& res,
                                     uint64_t own_bytes, const std::vector<RecordPtr>* records) {
@@ -158,55 +256,24 @@ asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response
   co_return !ec && res.keep_alive();
 }
 
-/// A records response some of whose records are file slices: Beast writes
-/// the head, send_records the body (sendfile for the slices). Same rules as
-/// write_message: finalized headers, no keep-alive while draining, a deadline
-/// on every write (here: on every wait for a full socket), the bytes counted.
-asio::awaitable<bool> write_records_with_files(Context& ctx, Stream& stream, RecordsResponse& res) {
-  finalize_headers(ctx, res);
-  if (ctx.stopping) res.keep_alive(false);
-  // A file slice's `bytes` are empty, so ResponseMemory counts it as nothing:
-  // only the in-memory records of the response hold memory.
-  ResponseBytes pinned(ctx, 0, &res.body().records);
-  http::response_serializer<RecordsBody> sr{res};
-  stream.expires_after(pinned.write_timeout());
-  auto [hec, hn] =
-      co_await http::async_write_header(stream, sr, asio::as_tuple(asio::use_awaitable));
-  count_sent(ctx, hn);
-  if (hec) {
-    if (hec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
-    co_return false;
-  }
-  stream.expires_never();  // the body's waits have deadlines of their own
-  const std::function<std::chrono::milliseconds()> wait_limit = [&pinned] {
-    return pinned.write_timeout();
-  };
-  auto body = send_records(stream.socket(), res.body().records, res.body().json, wait_limit);
-  const SendOutcome out = co_await std::move(body);
-  count_sent(ctx, out.sent);
-  if (out.ec == beast::error::timeout) ctx.metrics.write_timeouts.inc();
-  co_return !out.ec && res.keep_alive();
-}
-
 }  // namespace
 
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
-  const uint64_t bytes = res.body().size();
-  auto op = write_message(ctx, stream, res, bytes, nullptr);
+  auto op = write_string_response(ctx, stream, res);
   co_return co_await std::move(op);
 }
 
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsResponse& res) {
-  // The sendfile path needs a Content-Length framed body (prepare_payload
-  // always gives one, RecordsBody knowing its size); anything else, and every
-  // response without file slices, goes through Beast's serializer, whose
-  // writer reads file slices with pread if it meets any.
-  if (has_file_slices(res.body().records) && res.has_content_length() && !res.chunked()) {
-    auto op = write_records_with_files(ctx, stream, res);
+  // Rendered and sent by gathered writes and sendfile when the body has a
+  // Content-Length (prepare_payload always gives one, RecordsBody knowing its
+  // size) and is not too many pieces for a few writes; else Beast's
+  // serializer, whose writer copies runs of small records into one buffer.
+  constexpr size_t kMaxPieces = 4 * file_send_detail::kMaxGather;
+  if (res.has_content_length() && !res.chunked() &&
+      (has_file_slices(res.body().records) || res.body().records.size() < kMaxPieces)) {
+    auto op = write_records_response(ctx, stream, res);
     co_return co_await std::move(op);
   }
-  // Only the records count (large shared ones once): the writer copies
-  // nothing but runs of small records, which count for each response anyway.
   auto op = write_message(ctx, stream, res, 0, &res.body().records);
   co_return co_await std::move(op);
 }
@@ -485,6 +552,8 @@ std::string request_id(const http::request_header<>& head) {
 
 asio::awaitable<void> run_session(Stream stream, Context& shared) {
   Context ctx = shared;  // this connection's copy: ctx.exchange is ours
+  std::string head_buffer;
+  ctx.head_buffer = &head_buffer;
   auto state = std::make_shared<SessionState>();
   state->stream = &stream;
   SessionScope scope(state, shared.stop_signals.sessions);
@@ -683,6 +752,7 @@ struct Server::Impl {
         parking(ctx, ioc.get_executor(), threads) {
     ctx.parking = &parking;
     ctx.response_memory = &response_memory;
+    ctx.inbox = &inbox;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
@@ -849,6 +919,9 @@ struct Server::Impl {
   tcp::acceptor acceptor;
   asio::signal_set signals;
   asio::steady_timer reaper;
+  // After the io_context: results it still holds are released while the
+  // io_context (the coroutines' executors) exists.
+  Inbox inbox{ioc.get_executor()};
   Context ctx;
   // After the io_context: destroyed first, while the io_context still exists.
   ParkingLot parking;

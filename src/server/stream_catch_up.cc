@@ -8,8 +8,8 @@ namespace ds::http_server {
 asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req,
                                   const std::string& name) {
   auto result_op = async_call<Result<StreamMeta>>(
-      [&ctx, name](auto cb) { ctx.store.head(name, std::move(cb)); });
-  auto result = std::move(*co_await std::move(result_op));
+      ctx.inbox, [&ctx, name](auto cb) { ctx.store.head(name, std::move(cb)); });
+  auto result = co_await std::move(result_op);
   if (!result) {
     auto res = error_response(req, result.error());
     res.body().clear();
@@ -36,7 +36,7 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
   // pread slices for gzip; this keeps that path off the hot one.)
   rr.file_slices = !client_gzip;
   auto r_op = store_read(ctx, std::move(rr));
-  auto r = std::move(*co_await std::move(r_op));
+  auto r = co_await std::move(r_op);
   if (!r) {
     Response err_ = error_response(req, r.error());
     co_return co_await send(ctx, stream, err_);

@@ -124,7 +124,7 @@ asio::awaitable<Result<ReadOutcome>> live_read(Context& ctx, const std::string& 
   ReadRequest rr{name, from, ctx.options.read_chunk_bytes};
   rr.live = live;
   auto r_op = store_read(ctx, std::move(rr));
-  auto r = std::move(*co_await std::move(r_op));
+  auto r = co_await std::move(r_op);
   if (r) ctx.hubs.remember(name, hub, r->meta);
   co_return r;
 }
@@ -284,8 +284,8 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
       if (!params) {
         // An unknown stream is a 404 even when the parameters are bad.
         auto exists_op = async_call<Result<StreamMeta>>(
-            [&ctx, &name](auto cb) { ctx.store.head(*name, std::move(cb)); });
-        auto exists = std::move(*co_await std::move(exists_op));
+            ctx.inbox, [&ctx, &name](auto cb) { ctx.store.head(*name, std::move(cb)); });
+        auto exists = co_await std::move(exists_op);
         if (!exists) {
           Response err_ = error_response(req, exists.error());
           co_return co_await send(ctx, stream, err_);

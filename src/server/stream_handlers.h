@@ -51,7 +51,7 @@ class GaugeUp {
 };
 
 inline auto store_read(Context& ctx, ReadRequest rr) {
-  return async_call<Result<ReadOutcome>>([&ctx, rr = std::move(rr)](auto cb) mutable {
+  return async_call<Result<ReadOutcome>>(ctx.inbox, [&ctx, rr = std::move(rr)](auto cb) mutable {
     ctx.store.read(std::move(rr), std::move(cb));
   });
 }

@@ -103,10 +103,11 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
   }
   cr.body = std::move(req.body());
 
-  auto result_op = async_call<Result<CreateOutcome>>([&ctx, cr = std::move(cr)](auto cb) mutable {
-    ctx.store.create(std::move(cr), std::move(cb));
-  });
-  auto result = std::move(*co_await std::move(result_op));
+  auto result_op =
+      async_call<Result<CreateOutcome>>(ctx.inbox, [&ctx, cr = std::move(cr)](auto cb) mutable {
+        ctx.store.create(std::move(cr), std::move(cb));
+      });
+  auto result = co_await std::move(result_op);
   if (!result) {
     Response err_ = error_response(req, result.error());
     co_return co_await send(ctx, stream, err_);
@@ -188,10 +189,11 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   const bool has_body = !ar.body.empty();
   const bool with_producer = ar.producer.has_value();
 
-  auto result_op = async_call<Result<AppendOutcome>>([&ctx, ar = std::move(ar)](auto cb) mutable {
-    ctx.store.append(std::move(ar), std::move(cb));
-  });
-  auto result = std::move(*co_await std::move(result_op));
+  auto result_op =
+      async_call<Result<AppendOutcome>>(ctx.inbox, [&ctx, ar = std::move(ar)](auto cb) mutable {
+        ctx.store.append(std::move(ar), std::move(cb));
+      });
+  auto result = co_await std::move(result_op);
   if (!result) {
     Response err_ = error_response(req, result.error());
     co_return co_await send(ctx, stream, err_);
@@ -212,9 +214,9 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
 
 asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,
                                     const std::string& name) {
-  auto result_op =
-      async_call<Result<Unit>>([&ctx, name](auto cb) { ctx.store.remove(name, std::move(cb)); });
-  auto result = std::move(*co_await std::move(result_op));
+  auto result_op = async_call<Result<Unit>>(
+      ctx.inbox, [&ctx, name](auto cb) { ctx.store.remove(name, std::move(cb)); });
+  auto result = co_await std::move(result_op);
   if (!result) {
     Response err_ = error_response(req, result.error());
     co_return co_await send(ctx, stream, err_);

@@ -61,6 +61,10 @@ describe("default server", () => {
     assert.equal(r.headers["access-control-allow-credentials"], undefined);
     assert.match(r.headers["access-control-expose-headers"], /Stream-Next-Offset/);
     assert.match(r.headers["access-control-expose-headers"], /X-Request-Id/);
+    // Without an Origin no browser reads them: the 400 bytes are not sent.
+    const plain = await raw(srv.port, { path: "/v1/stream/nope" });
+    assert.equal(plain.headers["access-control-expose-headers"], undefined);
+    assert.equal(plain.headers["access-control-allow-origin"], "*");
     const pre = await raw(srv.port, { method: "OPTIONS", path: "/v1/stream/a" });
     assert.equal(pre.status, 204);
     assert.equal(pre.headers["access-control-allow-origin"], "*");

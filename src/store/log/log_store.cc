@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/wake_batch.h"
 #include "common/worker_pool.h"
 #include "protocol/headers.h"
 #include "protocol/json.h"
@@ -215,11 +216,12 @@ class LogStore final : public StreamStore {
     std::unordered_map<std::string, std::shared_ptr<StreamMeta>> streams;  // null = deleted
     std::unordered_map<std::string, DataPtr> created;  // data of streams created in the group
     std::map<std::string, CommitEvent> events;
-    std::vector<std::pair<DataPtr, RecordPtr>> appended;      // published after the commit
-    std::vector<uint64_t> removed;                            // ids whose files go after the commit
-    std::vector<std::function<void()>> completions;           // run after a successful commit
-    std::vector<std::function<void(const Error&)>> failures;  // run if the commit fails
-    std::string wal;                                          // the group's framed entries
+    std::vector<std::pair<DataPtr, RecordPtr>> appended;  // published after the commit
+    std::vector<uint64_t> removed;                        // ids whose files go after the commit
+    /// One per request: called with null after a successful commit, with
+    /// the error if the commit fails.
+    std::vector<std::function<void(const Error*)>> completions;
+    std::string wal;  // the group's framed entries
   };
 
   void enqueue(Op op) {
@@ -267,8 +269,14 @@ class LogStore final : public StreamStore {
   }
   template <class T, class F>
   static void on_commit(Staging& st, Callback<T>& done, F&& make) {
-    st.completions.push_back([done, make = std::forward<F>(make)]() mutable { done(make()); });
-    st.failures.push_back([done](const Error& e) mutable { done(e); });
+    st.completions.push_back(
+        [done = std::move(done), make = std::forward<F>(make)](const Error* e) mutable {
+          if (e) {
+            done(*e);
+          } else {
+            done(make());
+          }
+        });
   }
   template <class T>
   static void reject(Staging& st, Callback<T>& done, Error e) {
@@ -788,7 +796,8 @@ void LogStore::commit(Staging& st, size_t requests) {
         stats_->no_space_rejections++;
         log::warn("disk full: a group of writes was refused", {{"error", written.error().message}});
       }
-      for (auto& f : st.failures) f(written.error());
+      WakeBatch wakes;
+      for (auto& f : st.completions) f(&written.error());
       return;
     }
     if (written && opts_.sync) written = wal_->sync();
@@ -798,7 +807,8 @@ void LogStore::commit(Staging& st, size_t requests) {
       fail("WAL write", written.error());
       Error e = written.error();
       e.message = "storage write failed: " + e.message;
-      for (auto& f : st.failures) f(e);
+      WakeBatch wakes;
+      for (auto& f : st.completions) f(&e);
       return;
     }
     wal_since_checkpoint_ += st.wal.size();
@@ -846,7 +856,10 @@ void LogStore::commit(Staging& st, size_t requests) {
       if (event.gone) watchers_.erase(w);
     }
   }
-  for (auto& c : st.completions) c();
+  {
+    WakeBatch wakes;  // the requesters' threads are woken once, after all of them
+    for (auto& c : st.completions) c(nullptr);
+  }
   for (uint64_t id : st.removed) {
     if (auto gone = fs_.remove(data_path(id)); !gone) {
       log::warn("could not remove a deleted stream's file",
@@ -1173,7 +1186,7 @@ void LogStore::apply(AppendOp& op, Staging& st) {
         producer = &it->second;
     }
   }
-  auto decision = decide_append(*s, producer, req, now);
+  auto decision = decide_append_taking_body(*s, producer, req, now);
   if (!decision) return reject(st, op.done, std::move(decision).error());
 
   if (auto* dup = std::get_if<AppendDuplicate>(&*decision)) {
