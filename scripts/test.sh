@@ -12,6 +12,7 @@
 #   9. packaging checks (Kubernetes manifests, systemd unit, container entrypoint)
 #      and the benchmark smoke run (bench/run.sh --smoke --with-s2-scale: every scenario, tiny)
 #  10. a clang++ build (g++ 12 miscompiles some coroutine code; clang 14 does not)
+#      and the libFuzzer targets (fuzz/), 30 s each (scripts/fuzz.sh)
 #  11. clang-tidy on the bug-prone checks, and formatting (clang-format)
 # Ends with one line "N passed, N failed" counting suites.
 #
@@ -20,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SUITES="${SUITES:-unit asan conformance conformance-asan crash integration s2emu s2-cluster packaging bench-smoke clang lint format}"
+SUITES="${SUITES:-unit asan conformance conformance-asan crash integration s2emu s2-cluster packaging bench-smoke clang fuzz lint format}"
 JOBS="${JOBS:-$(nproc)}"
 
 passed=0
@@ -63,6 +64,7 @@ want s2-cluster && step "S2 engine: conformance on one node and on 3 nodes behin
 want packaging && step "packaging (manifests, systemd unit, entrypoint)" test/packaging/run.sh
 want bench-smoke && step "benchmark smoke (every ds-loadgen scenario and the S2 scale cases, tiny; fails on lost or duplicated appends, never on speed)" bench/run.sh --smoke --with-s2-scale
 want clang && step "clang++ build" bash -c 'CXX=clang++ cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDSTREAMD_TESTS=OFF >/dev/null && ninja -C build-clang dstreamd'
+want fuzz && step "fuzzing (libFuzzer, 30 s per target)" scripts/fuzz.sh 30
 want lint && step "clang-tidy (bug-prone checks)" scripts/lint.sh build
 want format && step "clang-format" bash -c 'git ls-files "*.cc" "*.h" | xargs clang-format --dry-run --Werror'
 

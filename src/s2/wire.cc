@@ -268,12 +268,16 @@ S2Error error_from_response(int status, std::string_view body) {
       e.kind = S2Error::Kind::seq_num_mismatch;
       e.tail = next;
       e.message = "match_seq_num failed: the tail is " + std::to_string(next);
-    } else if (!root["fencing_token_mismatch"].get_string().get(token)) {
+      return e;
+    }
+    if (!root["fencing_token_mismatch"].get_string().get(token)) {
       e.kind = S2Error::Kind::fencing_token_mismatch;
       e.token = std::string(token);
       e.message = "fencing token mismatch";
+      return e;
     }
-    return e;
+    // A 412 that names neither condition is mapped like any other error
+    // below, so it still gets a message.
   }
   if (status == 416) {
     e.kind = S2Error::Kind::range_not_satisfiable;

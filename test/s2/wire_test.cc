@@ -138,6 +138,18 @@ TEST(S2Wire, ErrorMapping) {
   EXPECT_TRUE(e.code.empty());
 }
 
+// Found by fuzz/s2_wire_fuzz: a 412 whose JSON body names neither mismatch
+// came back with an empty message, so the error logged and reported said nothing.
+TEST(S2Wire, ErrorWithoutMismatchStillHasAMessage) {
+  auto e = wire::error_from_response(412, R"({"tail":{"seq_num":99}})");
+  EXPECT_EQ(e.kind, S2Error::Kind::rejected);
+  EXPECT_EQ(e.http_status, 412);
+  EXPECT_EQ(e.message, "S2 answered HTTP 412");
+  e = wire::error_from_response(412, R"({"code":"precondition_failed","message":"why"})");
+  EXPECT_EQ(e.code, "precondition_failed");
+  EXPECT_EQ(e.message, "why");
+}
+
 TEST(S2Wire, RetryAndSideEffectRules) {
   for (int status : {408, 429, 500, 502, 503, 504}) EXPECT_TRUE(wire::is_retryable(status, ""));
   EXPECT_TRUE(wire::is_retryable(409, "transaction_conflict"));
