@@ -130,6 +130,8 @@ struct OpsFlags {
   std::string request_body_timeout = "60s";
   size_t max_header_bytes = 64u << 10;
   size_t max_header_count = 100;
+  size_t max_readers_per_stream = 10'000;
+  size_t max_parked_readers = 100'000;
 };
 
 void add_ops_options(po::options_description& desc, OpsFlags& f) {
@@ -163,6 +165,13 @@ void add_ops_options(po::options_description& desc, OpsFlags& f) {
       "request line plus header fields, in bytes, past which a request gets 431 and is closed")(
       "max-header-count", po::value(&f.max_header_count)->default_value(f.max_header_count),
       "header fields past which a request gets 431 and is closed (0: no limit)")(
+      "max-readers-per-stream",
+      po::value(&f.max_readers_per_stream)->default_value(f.max_readers_per_stream),
+      "live readers (waiting long-polls, SSE responses) of one stream past which a new one "
+      "gets 503 with Retry-After (0: no limit)")(
+      "max-parked-readers", po::value(&f.max_parked_readers)->default_value(f.max_parked_readers),
+      "live readers (waiting long-polls, SSE responses) of the whole server past which a new "
+      "one gets 503 with Retry-After (0: no limit)")(
       "shutdown-timeout", po::value(&f.shutdown_timeout)->default_value(f.shutdown_timeout),
       "on SIGTERM/SIGINT, how long in-flight requests may take before exiting anyway")(
       "log-format", po::value(&f.log_format)->default_value(f.log_format), "text or json")(
@@ -256,6 +265,8 @@ bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
   }
   options.max_header_bytes = f.max_header_bytes;
   options.max_header_count = f.max_header_count;
+  options.max_readers_per_stream = f.max_readers_per_stream;
+  options.max_parked_readers = f.max_parked_readers;
   options.max_connections = f.max_connections ? f.max_connections : default_max_connections();
   g_fd_limit_before = fd_limit_before;
   options.gzip_min_bytes = f.gzip_min_bytes;

@@ -20,6 +20,7 @@
 #include "common/errc.h"
 #include "hub/live_hub.h"
 #include "metrics/http_metrics.h"
+#include "server/reader_limits.h"
 #include "server/records_body.h"
 #include "server/server.h"
 #include "store/stream_store.h"
@@ -110,6 +111,9 @@ struct Context {
   ParkingLot* parking = nullptr;
   /// What responses being written hold, server-wide; null: not counted.
   ResponseMemory* response_memory = nullptr;
+  /// Live readers counted against --max-readers-per-stream and
+  /// --max-parked-readers; null: no caps.
+  live::ReaderLimits* readers = nullptr;
 };
 
 /// Headers every response carries (browser security, exposed headers).

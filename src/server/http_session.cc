@@ -853,12 +853,17 @@ struct Server::Impl {
         parking(ctx, ioc.get_executor(), threads) {
     ctx.parking = &parking;
     ctx.response_memory = &response_memory;
+    ctx.readers = &readers;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
               static_cast<int64_t>(ctx.hubs.hub_count()));
       e.gauge("dstreamd_http_connections", "Open HTTP connections",
               static_cast<int64_t>(stop_signals.sessions.load()));
+      e.gauge("dstreamd_live_readers",
+              "Long-polls waiting for data and open SSE responses, as counted against "
+              "--max-readers-per-stream and --max-parked-readers",
+              static_cast<int64_t>(readers.total()));
       e.gauge("dstreamd_sse_parked_readers",
               "Caught-up SSE readers waiting in the parking lot (no coroutine each)",
               static_cast<int64_t>(parking.parked()));
@@ -1011,6 +1016,7 @@ struct Server::Impl {
   // unregister from these.
   StopSignals stop_signals;
   metrics::HttpMetrics http_metrics;
+  live::ReaderLimits readers{options.max_readers_per_stream, options.max_parked_readers};
   ResponseMemory response_memory{http_metrics.response_buffer_bytes};
   std::atomic<bool> stopping{false};
   unsigned threads;

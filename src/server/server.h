@@ -58,6 +58,10 @@ struct ServerOptions {
   size_t max_header_bytes = 64u << 10;
   /// Header fields of a request (431, closed).
   size_t max_header_count = 100;
+  /// Live readers (long-polls waiting for data, SSE responses) per stream and
+  /// per server past which a new one gets 503 + Retry-After; 0: no limit.
+  size_t max_readers_per_stream = 10'000;
+  size_t max_parked_readers = 100'000;
   /// Bearer-JWT checks on stream requests; null: no authentication.
   std::shared_ptr<const auth::Authenticator> auth;
   /// Origins allowed by CORS; empty or containing "*": any origin (`*`).
