@@ -179,8 +179,8 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
   }
   // It waits: it counts against the reader caps from here until it is answered.
   live::ReaderLimits::Slot slot;
-  if (auto refused = admit_reader(ctx, req, name, slot))
-    co_return co_await send(ctx, stream, *refused);
+  auto refused = admit_reader(ctx, req, name, slot);
+  if (refused) co_return co_await send(ctx, stream, *refused);
   const StreamMeta meta = r->meta;
   std::optional<Wake> no_wake;
   auto waiting = long_poll_wait(ctx, stream, req, name, meta, r->start, at, p.cursor, deadline,
