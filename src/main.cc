@@ -126,6 +126,12 @@ struct OpsFlags {
   std::string write_timeout = "30s";
   size_t max_connections = 0;
   size_t max_response_buffer_bytes = 256u << 20;
+  std::string request_head_timeout = "10s";
+  std::string request_body_timeout = "60s";
+  size_t max_header_bytes = 64u << 10;
+  size_t max_header_count = 100;
+  size_t max_readers_per_stream = 10'000;
+  size_t max_parked_readers = 100'000;
 };
 
 void add_ops_options(po::options_description& desc, OpsFlags& f) {
@@ -148,6 +154,24 @@ void add_ops_options(po::options_description& desc, OpsFlags& f) {
       "max-connections", po::value(&f.max_connections)->default_value(f.max_connections),
       "open connections past which new ones get 503 and are closed (0: the file-descriptor "
       "limit minus a reserve for the store and S2)")(
+      "request-head-timeout",
+      po::value(&f.request_head_timeout)->default_value(f.request_head_timeout),
+      "once a request's first byte has arrived, its whole head must arrive within this (408 "
+      "and close; connections may idle 75 s between requests)")(
+      "request-body-timeout",
+      po::value(&f.request_body_timeout)->default_value(f.request_body_timeout),
+      "a request's whole body must arrive within this from the end of its head (408 and close)")(
+      "max-header-bytes", po::value(&f.max_header_bytes)->default_value(f.max_header_bytes),
+      "request line plus header fields, in bytes, past which a request gets 431 and is closed")(
+      "max-header-count", po::value(&f.max_header_count)->default_value(f.max_header_count),
+      "header fields past which a request gets 431 and is closed (0: no limit)")(
+      "max-readers-per-stream",
+      po::value(&f.max_readers_per_stream)->default_value(f.max_readers_per_stream),
+      "live readers (waiting long-polls, SSE responses) of one stream past which a new one "
+      "gets 503 with Retry-After (0: no limit)")(
+      "max-parked-readers", po::value(&f.max_parked_readers)->default_value(f.max_parked_readers),
+      "live readers (waiting long-polls, SSE responses) of the whole server past which a new "
+      "one gets 503 with Retry-After (0: no limit)")(
       "shutdown-timeout", po::value(&f.shutdown_timeout)->default_value(f.shutdown_timeout),
       "on SIGTERM/SIGINT, how long in-flight requests may take before exiting anyway")(
       "log-format", po::value(&f.log_format)->default_value(f.log_format), "text or json")(
@@ -226,6 +250,23 @@ bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
     return false;
   }
   options.max_response_buffer_bytes = f.max_response_buffer_bytes;
+  auto head_timeout = parse_duration(f.request_head_timeout);
+  auto body_timeout = parse_duration(f.request_body_timeout);
+  if (!head_timeout || head_timeout->count() == 0 || !body_timeout || body_timeout->count() == 0) {
+    std::cerr << "dstreamd: --request-head-timeout and --request-body-timeout: a positive "
+                 "duration like 500ms, 30s or 2m\n";
+    return false;
+  }
+  options.request_head_timeout = *head_timeout;
+  options.request_body_timeout = *body_timeout;
+  if (f.max_header_bytes < 256 || f.max_header_bytes > (1u << 30)) {
+    std::cerr << "dstreamd: --max-header-bytes must be between 256 and 1073741824\n";
+    return false;
+  }
+  options.max_header_bytes = f.max_header_bytes;
+  options.max_header_count = f.max_header_count;
+  options.max_readers_per_stream = f.max_readers_per_stream;
+  options.max_parked_readers = f.max_parked_readers;
   options.max_connections = f.max_connections ? f.max_connections : default_max_connections();
   g_fd_limit_before = fd_limit_before;
   options.gzip_min_bytes = f.gzip_min_bytes;

@@ -58,6 +58,12 @@ const char* errc_name(errc e) noexcept {
       return "not_implemented";
     case errc::insufficient_storage:
       return "insufficient_storage";
+    case errc::request_timeout:
+      return "request_timeout";
+    case errc::header_fields_too_large:
+      return "header_fields_too_large";
+    case errc::too_many_readers:
+      return "too_many_readers";
   }
   return "unknown";
 }

@@ -44,6 +44,9 @@ enum class errc : int {
   forbidden,                 ///< valid token without the scope or stream path needed
   not_implemented,           ///< a request feature the server does not support (a transfer coding)
   insufficient_storage,  ///< the disk is full: the write had no effect, retry once there is space
+  request_timeout,       ///< the request head or body did not arrive in time (--request-*-timeout)
+  header_fields_too_large,  ///< request head over --max-header-bytes or --max-header-count
+  too_many_readers,         ///< a live reader over --max-readers-per-stream or --max-parked-readers
 };
 
 const std::error_category& ds_category() noexcept;

@@ -51,6 +51,26 @@ std::string_view HttpMetrics::mode_name(Mode m) {
   }
 }
 
+std::string_view HttpMetrics::limit_name(Limit l) {
+  switch (l) {
+    case Limit::request_head_timeout:
+      return "request_head_timeout";
+    case Limit::request_body_timeout:
+      return "request_body_timeout";
+    case Limit::max_header_bytes:
+      return "max_header_bytes";
+    case Limit::max_header_count:
+      return "max_header_count";
+    case Limit::max_readers_per_stream:
+      return "max_readers_per_stream";
+    case Limit::max_parked_readers:
+      return "max_parked_readers";
+    case Limit::kCount:
+      break;
+  }
+  return "other";
+}
+
 HttpMetrics::Method HttpMetrics::method_from(std::string_view verb) {
   if (verb == "GET") return Method::get;
   if (verb == "HEAD") return Method::head;
@@ -109,6 +129,14 @@ void HttpMetrics::collect(Exposition& e) const {
   e.counter("dstreamd_http_connections_rejected_total",
             "Connections answered 503 and closed because --max-connections were open",
             connections_rejected.value());
+  e.family("dstreamd_http_limit_rejections_total",
+           "Requests refused by a limit, by the flag that set it: request_head_timeout and "
+           "request_body_timeout (408), max_header_bytes and max_header_count (431), "
+           "max_readers_per_stream and max_parked_readers (503)",
+           Exposition::Type::counter);
+  for (size_t i = 0; i < limit_rejections_.size(); ++i)
+    e.sample("dstreamd_http_limit_rejections_total", {{"reason", limit_name(Limit(i))}},
+             limit_rejections_[i].value());
   e.gauge("dstreamd_http_response_buffer_bytes",
           "Bytes that the responses being written hold (a large record shared by several "
           "responses counts once); see --max-response-buffer-bytes",

@@ -38,6 +38,20 @@ class HttpMetrics {
   Counter accept_fd_exhausted;
   /// Connections answered 503 and closed at --max-connections.
   Counter connections_rejected;
+  /// Requests refused by a limit, one counter per limit
+  /// (dstreamd_http_limit_rejections_total{reason=...}).
+  enum class Limit {
+    request_head_timeout,    ///< 408: head not complete in time (slowloris)
+    request_body_timeout,    ///< 408: body not complete in time
+    max_header_bytes,        ///< 431
+    max_header_count,        ///< 431
+    max_readers_per_stream,  ///< 503: live readers of one stream
+    max_parked_readers,      ///< 503: live readers of the server
+    kCount
+  };
+  void limit_hit(Limit l) { limit_rejections_[static_cast<size_t>(l)].inc(); }
+  uint64_t limit_hits(Limit l) const { return limit_rejections_[static_cast<size_t>(l)].value(); }
+  static std::string_view limit_name(Limit l);
   /// Bytes of the responses being written (see --max-response-buffer-bytes).
   Gauge response_buffer_bytes;
   /// Long-poll and SSE reads answered from the live hub's buffer, and those
@@ -58,6 +72,7 @@ class HttpMetrics {
   static constexpr int kCodes = 500;                   // 100 .. 599
   std::unique_ptr<std::atomic<uint64_t>[]> requests_;  // [method][mode][code - 100]
   std::array<std::unique_ptr<Histogram>, kMethods> duration_;
+  std::array<Counter, static_cast<size_t>(Limit::kCount)> limit_rejections_;
 };
 
 }  // namespace ds::metrics

@@ -47,10 +47,14 @@ constexpr int http_status(errc e) {
       return 409;
     case errc::gone:
       return 410;
+    case errc::request_timeout:
+      return 408;
     case errc::payload_too_large:
       return 413;
     case errc::uri_too_long:
       return 414;
+    case errc::header_fields_too_large:
+      return 431;
     case errc::storage_failure:
       return 500;
     case errc::not_implemented:
@@ -61,6 +65,8 @@ constexpr int http_status(errc e) {
       return 503;
     case errc::shutting_down:
       return 503;
+    case errc::too_many_readers:
+      return 503;  // a server capacity limit, not the client's rate: see docs/operations.md
   }
   return 500;
 }

@@ -21,6 +21,7 @@
 #include "hub/live_hub.h"
 #include "metrics/http_metrics.h"
 #include "server/inbox.h"
+#include "server/reader_limits.h"
 #include "server/records_body.h"
 #include "server/server.h"
 #include "store/stream_store.h"
@@ -117,6 +118,9 @@ struct Context {
   /// Where this connection renders response heads (reused from response to
   /// response); null: a buffer per response.
   std::string* head_buffer = nullptr;
+  /// Live readers counted against --max-readers-per-stream and
+  /// --max-parked-readers; null: no caps.
+  live::ReaderLimits* readers = nullptr;
 };
 
 /// Headers every response carries (browser security).

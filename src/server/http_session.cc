@@ -4,6 +4,7 @@
 #include <array>
 #include <boost/asio/signal_set.hpp>
 #include <cerrno>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -326,6 +327,10 @@ constexpr auto kIdleTimeout = std::chrono::seconds(75);
 /// idle connection keeps only a small one).
 constexpr uint64_t kSmallBody = 16 * 1024;
 constexpr uint64_t kBodyReceiveBytes = 256 * 1024;
+/// The first read of a request (the wait for its first byte) takes what the
+/// buffer has room for, within these.
+constexpr size_t kFirstReadMin = 1024;
+constexpr size_t kFirstReadMax = 64 * 1024;
 
 Response preflight(const Request& req) {
   Response res{http::status::no_content, req.version()};
@@ -541,6 +546,88 @@ std::optional<Error> framing_error(const http::request_header<>& head) {
   return check_body_framing(head.version(), transfer_encoding, content_length);
 }
 
+/// A deadline on reading a request's head or body. When it passes, the
+/// pending read is cancelled, not the socket closed (as the stream's own
+/// expiry would): a 408 can still be written. Runs on the connection's strand.
+class ReadDeadline {
+ public:
+  explicit ReadDeadline(Stream& stream)
+      : timer_(stream.get_executor()), state_(std::make_shared<State>()) {
+    state_->stream = &stream;
+  }
+  ~ReadDeadline() {
+    state_->stream = nullptr;
+    disarm();
+  }
+  ReadDeadline(const ReadDeadline&) = delete;
+  ReadDeadline& operator=(const ReadDeadline&) = delete;
+
+  void arm(std::chrono::milliseconds limit) {
+    const uint64_t armed = ++state_->generation;
+    state_->expired = false;
+    timer_.expires_after(limit);
+    // A plain callback, not a coroutine: it only flags and cancels. A stale
+    // one (disarmed, or armed again since) finds another generation.
+    timer_.async_wait([state = state_, armed](const beast::error_code& ec) {
+      if (ec || state->generation != armed || !state->stream) return;
+      state->expired = true;
+      state->stream->cancel();
+    });
+  }
+  void disarm() {
+    ++state_->generation;
+    timer_.cancel();
+  }
+  /// Whether the last arm()'s deadline passed (the read it bounded was cancelled).
+  bool expired() const { return state_->expired; }
+
+ private:
+  struct State {
+    Stream* stream = nullptr;
+    uint64_t generation = 0;
+    bool expired = false;
+  };
+  asio::steady_timer timer_;
+  std::shared_ptr<State> state_;
+};
+
+/// How a refused request head was cut off: whether its connection may still
+/// carry a response (the cancelled read's error), or the client went away.
+bool cancelled_by(const ReadDeadline& deadline, const beast::error_code& ec) {
+  return deadline.expired() && ec == asio::error::operation_aborted;
+}
+
+/// After an error response to a request that was not read in full (a limit
+/// refused it): reads and drops what the client still sends, for at most 1 s
+/// and 1 MiB, so that closing with unread bytes does not reset the connection
+/// before the client has read the response.
+asio::awaitable<void> discard_rest(Stream& stream) {
+  constexpr auto kLinger = std::chrono::seconds(1);
+  constexpr size_t kMaxDiscard = 1u << 20;
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.expires_after(kLinger);
+  std::array<char, 4096> sink;
+  size_t dropped = 0;
+  while (dropped < kMaxDiscard) {
+    auto [rec, rn] =
+        co_await stream.async_read_some(asio::buffer(sink), asio::as_tuple(asio::use_awaitable));
+    if (rec) break;
+    dropped += rn;
+  }
+}
+
+/// Header fields of a request head.
+size_t header_count(const http::request_header<>& head) {
+  return static_cast<size_t>(std::distance(head.begin(), head.end()));
+}
+
+std::string seconds_text(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + " s";
+  return std::to_string(ms) + " ms";
+}
+
 std::string request_id(const http::request_header<>& head) {
   auto it = head.find("x-request-id");
   if (it != head.end()) {
@@ -565,24 +652,72 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     if (!rec) remote = ep.address().to_string();
   }
   beast::flat_buffer buffer;
+  ReadDeadline deadline(stream);
+  using Limit = metrics::HttpMetrics::Limit;
   for (;;) {
     if (ctx.stopping) break;
     http::request_parser<http::string_body> parser;
     parser.body_limit(boost::none);  // checked against --max-body-bytes below
-    parser.header_limit(64 * 1024);
-    stream.expires_after(kIdleTimeout);
+    parser.header_limit(static_cast<uint32_t>(
+        std::min<size_t>(ctx.options.max_header_bytes, std::numeric_limits<uint32_t>::max())));
     state->idle = true;
+    if (buffer.size() == 0) {
+      // Between requests a connection may stay idle for kIdleTimeout (the
+      // stream's own expiry: it closes the socket, nothing to answer).
+      stream.expires_after(kIdleTimeout);
+      const size_t want = std::clamp<size_t>(buffer.capacity(), kFirstReadMin, kFirstReadMax);
+      auto [fec, fn] = co_await stream.async_read_some(buffer.prepare(want),
+                                                       asio::as_tuple(asio::use_awaitable));
+      buffer.commit(fn);
+      if (fec) {
+        state->idle = false;
+        break;  // closed by the client, idle too long, or shutdown
+      }
+    }
+    // From a request's first byte on, its whole head must arrive within
+    // --request-head-timeout (slowloris: a byte now and then does not keep
+    // the connection).
+    stream.expires_never();
+    deadline.arm(ctx.options.request_head_timeout);
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser,
                                                     asio::as_tuple(asio::use_awaitable));
+    deadline.disarm();
     state->idle = false;
     Exchange ex;
     ex.started = SteadyClock::now();
     ex.remote = remote;
     ctx.exchange = &ex;
     if (ec) {
-      if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
-          ec != asio::error::eof && ec != asio::error::connection_reset &&
-          ec != asio::error::operation_aborted) {
+      if (cancelled_by(deadline, ec)) {
+        ctx.metrics.limit_hit(Limit::request_head_timeout);
+        ex.id = log::new_request_id();
+        {
+          auto op = reject_and_close(
+              ctx, stream, 11,
+              Error(errc::request_timeout, "the request head did not arrive within " +
+                                               seconds_text(ctx.options.request_head_timeout)));
+          co_await std::move(op);
+        }
+        log_exchange(ctx, ex, "-", "-", 0);
+        auto rest = discard_rest(stream);
+        co_await std::move(rest);
+      } else if (ec == http::error::header_limit) {
+        ctx.metrics.limit_hit(Limit::max_header_bytes);
+        ex.id = log::new_request_id();
+        {
+          auto op = reject_and_close(
+              ctx, stream, 11,
+              Error(errc::header_fields_too_large,
+                    "request head is larger than " + std::to_string(ctx.options.max_header_bytes) +
+                        " bytes (--max-header-bytes)"));
+          co_await std::move(op);
+        }
+        log_exchange(ctx, ex, "-", "-", 0);
+        auto rest = discard_rest(stream);
+        co_await std::move(rest);
+      } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
+                 ec != asio::error::eof && ec != asio::error::connection_reset &&
+                 ec != asio::error::operation_aborted) {
         ex.id = log::new_request_id();
         {
           auto op = reject_and_close(
@@ -599,6 +734,21 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     if (auto it = head.find(http::field::origin); it != head.end())
       ex.origin.assign(it->value().data(), it->value().size());
     const std::string method(head.method_string().data(), head.method_string().size());
+    if (ctx.options.max_header_count && header_count(head) > ctx.options.max_header_count) {
+      ctx.metrics.limit_hit(Limit::max_header_count);
+      {
+        auto op = reject_and_close(
+            ctx, stream, version,
+            Error(errc::header_fields_too_large, "request has more than " +
+                                                     std::to_string(ctx.options.max_header_count) +
+                                                     " header fields (--max-header-count)"));
+        co_await std::move(op);
+      }
+      log_exchange(ctx, ex, method, "-", 0);
+      auto rest = discard_rest(stream);
+      co_await std::move(rest);
+      break;
+    }
     auto target = origin_form(std::string_view(head.target().data(), head.target().size()));
     if (target && target->authority) {
       // Absolute-form: route, authorize and log by its path and query; its
@@ -639,11 +789,14 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
       log_exchange(ctx, ex, method, path, 0);
       break;
     }
+    // From the end of the head, the whole body (100 Continue included) must
+    // arrive within --request-body-timeout.
+    deadline.arm(ctx.options.request_body_timeout);
     if (iequals(std::string_view(head[http::field::expect]), "100-continue")) {
       http::response<http::empty_body> cont{http::status::continue_, version};
       auto [wec, wn] =
           co_await http::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
-      if (wec) break;
+      if (wec) break;  // the deadline is disarmed at the end of the session
       count_sent(ctx, wn);
     }
     parser.body_limit(ctx.options.max_body_bytes);
@@ -655,6 +808,21 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     if (!parser.is_done()) {
       auto [bec, bn] =
           co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      deadline.disarm();
+      if (cancelled_by(deadline, bec)) {
+        ctx.metrics.limit_hit(Limit::request_body_timeout);
+        {
+          auto op = reject_and_close(
+              ctx, stream, version,
+              Error(errc::request_timeout, "the request body did not arrive within " +
+                                               seconds_text(ctx.options.request_body_timeout)));
+          co_await std::move(op);
+        }
+        log_exchange(ctx, ex, method, path, 0);
+        auto rest = discard_rest(stream);
+        co_await std::move(rest);
+        break;
+      }
       if (bec == http::error::body_limit) {
         {
           auto op =
@@ -681,6 +849,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
         break;
       }
     }
+    deadline.disarm();
     stream.expires_never();
     if (buffer.size() == 0 && buffer.capacity() > kSmallBody) buffer.shrink_to_fit();
     Request req = parser.release();
@@ -694,6 +863,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     if (!keep_alive || ctx.stopping) break;
   }
   ctx.exchange = nullptr;
+  deadline.disarm();
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
@@ -753,12 +923,17 @@ struct Server::Impl {
     ctx.parking = &parking;
     ctx.response_memory = &response_memory;
     ctx.inbox = &inbox;
+    ctx.readers = &readers;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
               static_cast<int64_t>(ctx.hubs.hub_count()));
       e.gauge("dstreamd_http_connections", "Open HTTP connections",
               static_cast<int64_t>(stop_signals.sessions.load()));
+      e.gauge("dstreamd_live_readers",
+              "Long-polls waiting for data and open SSE responses, as counted against "
+              "--max-readers-per-stream and --max-parked-readers",
+              static_cast<int64_t>(readers.total()));
       e.gauge("dstreamd_sse_parked_readers",
               "Caught-up SSE readers waiting in the parking lot (no coroutine each)",
               static_cast<int64_t>(parking.parked()));
@@ -911,6 +1086,7 @@ struct Server::Impl {
   // unregister from these.
   StopSignals stop_signals;
   metrics::HttpMetrics http_metrics;
+  live::ReaderLimits readers{options.max_readers_per_stream, options.max_parked_readers};
   ResponseMemory response_memory{http_metrics.response_buffer_bytes};
   std::atomic<bool> stopping{false};
   unsigned threads;

@@ -40,7 +40,8 @@ struct ParkedLongPoll;
 struct SseState : live::SseRead {
   std::chrono::steady_clock::time_point session_end;
   std::chrono::steady_clock::time_point last_write;
-  Exchange ex;  ///< for the access-log line when the response ends
+  Exchange ex;                    ///< for the access-log line when the response ends
+  live::ReaderLimits::Slot slot;  ///< counts the reader against the reader caps
 };
 
 /// Continues an SSE response in a coroutine on the socket's executor: writes
@@ -93,6 +94,7 @@ struct LongPollState {
   bool keep_alive = true;
   std::chrono::steady_clock::time_point deadline;
   Exchange ex;
+  live::ReaderLimits::Slot slot;  ///< counts the reader against the reader caps
 };
 
 struct ParkedLongPoll {

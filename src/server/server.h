@@ -47,6 +47,21 @@ struct ServerOptions {
   /// Open connections (parked live readers included) past which a new one is
   /// answered 503 + Retry-After and closed; 0: no limit.
   size_t max_connections = 0;
+  /// Once a request's first byte has arrived, the rest of its head must
+  /// arrive within this (408, closed). Between requests a connection may
+  /// idle for 75 s.
+  std::chrono::milliseconds request_head_timeout{10'000};
+  /// A request's whole body (100 Continue included) must arrive within this
+  /// from the end of its head (408, closed).
+  std::chrono::milliseconds request_body_timeout{60'000};
+  /// Request line plus header fields, in bytes (431, closed).
+  size_t max_header_bytes = 64u << 10;
+  /// Header fields of a request (431, closed).
+  size_t max_header_count = 100;
+  /// Live readers (long-polls waiting for data, SSE responses) per stream and
+  /// per server past which a new one gets 503 + Retry-After; 0: no limit.
+  size_t max_readers_per_stream = 10'000;
+  size_t max_parked_readers = 100'000;
   /// Bearer-JWT checks on stream requests; null: no authentication.
   std::shared_ptr<const auth::Authenticator> auth;
   /// Origins allowed by CORS; empty or containing "*": any origin (`*`).

@@ -245,16 +245,40 @@ Response error_response(const Request& req, const Error& e) {
   if (e.producer_epoch) res.set("Producer-Epoch", std::to_string(*e.producer_epoch));
   if (e.expected_seq) res.set("Producer-Expected-Seq", std::to_string(*e.expected_seq));
   if (e.received_seq) res.set("Producer-Received-Seq", std::to_string(*e.received_seq));
-  if (e.code == errc::unavailable || e.code == errc::shutting_down)
+  if (e.code == errc::unavailable || e.code == errc::shutting_down ||
+      e.code == errc::too_many_readers)
     res.set(http::field::retry_after, "1");
   std::string body = std::string("{\"code\":\"") + errc_name(e.code) + "\",\"message\":";
   append_json_string(body, e.message);
   body.push_back('}');
   res.body() = std::move(body);
-  const bool fatal = e.code == errc::payload_too_large;
+  // The rest of such a request is not read: the connection cannot go on.
+  const bool fatal = e.code == errc::payload_too_large || e.code == errc::request_timeout ||
+                     e.code == errc::header_fields_too_large;
   res.keep_alive(req.keep_alive() && !fatal);
   res.prepare_payload();
   return res;
+}
+
+std::optional<Response> admit_reader(Context& ctx, const Request& req, const std::string& name,
+                                     live::ReaderLimits::Slot& slot) {
+  if (!ctx.readers || slot) return std::nullopt;
+  using Refusal = live::ReaderLimits::Refusal;
+  Refusal why = Refusal::none;
+  slot = ctx.readers->try_acquire(name, why);
+  if (slot) return std::nullopt;
+  using Limit = metrics::HttpMetrics::Limit;
+  std::string message;
+  if (why == Refusal::per_stream) {
+    ctx.metrics.limit_hit(Limit::max_readers_per_stream);
+    message = "too many live readers on this stream (" +
+              std::to_string(ctx.readers->per_stream_cap()) + "): retry later";
+  } else {
+    ctx.metrics.limit_hit(Limit::max_parked_readers);
+    message = "too many live readers on this server (" + std::to_string(ctx.readers->total_cap()) +
+              "): retry later";
+  }
+  return error_response(req, Error(errc::too_many_readers, std::move(message)));
 }
 
 asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Request& req) {

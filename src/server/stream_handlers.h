@@ -95,6 +95,12 @@ RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta
 Response no_content_live(const Request& req, const Offset& next, bool closed,
                          const std::string& cursor);
 
+/// Counts a live reader of `name` in `slot` against --max-readers-per-stream
+/// and --max-parked-readers. Over a cap: the 503 (Retry-After, JSON body) to
+/// send instead, counted in dstreamd_http_limit_rejections_total.
+std::optional<Response> admit_reader(Context& ctx, const Request& req, const std::string& name,
+                                     live::ReaderLimits::Slot& slot);
+
 // --------------------------------------------------------------------- the handlers
 
 asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,

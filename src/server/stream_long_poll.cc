@@ -18,8 +18,10 @@ constexpr auto kParkLongPollAfter = std::chrono::milliseconds(250);
 /// Hands a waiting long-poll to the parking lot: it answers from there.
 void park_long_poll(Context& ctx, Stream& stream, const Request& req, const std::string& name,
                     const StreamMeta& meta, Offset start, Offset at,
-                    const std::string& client_cursor, Clock_::time_point deadline) {
+                    const std::string& client_cursor, Clock_::time_point deadline,
+                    live::ReaderLimits::Slot& slot) {
   LongPollState st;
+  st.slot = std::move(slot);
   st.at = at;
   st.start = start;
   st.stream_id = meta.id;
@@ -63,11 +65,14 @@ asio::awaitable<bool> answer_long_poll(Context& ctx, Stream& stream, Request& re
 
 /// The waiting part of a long-poll at `at` (nothing to answer at once):
 /// parks it in the lot when it can, else waits on the hub here. `wake`: the
-/// hub's answer already in hand (a resumed long-poll), if any.
+/// hub's answer already in hand (a resumed long-poll), if any. `slot`: the
+/// reader's count against the reader caps; it goes to the lot with a parked
+/// long-poll.
 asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
                                      const std::string& name, const StreamMeta& meta, Offset start,
                                      Offset at, const std::string& client_cursor,
-                                     Clock_::time_point deadline, std::optional<Wake> wake) {
+                                     Clock_::time_point deadline, std::optional<Wake> wake,
+                                     live::ReaderLimits::Slot& slot) {
   for (;;) {
     if (!wake) {
       const auto now = Clock_::now();
@@ -78,7 +83,7 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
       // a quiet stream, or once that moment has passed, it goes to the lot.
       const bool can_park = ctx.parking && ctx.exchange && ctx.exchange->can_detach;
       if (can_park && !ctx.hubs.recently_active(name, kParkLongPollAfter)) {
-        park_long_poll(ctx, stream, req, name, meta, start, at, client_cursor, deadline);
+        park_long_poll(ctx, stream, req, name, meta, start, at, client_cursor, deadline, slot);
         co_return false;
       }
       {
@@ -89,7 +94,7 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
       if (!wake) {
         if (ctx.stopping || Clock_::now() >= deadline) break;  // 204 with the current offset
         if (can_park) {
-          park_long_poll(ctx, stream, req, name, meta, start, at, client_cursor, deadline);
+          park_long_poll(ctx, stream, req, name, meta, start, at, client_cursor, deadline, slot);
           co_return false;
         }
         continue;
@@ -135,8 +140,9 @@ asio::awaitable<void> resume_long_poll_co(Context& shared, std::string name,
   meta.config.content_type = reader->st.content_type;
   bool keep_alive = false;
   {
-    auto answer = long_poll_wait(ctx, stream, req, name, meta, reader->st.start, reader->st.at,
-                                 reader->st.cursor, reader->st.deadline, std::move(wake));
+    auto answer =
+        long_poll_wait(ctx, stream, req, name, meta, reader->st.start, reader->st.at,
+                       reader->st.cursor, reader->st.deadline, std::move(wake), reader->st.slot);
     keep_alive = co_await std::move(answer);
   }
   log_detached_end(shared, reader->st.ex, name);
@@ -171,10 +177,14 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
     auto answer = answer_long_poll(ctx, stream, req, r->meta, r->start, step, r->records, p.cursor);
     co_return co_await std::move(answer);
   }
+  // It waits: it counts against the reader caps from here until it is answered.
+  live::ReaderLimits::Slot slot;
+  auto refused = admit_reader(ctx, req, name, slot);
+  if (refused) co_return co_await send(ctx, stream, *refused);
   const StreamMeta meta = r->meta;
   std::optional<Wake> no_wake;
   auto waiting = long_poll_wait(ctx, stream, req, name, meta, r->start, at, p.cursor, deadline,
-                                std::move(no_wake));
+                                std::move(no_wake), slot);
   co_return co_await std::move(waiting);
 }
 

@@ -154,6 +154,9 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   st.json = is_json_stream(first->meta);
   st.cursor = p.cursor;
   st.session_end = Clock_::now() + ctx.options.sse_max_duration;
+  // Counted against the reader caps until the response ends (parked or not).
+  auto refused = admit_reader(ctx, req, name, st.slot);
+  if (refused) co_return co_await send(ctx, stream, *refused);
 
   http::response<http::empty_body> head{http::status::ok, req.version()};
   {

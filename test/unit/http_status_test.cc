@@ -42,6 +42,9 @@ const std::map<errc, int>& intended() {
       {errc::forbidden, 403},
       {errc::not_implemented, 501},
       {errc::insufficient_storage, 507},
+      {errc::request_timeout, 408},
+      {errc::header_fields_too_large, 431},
+      {errc::too_many_readers, 503},
   };
   return table;
 }
