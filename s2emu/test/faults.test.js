@@ -196,3 +196,33 @@ test('SSE stall after N ms', () =>
     assert.equal(last.event, 'ping');
     s.close();
   }));
+
+test('sseFaultRate: the cut strikes only that fraction of sessions (drawn per session from the seeded PRNG)', async () => {
+  // Unit level: with rate 0.5 and a seed, some sessions get the cut and some are spared.
+  const f = new Faults({ sseCutAfterMs: 50, sseFaultRate: 0.5, seed: 3 });
+  const snaps = Array.from({ length: 200 }, () => f.sseFaults());
+  const cut = snaps.filter((s) => s.cutAfterMs === 50).length;
+  assert.ok(cut > 60 && cut < 140, `${cut} of 200 sessions cut at rate 0.5`);
+  assert.ok(snaps.every((s) => s.cutAfterMs === 50 || (s.cutAfterMs === null && s.stallAfterMs === null)));
+  // Rate 0: no session is cut; the default (1) cuts every one.
+  assert.ok(Array.from({ length: 50 }, () => new Faults({ sseCutAfterMs: 5, sseFaultRate: 0 }).sseFaults()).every((s) => s.cutAfterMs === null));
+  assert.equal(new Faults({ sseStallAfterMs: 5 }).sseFaults().stallAfterMs, 5);
+  assert.throws(() => new Faults({ sseFaultRate: 1.5 }), /sseFaultRate/);
+});
+
+test('sseFaultRate 0 over HTTP: an armed cut spares the session; 1 cuts it', () =>
+  withEmu({ faults: { sseCutAfterMs: 100, sseCutMode: 'end', sseFaultRate: 0, pingIntervalMs: 20 } }, async (_emu, c) => {
+    await c.createStream('s');
+    const spared = await c.sse('s');
+    const t0 = Date.now();
+    while (Date.now() - t0 < 400) assert.equal((await spared.next(1000)).event, 'ping', 'spared session keeps pinging past the cut time');
+    spared.close();
+    assert.equal((await c.stats()).injected.sseCuts, 0);
+    await c.faults({ sseFaultRate: 1 });
+    const cut = await c.sse('s');
+    let e;
+    do e = await cut.next(3000);
+    while (e.event === 'ping');
+    assert.equal(e.event, '<end>');
+    await eventually(async () => (await c.stats()).injected.sseCuts === 1, { what: 'cut counted' });
+  }));
