@@ -11,7 +11,8 @@
 #   bench/s2-soak.sh --duration 1800 any length in seconds
 # Other options are passed to s2-soak.mjs: --streams 4 --producers 2 --plain 1 --rate 240
 # (appends/s over all writers) --phase-s 15 (fault mix changes) --sample-s 5 (RSS/fd samples)
-# --drain-s 90 --seed N --keep-dir DIR (node logs; kept in a temp dir anyway on failure).
+# --drain-s 90 --seed N --keep-dir DIR (node logs; kept in a temp dir anyway on failure)
+# --node-args "--hub-buffer-bytes 65536" (extra dstreamd flags for every node).
 # Env: DSTREAMD_BIN (default build/dstreamd).
 #
 # Prints progress, then a summary: appends acknowledged, lost / duplicated / out of order /
@@ -24,10 +25,6 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 export DSTREAMD_BIN="${DSTREAMD_BIN:-$REPO/build/dstreamd}"
-if [[ ! -x "$DSTREAMD_BIN" ]]; then
-  echo "s2-soak: dstreamd binary not found or not executable: $DSTREAMD_BIN (build it, or set DSTREAMD_BIN)" >&2
-  exit 2
-fi
 
 ARGS=()
 DURATION=600
@@ -39,10 +36,15 @@ while [[ $# -gt 0 ]]; do
     --duration=*) DURATION="${1#*=}"; shift ;;
     --out) OUT="${2:?--out needs a file}"; shift 2 ;;
     --out=*) OUT="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --node-args) ARGS+=("--node-args=${2:?--node-args needs a value}"); shift 2 ;; # its value starts with a dash
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) ARGS+=("$1"); shift ;;
   esac
 done
+if [[ ! -x "$DSTREAMD_BIN" ]]; then
+  echo "s2-soak: dstreamd binary not found or not executable: $DSTREAMD_BIN (build it, or set DSTREAMD_BIN)" >&2
+  exit 2
+fi
 if [[ -z "$OUT" ]]; then
   mkdir -p "$HERE/results"
   OUT="$HERE/results/s2-soak-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
