@@ -21,8 +21,9 @@
 //     sequence number (unique id = w/n).
 //   * per stream and node: one SSE reader and one long-poll reader from
 //     offset -1, reconnecting from their last offset on any error.
-//   * every --sample-s seconds: VmRSS and open fds of every node and of the
-//     emulator, from /proc.
+//   * every --sample-s seconds: VmRSS, open fds and threads of every node and
+//     of the emulator, from /proc; reported at start, after a warm-up (60 s or
+//     a quarter of the run), at the end and as the maximum.
 // At the end the writers stop, the faults are reset and every reader must
 // catch up (bounded by --drain-s); then every stream is read by catch-up from
 // every node. Each reader and each catch-up read is checked:
