@@ -103,6 +103,10 @@ function procSample(pid) {
   }
 }
 
+// On SIGINT/SIGTERM exit through process.exit, so that cluster.mjs's exit handler kills the
+// emulator and the nodes (a signal's default action would leave them running).
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(130));
+
 const t0 = Date.now();
 const elapsed = () => +((Date.now() - t0) / 1000).toFixed(1);
 
