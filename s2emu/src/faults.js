@@ -46,6 +46,10 @@ export const DEFAULT_SETTINGS = Object.freeze({
   sseStallAfterEvents: null,
   /** Stall each SSE read session N ms after it started. */
   sseStallAfterMs: null,
+  /** Fraction [0,1] of SSE read sessions the cut settings apply to (drawn per session at its start); 1 = all. */
+  sseCutRate: 1,
+  /** Fraction [0,1] of SSE read sessions the stall settings apply to (drawn per session at its start); 1 = all. */
+  sseStallRate: 1,
   /** Probability that an append carrying match_seq_num is preceded by a racing writer's record. */
   racerProbability: 0,
   /** The next N appends carrying match_seq_num are preceded by a racing writer's record. */
@@ -87,6 +91,8 @@ function check(key, value) {
     case 'errorRate':
     case 'racerProbability':
     case 'slowLostAckRate':
+    case 'sseCutRate':
+    case 'sseStallRate':
       return fraction(value) ? null : `${key} must be a number in [0, 1]`;
     case 'errorCodes':
       return Array.isArray(value) && value.length > 0 && value.every((c) => c in CODE_STATUS)
@@ -217,12 +223,17 @@ export class Faults {
   /** Snapshot of the SSE faults for one session (fixed at session start). */
   sseFaults() {
     const s = this.settings;
+    // A session spared by sseCutRate / sseStallRate (< 1) gets no cut / no stall. The PRNG is
+    // only drawn when that fault is armed and its rate is below 1.
+    const strikes = (armed, rate) => armed && (rate >= 1 || this.random() < rate);
+    const cut = strikes(s.sseCutAfterEvents !== null || s.sseCutAfterMs !== null, s.sseCutRate);
+    const stall = strikes(s.sseStallAfterEvents !== null || s.sseStallAfterMs !== null, s.sseStallRate);
     return {
-      cutAfterEvents: s.sseCutAfterEvents,
-      cutAfterMs: s.sseCutAfterMs,
+      cutAfterEvents: cut ? s.sseCutAfterEvents : null,
+      cutAfterMs: cut ? s.sseCutAfterMs : null,
       cutMode: s.sseCutMode,
-      stallAfterEvents: s.sseStallAfterEvents,
-      stallAfterMs: s.sseStallAfterMs,
+      stallAfterEvents: stall ? s.sseStallAfterEvents : null,
+      stallAfterMs: stall ? s.sseStallAfterMs : null,
     };
   }
 }

@@ -26,6 +26,8 @@ fault injection (all changeable at runtime via POST /_emu/faults):
   --sse-cut-mode M            destroy (default) | end | error
   --sse-stall-after-events N  stall SSE read sessions after N events
   --sse-stall-after-ms N      stall SSE read sessions N ms after they start
+  --sse-cut-rate P            cut only this fraction of SSE sessions (default 1: all)
+  --sse-stall-rate P          stall only this fraction of SSE sessions (default 1: all)
   --racer-probability P       a racing writer strikes before appends carrying match_seq_num
   --racer-next N              ... before the next N such appends
   --slow-lost-ack-next N      the next N applied appends: ack held, then 503 unavailable
@@ -56,6 +58,8 @@ const options = {
   'sse-cut-mode': { type: 'string' },
   'sse-stall-after-events': { type: 'string' },
   'sse-stall-after-ms': { type: 'string' },
+  'sse-cut-rate': { type: 'string' },
+  'sse-stall-rate': { type: 'string' },
   'racer-probability': { type: 'string' },
   'racer-next': { type: 'string' },
   'slow-lost-ack-next': { type: 'string' },
@@ -99,6 +103,8 @@ const numeric = {
   'sse-cut-after-ms': 'sseCutAfterMs',
   'sse-stall-after-events': 'sseStallAfterEvents',
   'sse-stall-after-ms': 'sseStallAfterMs',
+  'sse-cut-rate': 'sseCutRate',
+  'sse-stall-rate': 'sseStallRate',
   'racer-probability': 'racerProbability',
   'racer-next': 'racerNext',
   'slow-lost-ack-next': 'slowLostAckNext',

@@ -196,3 +196,37 @@ test('SSE stall after N ms', () =>
     assert.equal(last.event, 'ping');
     s.close();
   }));
+
+test('sseCutRate / sseStallRate: each fault strikes only that fraction of sessions (drawn per session from the seeded PRNG)', () => {
+  // Unit level: rate 0.5 and a seed: some sessions are cut, some spared; the stall is drawn separately.
+  const f = new Faults({ sseCutAfterMs: 50, sseCutRate: 0.5, sseStallAfterEvents: 7, sseStallRate: 0.25, seed: 3 });
+  const snaps = Array.from({ length: 400 }, () => f.sseFaults());
+  const cut = snaps.filter((s) => s.cutAfterMs === 50).length;
+  const stalled = snaps.filter((s) => s.stallAfterEvents === 7).length;
+  assert.ok(cut > 140 && cut < 260, `${cut} of 400 sessions cut at rate 0.5`);
+  assert.ok(stalled > 60 && stalled < 140, `${stalled} of 400 sessions stalled at rate 0.25`);
+  assert.ok(snaps.every((s) => (s.cutAfterMs === 50 || s.cutAfterMs === null) && (s.stallAfterEvents === 7 || s.stallAfterEvents === null)));
+  assert.ok(snaps.some((s) => s.cutAfterMs === 50 && s.stallAfterEvents === null), 'independent draws');
+  // Rate 0: never; the default (1) strikes every session.
+  assert.ok(Array.from({ length: 50 }, () => new Faults({ sseCutAfterMs: 5, sseCutRate: 0 }).sseFaults()).every((s) => s.cutAfterMs === null));
+  assert.equal(new Faults({ sseStallAfterMs: 5 }).sseFaults().stallAfterMs, 5);
+  assert.throws(() => new Faults({ sseCutRate: 1.5 }), /sseCutRate/);
+  assert.throws(() => new Faults({ sseStallRate: -1 }), /sseStallRate/);
+});
+
+test('sseCutRate 0 over HTTP: an armed cut spares the session; 1 cuts it', () =>
+  withEmu({ faults: { sseCutAfterMs: 100, sseCutMode: 'end', sseCutRate: 0, pingIntervalMs: 20 } }, async (_emu, c) => {
+    await c.createStream('s');
+    const spared = await c.sse('s');
+    const t0 = Date.now();
+    while (Date.now() - t0 < 400) assert.equal((await spared.next(1000)).event, 'ping', 'spared session keeps pinging past the cut time');
+    spared.close();
+    assert.equal((await c.stats()).injected.sseCuts, 0);
+    await c.faults({ sseCutRate: 1 });
+    const cut = await c.sse('s');
+    let e;
+    do e = await cut.next(3000);
+    while (e.event === 'ping');
+    assert.equal(e.event, '<end>');
+    await eventually(async () => (await c.stats()).injected.sseCuts === 1, { what: 'cut counted' });
+  }));
