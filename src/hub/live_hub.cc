@@ -25,10 +25,10 @@ class Hub : public std::enable_shared_from_this<Hub> {
       } else {
         for (const auto& r : ev.records) {
           buffer_.push_back(r);
-          buffered_ += r->bytes.size();
+          buffered_ += buffered_cost(*r);
         }
         while (buffer_.size() > 1 && buffered_ > buffer_limit_) {
-          buffered_ -= buffer_.front()->bytes.size();
+          buffered_ -= buffered_cost(*buffer_.front());
           buffer_.pop_front();
         }
         tail_ = ev.tail;

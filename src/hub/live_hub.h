@@ -68,10 +68,18 @@ class Waiter {
   std::weak_ptr<Hub> hub_;
 };
 
+/// What a record in a hub's buffer costs in memory, as counted against
+/// Options::buffer_bytes: its bytes, and the Record itself with its shared
+/// pointer's control block, the buffer's pointer to it and the allocator's
+/// headers (about 160 bytes here, which dominate for small messages:
+/// counting the bytes alone let a hub of 22-byte messages hold about nine
+/// times its limit, bench/s2-soak.sh).
+inline size_t buffered_cost(const Record& r) { return r.bytes.size() + sizeof(Record) + 64; }
+
 class LiveHubs {
  public:
   struct Options {
-    size_t buffer_bytes = 4 << 20;  ///< recent data each hub keeps
+    size_t buffer_bytes = 4 << 20;  ///< recent data each hub keeps (buffered_cost)
     std::chrono::milliseconds idle_grace{30'000};
     /// For Stream-Expires-At and the sliding TTL in read_buffered().
     const Clock* clock = &SystemClock::instance();

@@ -825,6 +825,25 @@ TEST_F(BufferedReadTest, SlidingTtlAndExpiresAt) {
   EXPECT_FALSE(hubs_.read_buffered("s", at(0), 1 << 20));
 }
 
+class TenRecordHubTest : public HubTest {
+ protected:
+  TenRecordHubTest() : HubTest({10 * buffered_cost(*record(0, "x")), kForever}) {}
+};
+
+TEST_F(TenRecordHubTest, TheBufferCountsWhatEachRecordCostsNotOnlyItsBytes) {
+  Wakes w;
+  hubs_.wait("s", at(0), w.fn());
+  store_.push("s", state(0));
+  for (uint64_t i = 0; i < 100; ++i) store_.push("s", commit({record(i, "x")}));
+  hubs_.remember("s", hubs_.hub_id("s"), meta_of("text/plain", at(100)));
+  // A limit of ten one-byte records' cost keeps ten, not the 100 bytes'
+  // worth it would if only bytes counted.
+  auto kept = hubs_.read_buffered("s", at(90), 1 << 20);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->records.size(), 10u);
+  EXPECT_FALSE(hubs_.read_buffered("s", at(89), 1 << 20));
+}
+
 TEST(LiveHubsTest, DestructionUnwatchesEverything) {
   FakeStore store;
   {
