@@ -475,7 +475,8 @@ int main(int argc, char** argv) {
       "SSE responses end after this, so CDNs can collapse reconnects")(
       "max-body-bytes", po::value(&max_body)->default_value(max_body),
       "largest request body; larger ones get 413")(
-      "threads", po::value(&threads)->default_value(threads), "HTTP threads (0: one per core)")(
+      "threads", po::value(&threads)->default_value(threads),
+      "HTTP threads (0: one per CPU this process may run on)")(
       "hub-buffer-bytes", po::value(&hub_buffer)->default_value(hub_buffer),
       "recent data each live hub keeps for caught-up readers")(
       "storage", po::value(&storage)->default_value(storage),

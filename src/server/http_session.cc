@@ -1,6 +1,8 @@
 // Listener, connection loop and dispatch. One coroutine per connection, on
 // its own strand; the coroutine frame owns the socket.
 
+#include <sched.h>
+
 #include <array>
 #include <boost/asio/signal_set.hpp>
 #include <cerrno>
@@ -906,12 +908,24 @@ asio::awaitable<void> serve_connection(Stream stream, Context& shared) {
 
 }  // namespace http_server
 
+/// The CPUs this process may run on (its affinity mask, as taskset, cgroup
+/// cpusets and container CPU pinning set it), not all the machine's: more
+/// event-loop threads than that only take turns on the same CPUs, waking
+/// each other for nothing.
+unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    if (const int n = CPU_COUNT(&set); n > 0) return static_cast<unsigned>(n);
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 struct Server::Impl {
   Impl(ServerOptions o, StreamStore& store, LiveHubs& hubs, const Clock& clock)
       : options(std::move(o)),
         registry(options.metrics ? options.metrics : std::make_shared<metrics::Registry>()),
-        threads(options.threads ? options.threads
-                                : std::max(1u, std::thread::hardware_concurrency())),
+        threads(options.threads ? options.threads : usable_cpus()),
         ioc(static_cast<int>(threads)),
         control(asio::make_strand(ioc)),
         acceptor(ioc),
