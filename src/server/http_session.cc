@@ -261,9 +261,9 @@ asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response
 
 }  // namespace
 
+// Not coroutines: each returns the chosen write's awaitable (no frame of its own).
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, Response& res) {
-  auto op = write_string_response(ctx, stream, res);
-  co_return co_await std::move(op);
+  return write_string_response(ctx, stream, res);
 }
 
 asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsResponse& res) {
@@ -273,12 +273,9 @@ asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsRespon
   // serializer, whose writer copies runs of small records into one buffer.
   constexpr size_t kMaxPieces = 4 * file_send_detail::kMaxGather;
   if (res.has_content_length() && !res.chunked() &&
-      (has_file_slices(res.body().records) || res.body().records.size() < kMaxPieces)) {
-    auto op = write_records_response(ctx, stream, res);
-    co_return co_await std::move(op);
-  }
-  auto op = write_message(ctx, stream, res, 0, &res.body().records);
-  co_return co_await std::move(op);
+      (has_file_slices(res.body().records) || res.body().records.size() < kMaxPieces))
+    return write_records_response(ctx, stream, res);
+  return write_message(ctx, stream, res, 0, &res.body().records);
 }
 
 uint64_t StopSignals::add(std::function<void()> on_stop) {

@@ -38,8 +38,8 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
   auto r_op = store_read(ctx, std::move(rr));
   auto r = co_await std::move(r_op);
   if (!r) {
-    Response err_ = error_response(req, r.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, r.error());
+    co_return co_await std::move(err_);
   }
   const bool now_read = p.from.kind == OffsetSpec::Kind::now;
   auto res = data_response(ctx, req, r->meta, r->start, r->records, r->next, r->up_to_date,
@@ -64,9 +64,9 @@ asio::awaitable<bool> handle_catch_up(Context& ctx, Stream& stream, Request& req
     if (!plain) {
       // A file slice could not be read: sending the identity body would fail
       // the same way, after a 200 head.
-      Response err_ =
-          error_response(req, Error(errc::storage_failure, "cannot read the stream's data"));
-      co_return co_await send(ctx, stream, err_);
+      auto err_ = send_error(ctx, stream, req,
+                             Error(errc::storage_failure, "cannot read the stream's data"));
+      co_return co_await std::move(err_);
     }
     if (auto z = gzip_compress(*plain, 1)) {
       Response zipped{std::move(res.base())};

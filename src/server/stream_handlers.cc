@@ -92,12 +92,20 @@ void set_stream_headers(Response& res, const StreamMeta& m) {
   if (m.config.expires_at_ms) res.set("Stream-Expires-At", m.config.expires_at_text);
 }
 
+// Not coroutines: each returns the write's own awaitable, so a response
+// costs no coroutine frame of these.
 asio::awaitable<bool> send(Context& ctx, Stream& stream, Response& res) {
   res.prepare_payload();
-  co_return co_await write_response(ctx, stream, res);
+  return write_response(ctx, stream, res);
 }
 
 asio::awaitable<bool> send(Context& ctx, Stream& stream, RecordsResponse& res) {
+  res.prepare_payload();
+  return write_response(ctx, stream, res);
+}
+
+asio::awaitable<bool> send_error(Context& ctx, Stream& stream, const Request& req, Error e) {
+  Response res = error_response(req, e);
   res.prepare_payload();
   co_return co_await write_response(ctx, stream, res);
 }
@@ -285,13 +293,13 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
   std::string_view raw(req.target().data(), req.target().size());
   auto target = parse_target(raw);
   if (!target) {
-    Response err_ = error_response(req, target.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, target.error());
+    co_return co_await std::move(err_);
   }
   auto name = stream_name(target->path);
   if (!name) {
-    Response err_ = error_response(req, name.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, name.error());
+    co_return co_await std::move(err_);
   }
 
   switch (req.method()) {
@@ -311,12 +319,12 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
             ctx.inbox, [&ctx, &name](auto cb) { ctx.store.head(*name, std::move(cb)); });
         auto exists = co_await std::move(exists_op);
         if (!exists) {
-          Response err_ = error_response(req, exists.error());
-          co_return co_await send(ctx, stream, err_);
+          auto err_ = send_error(ctx, stream, req, exists.error());
+          co_return co_await std::move(err_);
         }
         {
-          Response err_ = error_response(req, params.error());
-          co_return co_await send(ctx, stream, err_);
+          auto err_ = send_error(ctx, stream, req, params.error());
+          co_return co_await std::move(err_);
         }
       }
       if (ctx.exchange)

@@ -37,6 +37,11 @@ void set_stream_headers(Response& res, const StreamMeta& m);
 
 asio::awaitable<bool> send(Context& ctx, Stream& stream, Response& res);
 asio::awaitable<bool> send(Context& ctx, Stream& stream, RecordsResponse& res);
+/// error_response(req, e), sent. Its own coroutine, so that the handlers'
+/// frames do not hold a Response for each of their error branches (g++ 12
+/// gives every local of every scope its own slot in the frame, and Asio
+/// recycles frames only up to 1020 bytes).
+asio::awaitable<bool> send_error(Context& ctx, Stream& stream, const Request& req, Error e);
 
 /// Keeps a gauge up while it lives.
 class GaugeUp {

@@ -59,8 +59,8 @@ asio::awaitable<bool> answer_long_poll(Context& ctx, Stream& stream, Request& re
     case live::PollStep::Kind::read:
       break;
   }
-  Response err_ = error_response(req, Error(errc::not_found, "stream was deleted"));
-  co_return co_await send(ctx, stream, err_);
+  auto err_ = send_error(ctx, stream, req, Error(errc::not_found, "stream was deleted"));
+  co_return co_await std::move(err_);
 }
 
 /// The waiting part of a long-poll at `at` (nothing to answer at once):
@@ -107,8 +107,8 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
       auto again_op = live_read(ctx, name, again_from, false);
       auto again = co_await std::move(again_op);
       if (!again) {
-        Response err_ = error_response(req, again.error());
-        co_return co_await send(ctx, stream, err_);
+        auto err_ = send_error(ctx, stream, req, again.error());
+        co_return co_await std::move(err_);
       }
       step = live::poll_on_read(at, *again);
       if (step.kind == live::PollStep::Kind::wait) continue;
@@ -168,8 +168,8 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
   auto r_op = live_read(ctx, name, p.from, true);
   auto r = co_await std::move(r_op);
   if (!r) {
-    Response err_ = error_response(req, r.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, r.error());
+    co_return co_await std::move(err_);
   }
   Offset at;
   const auto step = live::poll_on_first_read(at, *r);

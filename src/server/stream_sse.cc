@@ -146,8 +146,8 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
   auto first_op = live_read(ctx, name, p.from, true);
   auto first = co_await std::move(first_op);
   if (!first) {
-    Response err_ = error_response(req, first.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, first.error());
+    co_return co_await std::move(err_);
   }
   SseState st;
   st.base64 = !is_text_media_type(media_type(first->meta.config.content_type));

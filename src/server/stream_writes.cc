@@ -18,20 +18,22 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
   bool has_expires = has_header(req, "stream-expires-at");
   if (has_ttl && has_expires) {
     {
-      Response err_ = error_response(
-          req, Error(errc::bad_request, "Stream-TTL and Stream-Expires-At are mutually exclusive"));
-      co_return co_await send(ctx, stream, err_);
+      auto err_ = send_error(
+          ctx, stream, req,
+          Error(errc::bad_request, "Stream-TTL and Stream-Expires-At are mutually exclusive"));
+      co_return co_await std::move(err_);
     }
   }
   if (has_ttl) {
     auto ttl = parse_ttl_seconds(header(req, "stream-ttl"));
     if (!ttl) {
-      Response err_ = error_response(
-          req, Error(errc::bad_request,
-                     "Stream-TTL must be a non-negative integer without sign or leading zeros, "
-                     "at most " +
-                         std::to_string(kMaxTtlSeconds) + " (10 years)"));
-      co_return co_await send(ctx, stream, err_);
+      auto err_ = send_error(
+          ctx, stream, req,
+          Error(errc::bad_request,
+                "Stream-TTL must be a non-negative integer without sign or leading zeros, "
+                "at most " +
+                    std::to_string(kMaxTtlSeconds) + " (10 years)"));
+      co_return co_await std::move(err_);
     }
     cr.config.ttl_seconds = *ttl;
   }
@@ -39,11 +41,11 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
     auto text = header(req, "stream-expires-at");
     auto at = parse_expires_at_ms(text);
     if (!at) {
-      Response err_ =
-          error_response(req, Error(errc::bad_request,
-                                    "Stream-Expires-At must be an RFC 3339 timestamp no later than "
-                                    "9999-12-31T23:59:59.999Z"));
-      co_return co_await send(ctx, stream, err_);
+      auto err_ = send_error(ctx, stream, req,
+                             Error(errc::bad_request,
+                                   "Stream-Expires-At must be an RFC 3339 timestamp no later than "
+                                   "9999-12-31T23:59:59.999Z"));
+      co_return co_await std::move(err_);
     }
     cr.config.expires_at_ms = *at;
     cr.config.expires_at_text = std::string(text);
@@ -61,23 +63,23 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
     if (!src) {
       if (src.error().code == errc::not_found) {
         {
-          Response err_ =
-              error_response(req, Error(errc::not_found, "fork source stream not found"));
-          co_return co_await send(ctx, stream, err_);
+          auto err_ =
+              send_error(ctx, stream, req, Error(errc::not_found, "fork source stream not found"));
+          co_return co_await std::move(err_);
         }
       }
       {
-        Response err_ = error_response(req, src.error());
-        co_return co_await send(ctx, stream, err_);
+        auto err_ = send_error(ctx, stream, req, src.error());
+        co_return co_await std::move(err_);
       }
     }
     cr.forked_from = std::move(*src);
     if (has_header(req, "stream-fork-offset")) {
       auto off = parse_offset(header(req, "stream-fork-offset"));
       if (!off) {
-        Response err_ =
-            error_response(req, Error(errc::bad_offset, "malformed Stream-Fork-Offset"));
-        co_return co_await send(ctx, stream, err_);
+        auto err_ =
+            send_error(ctx, stream, req, Error(errc::bad_offset, "malformed Stream-Fork-Offset"));
+        co_return co_await std::move(err_);
       }
       cr.fork_offset = *off;
     }
@@ -85,20 +87,21 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
       auto sub = parse_strict_uint(header(req, "stream-fork-sub-offset"));
       if (!sub || *sub > kMaxSafeInteger) {
         {
-          Response err_ = error_response(
-              req,
+          auto err_ = send_error(
+              ctx, stream, req,
               Error(errc::bad_request, "Stream-Fork-Sub-Offset must be a non-negative integer"));
-          co_return co_await send(ctx, stream, err_);
+          co_return co_await std::move(err_);
         }
       }
       cr.fork_sub_offset = *sub;
     }
   } else if (has_header(req, "stream-fork-offset") || has_header(req, "stream-fork-sub-offset")) {
     {
-      Response err_ = error_response(
-          req, Error(errc::bad_request,
-                     "Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From"));
-      co_return co_await send(ctx, stream, err_);
+      auto err_ = send_error(
+          ctx, stream, req,
+          Error(errc::bad_request,
+                "Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From"));
+      co_return co_await std::move(err_);
     }
   }
   cr.body = std::move(req.body());
@@ -109,8 +112,8 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
       });
   auto result = co_await std::move(result_op);
   if (!result) {
-    Response err_ = error_response(req, result.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, result.error());
+    co_return co_await std::move(err_);
   }
 
   const auto& meta = result->meta;
@@ -140,26 +143,28 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   if (has_id || has_epoch || has_seq) {
     if (!(has_id && has_epoch && has_seq)) {
       {
-        Response err_ = error_response(
-            req, Error(errc::bad_request,
-                       "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
-        co_return co_await send(ctx, stream, err_);
+        auto err_ =
+            send_error(ctx, stream, req,
+                       Error(errc::bad_request,
+                             "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
+        co_return co_await std::move(err_);
       }
     }
     auto id = header(req, "producer-id");
     auto epoch = parse_safe_uint(header(req, "producer-epoch"));
     auto seq = parse_safe_uint(header(req, "producer-seq"));
     if (id.empty()) {
-      Response err_ =
-          error_response(req, Error(errc::bad_request, "Producer-Id must not be empty"));
-      co_return co_await send(ctx, stream, err_);
+      auto err_ =
+          send_error(ctx, stream, req, Error(errc::bad_request, "Producer-Id must not be empty"));
+      co_return co_await std::move(err_);
     }
     if (!epoch || !seq) {
       {
-        Response err_ = error_response(
-            req, Error(errc::bad_request,
-                       "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
-        co_return co_await send(ctx, stream, err_);
+        auto err_ =
+            send_error(ctx, stream, req,
+                       Error(errc::bad_request,
+                             "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
+        co_return co_await std::move(err_);
       }
     }
     ar.producer = ProducerTriple{std::string(id), *epoch, *seq};
@@ -169,19 +174,20 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   ar.body = std::move(req.body());
   if (ar.body.empty() && !ar.close) {
     {
-      Response err_ = error_response(
-          req,
+      auto err_ = send_error(
+          ctx, stream, req,
           Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)"));
-      co_return co_await send(ctx, stream, err_);
+      co_return co_await std::move(err_);
     }
   }
   if (!ar.body.empty()) {
     std::string_view ct = header(req, "content-type");
     if (!valid_content_type(ct)) {
       {
-        Response err_ = error_response(
-            req, Error(errc::bad_request, "an append with a body needs a Content-Type"));
-        co_return co_await send(ctx, stream, err_);
+        auto err_ =
+            send_error(ctx, stream, req,
+                       Error(errc::bad_request, "an append with a body needs a Content-Type"));
+        co_return co_await std::move(err_);
       }
     }
     ar.content_type = std::string(ct);
@@ -195,8 +201,8 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
       });
   auto result = co_await std::move(result_op);
   if (!result) {
-    Response err_ = error_response(req, result.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, result.error());
+    co_return co_await std::move(err_);
   }
 
   const auto& out = *result;
@@ -218,8 +224,8 @@ asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,
       ctx.inbox, [&ctx, name](auto cb) { ctx.store.remove(name, std::move(cb)); });
   auto result = co_await std::move(result_op);
   if (!result) {
-    Response err_ = error_response(req, result.error());
-    co_return co_await send(ctx, stream, err_);
+    auto err_ = send_error(ctx, stream, req, result.error());
+    co_return co_await std::move(err_);
   }
   auto res = make_response(req, http::status::no_content);
   co_return co_await send(ctx, stream, res);
