@@ -233,3 +233,4 @@ if (failures.length) {
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 console.log("smoke: ok");
+process.exit(0); // the stop timer above would otherwise keep node alive for 30 s
