@@ -18,10 +18,11 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include "common/thread_annotations.h"
 
 namespace ds {
 
@@ -187,7 +188,7 @@ class AsyncMutex {
     explicit LockAwaiter(AsyncMutex& m) : m_(m) {}
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) {
-      std::lock_guard lock(m_.mu_);
+      MutexLock lock(m_.mu_);
       if (!m_.locked_) {
         m_.locked_ = true;
         return false;
@@ -205,7 +206,7 @@ class AsyncMutex {
   void unlock() {
     std::coroutine_handle<> next;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (waiters_.empty()) {
         locked_ = false;
         return;
@@ -217,9 +218,9 @@ class AsyncMutex {
   }
 
  private:
-  std::mutex mu_;
-  bool locked_ = false;                          // guarded by mu_
-  std::deque<std::coroutine_handle<>> waiters_;  // guarded by mu_
+  Mutex mu_;
+  bool locked_ DS_GUARDED_BY(mu_) = false;
+  std::deque<std::coroutine_handle<>> waiters_ DS_GUARDED_BY(mu_);
 };
 
 /// A counting semaphore for coroutines, FIFO. `waits()` counts acquisitions
@@ -233,7 +234,7 @@ class AsyncSemaphore {
     explicit AcquireAwaiter(AsyncSemaphore& s) : s_(s) {}
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) {
-      std::lock_guard lock(s_.mu_);
+      MutexLock lock(s_.mu_);
       if (s_.free_ > 0) {
         --s_.free_;
         return false;
@@ -252,7 +253,7 @@ class AsyncSemaphore {
   void release() {
     std::coroutine_handle<> next;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (waiters_.empty()) {
         ++free_;
         return;
@@ -263,15 +264,15 @@ class AsyncSemaphore {
     next.resume();
   }
   uint64_t waits() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return waits_;
   }
 
  private:
-  mutable std::mutex mu_;
-  size_t free_;                                  // guarded by mu_
-  uint64_t waits_ = 0;                           // guarded by mu_
-  std::deque<std::coroutine_handle<>> waiters_;  // guarded by mu_
+  mutable Mutex mu_;
+  size_t free_ DS_GUARDED_BY(mu_);
+  uint64_t waits_ DS_GUARDED_BY(mu_) = 0;
+  std::deque<std::coroutine_handle<>> waiters_ DS_GUARDED_BY(mu_);
 };
 
 }  // namespace ds

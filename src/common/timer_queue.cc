@@ -6,7 +6,7 @@ TimerQueue::TimerQueue() : thread_([this] { run(); }) {}
 
 TimerQueue::~TimerQueue() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -15,22 +15,22 @@ TimerQueue::~TimerQueue() {
 
 void TimerQueue::after(std::chrono::microseconds delay, std::function<void()> job) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     jobs_.emplace(Clock::now() + delay, std::move(job));
   }
   cv_.notify_one();
 }
 
 void TimerQueue::run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     if (jobs_.empty()) {
-      cv_.wait(lock);
+      cv_.wait(lock.native());
       continue;
     }
     auto due = jobs_.begin()->first;
     if (Clock::now() < due) {
-      cv_.wait_until(lock, due);
+      cv_.wait_until(lock.native(), due);
       continue;
     }
     auto job = std::move(jobs_.begin()->second);

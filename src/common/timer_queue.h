@@ -12,8 +12,9 @@
 #include <coroutine>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <thread>
+
+#include "common/thread_annotations.h"
 
 namespace ds {
 
@@ -46,10 +47,10 @@ class TimerQueue {
  private:
   void run();
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::multimap<Clock::time_point, std::function<void()>> jobs_;  // guarded by mu_
-  bool stopping_ = false;                                         // guarded by mu_
+  std::multimap<Clock::time_point, std::function<void()>> jobs_ DS_GUARDED_BY(mu_);
+  bool stopping_ DS_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -5,9 +5,10 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace ds {
 
@@ -23,10 +24,10 @@ class WorkerPool {
  private:
   void run();
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;  // guarded by mu_
-  bool stopping_ = false;                   // guarded by mu_
+  std::deque<std::function<void()>> jobs_ DS_GUARDED_BY(mu_);
+  bool stopping_ DS_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

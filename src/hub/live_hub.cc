@@ -19,7 +19,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
   void on_event(const CommitEvent& ev) {
     std::vector<std::pair<std::shared_ptr<Waiter>, Wake>> wakes;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (ev.gone) {
         gone_ = true;
       } else {
@@ -55,7 +55,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
   bool add(const std::shared_ptr<Waiter>& w) {
     std::optional<Wake> wake;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (retired_) return false;
       w->hub_ = weak_from_this();
       if (initialized_) wake = evaluate_locked(w->from_);
@@ -68,30 +68,30 @@ class Hub : public std::enable_shared_from_this<Hub> {
   /// Retires the hub if it is gone or has been idle for `grace`; a retired
   /// hub accepts no waiters. Called by reap() under LiveHubs::mu_.
   bool retire_if_idle(std::chrono::milliseconds grace) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (gone_ || (waiters_.empty() && std::chrono::steady_clock::now() - idle_since_ >= grace))
       retired_ = true;
     return retired_;
   }
 
   void remove(const Waiter* w) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::erase_if(waiters_, [w](const auto& p) { return p.get() == w; });
     if (waiters_.empty()) idle_since_ = std::chrono::steady_clock::now();
   }
 
   bool gone() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return gone_;
   }
 
   std::chrono::steady_clock::time_point last_data() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return last_data_;
   }
 
   bool retired() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return retired_;
   }
 
@@ -100,7 +100,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
   /// hub's (the hub is gone, or its tail is another incarnation's: checked
   /// again at every read). `accessed_ms`: the last access the read knew of.
   void remember(const StreamMeta& meta, int64_t accessed_ms) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (gone_ || retired_) return;
     // S2 offsets carry the incarnation: metadata read from another one is
     // not this hub's (the embedded engine's offsets all have hi = 0).
@@ -111,7 +111,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
   }
 
   std::optional<ReadOutcome> read_buffered(Offset from, size_t max_bytes) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!initialized_ || gone_ || retired_ || !meta_ || meta_->tail.hi != tail_.hi)
       return std::nullopt;
     // Ahead of the tail this hub knows (on S2, possibly another node's newer
@@ -170,7 +170,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
 
  private:
   /// The first buffered record that ends after `from`.
-  std::deque<RecordPtr>::const_iterator first_after_locked(Offset from) const {
+  std::deque<RecordPtr>::const_iterator first_after_locked(Offset from) const DS_REQUIRES(mu_) {
     return std::partition_point(buffer_.begin(), buffer_.end(),
                                 [&](const RecordPtr& r) { return r->end <= from; });
   }
@@ -184,7 +184,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
     return part;
   }
 
-  std::optional<Wake> evaluate_locked(Offset from) const {
+  std::optional<Wake> evaluate_locked(Offset from) const DS_REQUIRES(mu_) {
     if (gone_) return Wake{Wake::Kind::gone, {}, tail_, closed_};
     if (from >= tail_) {
       if (closed_) return Wake{Wake::Kind::closed, {}, tail_, true};
@@ -202,26 +202,27 @@ class Hub : public std::enable_shared_from_this<Hub> {
 
   const size_t buffer_limit_;
   const Clock& clock_;
-  mutable std::mutex mu_;
-  bool initialized_ = false;                      // guarded by mu_
-  bool gone_ = false;                             // guarded by mu_
-  bool retired_ = false;                          // guarded by mu_: reaped, takes no waiters
-  bool closed_ = false;                           // guarded by mu_
-  Offset tail_;                                   // guarded by mu_
-  std::deque<RecordPtr> buffer_;                  // guarded by mu_
-  size_t buffered_ = 0;                           // guarded by mu_
-  std::vector<std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
-  std::chrono::steady_clock::time_point idle_since_ = std::chrono::steady_clock::now();
-  std::chrono::steady_clock::time_point last_data_{};  // guarded by mu_
-  std::optional<StreamMeta> meta_;                     // guarded by mu_: from remember()
-  bool json_ = false;                                  // guarded by mu_: meta_ is a JSON stream's
-  int64_t accessed_ms_ = 0;  // guarded by mu_: last access this hub saw (ms)
+  mutable Mutex mu_;
+  bool initialized_ DS_GUARDED_BY(mu_) = false;
+  bool gone_ DS_GUARDED_BY(mu_) = false;
+  bool retired_ DS_GUARDED_BY(mu_) = false;  ///< reaped, takes no waiters
+  bool closed_ DS_GUARDED_BY(mu_) = false;
+  Offset tail_ DS_GUARDED_BY(mu_);
+  std::deque<RecordPtr> buffer_ DS_GUARDED_BY(mu_);
+  size_t buffered_ DS_GUARDED_BY(mu_) = 0;
+  std::vector<std::shared_ptr<Waiter>> waiters_ DS_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point idle_since_ DS_GUARDED_BY(mu_) =
+      std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_data_ DS_GUARDED_BY(mu_){};
+  std::optional<StreamMeta> meta_ DS_GUARDED_BY(mu_);  ///< from remember()
+  bool json_ DS_GUARDED_BY(mu_) = false;               ///< meta_ is a JSON stream's
+  int64_t accessed_ms_ DS_GUARDED_BY(mu_) = 0;         ///< last access this hub saw (ms)
 };
 
 bool Waiter::fire(Wake w) {
   std::function<void(Wake)> fn;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (done_) return false;
     done_ = true;
     fn = std::move(fn_);
@@ -232,7 +233,7 @@ bool Waiter::fire(Wake w) {
 
 bool Waiter::cancel() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (done_) return false;
     done_ = true;
     fn_ = nullptr;
@@ -246,7 +247,7 @@ LiveHubs::LiveHubs(StreamStore& store, Options options) : store_(store), options
 LiveHubs::~LiveHubs() {
   std::unordered_map<std::string, std::shared_ptr<Hub>> hubs;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     hubs.swap(hubs_);
   }
   for (auto& [path, hub] : hubs) hub->watch.reset();
@@ -256,7 +257,7 @@ std::shared_ptr<Hub> LiveHubs::hub_for(const std::string& path) {
   std::shared_ptr<Hub> stale;
   std::shared_ptr<Hub> hub;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = hubs_.find(path);
     if (it != hubs_.end()) {
       if (!it->second->gone() && !it->second->retired()) return it->second;
@@ -295,7 +296,7 @@ std::shared_ptr<Waiter> LiveHubs::wait(const std::string& path, Offset from,
 void LiveHubs::reap() {
   std::vector<std::shared_ptr<Hub>> dead;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = hubs_.begin(); it != hubs_.end();) {
       if (it->second->retire_if_idle(options_.idle_grace)) {
         dead.push_back(std::move(it->second));
@@ -315,7 +316,7 @@ bool LiveHubs::recently_active(const std::string& path, std::chrono::millisecond
 }
 
 std::shared_ptr<Hub> LiveHubs::find(const std::string& path) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = hubs_.find(path);
   return it == hubs_.end() ? nullptr : it->second;
 }
@@ -341,7 +342,7 @@ std::optional<ReadOutcome> LiveHubs::read_buffered(const std::string& path, Offs
 }
 
 size_t LiveHubs::hub_count() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return hubs_.size();
 }
 

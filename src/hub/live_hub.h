@@ -24,13 +24,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 #include "store/stream_store.h"
 
 namespace ds {
@@ -63,8 +63,8 @@ class Waiter {
 
   Offset from_;
   std::function<void(Wake)> fn_;
-  std::mutex mu_;
-  bool done_ = false;  // guarded by mu_
+  Mutex mu_;
+  bool done_ DS_GUARDED_BY(mu_) = false;
   std::weak_ptr<Hub> hub_;
 };
 
@@ -139,9 +139,9 @@ class LiveHubs {
 
   StreamStore& store_;
   Options options_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<Hub>> hubs_;  // guarded by mu_
-  uint64_t next_hub_id_ = 1;                                    // guarded by mu_
+  mutable Mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Hub>> hubs_ DS_GUARDED_BY(mu_);
+  uint64_t next_hub_id_ DS_GUARDED_BY(mu_) = 1;
   std::atomic<uint64_t> buffered_reads_{0};
 };
 

@@ -170,13 +170,13 @@ void Exposition::gauge(std::string_view name, std::string_view help, int64_t val
 }
 
 void Registry::add(Collector c) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   collectors_.push_back(std::move(c));
 }
 
 std::string Registry::render() const {
   Exposition e;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& c : collectors_) c(e);
   return e.take();
 }

@@ -9,11 +9,12 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace ds::metrics {
 
@@ -109,8 +110,8 @@ class Registry {
   std::string render() const;
 
  private:
-  mutable std::mutex mu_;
-  std::vector<Collector> collectors_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<Collector> collectors_ DS_GUARDED_BY(mu_);
 };
 
 }  // namespace ds::metrics

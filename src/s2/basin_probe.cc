@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <mutex>
 #include <random>
 #include <utility>
+
+#include "common/thread_annotations.h"
 
 namespace ds::s2 {
 
@@ -25,9 +26,9 @@ std::string detail(const S2Error& e) {
 /// One answer (or none yet) to one probe call; shared with the callback,
 /// which may run after the waiter gave up.
 struct Pending {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  std::optional<S2Result<uint64_t>> answer;
+  std::optional<S2Result<uint64_t>> answer DS_GUARDED_BY(mu);
 };
 
 }  // namespace
@@ -71,12 +72,15 @@ ProbeOutcome probe_basin(S2Api& api, std::string_view basin, std::string_view en
                          std::chrono::milliseconds timeout) {
   auto pending = std::make_shared<Pending>();
   api.check_tail(std::string(kProbeStream), [pending](S2Result<uint64_t> r) {
-    std::lock_guard lock(pending->mu);
+    MutexLock lock(pending->mu);
     pending->answer = std::move(r);
     pending->cv.notify_all();
   });
-  std::unique_lock lock(pending->mu);
-  if (!pending->cv.wait_for(lock, timeout, [&] { return pending->answer.has_value(); })) {
+  MutexLock lock(pending->mu);
+  // The predicate runs inside wait_for, under the lock (the analysis cannot tell).
+  if (!pending->cv.wait_for(lock.native(), timeout, [&]() DS_NO_THREAD_SAFETY_ANALYSIS {
+        return pending->answer.has_value();
+      })) {
     return outcome(Verdict::unavailable, "S2 at " + std::string(endpoint) +
                                              " did not answer within " +
                                              std::to_string(timeout.count()) + " ms");
@@ -85,13 +89,13 @@ ProbeOutcome probe_basin(S2Api& api, std::string_view basin, std::string_view en
 }
 
 struct BasinWatch::State {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  ProbeOutcome current;
-  uint64_t probes = 0;
-  bool stop = false;
-  std::optional<S2Result<uint64_t>> answer;  ///< of the probe in flight
-  uint64_t generation = 0;                   ///< of the probe in flight
+  ProbeOutcome current DS_GUARDED_BY(mu);
+  uint64_t probes DS_GUARDED_BY(mu) = 0;
+  bool stop DS_GUARDED_BY(mu) = false;
+  std::optional<S2Result<uint64_t>> answer DS_GUARDED_BY(mu);  ///< of the probe in flight
+  uint64_t generation DS_GUARDED_BY(mu) = 0;                   ///< of the probe in flight
 };
 
 BasinWatch::BasinWatch(S2Api& api, std::string basin, std::string endpoint, ProbeOutcome first,
@@ -107,7 +111,7 @@ BasinWatch::BasinWatch(S2Api& api, std::string basin, std::string endpoint, Prob
 
 BasinWatch::~BasinWatch() {
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     state_->stop = true;
   }
   state_->cv.notify_all();
@@ -115,25 +119,28 @@ BasinWatch::~BasinWatch() {
 }
 
 std::optional<std::string> BasinWatch::not_ready_reason() const {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   if (state_->current.ready()) return std::nullopt;
   return state_->current.message;
 }
 
 uint64_t BasinWatch::probes() const {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   return state_->probes;
 }
 
 void BasinWatch::run() {
   std::minstd_rand rng(std::random_device{}());
   auto backoff = std::max(options_.initial_backoff, std::chrono::milliseconds(1));
-  std::unique_lock lock(state_->mu);
+  MutexLock lock(state_->mu);
   for (;;) {
     // Pause (jittered to [d/2, d]) before the next probe; the destructor wakes it.
     std::uniform_int_distribution<int64_t> jitter(backoff.count() / 2, backoff.count());
     auto pause = std::chrono::milliseconds(jitter(rng));
-    if (state_->cv.wait_for(lock, pause, [&] { return state_->stop; })) return;
+    // The predicates run inside wait_for, under the lock (the analysis cannot tell).
+    if (state_->cv.wait_for(lock.native(), pause,
+                            [&]() DS_NO_THREAD_SAFETY_ANALYSIS { return state_->stop; }))
+      return;
     backoff = std::min(backoff * 2, std::max(options_.max_backoff, options_.initial_backoff));
 
     const uint64_t gen = ++state_->generation;
@@ -141,14 +148,15 @@ void BasinWatch::run() {
     ++state_->probes;
     lock.unlock();
     api_.check_tail(std::string(kProbeStream), [state = state_, gen](S2Result<uint64_t> r) {
-      std::lock_guard l(state->mu);
+      MutexLock l(state->mu);
       if (state->generation != gen) return;  // given up on
       state->answer = std::move(r);
       state->cv.notify_all();
     });
     lock.lock();
-    bool answered = state_->cv.wait_for(lock, options_.probe_timeout,
-                                        [&] { return state_->stop || state_->answer.has_value(); });
+    bool answered = state_->cv.wait_for(
+        lock.native(), options_.probe_timeout,
+        [&]() DS_NO_THREAD_SAFETY_ANALYSIS { return state_->stop || state_->answer.has_value(); });
     if (state_->stop) return;
     ProbeOutcome next = answered
                             ? classify_probe(*state_->answer, basin_, endpoint_)

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "s2/sse_parser.h"
 #include "s2/wire.h"
 
@@ -197,10 +198,10 @@ class Client final : public HttpS2Api {
   std::unique_ptr<asio::io_context> ioc_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
-  std::mutex pool_mu_;
-  std::deque<std::unique_ptr<Connection>> idle_;  // most recently used at the back
-  std::mutex sessions_mu_;
-  std::vector<std::weak_ptr<SessionShared>> sessions_;
+  Mutex pool_mu_;
+  std::deque<std::unique_ptr<Connection>> idle_ DS_GUARDED_BY(pool_mu_);  // most recent at the back
+  Mutex sessions_mu_;
+  std::vector<std::weak_ptr<SessionShared>> sessions_ DS_GUARDED_BY(sessions_mu_);
 };
 
 // ---------------------------------------------------------------------------
@@ -759,7 +760,7 @@ Client::Client(HttpS2Options options, Endpoint endpoint, std::unique_ptr<ssl::co
 
 Client::~Client() {
   {
-    std::lock_guard lock(sessions_mu_);
+    MutexLock lock(sessions_mu_);
     for (auto& weak : sessions_) {
       if (auto shared = weak.lock()) {
         std::lock_guard session_lock(shared->mu);
@@ -772,7 +773,7 @@ Client::~Client() {
   ioc_->stop();
   for (auto& t : threads_) t.join();
   {
-    std::lock_guard lock(pool_mu_);
+    MutexLock lock(pool_mu_);
     idle_.clear();
   }
   ioc_.reset();  // destroys the handlers (and operations) still queued
@@ -780,7 +781,7 @@ Client::~Client() {
 
 std::unique_ptr<Connection> Client::take_idle() {
   std::unique_ptr<Connection> dropped;
-  std::lock_guard lock(pool_mu_);
+  MutexLock lock(pool_mu_);
   auto now = Clock::now();
   while (!idle_.empty()) {
     auto conn = std::move(idle_.back());
@@ -793,7 +794,7 @@ std::unique_ptr<Connection> Client::take_idle() {
 
 void Client::put_idle(std::unique_ptr<Connection> conn) {
   conn->idle_since = Clock::now();
-  std::lock_guard lock(pool_mu_);
+  MutexLock lock(pool_mu_);
   idle_.push_back(std::move(conn));
   while (idle_.size() > options_.max_idle_connections) idle_.pop_front();
 }
@@ -944,7 +945,7 @@ std::unique_ptr<ReadSession> Client::open_session(const std::string& stream, uin
       stream_path(stream) + "/records?seq_num=" + std::to_string(seq_num));
   shared->op = op;
   {
-    std::lock_guard lock(sessions_mu_);
+    MutexLock lock(sessions_mu_);
     std::erase_if(sessions_, [](const std::weak_ptr<SessionShared>& w) { return w.expired(); });
     sessions_.push_back(shared);
   }

@@ -22,12 +22,12 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/task.h"
+#include "common/thread_annotations.h"
 #include "common/timer_queue.h"
 #include "store/s2/fold.h"
 #include "store/s2/s2_store.h"
@@ -48,25 +48,25 @@ struct Cache {
 
   AsyncMutex write_mu;  // this node's writes to the stream, one at a time, FIFO
 
-  std::mutex mu;  // guards everything below
-  bool loaded = false;
-  FoldState fold;
+  Mutex mu;  // guards everything below
+  bool loaded DS_GUARDED_BY(mu) = false;
+  FoldState fold DS_GUARDED_BY(mu);
   /// Write ids of appends being settled -> seq_num where they landed
   /// (kNotSeen until the fold meets them).
-  std::unordered_map<std::string, uint64_t> awaited_writes;
-  std::deque<PendingAppend> pending;  // appends waiting for the writer
-  bool writer_running = false;
-  std::chrono::steady_clock::time_point last_batch{};
-  size_t last_batch_size = 0;  // requests the previous batch carried
+  std::unordered_map<std::string, uint64_t> awaited_writes DS_GUARDED_BY(mu);
+  std::deque<PendingAppend> pending DS_GUARDED_BY(mu);  // appends waiting for the writer
+  bool writer_running DS_GUARDED_BY(mu) = false;
+  std::chrono::steady_clock::time_point last_batch DS_GUARDED_BY(mu){};
+  size_t last_batch_size DS_GUARDED_BY(mu) = 0;  // requests the previous batch carried
   /// Spacing of this stream's batches: min_batch_interval, widened while S2
   /// answers 429 (rate_limited) and narrowed again as batches succeed.
-  std::chrono::microseconds pace{0};
-  int64_t last_touch_ms = 0;  // when this node last sent a touch record
-  std::map<uint64_t, std::function<void(const CommitEvent&)>> watchers;
-  uint64_t next_watch = 1;
-  std::unique_ptr<s2::ReadSession> session;
-  uint64_t session_gen = 0;
-  int session_failures = 0;  // consecutive sessions that ended without a batch
+  std::chrono::microseconds pace DS_GUARDED_BY(mu){0};
+  int64_t last_touch_ms DS_GUARDED_BY(mu) = 0;  // when this node last sent a touch record
+  std::map<uint64_t, std::function<void(const CommitEvent&)>> watchers DS_GUARDED_BY(mu);
+  uint64_t next_watch DS_GUARDED_BY(mu) = 1;
+  std::unique_ptr<s2::ReadSession> session DS_GUARDED_BY(mu);
+  uint64_t session_gen DS_GUARDED_BY(mu) = 0;
+  int session_failures DS_GUARDED_BY(mu) = 0;  // consecutive sessions that ended without a batch
 };
 using CachePtr = std::shared_ptr<Cache>;
 
@@ -119,7 +119,7 @@ class S2Engine final : public StreamStore {
 
   // ---- folding and loading (s2_store.cc) ----
   /// Folds under c.mu and tells watchers.
-  void fold_locked(Cache& c, const std::vector<s2::SequencedRecord>& records);
+  void fold_locked(Cache& c, const std::vector<s2::SequencedRecord>& records) DS_REQUIRES(c.mu);
   /// Reads forward from the fold's next_seq until it reaches `tail`.
   Task<Status> catch_up_to(CachePtr c, uint64_t tail);
   /// Makes the fold current: a cold stream starts from its latest checkpoint
@@ -180,13 +180,13 @@ class S2Engine final : public StreamStore {
   S2StoreStats& stats_;
   AsyncSemaphore inflight_;
 
-  std::mutex mu_;
-  std::unordered_map<std::string, CachePtr> caches_;  // guarded by mu_
+  Mutex mu_;
+  std::unordered_map<std::string, CachePtr> caches_ DS_GUARDED_BY(mu_);
   std::atomic<uint64_t> write_counter_{0};
-  std::mutex tasks_mu_;
+  Mutex tasks_mu_;
   std::condition_variable tasks_cv_;
-  uint64_t tasks_ = 0;  // guarded by tasks_mu_
-  TimerQueue timers_;   // last: its thread stops before anything it may touch goes
+  uint64_t tasks_ DS_GUARDED_BY(tasks_mu_) = 0;
+  TimerQueue timers_;  // last: its thread stops before anything it may touch goes
 };
 
 template <class T>

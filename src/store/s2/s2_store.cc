@@ -67,14 +67,14 @@ S2Engine::~S2Engine() {
   // Requests still running hold caches and S2 calls: let them finish (the S2
   // client outlives the engine and answers or times out every call).
   {
-    std::unique_lock lock(tasks_mu_);
-    tasks_cv_.wait(lock, [this] { return tasks_ == 0; });
+    MutexLock lock(tasks_mu_);
+    while (tasks_ != 0) tasks_cv_.wait(lock.native());
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [name, c] : caches_) {
     std::unique_ptr<s2::ReadSession> s;
     {
-      std::lock_guard cl(c->mu);
+      MutexLock cl(c->mu);
       s = std::move(c->session);
       ++c->session_gen;
       c->watchers.clear();
@@ -83,17 +83,17 @@ S2Engine::~S2Engine() {
 }
 
 void S2Engine::begin_task() {
-  std::lock_guard lock(tasks_mu_);
+  MutexLock lock(tasks_mu_);
   ++tasks_;
 }
 
 void S2Engine::end_task() {
-  std::lock_guard lock(tasks_mu_);
+  MutexLock lock(tasks_mu_);
   if (--tasks_ == 0) tasks_cv_.notify_all();
 }
 
 CachePtr S2Engine::cache(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& c = caches_[name];
   if (!c) c = std::make_shared<Cache>(name);
   return c;
@@ -171,7 +171,7 @@ Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail) {
   for (int round = 0; round < 1'000'000; ++round) {
     uint64_t from;
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       if (c->fold.next_seq >= tail) co_return Unit{};
       from = c->fold.next_seq;
     }
@@ -183,7 +183,7 @@ Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail) {
       co_return s2_error(*r.error);
     }
     if (r.value->records.empty()) co_return Unit{};
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     fold_locked(*c, r.value->records);
   }
   co_return Error(errc::storage_failure, "S2 stream too long to fold");
@@ -198,7 +198,7 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
   uint64_t from = 0;
   if (!last.ok()) {
     if (last.error->kind == S2Error::Kind::not_found) {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       c->loaded = true;
       co_return Unit{};
     }
@@ -229,7 +229,7 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
     auto first = co_await first_op;
     if (!first.ok()) {
       if (first.error->kind == S2Error::Kind::not_found) {
-        std::lock_guard lock(c->mu);
+        MutexLock lock(c->mu);
         c->loaded = true;
         co_return Unit{};
       }
@@ -237,7 +237,7 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
         co_return s2_error(*first.error);
     } else if (!first.value->records.empty()) {
       const auto& recs = first.value->records;
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       if (!c->loaded && c->fold.next_seq <= recs.front().seq_num) {
         const SequencedRecord& r0 = recs.front();
         const std::string* kind = r0.is_command() ? nullptr : find_header(r0, kKind);
@@ -256,7 +256,7 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
   auto rest_op = catch_up_to(c, tail);
   auto st = co_await rest_op;
   if (st) {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->loaded = true;
   }
   co_return st;
@@ -265,7 +265,7 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
 Task<Status> S2Engine::catch_up(CachePtr c) {
   bool loaded;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     loaded = c->loaded;
   }
   if (!loaded) {
@@ -276,7 +276,7 @@ Task<Status> S2Engine::catch_up(CachePtr c) {
   auto tail = co_await tail_op;
   if (!tail.ok()) {
     if (tail.error->kind == S2Error::Kind::not_found) {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       c->fold.exists = false;
       co_return Unit{};
     }
@@ -291,7 +291,7 @@ Task<Status> S2Engine::refresh(CachePtr c, bool write_locked) {
   auto st = co_await op;
   if (!st) co_return st;
   auto is_expired = [&] {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     return expired(c->fold, now_ms());
   };
   if (!is_expired()) co_return st;
@@ -310,7 +310,7 @@ Task<Status> S2Engine::refresh(CachePtr c, bool write_locked) {
 }
 
 bool S2Engine::watch_keeps_current(Cache& c, const OffsetSpec& from) {
-  std::lock_guard lock(c.mu);
+  MutexLock lock(c.mu);
   return c.loaded && c.fold.exists && !c.fold.meta.soft_deleted && c.session &&
          c.session_failures == 0 && from.kind == OffsetSpec::Kind::at &&
          from.at <= c.fold.meta.tail && !expired(c.fold, now_ms());
@@ -320,7 +320,7 @@ bool S2Engine::watch_keeps_current(Cache& c, const OffsetSpec& from) {
 
 void S2Engine::maybe_touch(const CachePtr& c) {
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     if (!c->fold.exists || !c->fold.meta.config.ttl_seconds) return;
     int64_t now = now_ms();
     int64_t ttl_ms = static_cast<int64_t>(*c->fold.meta.config.ttl_seconds) * 1000;
@@ -340,7 +340,7 @@ Task<void> S2Engine::send_touch(CachePtr c) {
   AppendInput in;
   in.records.push_back(control_record(kTouch));
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     if (c->fold.has_checkpoint)
       in.records.back().headers.push_back(
           s2::Header{std::string(kCheckpointAt), std::to_string(c->fold.checkpoint_seq)});
@@ -353,7 +353,7 @@ Task<void> S2Engine::send_touch(CachePtr c) {
 void S2Engine::touch(const std::string& path) {
   auto c = cache(path);
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     if (!c->loaded) return;
   }
   maybe_touch(c);
@@ -370,7 +370,7 @@ void S2Engine::read(ReadRequest req, Callback<ReadOutcome> done) {
 Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadRequest req) {
   uint64_t from, hi;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     if (!c->loaded || !c->fold.exists || c->fold.meta.soft_deleted) co_return std::nullopt;
     hi = c->fold.meta.id;
     switch (req.from.kind) {
@@ -412,7 +412,7 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
   if (!reached_tail) co_return std::nullopt;
   ReadOutcome out;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     fold_locked(*c, records);
     if (!c->fold.exists || c->fold.meta.soft_deleted || c->fold.meta.id != hi ||
         expired(c->fold, now_ms()))
@@ -460,7 +460,7 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
   };
   std::vector<Segment> segs;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
     if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
     out.meta = c->fold.meta;
@@ -478,7 +478,7 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
     auto s = cache(fork->source_path);
     bool need_load;
     {
-      std::lock_guard lock(s->mu);
+      MutexLock lock(s->mu);
       need_load = !s->loaded || s->fold.next_seq < fork->offset.lo;
     }
     if (need_load) {
@@ -486,7 +486,7 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
       auto sst = co_await load_op;
       if (!sst) co_return sst.error();
     }
-    std::lock_guard lock(s->mu);
+    MutexLock lock(s->mu);
     if (!s->fold.exists || s->fold.meta.id != fork->source_id) break;  // source data is gone
     uint64_t end = fork->offset.hi == s->fold.meta.id ? fork->offset.lo : s->fold.start_seq;
     segs.push_back(
@@ -555,7 +555,7 @@ Task<Result<StreamMeta>> S2Engine::do_head(std::string path) {
   auto op = refresh(c, false);
   auto st = co_await op;
   if (!st) co_return st.error();
-  std::lock_guard lock(c->mu);
+  MutexLock lock(c->mu);
   if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
   if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
   co_return c->fold.meta;
@@ -568,7 +568,7 @@ class S2Engine::Handle final : public WatchHandle {
   Handle(CachePtr c, uint64_t id) : c_(std::move(c)), id_(id) {}
   ~Handle() override {
     std::unique_ptr<s2::ReadSession> dead;
-    std::lock_guard lock(c_->mu);
+    MutexLock lock(c_->mu);
     c_->watchers.erase(id_);
     if (c_->watchers.empty()) {
       dead = std::move(c_->session);
@@ -586,7 +586,7 @@ std::unique_ptr<WatchHandle> S2Engine::watch(const std::string& path,
   auto c = cache(path);
   uint64_t id;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     id = c->next_watch++;
     c->watchers.emplace(id, std::move(on_event));
   }
@@ -601,7 +601,7 @@ Task<void> S2Engine::run_watch_start(CachePtr c, uint64_t id) {
   TaskEnd ended{*this};
   bool loaded;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     loaded = c->loaded;
   }
   if (!loaded) {
@@ -612,7 +612,7 @@ Task<void> S2Engine::run_watch_start(CachePtr c, uint64_t id) {
   uint64_t gen = 0;
   bool open = false;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     auto it = c->watchers.find(id);
     if (it != c->watchers.end()) {
       CommitEvent initial;
@@ -634,7 +634,7 @@ Task<void> S2Engine::run_watch_start(CachePtr c, uint64_t id) {
 void S2Engine::reopen_session(const CachePtr& c, uint64_t gen) {
   uint64_t from;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     if (c->session_gen != gen || c->watchers.empty()) return;
     from = c->fold.next_seq;
   }
@@ -643,7 +643,7 @@ void S2Engine::reopen_session(const CachePtr& c, uint64_t gen) {
   handlers.on_batch = [this, weak](s2::ReadBatch batch) {
     auto cc = weak.lock();
     if (!cc) return;
-    std::lock_guard lock(cc->mu);
+    MutexLock lock(cc->mu);
     cc->session_failures = 0;
     fold_locked(*cc, batch.records);
   };
@@ -652,7 +652,7 @@ void S2Engine::reopen_session(const CachePtr& c, uint64_t gen) {
     if (!cc) return;
     int failures;
     {
-      std::lock_guard lock(cc->mu);
+      MutexLock lock(cc->mu);
       if (cc->session_gen != gen) return;
       failures = cc->session_failures++;
     }
@@ -665,7 +665,7 @@ void S2Engine::reopen_session(const CachePtr& c, uint64_t gen) {
       if (!c2) return;
       std::unique_ptr<s2::ReadSession> old;
       {
-        std::lock_guard lock(c2->mu);
+        MutexLock lock(c2->mu);
         if (c2->session_gen != gen) return;
         old = std::move(c2->session);
       }
@@ -674,7 +674,7 @@ void S2Engine::reopen_session(const CachePtr& c, uint64_t gen) {
     });
   };
   auto session = api_.open_session(c->name, from, std::move(handlers));
-  std::lock_guard lock(c->mu);
+  MutexLock lock(c->mu);
   if (c->session_gen == gen && !c->watchers.empty()) c->session = std::move(session);
 }
 

@@ -159,7 +159,7 @@ void S2Engine::append(AppendRequest req, Callback<AppendOutcome> done) {
   auto c = cache(req.path);
   bool start = false;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->pending.push_back(PendingAppend{std::move(req), std::move(done)});
     if (!c->writer_running) {
       c->writer_running = true;
@@ -178,7 +178,7 @@ Task<void> S2Engine::run_writer(CachePtr c) {
   // queues; the next batch takes them all.
   for (;;) {
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       if (c->pending.empty()) {
         c->writer_running = false;
         break;
@@ -188,7 +188,7 @@ Task<void> S2Engine::run_writer(CachePtr c) {
     for (auto waited = std::chrono::microseconds(0); waited < opts_.batch_linger;) {
       size_t queued, last;
       {
-        std::lock_guard lock(c->mu);
+        MutexLock lock(c->mu);
         queued = c->pending.size();
         last = c->last_batch_size;
       }
@@ -201,11 +201,15 @@ Task<void> S2Engine::run_writer(CachePtr c) {
     // Pace the stream's batches (S2 allows 200 per second per stream and
     // connection); appends arriving meanwhile join the batch.
     std::chrono::microseconds pace;
+    std::chrono::steady_clock::time_point last_batch;
     {
-      std::lock_guard lock(c->mu);
+      // last_batch is only touched by this stream's writer (one at a time),
+      // but it is declared under c->mu like the rest: read it there.
+      MutexLock lock(c->mu);
       pace = std::max(c->pace, opts_.min_batch_interval);
+      last_batch = c->last_batch;
     }
-    auto since = std::chrono::steady_clock::now() - c->last_batch;
+    auto since = std::chrono::steady_clock::now() - last_batch;
     if (since < pace) {
       auto pause =
           timers_.sleep(std::chrono::duration_cast<std::chrono::microseconds>(pace - since));
@@ -220,7 +224,7 @@ Task<void> S2Engine::run_writer(CachePtr c) {
       // A bug, not S2: fail what is queued rather than leave it hanging.
       std::deque<PendingAppend> failed;
       {
-        std::lock_guard l(c->mu);
+        MutexLock l(c->mu);
         failed.swap(c->pending);
       }
       for (auto& p : failed)
@@ -236,12 +240,12 @@ Task<void> S2Engine::write_batch(CachePtr c) {
   bool confirmed = false;
   std::deque<PendingAppend> reqs;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     reqs.swap(c->pending);
   }
   auto give_back = [&](size_t taken) {
     // What did not fit goes back to the front of the queue, in order.
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     for (size_t i = reqs.size(); i > taken; --i) c->pending.push_front(std::move(reqs[i - 1]));
     reqs.resize(taken);
   };
@@ -252,7 +256,7 @@ Task<void> S2Engine::write_batch(CachePtr c) {
   for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
     bool loaded;
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       loaded = c->loaded;
     }
     if (!loaded) {
@@ -267,7 +271,7 @@ Task<void> S2Engine::write_batch(CachePtr c) {
     Batch b;
     size_t taken;
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       taken = decide_batch(c->fold, reqs, opts_, now_ms(), b);
     }
     if (b.expired || (b.records.empty() && !confirmed)) {
@@ -285,8 +289,11 @@ Task<void> S2Engine::write_batch(CachePtr c) {
       for (size_t i = 0; i < reqs.size(); ++i) reqs[i].done(std::move(b.answers[i]));
       co_return;
     }
-    c->last_batch = std::chrono::steady_clock::now();
-    c->last_batch_size = reqs.size();
+    {
+      MutexLock lock(c->mu);  // as every Cache field (read by the linger loop under it)
+      c->last_batch = std::chrono::steady_clock::now();
+      c->last_batch_size = reqs.size();
+    }
     ++stats_.append_batches;
     stats_.batched_requests += reqs.size();
     if (b.has_checkpoint && b.checkpoint_seq == b.expected) ++stats_.checkpoints;
@@ -306,7 +313,7 @@ Task<void> S2Engine::write_batch(CachePtr c) {
     confirmed = true;
     // Requests given back may be retaken with the rest.
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       while (!c->pending.empty()) {
         reqs.push_back(std::move(c->pending.front()));
         c->pending.pop_front();
@@ -327,16 +334,16 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
   // Registered before the first attempt: the stream's read session may fold
   // the position before this coroutine learns how its append went.
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->awaited_writes.emplace(write_id, kNotSeen);
   }
   auto landed_at = [&]() -> uint64_t {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     auto it = c->awaited_writes.find(write_id);
     return it == c->awaited_writes.end() ? kNotSeen : it->second;
   };
   auto forget = [&] {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->awaited_writes.erase(write_id);
   };
   constexpr int kRateLimitedRetries = 20;
@@ -360,7 +367,7 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
         s.body = std::move(records[i].body);
         seqd.push_back(std::move(s));
       }
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       fold_locked(*c, seqd);
       c->awaited_writes.erase(write_id);
       c->pace -= c->pace / 8;  // S2 took it: ease off any back-pressure
@@ -375,7 +382,7 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
       ++rate_limited;
       std::chrono::microseconds pause;
       {
-        std::lock_guard lock(c->mu);
+        MutexLock lock(c->mu);
         c->pace = std::min(std::max(c->pace * 2, std::chrono::microseconds(20'000)),
                            std::chrono::microseconds(1'000'000));
         pause = c->pace;
@@ -412,7 +419,7 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
     uint64_t at = landed_at();
     uint64_t next;
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       next = c->fold.next_seq;
     }
     if (at == expected) {
@@ -449,7 +456,7 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
   auto st = co_await refresh_op;
   if (!st) co_return st.error();
   {
-    std::unique_lock lock(c->mu);
+    MutexLock lock(c->mu);
     if (c->fold.exists) {
       auto same = decide_create_existing(c->fold.meta, req, now_ms());
       if (!same) co_return std::move(same).error();
@@ -466,7 +473,7 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
     auto src_op = refresh(src, false);
     auto sst = co_await src_op;
     if (!sst) co_return sst.error();
-    std::lock_guard lock(src->mu);
+    MutexLock lock(src->mu);
     if (src->fold.exists) source = src->fold.meta;
   }
   auto decided = decide_create_new(req, source ? &*source : nullptr, now_ms());
@@ -505,7 +512,7 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
   for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
     uint64_t expected;
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       if (c->fold.exists) {
         // Another node created it meanwhile: answer as an idempotent PUT would.
         auto same = decide_create_existing(c->fold.meta, req, now_ms());
@@ -539,7 +546,7 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
         // Undo: the fork must not outlive a reference that never landed (and
         // must not drop a reference it never took).
         {
-          std::lock_guard lock(c->mu);
+          MutexLock lock(c->mu);
           c->fold.meta.fork.reset();
         }
         auto undo_op = delete_locked(c, false);
@@ -551,7 +558,7 @@ Task<Result<CreateOutcome>> S2Engine::do_create(CreateRequest req) {
         co_return Error(errc::fork_source_deleted, "fork source stream has been deleted");
       }
     }
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     co_return CreateOutcome{true, c->fold.meta};
   }
   co_return Error(errc::unavailable, "too much write contention on this stream; retry");
@@ -580,7 +587,7 @@ Task<Result<bool>> S2Engine::change_ref_locked(CachePtr s, uint64_t source_hi, i
   for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
     uint64_t expected, ckpt;
     {
-      std::lock_guard l(s->mu);
+      MutexLock l(s->mu);
       if (!s->fold.exists || s->fold.meta.id != source_hi) {
         *refused = errc::not_found;
         co_return false;
@@ -612,7 +619,7 @@ Task<Result<std::optional<ForkRef>>> S2Engine::write_gone(CachePtr c, bool colle
     bool soft;
     uint64_t hi, expected, ckpt;
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       if (!c->fold.exists) co_return Released{};
       if (c->fold.meta.soft_deleted != collect)
         co_return Released{};  // already deleted / not ours to collect
@@ -635,7 +642,7 @@ Task<Result<std::optional<ForkRef>>> S2Engine::write_gone(CachePtr c, bool colle
     if (soft) co_return Released{};
     uint64_t upto;
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       upto = c->fold.next_seq - 1;
     }
     // Drop the dead incarnation's records (S2 trims asynchronously).
@@ -698,7 +705,7 @@ Task<Result<Unit>> S2Engine::do_remove(std::string path) {
   auto st = co_await refresh_op;
   if (!st) co_return st.error();
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
     if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
   }
