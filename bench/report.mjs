@@ -724,6 +724,14 @@ if (hasStorage()) {
   md.push("");
   md.push(...storageSection());
 }
+{
+  // Issue #12 (run to completion): before/after figures and what is left, by hand.
+  const rtc = new URL("./analysis-run-to-completion.md", import.meta.url);
+  if (existsSync(rtc)) {
+    md.push("");
+    md.push(readFileSync(rtc, "utf8").trim());
+  }
+}
 md.push("");
 md.push("## Analysis");
 md.push("");

@@ -221,13 +221,22 @@ auto async_call(Inbox* inbox, Start start) {
           Handler handler;
           std::optional<T> value;
           void deliver() override {
-            auto ex = asio::get_associated_executor(handler);
-            asio::post(ex, [this] {
-              std::unique_ptr<Call> self(this);
-              std::move(handler)(std::move(*value));
-            });
+            // From the inbox's drain, on an event-loop thread: an idle
+            // connection's strand runs the handler right here, with no
+            // second trip through the scheduler (or wake-up of another
+            // event-loop thread); a busy one queues it.
+            asio::dispatch(asio::get_associated_executor(handler), [this] { complete(); });
           }
           void discard() override { delete this; }
+          /// Without an inbox: the callback may run on the coroutine's own
+          /// thread before it has suspended (an inline read), so never inline.
+          void post() {
+            asio::post(asio::get_associated_executor(handler), [this] { complete(); });
+          }
+          void complete() {
+            std::unique_ptr<Call> self(this);
+            std::move(handler)(std::move(*value));
+          }
         };
         auto* call = new Call(std::move(handler));
         start([call, inbox](T value) {
@@ -235,7 +244,7 @@ auto async_call(Inbox* inbox, Start start) {
           if (inbox) {
             inbox->push(call);
           } else {
-            call->deliver();
+            call->post();
           }
         });
       },
