@@ -42,6 +42,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { BASIN, startEmulator, startNode } from "../test/s2-cluster/lib/cluster.mjs";
+import { sseEvents } from "../test/integration/lib/sse.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -263,34 +264,19 @@ async function sseReader(r) {
         await sleep(250);
         continue;
       }
-      const td = new TextDecoder();
-      let buf = "";
       let pending = null;
-      for await (const chunk of res.body) {
-        buf += td.decode(chunk, { stream: true });
-        let sep;
-        while ((sep = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, sep);
-          buf = buf.slice(sep + 2);
-          let type = null;
-          const data = [];
-          for (const line of block.split("\n")) {
-            if (line.startsWith(":")) continue;
-            if (line.startsWith("event:")) type = line.slice(6).trim();
-            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-          }
-          if (type === "data") {
-            if (pending) r.lastErrors.push("two data events without a control between them");
-            pending = JSON.parse(data.join("\n"));
-          } else if (type === "control") {
-            const c = JSON.parse(data.join("\n"));
-            if (pending) for (const m of pending) see(r, m);
-            pending = null;
-            r.offset = c.streamNextOffset;
-            if (c.streamCursor) cursor = c.streamCursor;
-          } else if (type !== null) {
-            r.lastErrors.push(`unexpected SSE event ${type}: ${data.join("\n").slice(0, 200)}`);
-          }
+      for await (const { type, data } of sseEvents(res.body)) {
+        if (type === "data") {
+          if (pending) r.lastErrors.push("two data events without a control between them");
+          pending = JSON.parse(data);
+        } else if (type === "control") {
+          const c = JSON.parse(data);
+          if (pending) for (const m of pending) see(r, m);
+          pending = null;
+          r.offset = c.streamNextOffset;
+          if (c.streamCursor) cursor = c.streamCursor;
+        } else if (type !== null) {
+          r.lastErrors.push(`unexpected SSE event ${type}: ${data.slice(0, 200)}`);
         }
       }
       r.reconnects++; // the response ended (--sse-max-duration or the node cut it): resume

@@ -24,6 +24,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { JSON_CT, req } from "./lib/http.mjs";
 import { BIN, freePort, sleep } from "./lib/server.mjs";
+import { sseEvents } from "./lib/sse.mjs";
 
 const SIZE = "8m";
 const MSG_PAD = 2000; // bytes of padding per message
@@ -124,29 +125,15 @@ function sseReader(url) {
         r.errors.push(`SSE: ${res.status} ${await res.text()}`);
         return;
       }
-      const td = new TextDecoder();
-      let buf = "";
       let pending = null;
-      for await (const chunk of res.body) {
-        buf += td.decode(chunk, { stream: true });
-        let sep;
-        while ((sep = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, sep);
-          buf = buf.slice(sep + 2);
-          let type = null;
-          const data = [];
-          for (const line of block.split("\n")) {
-            if (line.startsWith("event:")) type = line.slice(6).trim();
-            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-          }
-          if (type === "data") pending = JSON.parse(data.join("\n"));
-          else if (type === "control") {
-            const c = JSON.parse(data.join("\n"));
-            if (pending) r.messages.push(...pending);
-            pending = null;
-            offset = c.streamNextOffset;
-            if (c.upToDate) r.live = true;
-          }
+      for await (const { type, data } of sseEvents(res.body)) {
+        if (type === "data") pending = JSON.parse(data);
+        else if (type === "control") {
+          const c = JSON.parse(data);
+          if (pending) r.messages.push(...pending);
+          pending = null;
+          offset = c.streamNextOffset;
+          if (c.upToDate) r.live = true;
         }
       }
     }

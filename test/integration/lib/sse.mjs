@@ -85,3 +85,32 @@ export function rawSse(port, path) {
   return r;
 }
 
+
+/**
+ * The events of an SSE response body (a fetch Response's `body`), in order,
+ * as `{ type, data }`: `type` is the `event:` field (null if the block has
+ * none), `data` the `data:` lines joined with "\n". Comment lines
+ * (keep-alives) are skipped; a block of nothing but comments yields nothing.
+ */
+export async function* sseEvents(body) {
+  const td = new TextDecoder();
+  let buf = "";
+  for await (const chunk of body) {
+    buf += td.decode(chunk, { stream: true });
+    let sep;
+    while ((sep = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, sep);
+      buf = buf.slice(sep + 2);
+      let type = null;
+      const data = [];
+      let fields = 0;
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        fields++;
+        if (line.startsWith("event:")) type = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (fields > 0) yield { type, data: data.join("\n") };
+    }
+  }
+}

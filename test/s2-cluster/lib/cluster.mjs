@@ -9,6 +9,7 @@ import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import { req } from "../../integration/lib/http.mjs";
 import { startServer } from "../../integration/lib/server.mjs";
+import { sseEvents } from "../../integration/lib/sse.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, "..", "..", "..");
@@ -163,40 +164,25 @@ export function liveReader(url, mode, from, { onMessage = () => {}, onRequest = 
         r.errors.push(`SSE ?${q}: status ${res.status} ${await res.text()}`);
         return;
       }
-      const td = new TextDecoder();
-      let buf = "";
       let pending = null;
-      for await (const chunk of res.body) {
-        buf += td.decode(chunk, { stream: true });
-        let sep;
-        while ((sep = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, sep);
-          buf = buf.slice(sep + 2);
-          let type = null;
-          const data = [];
-          for (const line of block.split("\n")) {
-            if (line.startsWith(":")) continue;
-            if (line.startsWith("event:")) type = line.slice(6).trim();
-            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      for await (const { type, data } of sseEvents(res.body)) {
+        if (type === null) continue;
+        if (type === "data") {
+          if (pending) r.errors.push("two data events without a control between them");
+          pending = JSON.parse(data);
+        } else if (type === "control") {
+          const c = JSON.parse(data);
+          if (pending) add(pending);
+          pending = null;
+          r.offset = c.streamNextOffset;
+          if (c.streamCursor) cursor = c.streamCursor;
+          if (c.upToDate) r.live = true;
+          if (c.streamClosed) {
+            r.closed = true;
+            return;
           }
-          if (type === null) continue;
-          if (type === "data") {
-            if (pending) r.errors.push("two data events without a control between them");
-            pending = JSON.parse(data.join("\n"));
-          } else if (type === "control") {
-            const c = JSON.parse(data.join("\n"));
-            if (pending) add(pending);
-            pending = null;
-            r.offset = c.streamNextOffset;
-            if (c.streamCursor) cursor = c.streamCursor;
-            if (c.upToDate) r.live = true;
-            if (c.streamClosed) {
-              r.closed = true;
-              return;
-            }
-          } else {
-            r.errors.push(`unexpected SSE event ${type}: ${data.join("\n").slice(0, 200)}`);
-          }
+        } else {
+          r.errors.push(`unexpected SSE event ${type}: ${data.slice(0, 200)}`);
         }
       }
       if (pending) r.errors.push("SSE response ended between a data event and its control");
