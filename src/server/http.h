@@ -18,6 +18,7 @@
 #include "auth/policy.h"
 #include "common/clock.h"
 #include "common/errc.h"
+#include "common/thread_annotations.h"
 #include "hub/live_hub.h"
 #include "metrics/http_metrics.h"
 #include "server/inbox.h"
@@ -50,9 +51,9 @@ class StopSignals {
   std::atomic<size_t> sessions{0};
 
  private:
-  std::mutex mu_;
-  uint64_t next_ = 1;                                        // guarded by mu_
-  std::unordered_map<uint64_t, std::function<void()>> fns_;  // guarded by mu_
+  Mutex mu_;
+  uint64_t next_ DS_GUARDED_BY(mu_) = 1;
+  std::unordered_map<uint64_t, std::function<void()>> fns_ DS_GUARDED_BY(mu_);
 };
 
 /// Removes a StopSignals entry when it goes out of scope.
@@ -153,10 +154,10 @@ class ResponseMemory {
 
  private:
   /// Records smaller than this count for each response that holds them.
-  static constexpr size_t kShareMin = 16 * 1024;
+  static constexpr size_t kShareMin = size_t{16} * 1024;
   metrics::Gauge& gauge_;
-  std::mutex mu_;
-  std::unordered_map<const Record*, size_t> shared_;  // guarded by mu_: holders per large record
+  Mutex mu_;
+  std::unordered_map<const Record*, size_t> shared_ DS_GUARDED_BY(mu_);  // holders per large record
 };
 
 /// Counts a response being written in the server's ResponseMemory while it

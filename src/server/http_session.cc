@@ -106,7 +106,7 @@ void finalize_headers(Context& ctx, http::response_header<>& head) {
 void ResponseMemory::add(uint64_t own, const std::vector<RecordPtr>* records) {
   uint64_t n = own;
   if (records) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& r : *records) {
       if (r->bytes.size() < kShareMin) {
         n += r->bytes.size();
@@ -121,7 +121,7 @@ void ResponseMemory::add(uint64_t own, const std::vector<RecordPtr>* records) {
 void ResponseMemory::remove(uint64_t own, const std::vector<RecordPtr>* records) {
   uint64_t n = own;
   if (records) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& r : *records) {
       if (r->bytes.size() < kShareMin) {
         n += r->bytes.size();
@@ -279,21 +279,21 @@ asio::awaitable<bool> write_response(Context& ctx, Stream& stream, RecordsRespon
 }
 
 uint64_t StopSignals::add(std::function<void()> on_stop) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   uint64_t id = next_++;
   fns_.emplace(id, std::move(on_stop));
   return id;
 }
 
 void StopSignals::remove(uint64_t id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   fns_.erase(id);
 }
 
 void StopSignals::stop_all() {
   std::vector<std::function<void()>> fns;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [id, fn] : fns_) fns.push_back(fn);
   }
   for (auto& fn : fns) fn();
@@ -324,12 +324,12 @@ namespace {
 constexpr auto kIdleTimeout = std::chrono::seconds(75);
 /// Bodies above this get a larger receive buffer while they are read (an
 /// idle connection keeps only a small one).
-constexpr uint64_t kSmallBody = 16 * 1024;
-constexpr uint64_t kBodyReceiveBytes = 256 * 1024;
+constexpr uint64_t kSmallBody = uint64_t{16} * 1024;
+constexpr uint64_t kBodyReceiveBytes = uint64_t{256} * 1024;
 /// The first read of a request (the wait for its first byte) takes what the
 /// buffer has room for, within these.
 constexpr size_t kFirstReadMin = 1024;
-constexpr size_t kFirstReadMax = 64 * 1024;
+constexpr size_t kFirstReadMax = size_t{64} * 1024;
 
 Response preflight(const Request& req) {
   Response res{http::status::no_content, req.version()};

@@ -14,6 +14,7 @@
 #include <boost/asio/post.hpp>
 #include <mutex>
 
+#include "common/thread_annotations.h"
 #include "common/wake_batch.h"
 
 namespace ds::http_server {
@@ -48,7 +49,7 @@ class Inbox {
 
   /// Drains run so far (each one post and one wake-up), for tests.
   uint64_t drains() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return drains_;
   }
 
@@ -58,17 +59,17 @@ class Inbox {
   static void post_drain(void* self);
 
   boost::asio::any_io_executor ex_;
-  mutable std::mutex mu_;
-  Item* head_ = nullptr;    // guarded by mu_
-  Item* tail_ = nullptr;    // guarded by mu_
-  bool scheduled_ = false;  // guarded by mu_: a drain is posted and has not taken the list
-  uint64_t drains_ = 0;     // guarded by mu_
+  mutable Mutex mu_;
+  Item* head_ DS_GUARDED_BY(mu_) = nullptr;
+  Item* tail_ DS_GUARDED_BY(mu_) = nullptr;
+  bool scheduled_ DS_GUARDED_BY(mu_) = false;  // a drain is posted and has not taken the list
+  uint64_t drains_ DS_GUARDED_BY(mu_) = 0;
 };
 
 inline void Inbox::push(Item* item) {
   item->next_ = nullptr;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (tail_) {
       tail_->next_ = item;
     } else {
@@ -91,7 +92,7 @@ inline void Inbox::post_drain(void* self) {
 inline void Inbox::drain() {
   Item* item;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     item = head_;
     head_ = tail_ = nullptr;
     scheduled_ = false;
@@ -105,8 +106,12 @@ inline void Inbox::drain() {
 }
 
 inline Inbox::~Inbox() {
-  Item* item = head_;
-  head_ = tail_ = nullptr;
+  Item* item;
+  {
+    MutexLock lock(mu_);
+    item = head_;
+    head_ = tail_ = nullptr;
+  }
   while (item) {
     Item* next = item->next_;
     item->discard();

@@ -457,7 +457,7 @@ ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threa
 ParkingLot::~ParkingLot() = default;
 
 std::shared_ptr<SseLot> ParkingLot::lot_for(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& lot = lots_[name];
   if (!lot) lot = std::make_shared<SseLot>(*this, name);
   lot->arriving.fetch_add(1);
@@ -476,7 +476,7 @@ void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedLongPoll> r
 
 void ParkingLot::release(const std::shared_ptr<SseLot>& lot) {
   if (!lot->empty()) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (lot->arriving.load() != 0) return;
   for (auto it = lots_.begin(); it != lots_.end(); ++it) {
     if (it->second == lot) {
@@ -490,7 +490,7 @@ void ParkingLot::release(const std::shared_ptr<SseLot>& lot) {
 void ParkingLot::stop_all() {
   std::vector<std::shared_ptr<SseLot>> lots;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [name, lot] : lots_) lots.push_back(lot);
   }
   for (auto& lot : lots) lot->stop();

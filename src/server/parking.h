@@ -152,8 +152,8 @@ class ParkingLot {
   std::atomic<size_t> parked_{0};
   /// Strands that write parts of a big fan-out (one per thread but the lot's).
   std::vector<asio::strand<asio::any_io_executor>> fanout_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<SseLot>> lots_;  // guarded by mu_
+  Mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<SseLot>> lots_ DS_GUARDED_BY(mu_);
   std::optional<StopRegistration> on_stop_;
 };
 

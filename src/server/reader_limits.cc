@@ -9,7 +9,7 @@ void ReaderLimits::Slot::reset() {
 }
 
 ReaderLimits::Slot ReaderLimits::try_acquire(const std::string& stream, Refusal& why) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // The server cap first: a reader refused for both is refused for the
   // server's sake (the one an operator is more likely to raise).
   if (total_ && count_ >= total_) {
@@ -29,24 +29,24 @@ ReaderLimits::Slot ReaderLimits::try_acquire(const std::string& stream, Refusal&
 }
 
 void ReaderLimits::release(Slot::Entry* entry) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   --count_;
   if (--entry->second == 0) by_stream_.erase(by_stream_.find(entry->first));
 }
 
 size_t ReaderLimits::total() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return count_;
 }
 
 size_t ReaderLimits::on_stream(const std::string& stream) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_stream_.find(stream);
   return it == by_stream_.end() ? 0 : it->second;
 }
 
 size_t ReaderLimits::streams() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return by_stream_.size();
 }
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/thread_annotations.h"
+
 namespace ds::live {
 
 class ReaderLimits {
@@ -75,9 +77,9 @@ class ReaderLimits {
 
   const size_t per_stream_;
   const size_t total_;
-  mutable std::mutex mu_;
-  size_t count_ = 0;                                   // guarded by mu_
-  std::unordered_map<std::string, size_t> by_stream_;  // guarded by mu_; no zero counts
+  mutable Mutex mu_;
+  size_t count_ DS_GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, size_t> by_stream_ DS_GUARDED_BY(mu_);  // no zero counts
 };
 
 }  // namespace ds::live

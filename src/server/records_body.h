@@ -175,8 +175,8 @@ struct RecordsBody {
 
    private:
     static constexpr size_t kPieces = 64;
-    static constexpr size_t kSmall = 16 * 1024;
-    static constexpr size_t kScratch = 64 * 1024;
+    static constexpr size_t kSmall = size_t{16} * 1024;
+    static constexpr size_t kScratch = size_t{64} * 1024;
     const value_type& v_;
     std::string scratch_;
     size_t next_ = 0;

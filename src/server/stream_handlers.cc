@@ -20,7 +20,7 @@ namespace {
 /// Where a hub wake lands: set on the connection's executor, which then
 /// cancels the timer the coroutine sleeps on.
 struct PendingWake {
-  explicit PendingWake(asio::any_io_executor ex) : timer(std::move(ex)) {}
+  explicit PendingWake(const asio::any_io_executor& ex) : timer(ex) {}
   asio::steady_timer timer;
   std::optional<Wake> value;
 };
