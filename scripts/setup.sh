@@ -14,7 +14,7 @@ PACKAGES=(
   g++ cmake ninja-build pkg-config
   libboost1.81-dev libboost-program-options1.81-dev
   librocksdb-dev libsimdjson-dev libssl-dev zlib1g-dev libgtest-dev
-  clang clang-tidy clang-format
+  clang libclang-rt-14-dev clang-tidy clang-format
   nginx-light curl ca-certificates
 )
 missing=()
