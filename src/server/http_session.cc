@@ -212,8 +212,8 @@ asio::awaitable<bool> write_string_response(Context& ctx, Stream& stream, Respon
   if (body_sent < body.size())
     rest.push_back({body.data() + body_sent, -1, 0, body.size() - body_sent});
   auto op = send_all(ctx, stream, std::move(rest), pinned);
-  const bool ok = co_await std::move(op);
-  co_return ok&& res.keep_alive();
+  if (!co_await std::move(op)) co_return false;
+  co_return res.keep_alive();
 }
 
 /// A records response: the rendered head, then the records from where they
@@ -230,8 +230,8 @@ asio::awaitable<bool> write_records_response(Context& ctx, Stream& stream, Recor
   render_head(res.base(), head);
   auto op = send_all(
       ctx, stream, file_send_detail::pieces_of(res.body().records, res.body().json, head), pinned);
-  const bool ok = co_await std::move(op);
-  co_return ok&& res.keep_alive();
+  if (!co_await std::move(op)) co_return false;
+  co_return res.keep_alive();
 }
 
 /// Any other response (a chunked records body): Beast's serializer, one
