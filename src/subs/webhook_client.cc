@@ -166,8 +166,7 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
       return on_addresses(std::move(addresses));
     }
     auto self = shared_from_this();
-    resolver_.async_resolve(url_.host, std::to_string(url_.port),
-                            tcp::resolver::numeric_service,
+    resolver_.async_resolve(url_.host, std::to_string(url_.port), tcp::resolver::numeric_service,
                             [self](error_code ec, const tcp::resolver::results_type& results) {
                               self->on_resolve(ec, results);
                             });
@@ -202,21 +201,21 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
     bool allow_localhost = client_.options().allow_localhost;
     for (const auto& a : addresses) {
       if (!allowed(a, allow_localhost))
-        return fail(errc::bad_request, "webhook host " + url_.host + " resolves to " +
-                                           a.to_string() + ", a " + address_class_name(class_of(a)) +
-                                           " address, which is not allowed");
+        return fail(errc::bad_request,
+                    "webhook host " + url_.host + " resolves to " + a.to_string() + ", a " +
+                        address_class_name(class_of(a)) + " address, which is not allowed");
     }
     std::vector<tcp::endpoint> endpoints;
     for (const auto& a : addresses) endpoints.emplace_back(a, url_.port);
     auto self = shared_from_this();
-    asio::async_connect(socket(), endpoints, [self](error_code ec, const tcp::endpoint&) {
-      self->on_connect(ec);
-    });
+    asio::async_connect(socket(), endpoints,
+                        [self](error_code ec, const tcp::endpoint&) { self->on_connect(ec); });
   }
 
   void on_connect(error_code ec) {
     if (finished_) return;
-    if (ec) return fail(errc::unavailable, "could not connect to " + url_.host + ": " + ec.message());
+    if (ec)
+      return fail(errc::unavailable, "could not connect to " + url_.host + ": " + ec.message());
     error_code ignored;
     socket().set_option(tcp::no_delay(true), ignored);
     if (!secure_) return send();
@@ -239,7 +238,9 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
 
   void on_handshake(error_code ec) {
     if (finished_) return;
-    if (ec) return fail(errc::unavailable, "TLS handshake with " + url_.host + " failed: " + ec.message());
+    if (ec)
+      return fail(errc::unavailable,
+                  "TLS handshake with " + url_.host + " failed: " + ec.message());
     send();
   }
 
@@ -271,7 +272,8 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
     parser_.body_limit(client_.options().max_response_bytes);
     auto self = shared_from_this();
     visit([&](auto& stream) {
-      http::async_read(stream, buffer_, parser_, [self](error_code ec, size_t) { self->on_read(ec); });
+      http::async_read(stream, buffer_, parser_,
+                       [self](error_code ec, size_t) { self->on_read(ec); });
     });
   }
 

@@ -139,8 +139,8 @@ AddressClass classify_v6(const Bytes16& a) {
     return classify_v4(v4_at(a, 12));
   if (starts_with_bytes(a, {0, 0x64, 0xff, 0x9b, 0, 1})) return AddressClass::reserved;  // /48
   if ((a[0] & 0xfe) == 0xfc) return AddressClass::private_;                              // fc00::/7
-  if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return AddressClass::link_local;            // fe80::/10
-  if (a[0] == 0xff) return AddressClass::multicast;                                      // ff00::/8
+  if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return AddressClass::link_local;  // fe80::/10
+  if (a[0] == 0xff) return AddressClass::multicast;                            // ff00::/8
   if (starts_with_bytes(a, {0x20, 0x01, 0x0d, 0xb8})) return AddressClass::documentation;
   if (a[0] == 0x3f && (a[1] & 0xf0) == 0xf0) return AddressClass::documentation;  // 3fff::/20
   if (starts_with_bytes(a, {0x20, 0x02})) return classify_v4(v4_at(a, 2));        // 6to4
@@ -155,18 +155,30 @@ AddressClass classify_v6(const Bytes16& a) {
 
 const char* address_class_name(AddressClass c) noexcept {
   switch (c) {
-    case AddressClass::public_: return "public";
-    case AddressClass::loopback: return "loopback";
-    case AddressClass::private_: return "private";
-    case AddressClass::link_local: return "link-local";
-    case AddressClass::cgnat: return "shared (CGNAT)";
-    case AddressClass::multicast: return "multicast";
-    case AddressClass::unspecified: return "unspecified";
-    case AddressClass::broadcast: return "broadcast";
-    case AddressClass::documentation: return "documentation";
-    case AddressClass::benchmarking: return "benchmarking";
-    case AddressClass::tunnel: return "tunnel (Teredo)";
-    case AddressClass::reserved: return "reserved";
+    case AddressClass::public_:
+      return "public";
+    case AddressClass::loopback:
+      return "loopback";
+    case AddressClass::private_:
+      return "private";
+    case AddressClass::link_local:
+      return "link-local";
+    case AddressClass::cgnat:
+      return "shared (CGNAT)";
+    case AddressClass::multicast:
+      return "multicast";
+    case AddressClass::unspecified:
+      return "unspecified";
+    case AddressClass::broadcast:
+      return "broadcast";
+    case AddressClass::documentation:
+      return "documentation";
+    case AddressClass::benchmarking:
+      return "benchmarking";
+    case AddressClass::tunnel:
+      return "tunnel (Teredo)";
+    case AddressClass::reserved:
+      return "reserved";
   }
   return "unknown";
 }
