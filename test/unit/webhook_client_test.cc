@@ -4,14 +4,19 @@
 #include "subs/webhook_client.h"
 
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -362,6 +367,147 @@ TEST(WebhookClientTest, BadOptionsAreRejected) {
   o.ca_file = "/nonexistent/ca.pem";
   EXPECT_FALSE(make_webhook_client(o, &error));
   EXPECT_NE(error.find("TLS"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// TLS: a throwaway self-signed certificate per name, made with the openssl CLI.
+
+namespace ssl = asio::ssl;
+
+/// Answers one request per connection over TLS with `response`; records the
+/// SNI name the client sent.
+class TlsServer {
+ public:
+  TlsServer(const std::string& cert, const std::string& key, std::string response)
+      : response_(std::move(response)) {
+    tls_.use_certificate_chain_file(cert);
+    tls_.use_private_key_file(key, ssl::context::pem);
+    accept();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~TlsServer() {
+    ioc_.stop();
+    thread_.join();
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  std::string sni() {
+    std::lock_guard lock(mu_);
+    return sni_;
+  }
+
+ private:
+  struct Conn : std::enable_shared_from_this<Conn> {
+    Conn(TlsServer& server, tcp::socket socket)
+        : server(server), stream(std::move(socket), server.tls_) {}
+    void start() {
+      auto self = shared_from_this();
+      stream.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+        if (ec) return;
+        if (const char* name =
+                SSL_get_servername(self->stream.native_handle(), TLSEXT_NAMETYPE_host_name)) {
+          std::lock_guard lock(self->server.mu_);
+          self->server.sni_ = name;
+        }
+        http::async_read(self->stream, self->buffer, self->request,
+                         [self](beast::error_code ec, size_t) {
+                           if (ec) return;
+                           asio::async_write(self->stream, asio::buffer(self->server.response_),
+                                             [self](beast::error_code, size_t) {});
+                         });
+      });
+    }
+    TlsServer& server;
+    ssl::stream<tcp::socket> stream;
+    beast::flat_buffer buffer;
+    Request request;
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec) return;
+      std::make_shared<Conn>(*this, std::move(socket))->start();
+      accept();
+    });
+  }
+
+  asio::io_context ioc_;
+  ssl::context tls_{ssl::context::tls_server};
+  tcp::acceptor acceptor_{ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  std::thread thread_;
+  const std::string response_;
+  std::mutex mu_;
+  std::string sni_;
+};
+
+class WebhookClientTlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (std::system("openssl version >/dev/null 2>&1") != 0) return;
+    char tmpl[] = "/tmp/ds-webhook-tls-XXXXXX";
+    if (!::mkdtemp(tmpl)) return;
+    dir_ = tmpl;
+    for (const char* name : {"hook.example", "wrong.example"}) {
+      std::string cmd = "cd " + dir_ + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " +
+                        name + ".key -out " + name + ".pem -days 1 -subj /CN=" + name +
+                        " -addext subjectAltName=DNS:" + name + " >/dev/null 2>&1";
+      if (std::system(cmd.c_str()) != 0) return;
+    }
+    ready_ = true;
+  }
+  static void TearDownTestSuite() {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  void SetUp() override {
+    if (!ready_) GTEST_SKIP() << "openssl could not make test certificates";
+  }
+  static std::string file(const std::string& name) { return dir_ + "/" + name; }
+
+  static inline std::string dir_;
+  static inline bool ready_ = false;
+};
+
+WebhookUrl https_url(uint16_t port) {
+  WebhookUrl url = local_url(port);
+  url.https = true;
+  return url;
+}
+
+TEST_F(WebhookClientTlsTest, VerifiesTheHostNameAndSendsSni) {
+  TlsServer server(file("hook.example.pem"), file("hook.example.key"),
+                   raw_response("200 OK", "", "secure"));
+  FakeDns dns{{"127.0.0.1"}};
+  auto o = options(dns, true);
+  o.ca_file = file("hook.example.pem");
+  auto client = make_client(o);
+  auto r = post_and_wait(*client, https_url(server.port()));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->status, 200u);
+  EXPECT_EQ(r->body, "secure");
+  EXPECT_EQ(server.sni(), "hook.example");
+}
+
+TEST_F(WebhookClientTlsTest, RejectsACertificateForAnotherName) {
+  TlsServer server(file("wrong.example.pem"), file("wrong.example.key"),
+                   raw_response("200 OK", "", "secure"));
+  FakeDns dns{{"127.0.0.1"}};
+  auto o = options(dns, true);
+  o.ca_file = file("wrong.example.pem");  // trusted, but not for hook.example
+  auto client = make_client(o);
+  auto r = post_and_wait(*client, https_url(server.port()));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, errc::unavailable);
+  EXPECT_NE(r.error().message.find("TLS handshake"), std::string::npos) << r.error().message;
+}
+
+TEST_F(WebhookClientTlsTest, RejectsAnUntrustedCertificate) {
+  TlsServer server(file("hook.example.pem"), file("hook.example.key"),
+                   raw_response("200 OK", "", "secure"));
+  FakeDns dns{{"127.0.0.1"}};
+  auto client = make_client(options(dns, true));  // system CAs only
+  auto r = post_and_wait(*client, https_url(server.port()));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, errc::unavailable);
+  EXPECT_NE(r.error().message.find("TLS handshake"), std::string::npos) << r.error().message;
 }
 
 }  // namespace
