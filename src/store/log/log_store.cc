@@ -1496,9 +1496,11 @@ Result<ListOutcome> LogStore::do_list(const ListRequest& req) const {
   const int64_t now = opts_.clock->now_ms();
   // slots_ is a hash map: one pass keeps the limit + 1 smallest wanted paths
   // in a max-heap (O(streams * log limit)). The shared lock makes the page
-  // one snapshot of the table; it holds the writer's publication back for
-  // the length of the pass (a few ms per million streams), as a read does
-  // for a lookup. The keys stay put while the lock is held.
+  // one snapshot of the table, and keeps the keys the heap points to in
+  // place; it also holds the writer's publication of the next group back for
+  // the whole pass, which grows with the number of streams (not measured
+  // yet). An ordered index beside slots_ would make a page O(limit), at the
+  // cost of memory per stream.
   auto by_path = [](const std::string* a, const std::string* b) { return *a < *b; };
   std::vector<const std::string*> heap;
   ListOutcome out;
