@@ -209,7 +209,9 @@ function page(sortedNames, { prefix = '', startAfter = '', limit }) {
   const out = [];
   let hasMore = false;
   for (const name of sortedNames) {
-    if (!name.startsWith(prefix) || !(name > startAfter)) continue;
+    // Byte order, as the sort: JS `>` compares UTF-16 code units, which puts
+    // U+10000.. before U+E000..U+FFFF.
+    if (!name.startsWith(prefix) || byteCompare(name, startAfter) <= 0) continue;
     if (out.length === lim) {
       hasMore = true;
       break;

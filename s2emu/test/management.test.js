@@ -135,6 +135,17 @@ test('streams: create, conflict, idempotent create, get config, ensure replaces,
     assert.deepEqual(r.json, { tail: { seq_num: 0, timestamp: 0 } });
   }));
 
+test('streams: list start_after is exclusive in byte order, like the sort', () =>
+  withEmu({}, async (_emu, c) => {
+    // U+FFFD (ef bf bd) sorts before U+1F600 (f0 9f 98 80) by bytes, after it by UTF-16 units.
+    for (const name of ['p\u{1F600}', 'p\uFFFD', 'pa']) await c.createStream(name);
+    const list = async (after) =>
+      (await c.request('GET', `/v1/streams?prefix=p&start_after=${encodeURIComponent(after)}`)).json.streams.map((s) => s.name);
+    assert.deepEqual(await list(''), ['pa', 'p\uFFFD', 'p\u{1F600}']);
+    assert.deepEqual(await list('p\uFFFD'), ['p\u{1F600}']);
+    assert.deepEqual(await list('pa'), ['p\uFFFD', 'p\u{1F600}']);
+  }));
+
 test('streams: deletion pending window (--deletion-delay-ms) gives 409 and keeps deleted_at in list', () =>
   withEmu({ deletionDelayMs: 60_000 }, async (_emu, c) => {
     await c.createStream('s');

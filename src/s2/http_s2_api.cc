@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -167,6 +168,8 @@ class Client final : public HttpS2Api {
   void read_from_tail(const std::string& stream, uint64_t tail_offset, ReadLimits limits,
                       Callback<ReadBatch> done) override;
   void check_tail(const std::string& stream, Callback<uint64_t> done) override;
+  void list_streams(const std::string& prefix, const std::string& start_after, uint64_t limit,
+                    Callback<StreamPage> done) override;
   std::unique_ptr<ReadSession> open_session(const std::string& stream, uint64_t seq_num,
                                             SessionHandlers handlers) override;
   const HttpS2Stats& stats() const override { return stats_; }
@@ -931,6 +934,23 @@ void Client::check_tail(const std::string& stream, Callback<uint64_t> done) {
     if (!wire::parse_tail(r.body, &tail, &error) || !tail)
       return S2Result<uint64_t>::failure(malformed(Kind::rejected, r.status, error));
     return S2Result<uint64_t>::success(*tail);
+  });
+}
+
+void Client::list_streams(const std::string& prefix, const std::string& start_after, uint64_t limit,
+                          Callback<StreamPage> done) {
+  // Not counted in stats_.requests (its Method list is part of /metrics);
+  // attempts, retries and errors count it.
+  CallSpec spec;
+  spec.target =
+      endpoint_.base_path + "/streams?" +
+      wire::list_streams_query(prefix, start_after, std::clamp<uint64_t>(limit, 1, kMaxListLimit));
+  start_call<StreamPage>(*this, std::move(spec), std::move(done), [](const Reply& r) {
+    StreamPage page;
+    std::string error;
+    if (!wire::parse_stream_page(r.body, &page, &error))
+      return S2Result<StreamPage>::failure(malformed(Kind::rejected, r.status, error));
+    return S2Result<StreamPage>::success(std::move(page));
   });
 }
 

@@ -66,6 +66,17 @@ struct ReadLimits {
   std::optional<uint32_t> wait_s;  ///< long-poll at the tail (unary: at most 60)
 };
 
+/// One page of a basin's stream names (list_streams).
+struct StreamPage {
+  /// Ascending byte order. Streams S2 is deleting (`deleted_at` set) are left
+  /// out.
+  std::vector<std::string> names;
+  /// The last name S2 returned, deleted or not: the start_after of the next
+  /// page (a page of only deleted streams has no names but still moves on).
+  std::string last;
+  bool has_more = false;  ///< S2 has names after `last`
+};
+
 /// What went wrong, in S2's terms.
 struct S2Error {
   enum class Kind {
@@ -136,6 +147,10 @@ class S2Api {
   virtual void read_from_tail(const std::string& stream, uint64_t tail_offset, ReadLimits limits,
                               Callback<ReadBatch> done) = 0;
   virtual void check_tail(const std::string& stream, Callback<uint64_t> done) = 0;
+  /// Names in the basin that start with `prefix` and sort after
+  /// `start_after` (byte order), at most `limit` (REQUIRES: 1..1000) per page.
+  virtual void list_streams(const std::string& prefix, const std::string& start_after,
+                            uint64_t limit, Callback<StreamPage> done) = 0;
   /// Follows the stream from seq_num on, live, until the handle is destroyed.
   virtual std::unique_ptr<ReadSession> open_session(const std::string& stream, uint64_t seq_num,
                                                     SessionHandlers handlers) = 0;
@@ -150,5 +165,6 @@ inline uint64_t metered_bytes(const AppendRecord& r) {
 
 inline constexpr uint64_t kMaxBatchRecords = 1000;
 inline constexpr uint64_t kMaxBatchBytes = 1 << 20;
+inline constexpr uint64_t kMaxListLimit = 1000;
 
 }  // namespace ds::s2

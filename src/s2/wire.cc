@@ -249,6 +249,35 @@ bool parse_tail(std::string_view body, std::optional<uint64_t>* tail, std::strin
   return true;
 }
 
+bool parse_stream_page(std::string_view body, StreamPage* page, std::string* error) {
+  simdjson::dom::element root;
+  if (!parse_root(body, &root, error)) return false;
+  simdjson::dom::array streams;
+  if (root["streams"].get_array().get(streams) || root["has_more"].get_bool().get(page->has_more)) {
+    *error = "malformed stream list from S2";
+    return false;
+  }
+  page->names.reserve(streams.size());
+  for (auto info : streams) {
+    std::string_view name;
+    if (info["name"].get_string().get(name)) {
+      *error = "stream list entry without a name";
+      return false;
+    }
+    page->last = name;
+    simdjson::dom::element deleted_at;
+    if (!info["deleted_at"].get(deleted_at) && !deleted_at.is_null()) continue;
+    page->names.emplace_back(name);
+  }
+  return true;
+}
+
+std::string list_streams_query(std::string_view prefix, std::string_view start_after,
+                               uint64_t limit) {
+  return "prefix=" + encode_path_segment(prefix) +
+         "&start_after=" + encode_path_segment(start_after) + "&limit=" + std::to_string(limit);
+}
+
 S2Error error_from_response(int status, std::string_view body) {
   S2Error e;
   e.kind = S2Error::Kind::rejected;

@@ -38,6 +38,13 @@ bool parse_read_batch(std::string_view body, ReadBatch* batch, std::string* erro
 /// without `tail` (an old-style ping) sets *tail to nullopt and succeeds.
 bool parse_tail(std::string_view body, std::optional<uint64_t>* tail, std::string* error);
 
+/// `{"streams":[{"name":..,"deleted_at":..},...],"has_more":bool}` (list
+/// streams). Names whose `deleted_at` is set go to `last` but not `names`.
+bool parse_stream_page(std::string_view body, StreamPage* page, std::string* error);
+/// The query string (without `?`) of a list streams request.
+std::string list_streams_query(std::string_view prefix, std::string_view start_after,
+                               uint64_t limit);
+
 /// The S2Error for a non-2xx response, kind chosen from the status and code
 /// as if no retry applies (retryable codes come back as `rejected`; the
 /// caller decides between retry, unavailable and ambiguous).

@@ -11,7 +11,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/errc.h"
@@ -85,6 +87,35 @@ struct ReadOutcome {
   bool up_to_date = false;         ///< next == meta.tail
 };
 
+/// A page of stream paths (StreamStore::list).
+struct ListRequest {
+  std::string prefix;       ///< only paths that start with this (byte-wise). Default: all
+  std::string start_after;  ///< only paths greater than this (byte order); "" = from the start
+  size_t limit = 1000;      ///< at most this many; REQUIRES: 1..kMaxListLimit
+};
+inline constexpr size_t kMaxListLimit = 1000;
+
+struct ListOutcome {
+  /// Ascending byte order; existing streams only (no deleted, expired or
+  /// soft-deleted ones).
+  std::vector<std::string> paths;
+  /// Another page may follow: ask again with start_after = paths.back().
+  /// Never set with `paths` empty. False means the listing is complete.
+  bool more = false;
+};
+
+/// Whether `path` belongs in a listing for `req` (prefix and start_after;
+/// existence is the engine's to check).
+inline bool list_wants(const ListRequest& req, std::string_view path) {
+  return path.starts_with(req.prefix) && path > std::string_view(req.start_after);
+}
+
+/// The error list() answers for a request outside its REQUIRES, if any.
+inline std::optional<Error> list_request_error(const ListRequest& req) {
+  if (req.limit >= 1 && req.limit <= kMaxListLimit) return std::nullopt;
+  return Error(errc::bad_request, "list limit must be 1.." + std::to_string(kMaxListLimit));
+}
+
 /// A change to one stream, delivered to watchers in commit order.
 struct CommitEvent {
   std::vector<RecordPtr> records;  ///< appended records (empty for the initial event)
@@ -113,6 +144,18 @@ class StreamStore {
   /// Metadata only; does not renew the TTL.
   virtual void head(std::string path, Callback<StreamMeta> done) = 0;
   virtual void remove(std::string path, Callback<Unit> done) = 0;
+  /// Lists the paths of existing streams in byte order, a page at a time.
+  /// Does not renew any TTL. A limit outside 1..kMaxListLimit is bad_request.
+  ///
+  /// Concurrency: pages are stable by key. Each page is the engine's view of
+  /// the streams at some moment during the call (the embedded engine: one
+  /// snapshot of its table; S2: each stream's state as it is checked), so a
+  /// stream created or deleted while a caller pages through may or may not
+  /// appear, but no stream that exists throughout is skipped or repeated.
+  /// Cost: the embedded engine scans its whole table per page; S2 reads each
+  /// candidate's state (deleted Durable Streams keep their S2 stream, so a
+  /// page may have to look past many of them).
+  virtual void list(ListRequest req, Callback<ListOutcome> done) = 0;
   /// A reader used the stream: renew its sliding TTL, as read() does. For live
   /// reads answered without a storage read (from the live hub's buffer).
   /// Fire-and-forget: never blocks and reports nothing; rate-limited by the

@@ -209,6 +209,30 @@ class FakeS2Api final : public s2::S2Api {
     done(s2::S2Result<uint64_t>::success(tail));
   }
 
+  void list_streams(const std::string& prefix, const std::string& start_after, uint64_t limit,
+                    Callback<s2::StreamPage> done) override {
+    // S2 deletes at once here (no deleted_at window): every name is live.
+    if (limit < 1 || limit > s2::kMaxListLimit)
+      return done(Failure<s2::StreamPage>(S2Error::Kind::rejected, 400));
+    s2::StreamPage page;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = streams_.upper_bound(start_after); it != streams_.end(); ++it) {
+        if (!it->first.starts_with(prefix)) {
+          if (it->first > prefix) break;  // past every name with the prefix
+          continue;
+        }
+        if (page.names.size() == limit) {
+          page.has_more = true;
+          break;
+        }
+        page.names.push_back(it->first);
+        page.last = it->first;
+      }
+    }
+    done(s2::S2Result<s2::StreamPage>::success(std::move(page)));
+  }
+
   std::unique_ptr<s2::ReadSession> open_session(const std::string& stream, uint64_t seq_num,
                                                 s2::SessionHandlers handlers) override {
     auto session = std::make_shared<Session>(std::move(handlers));

@@ -2336,4 +2336,148 @@ TEST_P(StoreContract, WatcherOfExpiredStreamGetsGone) {
   EXPECT_TRUE(log.events().back().gone);
 }
 
+// ------------------------------------------------------------------ listing
+
+namespace {
+Result<ListOutcome> list_page(StreamStore& store, ListRequest req) {
+  return call_sync<ListOutcome>("list", [&](auto cb) { store.list(std::move(req), cb); });
+}
+ListRequest list_req(std::string prefix, std::string start_after = "", size_t limit = 1000) {
+  ListRequest r;
+  r.prefix = std::move(prefix);
+  r.start_after = std::move(start_after);
+  r.limit = limit;
+  return r;
+}
+/// One page's paths (asserting success); empty on failure.
+std::vector<std::string> listed(StreamStore& store, const std::string& prefix,
+                                const std::string& start_after = "") {
+  auto r = list_page(store, list_req(prefix, start_after));
+  EXPECT_TRUE(IsOk(r));
+  if (!r) return {};
+  EXPECT_FALSE(r->more) << "fewer than a page of streams, yet more is set";
+  return r->paths;
+}
+const std::string kListed = "/v1/stream/list/";
+}  // namespace
+
+TEST_P(StoreContract, ListOfEmptyStoreIsEmpty) {
+  auto r = list_page(store(), list_req(""));
+  DS_ASSERT_OK(r);
+  EXPECT_TRUE(r->paths.empty());
+  EXPECT_FALSE(r->more);
+}
+
+TEST_P(StoreContract, ListFiltersByPrefixInAscendingOrder) {
+  for (const char* name : {"c", "a", "b"}) make_stream(kListed + name);
+  make_stream("/v1/stream/other");
+  make_stream("/v1/stream/lis");  // a prefix of the prefix: not listed
+  EXPECT_EQ(listed(store(), kListed),
+            (std::vector<std::string>{kListed + "a", kListed + "b", kListed + "c"}));
+  EXPECT_EQ(listed(store(), ""),
+            (std::vector<std::string>{"/v1/stream/lis", kListed + "a", kListed + "b", kListed + "c",
+                                      "/v1/stream/other"}));
+  EXPECT_TRUE(listed(store(), kListed + "z").empty());
+}
+
+TEST_P(StoreContract, ListOrdersByBytesAcrossSharedPrefixes) {
+  // '-' (0x2d) < '/' (0x2f) < 'a' (0x61) < 0xc3 (the first byte of "é"): byte
+  // order, not length, not path segments, and bytes compare unsigned.
+  const std::vector<std::string> sorted = {kListed + "a",  kListed + "a-b", kListed + "a/b",
+                                           kListed + "aa", kListed + "b",   kListed + "\xc3\xa9"};
+  for (size_t i : {3, 5, 1, 0, 4, 2}) make_stream(sorted[i]);
+  EXPECT_EQ(listed(store(), kListed), sorted);
+  // A prefix is a byte prefix, not a path segment.
+  EXPECT_EQ(listed(store(), kListed + "a"),
+            (std::vector<std::string>{sorted[0], sorted[1], sorted[2], sorted[3]}));
+  // start_after is exclusive, and need not name a stream.
+  EXPECT_EQ(listed(store(), kListed, kListed + "a"),
+            (std::vector<std::string>(sorted.begin() + 1, sorted.end())));
+  EXPECT_EQ(listed(store(), kListed, kListed + "a."),
+            (std::vector<std::string>(sorted.begin() + 2, sorted.end())));
+  EXPECT_EQ(listed(store(), kListed + "a", kListed + "a/b"), (std::vector<std::string>{sorted[3]}));
+  EXPECT_TRUE(listed(store(), kListed, kListed + "\xc3\xa9").empty());
+}
+
+TEST_P(StoreContract, ListPagesVisitEveryStreamExactlyOnce) {
+  std::vector<std::string> all;
+  for (const char* name : {"e", "b", "d", "a", "c"}) {
+    make_stream(kListed + name);
+    all.push_back(kListed + name);
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> seen;
+  std::string after;
+  for (int pages = 1;; ++pages) {
+    ASSERT_LE(pages, 3) << "5 streams in pages of 2 take 3 pages";
+    auto r = list_page(store(), list_req(kListed, after, 2));
+    DS_ASSERT_OK(r);
+    ASSERT_FALSE(r->paths.empty()) << "page " << pages << " is empty";
+    ASSERT_LE(r->paths.size(), 2u);
+    seen.insert(seen.end(), r->paths.begin(), r->paths.end());
+    if (!r->more) break;
+    EXPECT_EQ(r->paths.size(), 2u) << "a page before the last is full";
+    after = r->paths.back();
+  }
+  EXPECT_EQ(seen, all);
+}
+
+TEST_P(StoreContract, ListSkipsNothingWhenAStreamIsDeletedBetweenPages) {
+  for (const char* name : {"a", "b", "c", "d"}) make_stream(kListed + name);
+  auto first = list_page(store(), list_req(kListed, "", 2));
+  DS_ASSERT_OK(first);
+  ASSERT_EQ(first->paths, (std::vector<std::string>{kListed + "a", kListed + "b"}));
+  EXPECT_TRUE(first->more);
+  DS_ASSERT_OK(remove(kListed + "b"));  // the cursor itself goes,
+  DS_ASSERT_OK(remove(kListed + "c"));  // and one not listed yet;
+  make_stream(kListed + "bb");          // one past the cursor comes
+  auto second = list_page(store(), list_req(kListed, first->paths.back(), 2));
+  DS_ASSERT_OK(second);
+  EXPECT_EQ(second->paths, (std::vector<std::string>{kListed + "bb", kListed + "d"}));
+}
+
+TEST_P(StoreContract, ListLeavesOutDeletedAndSoftDeletedStreams) {
+  make_stream(kListed + "a", kText, "data");
+  make_stream(kListed + "b");
+  make_stream(kListed + "c");
+  DS_ASSERT_OK(create(fork_req(kListed + "fork", kListed + "a")));
+  DS_ASSERT_OK(remove(kListed + "b"));
+  DS_ASSERT_OK(remove(kListed + "a"));  // the fork still reads it: soft-deleted
+  DS_ASSERT_ERR(head(kListed + "a"), errc::gone);
+  EXPECT_EQ(listed(store(), kListed), (std::vector<std::string>{kListed + "c", kListed + "fork"}));
+  // Dead streams before the first live one do not cut a page short.
+  auto r = list_page(store(), list_req(kListed, "", 1));
+  DS_ASSERT_OK(r);
+  EXPECT_EQ(r->paths, (std::vector<std::string>{kListed + "c"}));
+  EXPECT_TRUE(r->more);
+  make_stream(kListed + "b");  // a new incarnation is listed again
+  EXPECT_EQ(listed(store(), kListed),
+            (std::vector<std::string>{kListed + "b", kListed + "c", kListed + "fork"}));
+}
+
+TEST_P(StoreContract, ListLeavesOutExpiredStreams) {
+  DS_ASSERT_OK(create(ttl_req(kListed + "ttl", 10)));
+  auto at = create_req(kListed + "at");
+  at.config.expires_at_ms = clock_.now_ms() + 20'000;
+  at.config.expires_at_text = "2023-11-14T22:13:40.000Z";
+  DS_ASSERT_OK(create(at));
+  make_stream(kListed + "kept");
+  clock_.advance_ms(9'999);
+  EXPECT_EQ(listed(store(), kListed),
+            (std::vector<std::string>{kListed + "at", kListed + "kept", kListed + "ttl"}));
+  clock_.advance_ms(1);
+  EXPECT_EQ(listed(store(), kListed), (std::vector<std::string>{kListed + "at", kListed + "kept"}));
+  clock_.advance_ms(10'000);
+  EXPECT_EQ(listed(store(), kListed), (std::vector<std::string>{kListed + "kept"}));
+}
+
+TEST_P(StoreContract, ListRejectsALimitOutOfRange) {
+  make_stream(kListed + "a");
+  DS_EXPECT_ERR(list_page(store(), list_req("", "", 0)), errc::bad_request);
+  DS_EXPECT_ERR(list_page(store(), list_req("", "", kMaxListLimit + 1)), errc::bad_request);
+  auto r = list_page(store(), list_req("", "", kMaxListLimit));
+  DS_ASSERT_OK(r);
+  EXPECT_EQ(r->paths, (std::vector<std::string>{kListed + "a"}));
+}
+
 }  // namespace ds::contract

@@ -137,6 +137,10 @@ class ScriptedS2 : public S2Api {
   void read_from_tail(const std::string&, uint64_t, ReadLimits, Callback<ReadBatch>) override {
     ADD_FAILURE();
   }
+  void list_streams(const std::string&, const std::string&, uint64_t,
+                    Callback<StreamPage>) override {
+    ADD_FAILURE();
+  }
   std::unique_ptr<ReadSession> open_session(const std::string&, uint64_t,
                                             SessionHandlers) override {
     ADD_FAILURE();

@@ -563,6 +563,28 @@ TEST_F(HttpS2ApiTest, StreamNamesWithSlashesSpacesAndUnicode) {
   ASSERT_TRUE(c.wait([&] { return c.records.size() == 1; }));
 }
 
+TEST_F(HttpS2ApiTest, ListStreamsByPrefixAndStartAfter) {
+  auto strict = make(kStrictBasin);
+  const std::string prefix = "list/" + stream_ + "/";
+  const std::vector<std::string> names = {prefix + "a", prefix + "b c", prefix + "\xc3\xbc?#%2F"};
+  for (const auto& n : names) ASSERT_TRUE(create(n, strict.get()).ok()) << n;
+  ASSERT_TRUE(create("list/" + stream_, strict.get()).ok());  // outside the prefix
+  auto list = [&](const std::string& after, uint64_t limit) {
+    Pending<StreamPage> p;
+    strict->list_streams(prefix, after, limit, p.callback());
+    return p.get();
+  };
+  auto first = list("", 2);
+  ASSERT_TRUE(first.ok()) << first.error->message;
+  EXPECT_EQ(first.value->names, (std::vector<std::string>{names[0], names[1]}));
+  EXPECT_EQ(first.value->last, names[1]);
+  EXPECT_TRUE(first.value->has_more);
+  auto second = list(first.value->last, 2);
+  ASSERT_TRUE(second.ok()) << second.error->message;
+  EXPECT_EQ(second.value->names, (std::vector<std::string>{names[2]}));
+  EXPECT_FALSE(second.value->has_more);
+}
+
 TEST_F(HttpS2ApiTest, ConcurrentCallsOnTwoThreads) {
   auto api = make(kBasin, [](HttpS2Options& o) {
     o.threads = 2;

@@ -114,6 +114,34 @@ TEST(S2Wire, ParsesAckBatchAndTail) {
   EXPECT_FALSE(tail.has_value());
 }
 
+TEST(S2Wire, ParsesStreamPagesLeavingOutDeletedStreams) {
+  StreamPage page;
+  std::string err;
+  ASSERT_TRUE(wire::parse_stream_page(
+      R"({"streams":[{"name":"a\/\u00fc","created_at":"2026-01-01T00:00:00Z","deleted_at":null},)"
+      R"({"name":"b","created_at":"2026-01-01T00:00:00Z","deleted_at":"2026-01-02T00:00:00Z"}],)"
+      R"("has_more":true})",
+      &page, &err))
+      << err;
+  EXPECT_EQ(page.names, std::vector<std::string>{"a/\xc3\xbc"});
+  EXPECT_EQ(page.last, "b") << "a deleted stream still moves the cursor";
+  EXPECT_TRUE(page.has_more);
+
+  StreamPage empty;
+  ASSERT_TRUE(wire::parse_stream_page(R"({"streams":[],"has_more":false})", &empty, &err));
+  EXPECT_TRUE(empty.names.empty());
+  EXPECT_EQ(empty.last, "");
+  EXPECT_FALSE(empty.has_more);
+
+  StreamPage bad;
+  EXPECT_FALSE(
+      wire::parse_stream_page(R"({"streams":[{"created_at":"x"}],"has_more":false})", &bad, &err));
+  EXPECT_FALSE(wire::parse_stream_page(R"({"streams":[]})", &bad, &err));
+  EXPECT_FALSE(wire::parse_stream_page("not json", &bad, &err));
+
+  EXPECT_EQ(wire::list_streams_query("a/b c", "", 2), "prefix=a%2Fb%20c&start_after=&limit=2");
+}
+
 TEST(S2Wire, ErrorMapping) {
   auto e = wire::error_from_response(412, R"({"seq_num_mismatch":42})");
   EXPECT_EQ(e.kind, S2Error::Kind::seq_num_mismatch);

@@ -45,6 +45,7 @@ class FakeStore final : public StreamStore {
   }
   void touch(const std::string&) override {}
   void remove(std::string, Callback<Unit> done) override { done(unsupported()); }
+  void list(ListRequest, Callback<ListOutcome> done) override { done(unsupported()); }
   Status health() override { return Unit{}; }
 
   std::unique_ptr<WatchHandle> watch(const std::string& path,

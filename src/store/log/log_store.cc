@@ -185,6 +185,11 @@ class LogStore final : public StreamStore {
         [this, req = std::move(req), done = std::move(done)]() mutable { done(do_read(req)); });
   }
   void head(std::string path, Callback<StreamMeta> done) override;
+  void list(ListRequest req, Callback<ListOutcome> done) override {
+    // A scan of every stream: on the read pool, not the caller's thread.
+    readers_.submit(
+        [this, req = std::move(req), done = std::move(done)]() mutable { done(do_list(req)); });
+  }
   void touch(const std::string& path) override;
   std::unique_ptr<WatchHandle> watch(const std::string& path,
                                      std::function<void(const CommitEvent&)> on_event) override;
@@ -298,6 +303,7 @@ class LogStore final : public StreamStore {
 
   // ---- Reader side.
   Result<ReadOutcome> do_read(const ReadRequest& req);
+  Result<ListOutcome> do_list(const ListRequest& req) const;
   bool reads_json(const std::string& path) const {
     ReaderLock lock(mu_);
     auto it = slots_.find(path);
@@ -1482,6 +1488,41 @@ Result<ReadOutcome> LogStore::do_read(const ReadRequest& req) {
     if (!truncated) out.next = std::max(out.next, seg.end);
   }
   out.up_to_date = out.next >= tail;
+  return out;
+}
+
+Result<ListOutcome> LogStore::do_list(const ListRequest& req) const {
+  if (auto e = list_request_error(req)) return *e;
+  const int64_t now = opts_.clock->now_ms();
+  // slots_ is a hash map: one pass keeps the limit + 1 smallest wanted paths
+  // in a max-heap (O(streams * log limit)). The shared lock makes the page
+  // one snapshot of the table, and keeps the keys the heap points to in
+  // place; it also holds the writer's publication of the next group back for
+  // the whole pass, which grows with the number of streams (not measured
+  // yet). An ordered index beside slots_ would make a page O(limit), at the
+  // cost of memory per stream.
+  auto by_path = [](const std::string* a, const std::string* b) { return *a < *b; };
+  std::vector<const std::string*> heap;
+  ListOutcome out;
+  {
+    ReaderLock lock(mu_);
+    for (const auto& [path, slot] : slots_) {
+      if (!list_wants(req, path)) continue;
+      if (slot->meta->soft_deleted || slot->expired(now)) continue;
+      if (heap.size() == req.limit + 1) {
+        if (!(path < *heap.front())) continue;
+        std::pop_heap(heap.begin(), heap.end(), by_path);
+        heap.pop_back();
+      }
+      heap.push_back(&path);
+      std::push_heap(heap.begin(), heap.end(), by_path);
+    }
+    std::sort_heap(heap.begin(), heap.end(), by_path);
+    out.more = heap.size() > req.limit;
+    if (out.more) heap.pop_back();
+    out.paths.reserve(heap.size());
+    for (const std::string* path : heap) out.paths.push_back(*path);
+  }
   return out;
 }
 

@@ -85,6 +85,7 @@ class S2Engine final : public StreamStore {
   void read(ReadRequest req, Callback<ReadOutcome> done) override;
   void head(std::string path, Callback<StreamMeta> done) override;
   void remove(std::string path, Callback<Unit> done) override;
+  void list(ListRequest req, Callback<ListOutcome> done) override;
   void touch(const std::string& path) override;
   std::unique_ptr<WatchHandle> watch(const std::string& path,
                                      std::function<void(const CommitEvent&)> on_event) override;
@@ -116,6 +117,8 @@ class S2Engine final : public StreamStore {
   Task<s2::S2Result<s2::ReadBatch>> s2_read_from_tail(std::string stream, uint64_t tail_offset);
   Task<s2::S2Result<uint64_t>> s2_check_tail(std::string stream);
   Task<s2::S2Result<s2::Empty>> s2_create_stream(std::string stream);
+  Task<s2::S2Result<s2::StreamPage>> s2_list(std::string prefix, std::string start_after,
+                                             uint64_t limit);
 
   // ---- folding and loading (s2_store.cc) ----
   /// Folds under c.mu and tells watchers.
@@ -145,6 +148,15 @@ class S2Engine final : public StreamStore {
   /// current; nullopt when it could not (read further than one request).
   Task<std::optional<ReadOutcome>> read_confirming(CachePtr c, ReadRequest req);
   Task<Result<StreamMeta>> do_head(std::string path);
+  Task<Result<ListOutcome>> do_list(ListRequest req);
+  /// Whether the S2 stream `name` holds a Durable Stream that exists now (not
+  /// deleted, soft-deleted or expired). Read-only: unlike head, it does not
+  /// delete what has expired.
+  Task<Result<bool>> listable(std::string name);
+  struct ListJoin;
+  /// listable(name) into *out, then counts itself off `join`.
+  Task<void> list_check(std::string name, std::optional<Result<bool>>* out,
+                        std::shared_ptr<ListJoin> join);
   Task<void> run_watch_start(CachePtr c, uint64_t id);
 
   Task<void> run_writer(CachePtr c);

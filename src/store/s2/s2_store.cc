@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "protocol/headers.h"
+#include "s2/basin_probe.h"
 #include "store/s2/s2_engine.h"
 
 namespace ds {
@@ -147,6 +148,15 @@ Task<s2::S2Result<s2::Empty>> S2Engine::s2_create_stream(std::string stream) {
     api_.create_stream(stream, std::move(cb));
   };
   auto op = call<s2::Empty>(start);
+  co_return co_await op;
+}
+
+Task<s2::S2Result<s2::StreamPage>> S2Engine::s2_list(std::string prefix, std::string start_after,
+                                                     uint64_t limit) {
+  auto start = [this, &prefix, &start_after, limit](s2::S2Api::Callback<s2::StreamPage> cb) {
+    api_.list_streams(prefix, start_after, limit, std::move(cb));
+  };
+  auto op = call<s2::StreamPage>(start);
   co_return co_await op;
 }
 
@@ -559,6 +569,111 @@ Task<Result<StreamMeta>> S2Engine::do_head(std::string path) {
   if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
   if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
   co_return c->fold.meta;
+}
+
+// ---- listing ----
+//
+// A Durable Stream path is its S2 stream's name, unchanged, so S2's own
+// listing already has the order and prefixes the contract asks for (both are
+// byte-wise); no name needs decoding. But an S2 stream is not a Durable
+// Stream: deleted ones keep their S2 stream (a later create is a new
+// incarnation in it), soft-deleted and expired ones too, and the basin may
+// hold the readiness probe's stream. So every name S2 lists is checked (its
+// fold made current, as head does) and the page is filled from as many S2
+// pages as it takes.
+
+namespace {
+/// Names checked at once: enough to hide round trips, few enough that a
+/// listing does not take every inflight slot from other requests.
+constexpr size_t kListChecks = 16;
+}  // namespace
+
+struct S2Engine::ListJoin {
+  std::atomic<size_t> left{0};
+  std::function<void(bool)> done;  // called by the last check to finish
+};
+
+void S2Engine::list(ListRequest req, Callback<ListOutcome> done) {
+  begin_task();
+  auto work = do_list(std::move(req));
+  spawn(answer<ListOutcome>(nullptr, std::move(work), std::move(done)));
+}
+
+Task<Result<bool>> S2Engine::listable(std::string name) {
+  CachePtr c;
+  {
+    MutexLock lock(mu_);
+    if (auto it = caches_.find(name); it != caches_.end()) c = it->second;
+  }
+  // A stream this node does not hold is loaded into a cache of its own that
+  // is dropped afterwards: a listing must not load the whole basin.
+  if (!c) c = std::make_shared<Cache>(std::move(name));
+  auto op = catch_up(c);
+  auto st = co_await op;
+  if (!st) co_return st.error();
+  MutexLock lock(c->mu);
+  co_return c->fold.exists && !c->fold.meta.soft_deleted && !expired(c->fold, now_ms());
+}
+
+Task<void> S2Engine::list_check(std::string name, std::optional<Result<bool>>* out,
+                                std::shared_ptr<ListJoin> join) {
+  try {
+    auto op = listable(std::move(name));
+    out->emplace(co_await op);
+  } catch (const std::exception& e) {
+    out->emplace(Error(errc::storage_failure, std::string("S2 engine: ") + e.what()));
+  }
+  if (join->left.fetch_sub(1, std::memory_order_acq_rel) == 1) join->done(true);
+}
+
+Task<Result<ListOutcome>> S2Engine::do_list(ListRequest req) {
+  if (auto e = list_request_error(req)) co_return *e;
+  ListOutcome out;
+  std::string cursor = req.start_after;
+  for (;;) {
+    // One more than still needed, so a full page usually knows whether
+    // another follows.
+    const uint64_t want = std::min<uint64_t>(req.limit - out.paths.size() + 1, s2::kMaxListLimit);
+    auto page_op = s2_list(req.prefix, cursor, want);
+    auto page = co_await page_op;
+    if (!page.ok()) co_return s2_error(*page.error);
+    std::vector<std::string> names;
+    for (auto& name : page.value->names) {
+      if (name != s2::kProbeStream && list_wants(req, name)) names.push_back(std::move(name));
+    }
+    bool live_after = false;  // a stream exists past the last one taken
+    size_t next = 0;
+    while (next < names.size() && out.paths.size() < req.limit) {
+      const size_t end = std::min(names.size(), next + kListChecks);
+      std::vector<std::optional<Result<bool>>> live(end - next);
+      auto join = std::make_shared<ListJoin>();
+      join->left = live.size();
+      auto start = [&](std::function<void(bool)> cb) {
+        join->done = std::move(cb);
+        for (size_t i = next; i < end; ++i) spawn(list_check(names[i], &live[i - next], join));
+      };
+      CallbackAwaiter<bool, decltype(start)> all(start);
+      co_await all;
+      for (size_t i = next; i < end; ++i) {
+        Result<bool>& r = *live[i - next];
+        if (!r) co_return std::move(r).error();
+        if (!*r) continue;
+        if (out.paths.size() == req.limit) {
+          live_after = true;
+        } else {
+          out.paths.push_back(names[i]);
+        }
+      }
+      next = end;
+    }
+    const bool unchecked = next < names.size();
+    if (out.paths.size() == req.limit) {
+      out.more = live_after || unchecked || page.value->has_more;
+      co_return out;
+    }
+    if (!page.value->has_more || page.value->last.empty()) co_return out;
+    cursor = page.value->last;
+  }
 }
 
 // ---- watches: one S2 read session per stream with live readers ----
