@@ -238,6 +238,7 @@ Result<SigningKey> SigningKey::load_or_create(const std::string& path) {
 }
 
 std::string SigningKey::private_pem() const {
+  if (!pkey_) return {};  // moved from
   std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
   if (!bio) return drop_openssl_errors(std::string());
   // PEM_write_bio_PrivateKey writes PKCS#8 ("BEGIN PRIVATE KEY").
@@ -262,6 +263,7 @@ std::string SigningKey::public_jwk_json() const {
 }
 
 std::string SigningKey::sign(std::string_view message) const {
+  if (!pkey_) return {};  // moved from
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   // Ed25519 is "pure" EdDSA: no digest is named, and the message is signed
   // in one shot.
@@ -276,7 +278,7 @@ std::string SigningKey::sign(std::string_view message) const {
 }
 
 bool SigningKey::verify(std::string_view message, std::string_view signature) const {
-  if (signature.size() != kSignatureBytes) return false;
+  if (!pkey_ || signature.size() != kSignatureBytes) return false;
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey_.get()) != 1)
     return drop_openssl_errors(false);

@@ -5,8 +5,9 @@
 //
 // Plain C++ and OpenSSL 3; no Asio. A SigningKey is an immutable value that
 // shares one OpenSSL key between its copies: copying is cheap, and every
-// const method may be called from any number of threads at once. The private
-// key never appears in a log line or an error message.
+// const method may be called from any number of threads at once. A
+// moved-from key is empty: it signs nothing (empty results) and verifies
+// nothing. The private key never appears in a log line or an error message.
 
 #include <openssl/types.h>
 

@@ -24,10 +24,9 @@ simdjson::dom::parser& thread_parser() {
   return parser;
 }
 
-std::optional<simdjson::dom::object> parse_object(const std::string& json) {
-  // The parser's document lives until the next parse on this thread; the
-  // returned object is only used before then.
-  simdjson::padded_string padded(json);
+// The returned object lives in this thread's parser until its next parse;
+// callers use it before then, while `padded` is alive.
+std::optional<simdjson::dom::object> parse_object(const simdjson::padded_string& padded) {
   simdjson::dom::element doc;
   simdjson::dom::object obj;
   if (thread_parser().parse(padded).get(doc) || doc.get_object().get(obj)) return std::nullopt;
@@ -37,7 +36,8 @@ std::optional<simdjson::dom::object> parse_object(const std::string& json) {
 // Exactly {"alg":"EdDSA","typ":"ds-wake"} in any member order: we issue no
 // other header, so any other member (crit, kid, jwk, ...) is refused.
 bool header_ok(const std::string& json) {
-  auto obj = parse_object(json);
+  const simdjson::padded_string padded(json);
+  auto obj = parse_object(padded);
   if (!obj) return false;
   bool alg = false, typ = false;
   for (auto field : *obj) {
@@ -57,7 +57,8 @@ bool header_ok(const std::string& json) {
 // Exactly the four claims, each once, with their types; integers must be
 // JSON integers (no fractions, exponents or signs where unsigned).
 std::optional<WakeToken> parse_claims(const std::string& json) {
-  auto obj = parse_object(json);
+  const simdjson::padded_string padded(json);
+  auto obj = parse_object(padded);
   if (!obj) return std::nullopt;
   WakeToken t;
   bool sub = false, gen = false, wid = false, exp = false;
