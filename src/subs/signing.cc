@@ -36,9 +36,11 @@ struct BioFree {
 
 Error key_error(std::string msg) { return Error(errc::bad_request, std::move(msg)); }
 
-Error io_error(const std::string& what, const std::string& path, int err) {
-  return Error(errc::storage_failure, what + " '" + path + "': " + std::strerror(err));
+Error io_error(const char* what, const std::string& path, int err) {
+  return Error(errc::storage_failure, std::string(what) + " '" + path + "': " + std::strerror(err));
 }
+// For the call that just failed: errno is read before anything can allocate.
+Error io_error(const char* what, const std::string& path) { return io_error(what, path, errno); }
 
 const unsigned char* uc(std::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
@@ -69,7 +71,7 @@ Result<std::string> read_key_file(int fd, const std::string& path) {
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("cannot read the webhook signing key", path, errno);
+    if (n < 0) return io_error("cannot read the webhook signing key", path);
     if (n == 0) return out;
     out.append(buf, static_cast<size_t>(n));
     if (out.size() > kMaxKeyFileBytes)
@@ -81,7 +83,7 @@ Status write_all(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("cannot write the webhook signing key", path, errno);
+    if (n < 0) return io_error("cannot write the webhook signing key", path);
     data.remove_prefix(static_cast<size_t>(n));
   }
   return Unit{};
@@ -96,7 +98,7 @@ std::string parent_dir(const std::string& path) {
 
 Status fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("cannot open the directory of the webhook signing key", dir, errno);
+  if (fd < 0) return io_error("cannot open the directory of the webhook signing key", dir);
   int rc = ::fsync(fd);
   int err = errno;
   ::close(fd);
@@ -109,12 +111,12 @@ Status fsync_dir(const std::string& dir) {
 // an earlier crash with other permissions.
 Status write_private_file(const std::string& tmp, std::string_view pem) {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return io_error("cannot create", tmp, errno);
+  if (fd < 0) return io_error("cannot create", tmp);
   Status st = Unit{};
-  if (::fchmod(fd, 0600) != 0) st = io_error("cannot chmod", tmp, errno);
+  if (::fchmod(fd, 0600) != 0) st = io_error("cannot chmod", tmp);
   if (st.ok()) st = write_all(fd, pem, tmp);
-  if (st.ok() && ::fsync(fd) != 0) st = io_error("cannot fsync", tmp, errno);
-  if (::close(fd) != 0 && st.ok()) st = io_error("cannot close", tmp, errno);
+  if (st.ok() && ::fsync(fd) != 0) st = io_error("cannot fsync", tmp);
+  if (::close(fd) != 0 && st.ok()) st = io_error("cannot close", tmp);
   if (!st.ok()) ::unlink(tmp.c_str());
   return st;
 }
@@ -218,7 +220,7 @@ Result<SigningKey> SigningKey::from_seed(std::string_view seed) {
 Result<SigningKey> SigningKey::load_or_create(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) return load_existing(fd, path);
-  if (errno != ENOENT) return io_error("cannot open the webhook signing key", path, errno);
+  if (errno != ENOENT) return io_error("cannot open the webhook signing key", path);
 
   auto key = generate();
   if (!key) return key;
@@ -230,7 +232,7 @@ Result<SigningKey> SigningKey::load_or_create(const std::string& path) {
   if (!placed) return std::move(placed).error();
   if (*placed == Placed::theirs) {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_error("cannot open the webhook signing key", path, errno);
+    if (fd < 0) return io_error("cannot open the webhook signing key", path);
     return load_existing(fd, path);
   }
   if (Status st = fsync_dir(parent_dir(path)); !st) return std::move(st).error();
