@@ -9,11 +9,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <regex>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "auth/jwt.h"
 #include "subs/signing.h"
@@ -155,6 +158,26 @@ TEST(SubsSigningTest, CopiesShareTheKey) {
   SigningKey b = a;
   EXPECT_EQ(b.kid(), a.kid());
   EXPECT_TRUE(a.verify("m", b.sign("m")));
+}
+
+TEST(SubsSigningTest, ConstMethodsRunConcurrently) {
+  // The thread-safety promise in signing.h; meaningful under TSan/ASan.
+  const SigningKey key = fresh();
+  const SigningKey copy = key;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const SigningKey& k = t % 2 ? key : copy;
+      for (int i = 0; i < 200; ++i) {
+        const std::string m = std::to_string(t) + ":" + std::to_string(i);
+        if (!k.verify(m, k.sign(m)) || k.verify(m + "!", k.sign(m))) ++failures;
+        if (webhook_signature_header(k, i, m).empty() || k.private_pem().empty()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST(SubsSigningTest, FromPemRefusesOtherKeys) {
