@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <chrono>
+#include <future>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "server/server.h"
 #include "store/log/log_store.h"
 #include "store/s2/s2_store.h"
+#include "subs/manager.h"
 
 namespace po = boost::program_options;
 
@@ -178,6 +180,78 @@ void add_ops_options(po::options_description& desc, OpsFlags& f) {
       "log-level", po::value(&f.log_level)->default_value(f.log_level),
       "debug, info (one access-log line per request), warn or error");
   desc.add(g);
+}
+
+struct SubsFlags {
+  bool enabled = true;
+  std::string signing_key;  // PEM path; embedded default: <data-dir>/webhook-signing-key.pem
+  bool allow_localhost = false;
+  std::string public_url;
+  unsigned max_deliveries = 64;
+};
+
+void add_subs_options(po::options_description& desc, SubsFlags& f) {
+  po::options_description g("Subscriptions (PROTOCOL.md 6-7, under /v1/stream/__ds/)");
+  g.add_options()("subscriptions", po::value(&f.enabled)->default_value(f.enabled),
+                  "serve webhook and pull-wake subscriptions")(
+      "webhook-signing-key", po::value(&f.signing_key),
+      "PEM file of the Ed25519 key that signs webhooks and wake tokens; embedded store: "
+      "default <data-dir>/webhook-signing-key.pem, made on first start; S2: required (the "
+      "same file on every node) for subscriptions to be on")(
+      "webhook-allow-localhost", po::value(&f.allow_localhost)->default_value(f.allow_localhost),
+      "let webhooks go to http://localhost and http://127.0.0.x (development only)")(
+      "public-url", po::value(&f.public_url),
+      "base URL clients reach the stream root at, for callback and JWKS URLs (e.g. "
+      "https://streams.example/v1/stream/); default: from each request's Host")(
+      "webhook-max-concurrency", po::value(&f.max_deliveries)->default_value(f.max_deliveries),
+      "webhook requests in flight at once (more wait their turn)");
+  desc.add(g);
+}
+
+/// The subscription manager, or null when subscriptions are off. Prints why
+/// and returns false on a configuration error.
+bool make_subscriptions(const SubsFlags& f, const std::string& storage, const std::string& data_dir,
+                        ds::StreamStore& store, ds::metrics::Registry& registry,
+                        std::shared_ptr<ds::subs::Manager>* out) {
+  if (!f.enabled) return true;
+  std::string key_path = f.signing_key;
+  if (key_path.empty()) {
+    if (storage != "embedded") {
+      ds::log::warn(
+          "subscriptions off: --storage s2 needs --webhook-signing-key (the same key on every "
+          "node)");
+      return true;
+    }
+    key_path = data_dir + "/webhook-signing-key.pem";
+  }
+  auto key = ds::subs::SigningKey::load_or_create(key_path);
+  if (!key) {
+    std::cerr << "dstreamd: --webhook-signing-key: " << key.error().message << "\n";
+    return false;
+  }
+  if (f.max_deliveries == 0) {
+    std::cerr << "dstreamd: --webhook-max-concurrency must be at least 1\n";
+    return false;
+  }
+  std::string public_url = f.public_url;
+  if (!public_url.empty() && public_url.back() != '/') public_url.push_back('/');
+  ds::subs::WebhookClientOptions client_options;
+  client_options.allow_localhost = f.allow_localhost;
+  std::string error;
+  auto client = ds::subs::make_webhook_client(client_options, &error);
+  if (!client) {
+    std::cerr << "dstreamd: webhook client: " << error << "\n";
+    return false;
+  }
+  ds::subs::ManagerOptions options;
+  options.public_url = public_url;
+  options.allow_localhost = f.allow_localhost;
+  options.max_deliveries = f.max_deliveries;
+  // Other nodes write the same basin: look for what they did once a second.
+  if (storage == "s2") options.sweep_interval_ms = 1000;
+  *out = std::make_shared<ds::subs::Manager>(options, store, ds::SystemClock::instance(),
+                                             std::move(*key), std::move(client), registry);
+  return true;
 }
 
 /// Raises the soft limit on open files to the hard limit (every connection is
@@ -493,6 +567,8 @@ int main(int argc, char** argv) {
   add_auth_options(desc, auth_flags);
   OpsFlags ops_flags;
   add_ops_options(desc, ops_flags);
+  SubsFlags subs_flags;
+  add_subs_options(desc, subs_flags);
 
   po::variables_map vm;
   try {
@@ -662,6 +738,19 @@ int main(int argc, char** argv) {
     std::cerr << "dstreamd: --storage must be embedded or s2\n";
     return 2;
   }
+  std::shared_ptr<ds::subs::Manager> subscriptions;
+  if (!make_subscriptions(subs_flags, storage, data_dir, *store, *registry, &subscriptions))
+    return 2;
+  if (subscriptions) {
+    std::promise<ds::Status> loaded;
+    subscriptions->start([&loaded](ds::Status st) { loaded.set_value(std::move(st)); });
+    auto st = loaded.get_future().get();
+    if (!st) {
+      std::cerr << "dstreamd: subscriptions: " << st.error().message << "\n";
+      return 1;
+    }
+    options.subscriptions = subscriptions;
+  }
   ds::LiveHubs::Options hub_options;
   hub_options.buffer_bytes = hub_buffer;
   auto hubs = std::make_unique<ds::LiveHubs>(*store, hub_options);
@@ -675,6 +764,7 @@ int main(int argc, char** argv) {
   std::cout << "dstreamd listening on http://" << options.host << ":" << *port << " (" << described
             << ")" << std::endl;
   server->run();
+  if (subscriptions) subscriptions->stop();
   // Teardown, in this order: the hubs drop their watches and parked readers;
   // the store's writer finishes what is queued (its callbacks post to the
   // stopped server, which discards them) and the store closes; then the

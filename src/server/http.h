@@ -27,6 +27,10 @@
 #include "server/server.h"
 #include "store/stream_store.h"
 
+namespace ds::subs {
+class Manager;
+}
+
 namespace ds::http_server {
 
 namespace asio = boost::asio;
@@ -122,6 +126,8 @@ struct Context {
   /// Live readers counted against --max-readers-per-stream and
   /// --max-parked-readers; null: no caps.
   live::ReaderLimits* readers = nullptr;
+  /// Subscriptions (the __ds control API, wakes on writes); null: off.
+  subs::Manager* subscriptions = nullptr;
 };
 
 /// Headers every response carries (browser security).
@@ -201,6 +207,10 @@ Response error_response(const Request& req, const Error& e);
 /// Handles one request on a stream URL. Writes the response itself (live
 /// modes stream it). Returns whether the connection may be kept alive.
 asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Request& req);
+
+/// Handles one request under the reserved /v1/stream/__ds/ prefix
+/// (subscriptions and the webhook JWKS; server/subscription_routes.cc).
+asio::awaitable<bool> handle_control_request(Context& ctx, Stream& stream, Request& req);
 
 /// Adapts a callback-style call to `co_await`. `start(cb)` must arrange for
 /// cb(T) to be called exactly once, on any thread; the coroutine resumes on

@@ -487,6 +487,9 @@ asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
     auto res = own_endpoint(ctx, req, path, ctx.registry);
     co_return co_await write_response(ctx, stream, res);
   }
+  if (path == "/v1/stream/__ds" || path.starts_with("/v1/stream/__ds/")) {
+    co_return co_await handle_control_request(ctx, stream, req);
+  }
   if (path.starts_with("/v1/stream/")) {
     if (ctx.auth) {
       auto denied = check_auth(*ctx.auth, req);
@@ -935,6 +938,7 @@ struct Server::Impl {
     ctx.response_memory = &response_memory;
     ctx.inbox = &inbox;
     ctx.readers = &readers;
+    ctx.subscriptions = options.subscriptions.get();
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",

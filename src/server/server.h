@@ -19,6 +19,9 @@ namespace ds {
 namespace auth {
 class Authenticator;
 }
+namespace subs {
+class Manager;
+}
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -81,6 +84,9 @@ struct ServerOptions {
   /// basin not reached yet). Called on HTTP threads; must be quick and
   /// thread-safe. Empty: only the store decides.
   std::function<Status()> readiness;
+  /// Subscriptions (PROTOCOL.md 6-7) under /v1/stream/__ds/; null: off (the
+  /// prefix stays reserved and answers 404).
+  std::shared_ptr<subs::Manager> subscriptions;
 };
 
 class Server {

@@ -2,6 +2,7 @@
 
 #include "protocol/headers.h"
 #include "server/stream_handlers.h"
+#include "subs/manager.h"
 
 namespace ds::http_server {
 
@@ -117,6 +118,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
   }
 
   const auto& meta = result->meta;
+  if (ctx.subscriptions && result->created) ctx.subscriptions->stream_written(name);
   auto res = make_response(req, result->created ? http::status::created : http::status::ok);
   res.set(http::field::content_type, meta.config.content_type);
   res.set("Stream-Next-Offset", meta.tail.str());
@@ -206,6 +208,8 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   }
 
   const auto& out = *result;
+  if (ctx.subscriptions && out.kind == AppendOutcome::Kind::appended && has_body)
+    ctx.subscriptions->stream_written(name);
   http::status status = http::status::no_content;
   if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body)
     status = http::status::ok;
@@ -227,6 +231,7 @@ asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,
     auto err_ = send_error(ctx, stream, req, result.error());
     co_return co_await std::move(err_);
   }
+  if (ctx.subscriptions) ctx.subscriptions->stream_deleted(name);
   auto res = make_response(req, http::status::no_content);
   co_return co_await send(ctx, stream, res);
 }

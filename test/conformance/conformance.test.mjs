@@ -2,6 +2,7 @@
 // Environment:
 //   CONFORMANCE_TEST_URL       base URL of the server (required), e.g. http://127.0.0.1:4437
 //   CONFORMANCE_LONG_POLL_MS   the server's long-poll timeout in ms (default 500)
+//   CONFORMANCE_SUBSCRIPTIONS  0: skip the subscription tests (default 1)
 import { runConformanceTests } from "@durable-streams/server-conformance-tests";
 
 const baseUrl = process.env.CONFORMANCE_TEST_URL;
@@ -13,9 +14,13 @@ if (!Number.isFinite(longPollTimeoutMs) || longPollTimeoutMs <= 0) {
   throw new Error(`bad CONFORMANCE_LONG_POLL_MS: ${process.env.CONFORMANCE_LONG_POLL_MS}`);
 }
 
+// The reserved __ds subscription APIs (webhooks need the server to allow
+// http://127.0.0.1 receivers: dstreamd --webhook-allow-localhost true).
+// CONFORMANCE_SUBSCRIPTIONS=0 leaves them out (a server without them).
+const subscriptions = (process.env.CONFORMANCE_SUBSCRIPTIONS ?? "1") !== "0";
+
 runConformanceTests({
   baseUrl: baseUrl.replace(/\/+$/, ""),
   longPollTimeoutMs,
-  // The reserved __ds/subscriptions APIs are out of scope: keep them off.
-  subscriptions: false,
+  subscriptions,
 });

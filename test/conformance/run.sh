@@ -10,7 +10,8 @@
 #   --base-url URL      start nothing; test the server at URL (set CONFORMANCE_LONG_POLL_MS
 #                       to that server's long-poll timeout in ms, default 500)
 # Extra args (anything else; everything after `--`) are appended to the server's command line.
-# Env: DSTREAMD_BIN, CONFORMANCE_LONG_POLL_MS, READY_TIMEOUT_MS (default 20000),
+# Env: DSTREAMD_BIN, CONFORMANCE_LONG_POLL_MS, CONFORMANCE_SUBSCRIPTIONS (0: skip the 6
+#      subscription tests; default 1, 0 for --server reference), READY_TIMEOUT_MS (default 20000),
 #      CONFORMANCE_TIMEOUT_S (hard cap on the vitest run, default 480).
 # Exit code: vitest's (124 if the hard cap hit, 3 if the server never became ready).
 set -uo pipefail
@@ -69,8 +70,11 @@ if [[ -z "$BASE_URL" ]]; then
       echo "run.sh: dstreamd binary not found or not executable: $BIN (build it, or set DSTREAMD_BIN)" >&2
       exit 2
     fi
-    CMD=("$BIN" --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" --long-poll-timeout "${LONG_POLL_MS}ms" "${EXTRA[@]}")
+    CMD=("$BIN" --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" --long-poll-timeout "${LONG_POLL_MS}ms"
+         --webhook-allow-localhost true "${EXTRA[@]}")
   else
+    # The reference server is run without its subscription routes.
+    export CONFORMANCE_SUBSCRIPTIONS="${CONFORMANCE_SUBSCRIPTIONS:-0}"
     CMD=(node "$HERE/reference-server.mjs" --port "$PORT" --long-poll-timeout-ms "$LONG_POLL_MS" "${EXTRA[@]}")
   fi
   echo "run.sh: starting: ${CMD[*]}"
