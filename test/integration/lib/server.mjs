@@ -38,17 +38,18 @@ export function binarySupports(flag) {
 }
 
 /**
- * Starts dstreamd with --listen 127.0.0.1:<free port> --data-dir <temp> plus `args`.
+ * Starts dstreamd with --listen 127.0.0.1:<free port> --data-dir <temp> plus `args`
+ * (`dataDir`: that data directory instead, e.g. a stopped server's, to restart it).
  * `wrap`: a command that execs the rest of its arguments (e.g. ["prlimit",
  * "--nofile=200:200", "--"]), so that `pid` is still dstreamd's.
  * Returns { base, url(name), pid, alive(), log(), stop() }.
  */
-export async function startServer(args = [], { label = "itest", wrap = [] } = {}) {
+export async function startServer(args = [], { label = "itest", wrap = [], dataDir = null } = {}) {
   if (!fs.existsSync(BIN)) throw new Error(`dstreamd binary not found: ${BIN} (build it or set DSTREAMD_BIN)`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `dstreamd-${label}-`));
   const logPath = path.join(tmp, "server.log");
   const port = await freePort();
-  const argv = ["--listen", `127.0.0.1:${port}`, "--data-dir", path.join(tmp, "data"), ...args];
+  const argv = ["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir ?? path.join(tmp, "data"), ...args];
   const logFd = fs.openSync(logPath, "a");
   const child = wrap.length
     ? spawn(wrap[0], [...wrap.slice(1), BIN, ...argv], { stdio: ["ignore", logFd, logFd] })
@@ -94,12 +95,13 @@ export async function startServer(args = [], { label = "itest", wrap = [] } = {}
     pid: child.pid,
     args: argv,
     url: (name) => `${base}/v1/stream/${name}`,
+    dataDir: dataDir ?? path.join(tmp, "data"),
     alive: () => exit === null,
     exitInfo: () => exit,
     log: readLog,
-    async stop({ keep = false } = {}) {
+    async stop({ keep = false, signal = "SIGTERM" } = {}) {
       if (exit === null) {
-        child.kill("SIGTERM");
+        child.kill(signal);
         const r = await Promise.race([exited, sleep(5000).then(() => null)]);
         if (!r) {
           child.kill("SIGKILL");
