@@ -11,7 +11,9 @@
 #include "auth/policy.h"
 #include "protocol/target.h"
 #include "server/stream_handlers.h"
+#include "subs/glob.h"
 #include "subs/manager.h"
+#include "subs/subscription.h"
 
 namespace ds::http_server {
 namespace {
@@ -59,19 +61,46 @@ auto manager_call(Context& ctx, std::function<void(subs::Manager::Done)> start) 
   });
 }
 
-/// The management operations need the `manage` scope when auth is on; the
-/// wake operations (callback, ack, release) carry their own tokens instead.
-std::optional<Response> check_manage(Context& ctx, const Request& req) {
+/// With auth on: the management operations need a token with `manage`
+/// (claim: `write`, as a worker appending to streams would have), and when
+/// the token has a `streams` claim, every stream the request names must be
+/// within it. A pattern counts by its literal part: `jobs/*` needs a grant
+/// that covers everything under `jobs/`. The wake operations (callback, ack,
+/// release) are not checked here: they carry the subscription's own tokens.
+std::optional<Response> check_access(Context& ctx, const Request& req, auth::Method method,
+                                     const std::vector<std::string>& streams) {
   if (!ctx.auth) return std::nullopt;
   auth::AccessRequest ar;
-  ar.method = auth::Method::put;  // what needs `manage`
+  ar.method = method;
+  for (const auto& s : streams) ar.streams.emplace_back(s);
   auto d = ctx.auth->authorize(auth::bearer_token(header(req, "authorization")), ar);
   if (d.allowed()) return std::nullopt;
-  errc code =
-      d.outcome == auth::Decision::Outcome::forbidden ? errc::forbidden : errc::unauthorized;
+  errc code = d.outcome == auth::Decision::Outcome::forbidden     ? errc::forbidden
+              : d.outcome == auth::Decision::Outcome::bad_request ? errc::bad_request
+                                                                  : errc::unauthorized;
   Response res = error_response(req, Error(code, d.message));
   if (auto www = d.www_authenticate(); !www.empty()) res.set(http::field::www_authenticate, www);
   return res;
+}
+
+/// The streams a PUT's configuration names (pattern by its literal part,
+/// explicit streams, the wake stream); none if it does not parse (the
+/// manager then answers 400).
+std::vector<std::string> streams_of_config(std::string_view body) {
+  std::vector<std::string> out;
+  auto parsed = subs::parse_config(body);
+  if (auto* c = std::get_if<subs::Config>(&parsed)) {
+    if (c->pattern) out.push_back(subs::glob_literal_prefix(*c->pattern));
+    out.insert(out.end(), c->streams.begin(), c->streams.end());
+    if (!c->wake_stream.empty()) out.push_back(c->wake_stream);
+  }
+  return out;
+}
+
+std::vector<std::string> streams_of_list(std::string_view body) {
+  auto parsed = subs::parse_stream_list(body);
+  if (auto* v = std::get_if<std::vector<std::string>>(&parsed)) return *v;
+  return {};
 }
 
 }  // namespace
@@ -105,7 +134,9 @@ asio::awaitable<bool> handle_control_request(Context& ctx, Stream& stream, Reque
     if (!decoded || !subs::valid_subscription_id(id)) {
       reply = problem(400, "INVALID_REQUEST", "invalid subscription id");
     } else if (action.empty()) {
-      denied = check_manage(ctx, req);
+      denied = check_access(
+          ctx, req, auth::Method::put,
+          method == http::verb::put ? streams_of_config(body) : std::vector<std::string>{});
       if (!denied) {
         if (method == http::verb::put) {
           std::string base = base_url_of(req);
@@ -125,7 +156,9 @@ asio::awaitable<bool> handle_control_request(Context& ctx, Stream& stream, Reque
         }
       }
     } else if (action == "streams" || action.starts_with("streams/")) {
-      denied = check_manage(ctx, req);
+      denied =
+          check_access(ctx, req, auth::Method::put,
+                       action == "streams" ? streams_of_list(body) : std::vector<std::string>{});
       if (!denied) {
         if (action == "streams" && method == http::verb::post) {
           auto op = manager_call(ctx, [m, id, body = std::move(body)](auto done) mutable {
@@ -147,7 +180,7 @@ asio::awaitable<bool> handle_control_request(Context& ctx, Stream& stream, Reque
         }
       }
     } else if (action == "claim") {
-      denied = check_manage(ctx, req);
+      denied = check_access(ctx, req, auth::Method::post, {});
       if (!denied && method != http::verb::post) {
         reply = problem(405, "METHOD_NOT_ALLOWED", "use POST");
       } else if (!denied) {

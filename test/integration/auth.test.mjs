@@ -193,6 +193,44 @@ describe("auth with --jwt-secret", () => {
     assert.equal(fork.status, 403, fork.text);
   });
 
+  test("subscriptions: manage to manage them, within the streams claim; JWKS public", async () => {
+    const sub = (id) => srv.url(`__ds/subscriptions/${id}`);
+    const json = { "content-type": "application/json" };
+    const config = (pattern) =>
+      JSON.stringify({ type: "pull-wake", pattern, wake_stream: "tenant-a/wake" });
+    assert.equal((await req(sub("s1"), { method: "PUT", headers: json, body: config("tenant-a/*") })).status, 401);
+    assert.equal((await req(sub("s1"), { method: "PUT", tok: WRITE, headers: json, body: config("tenant-a/*") })).status, 403);
+    const scoped = token({ scope: "manage", streams: ["tenant-a/*"] });
+    const ok = await req(sub("s1"), { method: "PUT", tok: scoped, headers: json, body: config("tenant-a/*/jobs") });
+    assert.equal(ok.status, 201, ok.text);
+    for (const pattern of ["**", "tenant-*/x", "tenant-b/*", "*/jobs"]) {
+      const r = await req(sub("s2"), { method: "PUT", tok: scoped, headers: json, body: config(pattern) });
+      assert.equal(r.status, 403, `${pattern}: ${r.text}`);
+    }
+    const add = await req(`${sub("s1")}/streams`, {
+      method: "POST",
+      tok: scoped,
+      headers: json,
+      body: JSON.stringify({ streams: ["tenant-b/x"] }),
+    });
+    assert.equal(add.status, 403, add.text);
+    assert.equal((await req(sub("s1"), { tok: READ })).status, 403);
+    assert.equal((await req(sub("s1"), { tok: MANAGE })).status, 200);
+    // Claims need a worker's token (write); wake tokens are the subscription's own.
+    const claim = (tok) =>
+      req(`${sub("s1")}/claim`, { method: "POST", tok, headers: json, body: '{"worker":"w"}' });
+    assert.equal((await claim(READ)).status, 403);
+    const c = await claim(WRITE);
+    assert.equal(c.status, 409, c.text); // authorized; nothing pending
+    assert.equal(c.json().error.code, "NO_PENDING_WORK");
+    const ack = await req(`${sub("s1")}/ack`, { method: "POST", tok: WRITE, headers: json, body: "{}" });
+    assert.equal(ack.status, 401, "a service JWT is not a wake token");
+    assert.equal(ack.json().error.code, "TOKEN_INVALID");
+    const jwks = await req(srv.url("__ds/jwks.json"));
+    assert.equal(jwks.status, 200);
+    assert.equal(jwks.json().keys[0].kty, "OKP");
+  });
+
   test("?token= is ignored without --allow-query-token", async () => {
     const r = await req(`${srv.url("docs")}?offset=-1&token=${READ}`);
     assert.equal(r.status, 401);
