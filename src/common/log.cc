@@ -38,7 +38,9 @@ bool needs_quotes(std::string_view s) {
   return false;
 }
 
-void timestamp(std::string& out, int64_t unix_ms) {
+}  // namespace
+
+void append_utc_timestamp(std::string& out, int64_t unix_ms) {
   std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -48,8 +50,6 @@ void timestamp(std::string& out, int64_t unix_ms) {
                 static_cast<int>(unix_ms % 1000));
   out += buf;
 }
-
-}  // namespace
 
 Field::Field(std::string_view k, double v) : key(k), quoted(false) {
   char buf[32];
@@ -84,7 +84,7 @@ std::string format_line(Format format, Level level, std::string_view msg,
   out.reserve(160);
   if (format == Format::json) {
     out += "{\"ts\":\"";
-    timestamp(out, unix_ms);
+    append_utc_timestamp(out, unix_ms);
     out += "\",\"level\":\"";
     out += level_name(level);
     out += "\",\"msg\":";
@@ -101,7 +101,7 @@ std::string format_line(Format format, Level level, std::string_view msg,
     }
     out.push_back('}');
   } else {
-    timestamp(out, unix_ms);
+    append_utc_timestamp(out, unix_ms);
     out.push_back(' ');
     out += level_name(level);
     out.push_back(' ');

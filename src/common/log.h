@@ -57,6 +57,9 @@ inline void error(std::string_view msg, std::initializer_list<Field> f = {}) {
   write(Level::error, msg, f);
 }
 
+/// Appends `unix_ms` as RFC 3339 UTC with milliseconds: 2026-05-09T10:56:50.123Z.
+void append_utc_timestamp(std::string& out, int64_t unix_ms);
+
 /// An incoming X-Request-Id is used when it is 1..64 characters of [A-Za-z0-9._-].
 bool sane_request_id(std::string_view id);
 /// 16 random lower-case hex digits.

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "common/thread_annotations.h"
+#include "net/tls_client.h"
 #include "s2/sse_parser.h"
 #include "s2/wire.h"
 
@@ -990,16 +991,10 @@ std::unique_ptr<HttpS2Api> make_http_s2_api(HttpS2Options options, std::string* 
   if (!parse_endpoint(options.endpoint, options.basin, &endpoint, error)) return nullptr;
   std::unique_ptr<ssl::context> tls;
   if (endpoint.tls) {
-    tls = std::make_unique<ssl::context>(ssl::context::tls_client);
-    boost::system::error_code ec;
-    tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                         ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                     ec);
-    if (!ec) tls->set_default_verify_paths(ec);
-    if (!ec && !options.ca_file.empty()) tls->load_verify_file(options.ca_file, ec);
-    if (!ec) tls->set_verify_mode(ssl::verify_peer, ec);
-    if (ec) {
-      *error = "S2 TLS setup failed: " + ec.message();
+    std::string tls_error;
+    tls = net::make_tls_client_context(options.ca_file, &tls_error);
+    if (!tls) {
+      *error = "S2 TLS setup failed: " + tls_error;
       return nullptr;
     }
   }

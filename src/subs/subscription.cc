@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "common/json_string.h"
+#include "common/log.h"
 #include "protocol/offset.h"
 #include "subs/glob.h"
 
@@ -68,14 +69,9 @@ std::optional<std::string> optional_string(object o, std::string_view key, bool*
 }  // namespace
 
 std::string iso8601_ms(int64_t unix_ms) {
-  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_ms % 1000));
-  return buf;
+  std::string out;
+  log::append_utc_timestamp(out, unix_ms);
+  return out;
 }
 
 std::string Config::canonical() const {
@@ -399,8 +395,12 @@ std::string wake_event_json(const State& s, const std::string& stream, int64_t n
   return out;
 }
 
-std::string streams_json(const State& s, const Tails& tails) {
-  std::string out = "[";
+namespace {
+
+/// The links as a JSON array; `with_tails` adds tail_offset and has_pending
+/// (a wake's view) to the cursor fields (the subscription's view).
+void put_links(std::string& out, const State& s, const Tails& tails, bool with_tails) {
+  out.push_back('[');
   bool first = true;
   for (const auto& info : stream_infos(s, tails)) {
     if (!first) out.push_back(',');
@@ -411,11 +411,21 @@ std::string streams_json(const State& s, const Tails& tails) {
     put_string(out, "link_type", info.explicit_link ? "explicit" : "glob");
     out.push_back(',');
     put_offset(out, "acked_offset", info.acked);
-    out.push_back(',');
-    put_string(out, "tail_offset", info.tail.str());
-    out += info.pending ? ",\"has_pending\":true}" : ",\"has_pending\":false}";
+    if (with_tails) {
+      out.push_back(',');
+      put_string(out, "tail_offset", info.tail.str());
+      out += info.pending ? ",\"has_pending\":true" : ",\"has_pending\":false";
+    }
+    out.push_back('}');
   }
-  out += "]";
+  out.push_back(']');
+}
+
+}  // namespace
+
+std::string streams_json(const State& s, const Tails& tails) {
+  std::string out;
+  put_links(out, s, tails, true);
   return out;
 }
 
@@ -432,20 +442,9 @@ std::string to_api_json(const State& s, const Tails& tails, std::string_view sig
   } else {
     out += "null";
   }
-  out += ",\"streams\":[";
-  bool first = true;
-  for (const auto& info : stream_infos(s, tails)) {
-    if (!first) out.push_back(',');
-    first = false;
-    out.push_back('{');
-    put_string(out, "path", info.path);
-    out.push_back(',');
-    put_string(out, "link_type", info.explicit_link ? "explicit" : "glob");
-    out.push_back(',');
-    put_offset(out, "acked_offset", info.acked);
-    out.push_back('}');
-  }
-  out += "],\"webhook\":";
+  out += ",\"streams\":";
+  put_links(out, s, tails, false);
+  out += ",\"webhook\":";
   if (s.config.type == Type::webhook) {
     out.push_back('{');
     put_string(out, "url", s.config.webhook_url);

@@ -24,6 +24,8 @@
 #include <optional>
 #include <thread>
 
+#include "net/tls_client.h"
+
 namespace ds::subs {
 
 WebhookClient::~WebhookClient() = default;
@@ -371,16 +373,10 @@ std::unique_ptr<WebhookClient> make_webhook_client(WebhookClientOptions options,
     *error = "webhook client timeouts must be positive";
     return nullptr;
   }
-  auto tls = std::make_unique<ssl::context>(ssl::context::tls_client);
-  error_code ec;
-  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                   ec);
-  if (!ec) tls->set_default_verify_paths(ec);
-  if (!ec && !options.ca_file.empty()) tls->load_verify_file(options.ca_file, ec);
-  if (!ec) tls->set_verify_mode(ssl::verify_peer, ec);
-  if (ec) {
-    *error = "webhook TLS setup failed: " + ec.message();
+  std::string tls_error;
+  auto tls = net::make_tls_client_context(options.ca_file, &tls_error);
+  if (!tls) {
+    *error = "webhook TLS setup failed: " + tls_error;
     return nullptr;
   }
   return std::make_unique<Client>(std::move(options), std::move(tls));
