@@ -128,6 +128,11 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
     bool erase = false;                                       ///< delete the subscription
     std::function<Reply(const std::optional<State>&)> reply;  ///< after the write
   };
+  /// Whose tails an operation reads before deciding: its links' and the
+  /// extra paths', or (for the write path, which must stay cheap with many
+  /// links) only the extra paths'.
+  enum class TailScope { links_and_extra, extra_only };
+
   using Decide =
       std::function<Plan(const std::optional<State>& current, const Tails& tails, int64_t now)>;
 
@@ -177,13 +182,13 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
   /// race), then answers and carries out what changed. `extra` may list
   /// more streams whose tails the decision needs.
   void transact(const std::string& id, std::vector<std::string> extra, Decide decide,
-                std::function<void(Reply)> done);
+                std::function<void(Reply)> done, TailScope scope = TailScope::links_and_extra);
 
   void attempt(const EntryPtr& e, std::vector<std::string> extra, Decide decide,
-               std::function<void(Reply)> done, int tries);
+               std::function<void(Reply)> done, int tries, TailScope scope);
 
   void commit(const EntryPtr& e, Plan plan, std::vector<std::string> extra, Decide decide,
-              std::function<void(Reply)> done, int tries);
+              std::function<void(Reply)> done, int tries, TailScope scope);
 
   // --------------------------------------------------------- after a change
 

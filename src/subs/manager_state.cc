@@ -123,40 +123,42 @@ void Manager::Impl::tails_of(std::vector<std::string> paths, std::function<void(
 }
 
 void Manager::Impl::transact(const std::string& id, std::vector<std::string> extra, Decide decide,
-                             std::function<void(Reply)> done) {
+                             std::function<void(Reply)> done, TailScope scope) {
   auto e = entry(id);
   auto self = shared_from_this();
-  run(e, [self, e, extra = std::move(extra), decide = std::move(decide),
-          done = std::move(done)]() mutable {
-    self->attempt(e, std::move(extra), std::move(decide), std::move(done), 0);
+  run(e, [self, e, extra = std::move(extra), decide = std::move(decide), done = std::move(done),
+          scope]() mutable {
+    self->attempt(e, std::move(extra), std::move(decide), std::move(done), 0, scope);
   });
 }
 
 void Manager::Impl::attempt(const EntryPtr& e, std::vector<std::string> extra, Decide decide,
-                            std::function<void(Reply)> done, int tries) {
+                            std::function<void(Reply)> done, int tries, TailScope scope) {
   auto self = shared_from_this();
   refresh(e, [self, e, extra = std::move(extra), decide = std::move(decide), done = std::move(done),
-              tries](Status st) mutable {
+              tries, scope](Status st) mutable {
     if (!st) {
       done(storage_problem(st.error()));
       self->finish(e);
       return;
     }
     std::vector<std::string> paths = extra;
-    if (e->state)
+    if (e->state && scope == TailScope::links_and_extra)
       for (const auto& [p, link] : e->state->links) paths.push_back(p);
     std::sort(paths.begin(), paths.end());
     paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
     self->tails_of(std::move(paths), [self, e, extra = std::move(extra), decide = std::move(decide),
-                                      done = std::move(done), tries](Tails tails) mutable {
+                                      done = std::move(done), tries, scope](Tails tails) mutable {
       Plan plan = decide(e->state, tails, self->clock.now_ms());
-      self->commit(e, std::move(plan), std::move(extra), std::move(decide), std::move(done), tries);
+      self->commit(e, std::move(plan), std::move(extra), std::move(decide), std::move(done), tries,
+                   scope);
     });
   });
 }
 
 void Manager::Impl::commit(const EntryPtr& e, Plan plan, std::vector<std::string> extra,
-                           Decide decide, std::function<void(Reply)> done, int tries) {
+                           Decide decide, std::function<void(Reply)> done, int tries,
+                           TailScope scope) {
   auto self = shared_from_this();
   std::optional<State> before = e->state;
   auto finished = [self, e, before, reply = plan.reply, done](Status st) mutable {
@@ -168,15 +170,15 @@ void Manager::Impl::commit(const EntryPtr& e, Plan plan, std::vector<std::string
     }
     self->finish(e);
   };
-  auto conflict = [self, e, extra = std::move(extra), decide = std::move(decide), done,
-                   tries]() mutable {
+  auto conflict = [self, e, extra = std::move(extra), decide = std::move(decide), done, tries,
+                   scope]() mutable {
     self->conflicts.inc();
     if (tries + 1 >= kMaxConflicts) {
       done(problem_reply(503, "UNAVAILABLE", "too much contention on this subscription"));
       self->finish(e);
       return;
     }
-    self->attempt(e, std::move(extra), std::move(decide), std::move(done), tries + 1);
+    self->attempt(e, std::move(extra), std::move(decide), std::move(done), tries + 1, scope);
   };
   if (plan.erase) {
     store.remove(state_stream(e->id), [e, finished](Result<Unit> r) mutable {

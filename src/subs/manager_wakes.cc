@@ -75,6 +75,7 @@ void Manager::Impl::tick(const std::string& id) {
   transact(
       id, {},
       [self, due](const std::optional<State>& cur, const Tails& tails, int64_t now) {
+        due->clear();  // decided again after losing a race: only the last decision counts
         Plan plan;
         plan.reply = [](const std::optional<State>&) { return Reply{}; };
         if (!cur || !cur->wake) return plan;
@@ -101,37 +102,35 @@ void Manager::Impl::tick(const std::string& id) {
 
 void Manager::Impl::evaluate_writes(const EntryPtr& e) {
   auto self = shared_from_this();
-  auto paths = std::make_shared<std::vector<std::string>>();
-  auto wake = std::make_shared<bool>(false);
-  run(e, [self, e, paths, wake]() mutable {
+  run(e, [self, e] {
+    // The paths written until now: later writes queue the next evaluation.
+    std::vector<std::string> paths;
     {
       MutexLock lock(self->mu);
-      paths->assign(e->written.begin(), e->written.end());
+      paths.assign(e->written.begin(), e->written.end());
       e->written.clear();
       e->eval_queued = false;
     }
-    self->refresh(e, [self, e, paths, wake](Status st) {
-      if (!st || !e->state || e->state->wake) {
-        self->finish(e);
-        return;
-      }
-      self->tails_of(*paths, [self, e, paths, wake](Tails tails) {
-        State s = *e->state;
-        bool linked = false;
-        for (const auto& p : *paths)
-          if (!s.links.count(p) && note_write(s, p)) linked = true;
-        *wake = has_pending(s, tails);
-        Plan plan;
-        plan.reply = [](const std::optional<State>&) { return Reply{}; };
-        if (linked) plan.write = std::move(s);
-        self->commit(
-            e, std::move(plan), {}, nullptr,
-            [self, e, wake](Reply) {
-              if (*wake) self->wake_if_pending(e->id);
-            },
-            kMaxConflicts);
-      });
-    });
+    auto wake = std::make_shared<bool>(false);
+    Decide decide = [paths, wake](const std::optional<State>& cur, const Tails& tails, int64_t) {
+      *wake = false;
+      Plan plan;
+      plan.reply = [](const std::optional<State>&) { return Reply{}; };
+      if (!cur) return plan;
+      State s = *cur;
+      bool linked = false;
+      for (const auto& p : paths)
+        if (!s.links.count(p) && note_write(s, p)) linked = true;
+      // New streams are linked even while a wake is in flight: its end reads
+      // every link's tail, and an unlinked stream would be missed.
+      *wake = !s.wake && has_pending(s, tails);
+      if (linked) plan.write = std::move(s);
+      return plan;
+    };
+    auto done = [self, id = e->id, wake](Reply) {
+      if (*wake) self->wake_if_pending(id);
+    };
+    self->attempt(e, paths, std::move(decide), std::move(done), 0, TailScope::extra_only);
   });
 }
 
@@ -217,13 +216,15 @@ void Manager::Impl::deliver(const std::string& id, const std::string& wake_id) {
       id, {},
       [self, wake_id, body, url, attempt](const std::optional<State>& cur, const Tails& tails,
                                           int64_t now) {
+        // Decided again after losing a race: only the last decision counts.
+        *attempt = false;
         Plan plan;
         plan.reply = [](const std::optional<State>&) { return Reply{}; };
         if (!cur || !cur->wake || cur->wake->id != wake_id || cur->wake->delivered ||
             cur->wake->next_attempt_ms > now)
           return plan;
         State s = *cur;
-        attempt_started(s, now + self->options.attempt_timeout_ms + kRetryBaseMs);
+        attempt_started(s, now + self->options.attempt_timeout_ms + kRetryBaseMs, tails);
         *body = self->webhook_body(s, tails, now);
         *url = s.config.webhook_url;
         *attempt = true;

@@ -350,8 +350,11 @@ void delivery_failed(State& s, int64_t now_ms, double jitter) {
   s.wake->next_attempt_ms = now_ms + static_cast<int64_t>(delay);
 }
 
-void attempt_started(State& s, int64_t deadline_ms) {
-  if (s.wake) s.wake->next_attempt_ms = deadline_ms;
+void attempt_started(State& s, int64_t deadline_ms, const Tails& tails) {
+  if (!s.wake) return;
+  s.wake->next_attempt_ms = deadline_ms;
+  s.wake->snapshot.clear();
+  for (const auto& [path, link] : s.links) s.wake->snapshot[path] = tail_of(tails, path);
 }
 
 std::optional<Problem> claim(State& s, const std::string& worker, const Tails& tails,

@@ -156,8 +156,9 @@ void delivery_succeeded(State& s, bool done, int64_t now_ms);
 /// to 60 s with +-20 % jitter (`jitter` in [-1, 1]).
 void delivery_failed(State& s, int64_t now_ms, double jitter);
 /// An attempt starts: it must conclude by `deadline_ms`, else another one is
-/// due then.
-void attempt_started(State& s, int64_t deadline_ms);
+/// due then. Its body reports `tails`, which become the wake's snapshot: a
+/// `{"done":true}` answer acks what the receiver was shown.
+void attempt_started(State& s, int64_t deadline_ms, const Tails& tails);
 
 /// Pull-wake claim: 409 ALREADY_CLAIMED with the holder, 409
 /// NO_PENDING_WORK, or the wake (issued now if none is in flight) held by

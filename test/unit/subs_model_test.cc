@@ -125,6 +125,17 @@ TEST(SubsState, DoneAutoAcksTheSnapshotAndLaterWritesWakeAgain) {
   EXPECT_EQ(s.generation, 2u);
 }
 
+TEST(SubsState, DoneAcksWhatTheLastAttemptShowed) {
+  auto s = webhook_state("events/*", {}, {});
+  note_write(s, "events/a");
+  maybe_wake(s, {{"events/a", off(5)}}, "w1", 2000);
+  delivery_failed(s, 2100, 0.0);
+  attempt_started(s, 20000, {{"events/a", off(9)}});  // the retry's body shows tail 9
+  EXPECT_EQ(s.wake->next_attempt_ms, 20000);
+  delivery_succeeded(s, /*done=*/true, 3200);
+  EXPECT_EQ(s.links["events/a"].acked, off(9));
+}
+
 TEST(SubsState, FencingNeedsGenerationAndWakeId) {
   auto s = webhook_state("events/*", {}, {});
   note_write(s, "events/a");
