@@ -64,6 +64,8 @@ const char* errc_name(errc e) noexcept {
       return "header_fields_too_large";
     case errc::too_many_readers:
       return "too_many_readers";
+    case errc::precondition_failed:
+      return "precondition_failed";
   }
   return "unknown";
 }

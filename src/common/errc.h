@@ -47,6 +47,7 @@ enum class errc : int {
   request_timeout,       ///< the request head or body did not arrive in time (--request-*-timeout)
   header_fields_too_large,  ///< request head over --max-header-bytes or --max-header-count
   too_many_readers,         ///< a live reader over --max-readers-per-stream or --max-parked-readers
+  precondition_failed,      ///< an append's If-Match does not name the stream's tail
 };
 
 const std::error_category& ds_category() noexcept;

@@ -2,6 +2,7 @@
 
 #include "protocol/headers.h"
 #include "protocol/json.h"
+#include "protocol/offset.h"
 
 namespace ds {
 namespace {
@@ -22,7 +23,89 @@ Result<std::string> frame_body(const std::string& stream_type, const std::string
   return std::move(batch->joined);
 }
 
+bool is_etagc(char ch) {
+  auto c = static_cast<unsigned char>(ch);
+  return c == 0x21 || (c >= 0x23 && c != 0x7F);
+}
+
+/// What an opaque tag (the text between the quotes) names, if it is one of
+/// the forms the server issues: `<offset>` or `<id>:<start>:<end>[:c]`.
+std::optional<TailTag> tail_tag(std::string_view opaque) {
+  if (auto off = parse_offset(opaque)) return TailTag{*off, std::nullopt};
+  if (opaque.ends_with(":c")) opaque.remove_suffix(2);
+  auto first = opaque.find(':');
+  if (first == std::string_view::npos) return std::nullopt;
+  auto second = opaque.find(':', first + 1);
+  if (second == std::string_view::npos) return std::nullopt;
+  auto id = parse_strict_uint(opaque.substr(0, first));
+  auto start = parse_offset(opaque.substr(first + 1, second - first - 1));
+  auto end = parse_offset(opaque.substr(second + 1));
+  if (!id || !start || !end) return std::nullopt;
+  return TailTag{*end, *id};
+}
+
+Error precondition_failed(const StreamMeta& meta) {
+  Error e(errc::precondition_failed,
+          "If-Match does not match the stream's tail " + meta.tail.str());
+  e.tail = meta.tail;
+  e.closed = meta.closed;
+  return e;
+}
+
 }  // namespace
+
+Result<TailExpectation> parse_if_match(std::string_view value) {
+  const Error malformed(errc::bad_request,
+                        "If-Match must be * or a list of entity tags (\"<offset>\" or an ETag)");
+  auto ows = [](char c) { return c == ' ' || c == '\t'; };
+  TailExpectation out;
+  if (trim(value) == "*") {
+    out.any = true;
+    return out;
+  }
+  size_t i = 0;
+  size_t elements = 0;
+  while (i < value.size()) {
+    while (i < value.size() && (ows(value[i]) || value[i] == ',')) ++i;
+    if (i == value.size()) break;
+    bool weak = false;
+    if (value.substr(i, 2) == "W/") {
+      weak = true;
+      i += 2;
+    }
+    std::optional<TailTag> tag;
+    if (i < value.size() && value[i] == '"') {
+      size_t close = i + 1;
+      while (close < value.size() && is_etagc(value[close])) ++close;
+      if (close == value.size() || value[close] != '"') return malformed;
+      tag = tail_tag(value.substr(i + 1, close - i - 1));
+      i = close + 1;
+    } else {
+      // Not an entity tag, but what Stream-Next-Offset says, sent as is.
+      size_t end = i;
+      while (end < value.size() && value[end] != ',' && !ows(value[end])) ++end;
+      auto off = weak ? std::nullopt : parse_offset(value.substr(i, end - i));
+      if (!off) return malformed;
+      tag = TailTag{*off, std::nullopt};
+      i = end;
+    }
+    ++elements;
+    // If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches.
+    if (tag && !weak) out.tags.push_back(*tag);
+    while (i < value.size() && ows(value[i])) ++i;
+    if (i < value.size() && value[i] != ',') return malformed;
+  }
+  if (elements == 0) return malformed;
+  return out;
+}
+
+bool tail_matches(const StreamMeta& meta, const TailExpectation& expected) {
+  if (expected.any) return true;
+  for (const auto& tag : expected.tags) {
+    if (tag.tail == meta.tail && (!tag.stream_id || *tag.stream_id == meta.id)) return true;
+  }
+  return false;
+}
 
 bool create_matches(const StreamMeta& existing, const CreateRequest& req) {
   std::string requested_type = req.config.content_type;
@@ -138,7 +221,11 @@ Result<AppendDecision> decide(const StreamMeta& meta, const ProducerState* produ
     }
     // Close-only is idempotent, unless a producer claims it: then only the
     // producer tuple that closed the stream may repeat it (handled above).
-    if (!has_body && req.close && !req.producer) return AppendDecision{AlreadyClosed{}};
+    // A conditional one only if its expectation holds.
+    if (!has_body && req.close && !req.producer) {
+      if (req.if_match && !tail_matches(meta, *req.if_match)) return precondition_failed(meta);
+      return AppendDecision{AlreadyClosed{}};
+    }
     Error e(errc::stream_closed, "stream is closed");
     e.closed = true;
     e.tail = meta.tail;
@@ -179,14 +266,19 @@ Result<AppendDecision> decide(const StreamMeta& meta, const ProducerState* produ
     }
   }
 
-  // 4. Writer sequence (lexicographic, per stream).
+  // 4. If-Match: after the producer, so that a retried producer append whose
+  // expectation was the tail before its own first attempt is still answered
+  // as the duplicate it is; before Stream-Seq, as upstream's proposal has it.
+  if (req.if_match && !tail_matches(meta, *req.if_match)) return precondition_failed(meta);
+
+  // 5. Writer sequence (lexicographic, per stream).
   if (req.stream_seq && meta.last_stream_seq && *req.stream_seq <= *meta.last_stream_seq) {
     return Error(
         errc::stream_seq_regression,
         "Stream-Seq '" + *req.stream_seq + "' is not greater than '" + *meta.last_stream_seq + "'");
   }
 
-  // 5. The body itself.
+  // 6. The body itself.
   AppendAccepted accepted;
   accepted.close = req.close;
   accepted.producer = next_producer;

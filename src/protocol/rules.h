@@ -5,7 +5,9 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
+#include <vector>
 
 #include "common/errc.h"
 #include "protocol/stream_state.h"
@@ -30,6 +32,32 @@ struct CreateRequest {
   std::string body;  ///< initial data, raw
 };
 
+/// One entity tag of an append's If-Match that can name a stream's tail:
+/// the tail offset itself (`"<offset>"`, as in Stream-Next-Offset and the
+/// ETag of an append's answer), or the ETag of a HEAD or catch-up GET,
+/// `"<stream id>:<start>:<end>[:c]"` (server/stream_handlers.cc etag_for),
+/// whose end names the tail and whose id the stream's incarnation.
+struct TailTag {
+  Offset tail;
+  std::optional<uint64_t> stream_id;  ///< set for the HEAD/GET form
+};
+
+/// What an append's If-Match expects of the stream (docs/protocol-decisions.md,
+/// "Conditional appends"): `*` (the stream exists), or one of `tags` as its
+/// tail. No tags and not `any`: nothing can match (tags the server never
+/// issues, weak tags), so the append always fails with 412.
+struct TailExpectation {
+  bool any = false;
+  std::vector<TailTag> tags;
+};
+
+/// Parses an If-Match value: `*`, or a comma-separated list of entity tags
+/// (quoted; an unquoted wire offset is tolerated). bad_request if malformed.
+Result<TailExpectation> parse_if_match(std::string_view value);
+
+/// Does the stream's current tail satisfy the expectation?
+bool tail_matches(const StreamMeta& meta, const TailExpectation& expected);
+
 /// A POST, as parsed from the request. JSON framing happens in decide_append,
 /// because only the stream knows whether it is a JSON stream.
 struct AppendRequest {
@@ -39,6 +67,7 @@ struct AppendRequest {
   bool close = false;
   std::optional<ProducerTriple> producer;
   std::optional<std::string> stream_seq;
+  std::optional<TailExpectation> if_match;  ///< If-Match: append only at this tail
 };
 
 /// Idempotent PUT: does an existing stream match the request?
@@ -89,7 +118,11 @@ struct AlreadyClosed {};
 using AppendDecision = std::variant<AppendAccepted, AppendDuplicate, AlreadyClosed>;
 
 /// Applies PROTOCOL.md 5.2 / 5.2.1 in their error precedence:
-/// closed -> content type -> producer epoch/seq -> Stream-Seq -> body.
+/// closed -> content type -> producer epoch/seq -> If-Match -> Stream-Seq -> body.
+/// A producer's duplicate is answered as one before If-Match is looked at (its
+/// retry names the tail it saw before its own append landed); a failed If-Match
+/// is 412 precondition_failed with the current tail (and Stream-Closed). On a
+/// closed stream, a close-only POST is idempotent only if its If-Match holds.
 Result<AppendDecision> decide_append(const StreamMeta& meta, const ProducerState* producer,
                                      const AppendRequest& req, int64_t now_ms);
 

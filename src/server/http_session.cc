@@ -336,7 +336,8 @@ Response preflight(const Request& req) {
   decorate(res);
   res.set(http::field::access_control_allow_methods, "GET, POST, PUT, DELETE, HEAD, OPTIONS");
   res.set(http::field::access_control_allow_headers,
-          "Content-Type, Authorization, If-None-Match, Stream-Seq, Stream-TTL, Stream-Expires-At, "
+          "Content-Type, Authorization, If-Match, If-None-Match, Stream-Seq, Stream-TTL, "
+          "Stream-Expires-At, "
           "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, "
           "Stream-Fork-Offset, Stream-Fork-Sub-Offset, Last-Event-ID, Cache-Control, "
           "X-Request-Id");

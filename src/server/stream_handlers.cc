@@ -250,6 +250,8 @@ Response error_response(const Request& req, const Error& e) {
   res.set(http::field::cache_control, "no-store");
   if (e.closed) res.set("Stream-Closed", "true");
   if (e.tail) res.set("Stream-Next-Offset", e.tail->str());
+  if (e.tail && e.code == errc::precondition_failed)
+    res.set(http::field::etag, "\"" + e.tail->str() + "\"");
   if (e.producer_epoch) res.set("Producer-Epoch", std::to_string(*e.producer_epoch));
   if (e.expected_seq) res.set("Producer-Expected-Seq", std::to_string(*e.expected_seq));
   if (e.received_seq) res.set("Producer-Received-Seq", std::to_string(*e.received_seq));

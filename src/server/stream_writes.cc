@@ -172,6 +172,14 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
     ar.producer = ProducerTriple{std::string(id), *epoch, *seq};
   }
   if (has_header(req, "stream-seq")) ar.stream_seq = std::string(header(req, "stream-seq"));
+  if (has_header(req, "if-match")) {
+    auto expected = parse_if_match(header(req, "if-match"));
+    if (!expected) {
+      auto err_ = send_error(ctx, stream, req, expected.error());
+      co_return co_await std::move(err_);
+    }
+    ar.if_match = std::move(*expected);
+  }
   ar.close = is_true_flag(header(req, "stream-closed"));
   ar.body = std::move(req.body());
   if (ar.body.empty() && !ar.close) {
@@ -215,6 +223,8 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
     status = http::status::ok;
   auto res = make_response(req, status);
   res.set("Stream-Next-Offset", out.tail.str());
+  // The tail as an entity tag, for the next conditional append (If-Match).
+  res.set(http::field::etag, "\"" + out.tail.str() + "\"");
   if (out.closed) res.set("Stream-Closed", "true");
   if (out.producer_epoch) res.set("Producer-Epoch", std::to_string(*out.producer_epoch));
   if (out.producer_seq) res.set("Producer-Seq", std::to_string(*out.producer_seq));

@@ -20,7 +20,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -130,6 +132,19 @@ class S2Harness final : public EngineHarness {
     // A restart: the previous store is gone, so its client can go too.
     api_.reset();
     faults_.reset();
+    std::string error;
+    api_ = client(&error);
+    if (!api_) return Error(errc::storage_failure, "S2 client: " + error);
+    if (options.fault_injection) faults_ = std::make_unique<S2Faults>(emu_);
+    S2StoreOptions so;
+    so.api = api_.get();
+    so.clock = options.clock;
+    return make_s2_store(so);
+  }
+
+  /// A client of this basin for another node, next to the one open() made
+  /// (destroy that node's store before its client).
+  std::unique_ptr<s2::HttpS2Api> client(std::string* error) {
     s2::HttpS2Options o;
     o.endpoint = emu_.url();
     o.basin = basin_;
@@ -137,14 +152,7 @@ class S2Harness final : public EngineHarness {
     o.backoff_max = std::chrono::milliseconds(40);
     o.request_timeout = std::chrono::seconds(5);
     o.threads = 2;
-    std::string error;
-    api_ = s2::make_http_s2_api(o, &error);
-    if (!api_) return Error(errc::storage_failure, "S2 client: " + error);
-    if (options.fault_injection) faults_ = std::make_unique<S2Faults>(emu_);
-    S2StoreOptions so;
-    so.api = api_.get();
-    so.clock = options.clock;
-    return make_s2_store(so);
+    return s2::make_http_s2_api(o, error);
   }
 
   FaultControl* faults() override { return faults_.get(); }
@@ -344,6 +352,90 @@ TEST_P(S2Engine, RacingWriterIsFoldedAndRetried) {
   reopen();
   EXPECT_EQ(read_all(kA), "ab");
   EXPECT_TRUE(head(kA)->closed);
+}
+
+// Conditional appends across nodes: S2's match_seq_num makes each node's
+// decision exact. A node deciding on a stale fold either loses its write to
+// the other node (then folds, decides again: 412 with the real tail) or
+// refuses against the stale tail without a write (then confirms the fold
+// first, and finds that the expectation holds).
+TEST_P(S2Engine, ConditionalAppendsAcrossNodes) {
+  std::string error;
+  auto api = static_cast<S2Harness&>(*harness_).client(&error);
+  ASSERT_TRUE(api) << error;
+  S2StoreOptions so;
+  so.api = api.get();
+  so.clock = &clock_;
+  auto other = make_s2_store(so);
+  ASSERT_TRUE(other);
+  auto on_other = [&](AppendRequest req) -> Result<AppendOutcome> {
+    auto done = std::make_shared<std::promise<Result<AppendOutcome>>>();
+    auto answer = done->get_future();
+    other->append(std::move(req), [done](Result<AppendOutcome> r) { done->set_value(r); });
+    if (answer.wait_for(kCallTimeout) != std::future_status::ready)
+      return Error(errc::unavailable, "no answer from the other node");
+    return answer.get();
+  };
+  auto expecting = [](AppendRequest req, Offset tail) {
+    req.if_match = TailExpectation{false, {TailTag{tail, std::nullopt}}};
+    return req;
+  };
+
+  make_stream(kA, "text/plain", "a");
+  const Offset t0 = head(kA)->tail;
+  DS_ASSERT_OK(on_other(append_req(kA, "b")));  // the other node folds the stream
+  const Offset t1 = head(kA)->tail;
+  // This node's fold is stale (tail t0): its write at t0 loses to S2, it
+  // folds the other node's append and answers 412 with t1.
+  auto stale = append(expecting(append_req(kA, "x"), t0));
+  DS_ASSERT_ERR(stale, errc::precondition_failed);
+  EXPECT_EQ(stale.error().tail, std::optional<Offset>(t1));
+  // Now the other node's fold is stale (tail t1): append here, then ask
+  // the other node with the new tail.
+  auto c = append(expecting(append_req(kA, "c"), t1));
+  DS_ASSERT_OK(c);
+  auto d = on_other(expecting(append_req(kA, "d"), c->tail));
+  DS_ASSERT_OK(d) << "a stale fold refused an expectation that holds";
+  EXPECT_EQ(d->kind, AppendOutcome::Kind::appended);
+  // Racing: both nodes, the same expectation, several writers each.
+  constexpr int kEach = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Result<AppendOutcome>> results;
+  auto done = [&](Result<AppendOutcome> r) {
+    {
+      std::lock_guard lock(mu);
+      results.push_back(std::move(r));
+    }
+    cv.notify_all();
+  };
+  for (int i = 0; i < kEach; ++i) {
+    store().append(expecting(append_req(kA, "n"), d->tail), done);
+    other->append(expecting(append_req(kA, "o"), d->tail), done);
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kCallTimeout, [&] { return results.size() == 2 * kEach; }));
+  }
+  int wins = 0;
+  std::optional<Offset> winner;
+  for (const auto& r : results) {
+    if (r) {
+      ++wins;
+      winner = r->tail;
+    } else {
+      EXPECT_EQ(r.error().code, errc::precondition_failed) << r.error().message;
+    }
+  }
+  EXPECT_EQ(wins, 1);
+  for (const auto& r : results) {
+    if (!r && winner) {
+      EXPECT_EQ(r.error().tail, winner);
+    }
+  }
+  const std::string data = read_all(kA);
+  EXPECT_TRUE(data == "abcdn" || data == "abcdo") << data;
+  other.reset();  // before its client
 }
 
 }  // namespace ds::contract

@@ -798,6 +798,169 @@ TEST_P(StoreContract, ConcurrentProducerRetriesNeverDoubleApply) {
   EXPECT_EQ(read_all(kA), expected);
 }
 
+// ------------------------------------------------------------------ If-Match
+
+namespace {
+
+/// `req`, made conditional on `tail` (and, for the HEAD/GET ETag form, the
+/// stream's incarnation `id`).
+AppendRequest expecting(AppendRequest req, Offset tail, std::optional<uint64_t> id = {}) {
+  req.if_match = TailExpectation{false, {TailTag{tail, id}}};
+  return req;
+}
+
+}  // namespace
+
+TEST_P(StoreContract, ConditionalAppendAtTheTailAppends) {
+  const StreamMeta m = make_stream(kA, kText, "a");
+  auto b = append(expecting(append_req(kA, "b"), m.tail));
+  DS_ASSERT_OK(b);
+  EXPECT_EQ(b->kind, AppendOutcome::Kind::appended);
+  // Chained: the answer's tail is the next expectation; the HEAD form too.
+  auto c = append(expecting(append_req(kA, "c"), b->tail, m.id));
+  DS_ASSERT_OK(c);
+  EXPECT_EQ(c->kind, AppendOutcome::Kind::appended);
+  auto any = append_req(kA, "d");
+  any.if_match = TailExpectation{true, {}};
+  DS_ASSERT_OK(append(any));
+  EXPECT_EQ(read_all(kA), "abcd");
+}
+
+TEST_P(StoreContract, StaleConditionalAppendIsPreconditionFailedAndWritesNothing) {
+  const StreamMeta m = make_stream(kA, kText, "a");
+  const Offset tail = put(kA, "b");
+  for (const auto& req :
+       {expecting(append_req(kA, "x"), m.tail), expecting(append_req(kA, "x"), tail, m.id + 1)}) {
+    auto r = append(req);
+    DS_ASSERT_ERR(r, errc::precondition_failed);
+    EXPECT_EQ(r.error().tail, std::optional<Offset>(tail)) << "the 412 reports the current tail";
+    EXPECT_FALSE(r.error().closed);
+  }
+  auto nothing = append_req(kA, "x");
+  nothing.if_match = TailExpectation{};  // tags the server never issued
+  DS_EXPECT_ERR(append(nothing), errc::precondition_failed);
+  EXPECT_EQ(head(kA)->tail, tail);
+  EXPECT_EQ(read_all(kA), "ab");
+}
+
+TEST_P(StoreContract, ConditionalAppendToAMissingStreamIsNotFound) {
+  auto any = append_req(kB, "x");
+  any.if_match = TailExpectation{true, {}};
+  DS_EXPECT_ERR(append(any), errc::not_found);
+  DS_EXPECT_ERR(append(expecting(append_req(kB, "x"), Offset{})), errc::not_found);
+}
+
+TEST_P(StoreContract, ConditionalCloseAndClosedStreams) {
+  const StreamMeta m = make_stream(kA, kText, "a");
+  auto stale_close = expecting(close_req(kA), Offset{});
+  if (m.tail != Offset{}) {
+    DS_EXPECT_ERR(append(stale_close), errc::precondition_failed);
+  }
+  EXPECT_FALSE(head(kA)->closed);
+  auto closed = append(expecting(close_req(kA), m.tail));
+  DS_ASSERT_OK(closed);
+  EXPECT_TRUE(closed->closed);
+  const Offset tail = closed->tail;
+  // Close-only again: idempotent while the expectation holds.
+  auto again = append(expecting(close_req(kA), tail));
+  DS_ASSERT_OK(again);
+  EXPECT_EQ(again->kind, AppendOutcome::Kind::already_closed);
+  auto r = append(expecting(close_req(kA), Offset{0, 0}, m.id + 1));
+  DS_ASSERT_ERR(r, errc::precondition_failed);
+  EXPECT_TRUE(r.error().closed);
+  EXPECT_EQ(r.error().tail, std::optional<Offset>(tail));
+  // An append to a closed stream is the closed conflict, whatever If-Match says.
+  DS_EXPECT_ERR(append(expecting(append_req(kA, "x"), tail)), errc::stream_closed);
+  DS_EXPECT_ERR(append(expecting(append_req(kA, "x"), Offset{})), errc::stream_closed);
+  EXPECT_EQ(read_all(kA), "a");
+}
+
+// A producer's retry carries the expectation of its first attempt, which that
+// attempt's own append made stale: the retry is the duplicate, not 412.
+TEST_P(StoreContract, ConditionalProducerRetryIsTheDuplicate) {
+  const StreamMeta m = make_stream(kA, kText, "a");
+  auto req = expecting(producer_req(kA, "b", "p", 0, 0), m.tail);
+  auto first = append(req);
+  DS_ASSERT_OK(first);
+  EXPECT_EQ(first->kind, AppendOutcome::Kind::appended);
+  auto retry = append(req);
+  DS_ASSERT_OK(retry);
+  EXPECT_EQ(retry->kind, AppendOutcome::Kind::duplicate);
+  EXPECT_EQ(retry->tail, first->tail);
+  EXPECT_EQ(retry->producer_seq, std::optional<uint64_t>(0));
+  // The producer's next append is conditional like any other, and a 412
+  // does not consume its seq.
+  put(kA, "c");
+  auto stale = append(expecting(producer_req(kA, "d", "p", 0, 1), first->tail));
+  DS_ASSERT_ERR(stale, errc::precondition_failed);
+  auto next = append(expecting(producer_req(kA, "d", "p", 0, 1), head(kA)->tail));
+  DS_ASSERT_OK(next);
+  EXPECT_EQ(next->kind, AppendOutcome::Kind::appended);
+  EXPECT_EQ(read_all(kA), "abcd");
+}
+
+TEST_P(StoreContract, ConditionalAppendWithStreamSeq) {
+  const StreamMeta m = make_stream(kA, kText, "a");
+  auto with = [&](const std::string& body, const std::string& seq, Offset tail) {
+    auto r = expecting(append_req(kA, body), tail);
+    r.stream_seq = seq;
+    return append(r);
+  };
+  auto b = with("b", "002", m.tail);
+  DS_ASSERT_OK(b);
+  // The tail is checked before Stream-Seq.
+  DS_EXPECT_ERR(with("x", "001", m.tail), errc::precondition_failed);
+  DS_EXPECT_ERR(with("x", "003", m.tail), errc::precondition_failed);
+  DS_EXPECT_ERR(with("x", "002", b->tail), errc::stream_seq_regression);
+  DS_EXPECT_OK(with("c", "003", b->tail));
+  EXPECT_EQ(read_all(kA), "abc");
+}
+
+// Writers racing with the same expectation: exactly one appends; the others
+// get 412 with the winner's tail, and nothing of theirs is written.
+TEST_P(StoreContract, RacingConditionalAppendsExactlyOneWins) {
+  const StreamMeta m = make_stream(kA, kText, "a");
+  constexpr int kWriters = 8;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Result<AppendOutcome>> results;
+  for (int i = 0; i < kWriters; ++i) {
+    store().append(expecting(append_req(kA, "w" + std::to_string(i) + ";"), m.tail),
+                   [&](Result<AppendOutcome> r) {
+                     {
+                       std::lock_guard lock(mu);
+                       results.push_back(std::move(r));
+                     }
+                     cv.notify_all();
+                   });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kCallTimeout, [&] { return results.size() == kWriters; }));
+  }
+  std::optional<Offset> winner;
+  int refused = 0;
+  for (const auto& r : results) {
+    if (r) {
+      EXPECT_FALSE(winner.has_value()) << "two conditional appends at one tail succeeded";
+      winner = r->tail;
+    } else {
+      EXPECT_EQ(r.error().code, errc::precondition_failed) << describe(r.error());
+      ++refused;
+    }
+  }
+  ASSERT_TRUE(winner.has_value());
+  EXPECT_EQ(refused, kWriters - 1);
+  for (const auto& r : results) {
+    if (!r) {
+      EXPECT_EQ(r.error().tail, winner);
+    }
+  }
+  const std::string data = read_all(kA);
+  EXPECT_EQ(data.size(), std::string("a").size() + 3) << data;
+  EXPECT_EQ(head(kA)->tail, *winner);
+}
+
 // ------------------------------------------------------------------ read
 
 TEST_P(StoreContract, ReadFromStart) {

@@ -45,6 +45,7 @@ const std::map<errc, int>& intended() {
       {errc::request_timeout, 408},
       {errc::header_fields_too_large, 431},
       {errc::too_many_readers, 503},
+      {errc::precondition_failed, 412},
   };
   return table;
 }
@@ -92,6 +93,7 @@ TEST(HttpStatusTest, UsableAtCompileTime) {
   static_assert(http_status(errc::ok) == 200);
   static_assert(http_status(errc::stream_closed) == 409);
   static_assert(http_status(errc::producer_stale_epoch) == 403);
+  static_assert(http_status(errc::precondition_failed) == 412);
 }
 
 TEST(HttpStatusTest, UnknownValuesAreServerErrors) {

@@ -464,6 +464,164 @@ TEST(DecideAppendTest, ProducerDuplicateWinsOverBadBody) {
 }
 
 // ---------------------------------------------------------------------------
+// If-Match: conditional appends
+
+// text_stream(): id 1, tail 0000000000000000_0000000000000010.
+constexpr const char* kTail = "0000000000000000_0000000000000010";
+constexpr const char* kOther = "0000000000000000_0000000000000009";
+
+TailExpectation expect(std::string_view value) {
+  auto r = parse_if_match(value);
+  EXPECT_TRUE(r.ok()) << value;
+  return r.ok() ? *r : TailExpectation{};
+}
+
+TEST(ParseIfMatchTest, AcceptedForms) {
+  EXPECT_TRUE(expect("*").any);
+  EXPECT_TRUE(expect("  * ").any);
+  const std::string quoted = std::string("\"") + kTail + "\"";
+  for (const std::string& v :
+       {quoted, std::string(kTail), " " + quoted + " ",
+        std::string("\"1:") + kOther + ":" + kTail + "\"",
+        std::string("\"1:0000000000000000_0000000000000000:") + kTail + ":c\""}) {
+    auto e = expect(v);
+    EXPECT_FALSE(e.any) << v;
+    ASSERT_EQ(e.tags.size(), 1u) << v;
+    EXPECT_EQ(e.tags[0].tail, (Offset{0, 10})) << v;
+  }
+  EXPECT_FALSE(expect(quoted).tags[0].stream_id.has_value());
+  EXPECT_EQ(expect(std::string("\"1:") + kOther + ":" + kTail + "\"").tags[0].stream_id, 1u);
+  // A list: every tag counts.
+  auto list = expect(std::string("\"") + kOther + "\", \"" + kTail + "\"");
+  EXPECT_EQ(list.tags.size(), 2u);
+}
+
+TEST(ParseIfMatchTest, TagsTheServerNeverIssuesOrWeakTagsMatchNothing) {
+  for (std::string_view v : {R"("abc")", R"("")", R"(W/"0000000000000000_0000000000000010")",
+                             R"("1:0000000000000000_0000000000000010")", R"("x:a:b")"}) {
+    auto e = expect(v);
+    EXPECT_FALSE(e.any) << v;
+    EXPECT_TRUE(e.tags.empty()) << v;
+  }
+}
+
+TEST(ParseIfMatchTest, MalformedValuesAreBadRequests) {
+  for (std::string_view v :
+       {"", "  ", ",", "abc", "\"unterminated", "0000000000000000_000000000000001", "\"a\" \"b\"",
+        "*, \"a\"", "W/0000000000000000_0000000000000010", "\"a\"x", "\"a b\""}) {
+    auto r = parse_if_match(v);
+    ASSERT_FALSE(r.ok()) << v;
+    EXPECT_EQ(r.error().code, errc::bad_request) << v;
+  }
+}
+
+TEST(TailMatchesTest, TailAndIncarnation) {
+  const StreamMeta m = text_stream();
+  EXPECT_TRUE(tail_matches(m, expect("*")));
+  EXPECT_TRUE(tail_matches(m, expect(kTail)));
+  EXPECT_FALSE(tail_matches(m, expect(kOther)));
+  EXPECT_TRUE(tail_matches(m, expect(std::string("\"") + kOther + "\", \"" + kTail + "\"")));
+  // The HEAD/GET ETag: its end is the tail, its id the incarnation.
+  EXPECT_TRUE(tail_matches(
+      m, expect(std::string("\"1:0000000000000000_0000000000000000:") + kTail + "\"")));
+  EXPECT_FALSE(tail_matches(m, expect(std::string("\"2:0000000000000000_0000000000000000:") +
+                                      kTail + "\"")));  // a former stream at this path
+  EXPECT_FALSE(tail_matches(m, expect(R"("abc")")));
+}
+
+AppendRequest conditional(std::string_view if_match, std::string body = "more") {
+  AppendRequest r = append(std::move(body));
+  r.if_match = expect(if_match);
+  return r;
+}
+
+TEST(DecideAppendTest, IfMatchOnTheTailAppends) {
+  EXPECT_EQ(accepted(decide_append(text_stream(), nullptr, conditional(kTail), kNow)).record,
+            "more");
+  EXPECT_EQ(accepted(decide_append(text_stream(), nullptr, conditional("*"), kNow)).record, "more");
+}
+
+TEST(DecideAppendTest, StaleIfMatchIsPreconditionFailedWithTheTail) {
+  auto r = decide_append(text_stream(), nullptr, conditional(kOther), kNow);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, errc::precondition_failed);
+  EXPECT_EQ(r.error().tail, (Offset{0, 10}));
+  EXPECT_FALSE(r.error().closed);
+}
+
+TEST(DecideAppendTest, IfMatchAppliesToCloseOnly) {
+  auto req = conditional(kOther, "");
+  req.close = true;
+  EXPECT_EQ(error_code(decide_append(text_stream(), nullptr, req, kNow)),
+            errc::precondition_failed);
+  req.if_match = expect(kTail);
+  EXPECT_TRUE(accepted(decide_append(text_stream(), nullptr, req, kNow)).close);
+  // Already closed: idempotent only if the expectation holds.
+  EXPECT_TRUE(std::holds_alternative<AlreadyClosed>(
+      decide_append(closed_stream(), nullptr, req, kNow).value()));
+  req.if_match = expect(kOther);
+  auto r = decide_append(closed_stream(), nullptr, req, kNow);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, errc::precondition_failed);
+  EXPECT_TRUE(r.error().closed);
+  EXPECT_EQ(r.error().tail, (Offset{0, 10}));
+}
+
+TEST(DecideAppendTest, IfMatchPrecedence) {
+  // Closure and content type come first.
+  EXPECT_EQ(error_code(decide_append(closed_stream(), nullptr, conditional(kOther), kNow)),
+            errc::stream_closed);
+  auto typed = conditional(kOther);
+  typed.content_type = "application/json";
+  EXPECT_EQ(error_code(decide_append(text_stream(), nullptr, typed, kNow)),
+            errc::content_type_mismatch);
+  // Producer fencing and gaps before the tail.
+  ProducerState st{2, 5, 0};
+  auto fenced = conditional(kOther);
+  fenced.producer = ProducerTriple{"p", 1, 6};
+  EXPECT_EQ(error_code(decide_append(text_stream(), &st, fenced, kNow)),
+            errc::producer_stale_epoch);
+  auto gap = conditional(kOther);
+  gap.producer = ProducerTriple{"p", 2, 9};
+  EXPECT_EQ(error_code(decide_append(text_stream(), &st, gap, kNow)), errc::producer_seq_gap);
+  // The tail before Stream-Seq and the body.
+  StreamMeta m = text_stream();
+  m.last_stream_seq = "b";
+  auto seq = conditional(kOther);
+  seq.stream_seq = "a";
+  EXPECT_EQ(error_code(decide_append(m, nullptr, seq, kNow)), errc::precondition_failed);
+  seq.if_match = expect(kTail);
+  EXPECT_EQ(error_code(decide_append(m, nullptr, seq, kNow)), errc::stream_seq_regression);
+  seq.stream_seq = "c";
+  EXPECT_EQ(error_code(decide_append(m, nullptr, seq, kNow)), errc::ok);
+  auto bad = conditional(kOther, "{ invalid");
+  bad.content_type = "application/json";
+  EXPECT_EQ(error_code(decide_append(json_stream(), nullptr, bad, kNow)),
+            errc::precondition_failed);
+}
+
+TEST(DecideAppendTest, ProducerDuplicateWinsOverStaleIfMatch) {
+  // A producer's retry carries the tail it saw before its first attempt
+  // landed: it is answered as the duplicate, not 412.
+  ProducerState st{0, 3, 0};
+  auto retry = conditional(kOther);
+  retry.producer = ProducerTriple{"p", 0, 3};
+  EXPECT_EQ(duplicate(decide_append(text_stream(), &st, retry, kNow)).seq, 3u);
+  // Its next append is conditional like any other.
+  auto next = conditional(kOther);
+  next.producer = ProducerTriple{"p", 0, 4};
+  EXPECT_EQ(error_code(decide_append(text_stream(), &st, next, kNow)), errc::precondition_failed);
+  next.if_match = expect(kTail);
+  EXPECT_EQ(accepted(decide_append(text_stream(), &st, next, kNow)).producer->last_seq, 4u);
+  // On a closed stream, the closing tuple's retry too.
+  const ProducerTriple closer{"p", 0, 4};
+  auto again = conditional(kOther, "");
+  again.close = true;
+  again.producer = closer;
+  EXPECT_TRUE(duplicate(decide_append(closed_stream(closer), &st, again, kNow)).closed);
+}
+
+// ---------------------------------------------------------------------------
 // create_matches (idempotent PUT)
 
 StreamMeta existing(std::string type = "text/plain") {

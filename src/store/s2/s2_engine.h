@@ -194,7 +194,10 @@ class S2Engine final : public StreamStore {
 
   Mutex mu_;
   std::unordered_map<std::string, CachePtr> caches_ DS_GUARDED_BY(mu_);
-  std::atomic<uint64_t> write_counter_{0};
+  // One counter for every engine of the process, which shares one salt
+  // (random_write_id): two engines in a process (nodes in a test) must not
+  // take each other's write ids for their own when settling a conflict.
+  static inline std::atomic<uint64_t> write_counter_{0};
   Mutex tasks_mu_;
   std::condition_variable tasks_cv_;
   uint64_t tasks_ DS_GUARDED_BY(tasks_mu_) = 0;
