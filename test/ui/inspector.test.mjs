@@ -203,6 +203,45 @@ describe("inspector without auth", () => {
     await shot(page, "07-catalog");
   });
 
+  test("catalog rendering: pages, prefix filter, catalog fields in the metadata (answer stubbed)", async (t) => {
+    if (await hasCatalog(server.base)) return t.skip("the server has the catalog: the test above uses it");
+    // Until GET /v1/streams lands (branch wt-catalog), its documented shape is served by the browser.
+    const entry = (p, extra) => ({ path: p, content_type: "application/json", tail_offset: "0000000000000000_0000000000000049", closed: false, size_bytes: 49, created_at: "2025-01-01T00:00:00.000Z", live_readers: 2, ...extra });
+    const seen = [];
+    await page.route(
+      (url) => new URL(url).pathname === "/v1/streams",
+      (url) => {
+        const q = new URL(url).searchParams;
+        seen.push(q.toString());
+        let streams = [entry("ui/blobs", { content_type: "application/octet-stream", closed: true, live_readers: 0 }), entry("ui/orders")];
+        if (q.get("prefix")) streams = streams.filter((x) => x.path.startsWith(q.get("prefix")));
+        const first = !q.get("cursor");
+        const page1 = streams.length > 1 && first;
+        return {
+          status: 200,
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ streams: page1 ? streams.slice(0, 1) : first ? streams : streams.slice(1), next_cursor: page1 ? "c1" : null }),
+        };
+      },
+    );
+    try {
+      await page.goto(`${server.base}/ui/`);
+      await page.waitFor(() => document.querySelectorAll("#catalog-list li").length === 1 && !document.getElementById("catalog-more").hidden);
+      await page.click("#catalog-more");
+      await page.waitFor(() => document.querySelectorAll("#catalog-list li").length === 2);
+      assert.match(await page.text("#catalog-list"), /ui\/blobs\s*closed.*ui\/orders/s);
+      await page.fill("#catalog-filter", "ui/o");
+      await page.waitFor(() => document.querySelectorAll("#catalog-list li").length === 1 && document.getElementById("catalog-list").textContent.includes("ui/orders"));
+      assert.ok(seen.some((q) => q.includes("prefix=ui%2Fo")), seen.join(" "));
+      await page.click('#catalog-list button[data-path="ui/orders"]');
+      await page.waitFor(includes, ["#stream-meta", "live readers"]);
+      assert.match(await page.text("#stream-meta"), /size49 bytes/);
+      await shot(page, "07-catalog-stubbed");
+    } finally {
+      await page.unroute();
+    }
+  });
+
   test("no script errors or CSP violations on the page", () => {
     assert.deepEqual(page.problems, []);
   });
