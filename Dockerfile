@@ -21,9 +21,10 @@ RUN apt-get update \
       librocksdb-dev libsimdjson-dev libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Only what the server build reads (tests are off, so test/ is not needed).
+# Only what the server build reads (tests are off, so test/ is not needed; ui/ is embedded).
 COPY CMakeLists.txt ./
 COPY src ./src
+COPY ui ./ui
 # Release at -O2, the optimisation level CI tests (RelWithDebInfo without -g): at -O3,
 # g++ 12 reports a false -Wmismatched-new-delete inside Asio's coroutine frame
 # allocator, which -Werror turns into a failed build.

@@ -16,6 +16,7 @@ PACKAGES=(
   librocksdb-dev libsimdjson-dev libssl-dev zlib1g-dev libgtest-dev
   clang libclang-rt-14-dev clang-tidy clang-format
   nginx-light curl ca-certificates
+  chromium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

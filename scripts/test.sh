@@ -17,6 +17,7 @@
 #  11. ThreadSanitizer: the unit and contract tests, and a multi-threaded
 #      server smoke (scripts/tsan.sh)
 #  12. clang-tidy on the bug-prone checks, and formatting (clang-format)
+#  13. the inspector page (ui/) in headless Chromium (test/ui)
 # Ends with one line "N passed, N failed" counting suites.
 #
 #   scripts/test.sh            everything
@@ -24,7 +25,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SUITES="${SUITES:-unit asan conformance conformance-asan crash integration s2emu s2-cluster packaging bench-smoke clang fuzz tsan lint format}"
+SUITES="${SUITES:-unit asan conformance conformance-asan crash integration s2emu s2-cluster packaging bench-smoke clang fuzz tsan lint format ui}"
 JOBS="${JOBS:-$(nproc)}"
 
 passed=0
@@ -71,6 +72,7 @@ want fuzz && step "fuzzing (libFuzzer, 30 s per target)" scripts/fuzz.sh 30
 want tsan && step "ThreadSanitizer (unit and contract tests, dstreamd --threads 4 under load)" scripts/tsan.sh
 want lint && step "clang-tidy (bug-prone checks)" scripts/lint.sh build
 want format && step "clang-format" bash -c 'git ls-files "*.cc" "*.h" | xargs clang-format --dry-run --Werror'
+want ui && step "inspector page in headless Chromium (screenshots in test/ui/artifacts)" test/ui/run.sh
 
 echo
 ((failed)) && echo "failed suites: ${failures[*]}"

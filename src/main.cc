@@ -134,6 +134,7 @@ struct OpsFlags {
   size_t max_header_count = 100;
   size_t max_readers_per_stream = 10'000;
   size_t max_parked_readers = 100'000;
+  bool ui = true;
 };
 
 void add_ops_options(po::options_description& desc, OpsFlags& f) {
@@ -178,7 +179,9 @@ void add_ops_options(po::options_description& desc, OpsFlags& f) {
       "on SIGTERM/SIGINT, how long in-flight requests may take before exiting anyway")(
       "log-format", po::value(&f.log_format)->default_value(f.log_format), "text or json")(
       "log-level", po::value(&f.log_level)->default_value(f.log_level),
-      "debug, info (one access-log line per request), warn or error");
+      "debug, info (one access-log line per request), warn or error")(
+      "ui", po::value(&f.ui)->default_value(f.ui)->implicit_value(true),
+      "serve the inspector page at /ui/ (/ redirects to it); --ui=false: both 404");
   desc.add(g);
 }
 
@@ -344,6 +347,7 @@ bool configure_ops(const OpsFlags& f, ds::ServerOptions& options) {
   options.max_connections = f.max_connections ? f.max_connections : default_max_connections();
   g_fd_limit_before = fd_limit_before;
   options.gzip_min_bytes = f.gzip_min_bytes;
+  options.ui = f.ui;
   if (f.max_pending_output_bytes == 0) {
     std::cerr << "dstreamd: --max-pending-output-bytes must be positive\n";
     return false;

@@ -19,6 +19,7 @@
 #include "server/http.h"
 #include "server/parking.h"
 #include "server/response_head.h"
+#include "server/ui_assets.h"
 
 namespace ds {
 
@@ -497,6 +498,10 @@ asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
       if (denied) co_return co_await write_response(ctx, stream, *denied);
     }
     co_return co_await handle_stream_request(ctx, stream, req);
+  }
+  if (ctx.options.ui && is_ui_path(path)) {
+    auto res = ui_response(req, path);
+    co_return co_await write_response(ctx, stream, res);
   }
   auto res = error_response(req, Error(errc::not_found, "no such route"));
   co_return co_await write_response(ctx, stream, res);

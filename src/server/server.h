@@ -87,6 +87,8 @@ struct ServerOptions {
   /// Subscriptions (PROTOCOL.md 6-7) under /v1/stream/__ds/; null: off (the
   /// prefix stays reserved and answers 404).
   std::shared_ptr<subs::Manager> subscriptions;
+  /// The inspector page at /ui/ (and / redirecting to it); false: both 404.
+  bool ui = true;
 };
 
 class Server {
