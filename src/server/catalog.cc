@@ -29,8 +29,8 @@ namespace ds::http_server {
 namespace {
 
 constexpr size_t kDefaultLimit = 100;
-/// Store paths looked at per request at most (beyond the first store page),
-/// so that a request whose filters pass few streams still ends soon.
+/// Store paths looked at per request at most, so that a request whose
+/// filters pass few streams still ends soon.
 constexpr size_t kMaxScanned = kMaxListLimit;
 /// Heads in flight per request.
 constexpr size_t kHeadConcurrency = 16;
@@ -224,7 +224,7 @@ asio::awaitable<bool> handle_catalog_request(Context& ctx, Stream& stream, Reque
   // Nothing under the internal prefix is ever listed: don't look.
   bool more = !params->prefix.starts_with(kInternalPrefix);
   std::optional<Error> failure;
-  while (more && listed < params->limit && (scanned == 0 || scanned < kMaxScanned)) {
+  while (more && listed < params->limit && scanned < kMaxScanned) {
     ListRequest lr;
     lr.prefix = params->prefix;
     lr.start_after = start_after;
@@ -278,6 +278,7 @@ asio::awaitable<bool> handle_catalog_request(Context& ctx, Stream& stream, Reque
     // Heads that found nothing leave room: the next store page is larger,
     // for filters that pass few streams.
     ask = std::min(kMaxListLimit, std::max(params->limit - listed, ask * 2));
+    if (scanned < kMaxScanned) ask = std::min(ask, kMaxScanned - scanned);
   }
   if (failure) co_return co_await send_error(ctx, stream, req, std::move(*failure));
 
