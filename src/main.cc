@@ -634,6 +634,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<ds::StreamStore> store;
   std::string described;
   if (storage == "embedded") {
+    options.offsets_count_bytes = true;  // byte positions: the catalog reports sizes
     ds::LogStoreOptions store_options;
     store_options.path = data_dir;
     store_options.sync = fsync;

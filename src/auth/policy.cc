@@ -99,6 +99,12 @@ bool stream_pattern_matches(std::string_view pattern, std::string_view name) noe
   return !pattern.empty() && pattern == name;
 }
 
+bool claims_grant_stream(const Claims& claims, std::string_view name) noexcept {
+  if (!claims.streams) return true;
+  return std::any_of(claims.streams->begin(), claims.streams->end(),
+                     [name](const std::string& p) { return stream_pattern_matches(p, name); });
+}
+
 std::optional<std::string_view> bearer_token(std::string_view v) noexcept {
   while (!v.empty() && is_space(v.front())) v.remove_prefix(1);
   while (!v.empty() && is_space(v.back())) v.remove_suffix(1);
@@ -132,11 +138,7 @@ Decision evaluate(const Claims& c, const AccessRequest& req, const AuthConfig& c
                 "insufficient_scope", required_scope(req.method));
   if (c.streams) {
     for (const auto& name : req.streams) {
-      bool ok =
-          name && std::any_of(c.streams->begin(), c.streams->end(), [&name](const std::string& p) {
-            return stream_pattern_matches(p, *name);
-          });
-      if (!ok)
+      if (!name || !claims_grant_stream(c, *name))
         return deny(Decision::Outcome::forbidden, "token does not grant access to this stream", "");
     }
   }
@@ -148,10 +150,17 @@ Authenticator::Authenticator(AuthConfig config, const Clock& clock)
 
 Decision Authenticator::authorize(std::optional<std::string_view> token,
                                   const AccessRequest& req) const {
+  return authorize(token, req, nullptr);
+}
+
+Decision Authenticator::authorize(std::optional<std::string_view> token, const AccessRequest& req,
+                                  Claims* claims_out) const {
   if (!token) return deny(Decision::Outcome::unauthorized, "a bearer token is required", "");
   auto claims = verify_jwt(*token, config_.keys);
   if (!claims) return invalid_token(claims.error().message);
-  return evaluate(*claims, req, config_, clock_.now_ms());
+  Decision d = evaluate(*claims, req, config_, clock_.now_ms());
+  if (d.allowed() && claims_out) *claims_out = std::move(*claims);
+  return d;
 }
 
 }  // namespace ds::auth

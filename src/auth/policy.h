@@ -63,6 +63,9 @@ const char* required_scope(Method m) noexcept;
 bool scopes_allow(const std::vector<std::string>& scopes, Method m) noexcept;
 /// Whether a `streams` pattern matches a stream name.
 bool stream_pattern_matches(std::string_view pattern, std::string_view name) noexcept;
+/// Whether the claims' `streams` patterns cover a stream name (no `streams`
+/// claim: every name).
+bool claims_grant_stream(const Claims& claims, std::string_view name) noexcept;
 
 /// The token from an `Authorization` value "Bearer <token>" (scheme
 /// case-insensitive). nullopt for other schemes and for an empty token.
@@ -78,6 +81,11 @@ class Authenticator {
 
   /// `token`: nullopt when the request carried none.
   Decision authorize(std::optional<std::string_view> token, const AccessRequest& req) const;
+  /// As above; when allowed, also the token's verified claims in `*claims`
+  /// (for a request that filters by them, e.g. the stream catalog by
+  /// `streams`). `*claims` is left alone otherwise.
+  Decision authorize(std::optional<std::string_view> token, const AccessRequest& req,
+                     Claims* claims) const;
 
   const AuthConfig& config() const noexcept { return config_; }
 

@@ -212,6 +212,10 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
 /// (subscriptions and the webhook JWKS; server/subscription_routes.cc).
 asio::awaitable<bool> handle_control_request(Context& ctx, Stream& stream, Request& req);
 
+/// Handles GET /v1/streams, the stream catalog (server/catalog.cc,
+/// docs/operations.md).
+asio::awaitable<bool> handle_catalog_request(Context& ctx, Stream& stream, Request& req);
+
 /// Adapts a callback-style call to `co_await`. `start(cb)` must arrange for
 /// cb(T) to be called exactly once, on any thread; the coroutine resumes on
 /// its own executor, by way of `inbox` (a batch of results from the store's

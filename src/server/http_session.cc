@@ -492,6 +492,7 @@ asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
   if (path == "/v1/stream/__ds" || path.starts_with("/v1/stream/__ds/")) {
     co_return co_await handle_control_request(ctx, stream, req);
   }
+  if (path == "/v1/streams") co_return co_await handle_catalog_request(ctx, stream, req);
   if (path.starts_with("/v1/stream/")) {
     if (ctx.auth) {
       auto denied = check_auth(*ctx.auth, req);

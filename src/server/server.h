@@ -84,6 +84,9 @@ struct ServerOptions {
   /// basin not reached yet). Called on HTTP threads; must be quick and
   /// thread-safe. Empty: only the store decides.
   std::function<Status()> readiness;
+  /// The store's offsets are byte positions from 0 (the embedded engine), so
+  /// the stream catalog (GET /v1/streams) can report each stream's size.
+  bool offsets_count_bytes = false;
   /// Subscriptions (PROTOCOL.md 6-7) under /v1/stream/__ds/; null: off (the
   /// prefix stays reserved and answers 404).
   std::shared_ptr<subs::Manager> subscriptions;

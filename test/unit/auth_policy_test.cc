@@ -357,6 +357,50 @@ TEST(AuthPolicyTest, EveryTouchedStreamMustMatch) {
   EXPECT_EQ(authn.authorize(none, request(Method::get, "tenant-a/x")).outcome, Outcome::forbidden);
 }
 
+TEST(AuthPolicyTest, ClaimsGrantStream) {
+  Claims open;
+  EXPECT_TRUE(claims_grant_stream(open, "anything/at/all")) << "no streams claim: every stream";
+  Claims some;
+  some.streams = std::vector<std::string>{"tenant-a/*", "shared/readme"};
+  EXPECT_TRUE(claims_grant_stream(some, "tenant-a"));
+  EXPECT_TRUE(claims_grant_stream(some, "tenant-a/x/y"));
+  EXPECT_TRUE(claims_grant_stream(some, "shared/readme"));
+  EXPECT_FALSE(claims_grant_stream(some, "tenant-ab/x"));
+  EXPECT_FALSE(claims_grant_stream(some, "shared/other"));
+  Claims none;
+  none.streams = std::vector<std::string>{};
+  EXPECT_FALSE(claims_grant_stream(none, "tenant-a/x")) << "an empty streams claim grants none";
+}
+
+TEST(AuthPolicyTest, AuthorizeHandsOutClaimsOnlyWhenAllowed) {
+  ManualClock clock(kNowMs);
+  Authenticator authn(config_with_keys(), clock);
+  AccessRequest list;  // a request naming no stream (the catalog)
+  list.method = Method::put;
+  const auto manage =
+      hs256(payload(kNow + 60, R"("scope":"manage","streams":["tenant-a/*","shared/readme"])"));
+  Claims claims;
+  ASSERT_EQ(authn.authorize(manage, list, &claims).outcome, Outcome::allow);
+  ASSERT_TRUE(claims.streams);
+  EXPECT_EQ(*claims.streams, (std::vector<std::string>{"tenant-a/*", "shared/readme"}));
+  EXPECT_EQ(claims.scopes, (std::vector<std::string>{"manage"}));
+  EXPECT_TRUE(claims_grant_stream(claims, "tenant-a/x"));
+  EXPECT_FALSE(claims_grant_stream(claims, "tenant-b/x"));
+
+  // Denied: the claims are left alone.
+  Claims untouched;
+  untouched.iss = "sentinel";
+  const auto read = hs256(payload(kNow + 60, R"("scope":"read","streams":["tenant-b/*"])"));
+  EXPECT_EQ(authn.authorize(read, list, &untouched).outcome, Outcome::forbidden);
+  EXPECT_EQ(untouched.iss, std::optional<std::string>("sentinel"));
+  EXPECT_FALSE(untouched.streams);
+  EXPECT_EQ(authn.authorize(std::nullopt, list, &untouched).outcome, Outcome::unauthorized);
+  EXPECT_EQ(authn.authorize("garbage", list, &untouched).outcome, Outcome::unauthorized);
+  EXPECT_EQ(untouched.iss, std::optional<std::string>("sentinel"));
+  // A null out-pointer is the two-argument form.
+  EXPECT_EQ(authn.authorize(manage, list, nullptr).outcome, Outcome::allow);
+}
+
 TEST(AuthPolicyTest, OtherMethodsNeedManage) {
   std::vector<std::string> read{"read"}, write{"write"}, manage{"manage"};
   EXPECT_FALSE(scopes_allow(read, Method::other));
