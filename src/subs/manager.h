@@ -42,7 +42,7 @@ struct ManagerOptions {
   /// Webhook requests in flight at once; more wait their turn. REQUIRES: >= 1.
   unsigned max_deliveries = 64;
   /// Lifetime of callback and claim tokens.
-  int64_t token_ttl_ms = 24 * 3600 * 1000LL;
+  int64_t token_ttl_ms = int64_t{24} * 3600 * 1000;
   /// A webhook attempt's whole budget (connect + request + answer).
   int64_t attempt_timeout_ms = 15'000;
   /// How often to look for what other nodes did on a shared store (S2):

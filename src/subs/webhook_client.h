@@ -45,7 +45,7 @@ struct WebhookClientOptions {
   std::chrono::milliseconds request_timeout{10000};
   /// A response body longer than this fails the call (errc::unavailable).
   /// Default: 64 KiB.
-  size_t max_response_bytes = 64 * 1024;
+  size_t max_response_bytes = size_t{64} * 1024;
   /// Development: allow loopback addresses (and http:// URLs, which
   /// parse_webhook_url admits only for localhost and 127.0.0.x).
   /// Default: false.
