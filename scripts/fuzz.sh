@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-30}"
-TARGETS="${FUZZ_TARGETS:-target offset headers json s2_sse s2_wire jwt jwks}"
+TARGETS="${FUZZ_TARGETS:-target offset headers json s2_sse s2_wire jwt jwks subs}"
 BUILD=build-fuzz
 JOBS="${JOBS:-2}"
 
