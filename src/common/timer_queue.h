@@ -5,7 +5,8 @@
 // must not block: they run one after another on the queue's thread.
 //
 // Thread safety: after() may be called from any thread, including from a job.
-// Destruction drops the jobs not yet due and joins the thread.
+// stop() (and destruction) drops the jobs not yet due, lets a running one
+// finish and joins the thread; after() then does nothing.
 
 #include <chrono>
 #include <condition_variable>
@@ -26,6 +27,10 @@ class TimerQueue {
   ~TimerQueue();
   TimerQueue(const TimerQueue&) = delete;
   TimerQueue& operator=(const TimerQueue&) = delete;
+
+  /// Drops the jobs not yet due and joins the thread (not from a job).
+  /// Idempotent.
+  void stop();
 
   /// Runs `job` on the queue's thread once `delay` has passed.
   void after(std::chrono::microseconds delay, std::function<void()> job);

@@ -3,6 +3,9 @@
 
 #include "subs/manager.h"
 
+#include <chrono>
+#include <thread>
+
 #include "common/log.h"
 #include "subs/glob.h"
 #include "subs/manager_impl.h"
@@ -58,7 +61,29 @@ Manager::Manager(ManagerOptions options, StreamStore& store, const Clock& clock,
 
 Manager::~Manager() { stop(); }
 
-void Manager::stop() { impl_->stopped = true; }
+void Manager::stop() {
+  Impl& i = *impl_;
+  {
+    MutexLock lock(i.mu);
+    if (i.stopped) return;
+    i.stopped = true;  // from here on no operation starts
+  }
+  // Operations already running end on their own (within store round trips;
+  // none waits for a webhook): they use the store, which outlives this call.
+  // A bounded drain, polled: this runs once, at shutdown.
+  bool drained = false;
+  for (int waited_ms = 0; waited_ms <= 5000 && !drained; waited_ms += 10) {
+    {
+      MutexLock lock(i.mu);
+      drained = i.busy_entries == 0;
+    }
+    if (!drained) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  i.timers.stop();
+  // Webhook calls in flight then never call back, and no thread of the
+  // client's is left holding the manager.
+  if (drained) i.client.reset();
+}
 
 void Manager::start(std::function<void(Status)> done) {
   auto impl = impl_;

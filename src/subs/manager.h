@@ -72,7 +72,9 @@ class Manager {
 
   /// Loads the subscriptions the store holds and arms their timers.
   void start(std::function<void(Status)> done);
-  /// Stops timers and deliveries; completions still in flight do nothing.
+  /// Stops: no operation starts any more, the running ones are waited for
+  /// (at most 5 s), timers stop and webhook calls in flight are dropped.
+  /// Call before destroying the store. Idempotent; not from a completion.
   void stop();
 
   /// `base_url`: what the request's Host implies (`http://host/v1/stream/`),

@@ -140,12 +140,14 @@ struct Manager::Impl : std::enable_shared_from_this<Manager::Impl> {
   StreamStore& store;
   const Clock& clock;
   SigningKey key;
-  std::unique_ptr<WebhookClient> client;
+  std::unique_ptr<WebhookClient> client;  ///< reset by Manager::stop(), after the queues drained
   TimerQueue timers;
   std::atomic<bool> stopped{false};
 
   Mutex mu;
   std::map<std::string, EntryPtr> entries DS_GUARDED_BY(mu);
+  /// Entries with an operation running (their `busy`): stop() waits for 0.
+  int busy_entries DS_GUARDED_BY(mu) = 0;
   unsigned deliveries_in_flight DS_GUARDED_BY(mu) = 0;
   std::deque<std::function<void()>> waiting_deliveries DS_GUARDED_BY(mu);
 

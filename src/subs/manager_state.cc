@@ -22,11 +22,13 @@ Manager::Impl::EntryPtr Manager::Impl::entry(const std::string& id) {
 void Manager::Impl::run(const EntryPtr& e, std::function<void()> op) {
   {
     MutexLock lock(mu);
+    if (stopped) return;  // shutting down: nothing new starts
     if (e->busy) {
       e->queue.push_back(std::move(op));
       return;
     }
     e->busy = true;
+    ++busy_entries;
   }
   op();
 }
@@ -36,8 +38,10 @@ void Manager::Impl::finish(const EntryPtr& e) {
   {
     MutexLock lock(mu);
     e->snapshot = e->state ? std::make_shared<const State>(*e->state) : nullptr;
+    if (stopped) e->queue.clear();
     if (e->queue.empty()) {
       e->busy = false;
+      --busy_entries;
       return;
     }
     next = std::move(e->queue.front());

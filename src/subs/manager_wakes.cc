@@ -299,6 +299,7 @@ void Manager::Impl::post(const std::string& id, const std::string& wake_id,
     record(false, false);
     return;
   }
+  if (!client) return;  // stopped
   std::vector<std::pair<std::string, std::string>> headers;
   headers.emplace_back("Webhook-Signature",
                        webhook_signature_header(key, clock.now_ms() / 1000, body));
