@@ -56,6 +56,21 @@ Manager::Manager(ManagerOptions options, StreamStore& store, const Clock& clock,
               i->conflicts.value());
     x.gauge("dstreamd_subscription_delivery_queue", "Webhook attempts waiting for a delivery slot",
             i->retry_queue.value());
+    int64_t known = 0, retrying = 0;
+    {
+      MutexLock lock(i->mu);
+      for (const auto& [id, e] : i->entries) {
+        if (!e->snapshot) continue;
+        ++known;
+        const auto& w = e->snapshot->wake;
+        if (w && !w->delivered && w->attempts > 0) ++retrying;
+      }
+    }
+    x.gauge("dstreamd_subscriptions", "Subscriptions this node knows", known);
+    x.gauge("dstreamd_subscription_retrying",
+            "Subscriptions whose webhook failed and that wait for their next attempt (the retry "
+            "queue)",
+            retrying);
   });
 }
 
