@@ -48,7 +48,7 @@ Result<CatalogParams> parse_params(std::string_view raw_target) {
   CatalogParams p;
   bool seen_prefix = false, seen_cursor = false, seen_limit = false;
   for (const auto& [key, value] : target->query) {
-    // A structured binding cannot be captured before C++20 in clang 14.
+    // clang 14 does not implement capturing a structured binding (C++20).
     const std::string& name = key;
     auto once = [&name](bool& seen) -> std::optional<Error> {
       if (seen) return Error(errc::bad_request, "query parameter " + name + " given twice");
