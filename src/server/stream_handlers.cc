@@ -222,6 +222,8 @@ RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta
   res.keep_alive(req.keep_alive());
   res.set(http::field::content_type, meta.config.content_type);
   res.set("Stream-Next-Offset", next.str());
+  if (meta.config.has_retention() || meta.earliest != Offset{})
+    res.set("Stream-Earliest-Offset", meta.earliest.str());
   if (up_to_date) res.set("Stream-Up-To-Date", "true");
   if (closed && up_to_date) res.set("Stream-Closed", "true");
   if (cursor && !(closed && up_to_date)) res.set("Stream-Cursor", *cursor);

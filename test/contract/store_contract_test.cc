@@ -2781,4 +2781,13 @@ TEST_P(StoreContract, RetentionOfASourceAppliesToItsForks) {
   EXPECT_EQ(gone.error().earliest, std::optional<Offset>(second));
 }
 
+// An engine that does not enforce retention refuses it rather than keeping
+// a setting it ignores.
+TEST_P(StoreContract, RetentionIsRefusedWhereItIsNotEnforced) {
+  if (traits().retention) GTEST_SKIP() << GetParam().name << " enforces retention";
+  DS_EXPECT_ERR(create(retained_req(kA, 60, std::nullopt)), errc::not_implemented);
+  DS_EXPECT_ERR(create(retained_req(kA, std::nullopt, 100)), errc::not_implemented);
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+}
+
 }  // namespace ds::contract

@@ -134,7 +134,7 @@ TEST(LiveReadSse, FallingBehindRetentionIsAnErrorEventThenTheEnd) {
   EXPECT_EQ(out,
             "event: error\ndata: {\"code\":\"retention_trimmed\",\"message\":\"gone "
             "\\\"old\\\"\",\"earliest_offset\":\"" +
-                Offset{0, 42}.str() + "\"}\n\n");
+                (Offset{0, 42}).str() + "\"}\n\n");
   EXPECT_TRUE(st.ended);
 }
 

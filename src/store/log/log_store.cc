@@ -47,9 +47,10 @@ Offset advance(Offset o, size_t n) { return Offset{o.hi, o.lo + n}; }
 /// A read before a stream's earliest offset (`meta.earliest`, already the
 /// chain's): 410 with where reading can begin again.
 Error retention_trimmed(const StreamMeta& meta) {
-  Error e(errc::retention_trimmed, "the data at this offset has been removed by the stream's "
-                                   "retention; the earliest readable offset is " +
-                                       meta.earliest.str());
+  Error e(errc::retention_trimmed,
+          "the data at this offset has been removed by the stream's "
+          "retention; the earliest readable offset is " +
+              meta.earliest.str());
   e.earliest = meta.earliest;
   return e;
 }
@@ -130,9 +131,8 @@ Offset chain_earliest(const std::vector<Segment>& segs) {
 /// per max age, so the index stays small however often the stream is
 /// appended to; age is thus enforced to within max-age / 1024 (or 1 s).
 void note_append(Data& d, uint64_t max_age_s, int64_t now, uint64_t end) {
-  const int64_t grain =
-      std::max<int64_t>(1000, static_cast<int64_t>(std::min<uint64_t>(max_age_s, 1ull << 40)) *
-                                  1000 / 1024);
+  const int64_t grain = std::max<int64_t>(
+      1000, static_cast<int64_t>(std::min<uint64_t>(max_age_s, 1ull << 40)) * 1000 / 1024);
   if (!d.marks.empty()) {
     auto& last = d.marks.back();
     now = std::max(now, last.last_ms);
