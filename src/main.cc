@@ -428,6 +428,9 @@ struct StoreMetrics {
               log.write_failures.load());
     e.counter("dstreamd_store_sendfile_bytes_total",
               "Catch-up bytes served from stream files by sendfile", log.catchup_file_bytes.load());
+    e.counter("dstreamd_store_retention_trimmed_bytes_total",
+              "Bytes retention removed from streams (made unreadable; disk space given back later)",
+              log.retention_trimmed_bytes.load());
   }
 };
 

@@ -2779,6 +2779,12 @@ TEST_P(StoreContract, RetentionOfASourceAppliesToItsForks) {
   auto gone = read(kB, OffsetSpec::position(Offset{}));
   DS_ASSERT_ERR(gone, errc::retention_trimmed);
   EXPECT_EQ(gone.error().earliest, std::optional<Offset>(second));
+  // A fork that must read the append at its fork offset (a sub-offset)
+  // cannot begin inside what retention removed.
+  auto c = fork_req("/v1/stream/c", kA, Offset{}, 2);
+  auto refused = create(c);
+  DS_ASSERT_ERR(refused, errc::retention_trimmed);
+  EXPECT_EQ(refused.error().earliest, std::optional<Offset>(second));
 }
 
 // An engine that does not enforce retention refuses it rather than keeping

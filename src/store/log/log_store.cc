@@ -1275,6 +1275,10 @@ void LogStore::apply(CreateOp& op, Staging& st) {
     const Offset at = meta.fork->offset;
     auto segs = chain(*src, data_of(st, *req.forked_from));
     if (!segs) return reject(st, op.done, Error(errc::storage_failure, "fork chain is broken"));
+    if (StreamMeta trimmed = *src; (trimmed.earliest = chain_earliest(*segs)) > at) {
+      // The append at the fork offset, which this fork must read, is gone.
+      return reject(st, op.done, retention_trimmed(trimmed));
+    }
     std::vector<RecordPtr> first;
     for (const auto& seg : *segs) {
       if (seg.end <= at) continue;
