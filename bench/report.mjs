@@ -732,6 +732,14 @@ if (hasStorage()) {
     md.push(readFileSync(rtc, "utf8").trim());
   }
 }
+{
+  // Issue #15 (retention): its cost to appends, by hand (bench/retention.sh).
+  const retention = new URL("./analysis-retention.md", import.meta.url);
+  if (existsSync(retention)) {
+    md.push("");
+    md.push(readFileSync(retention, "utf8").trim());
+  }
+}
 md.push("");
 md.push("## Analysis");
 md.push("");

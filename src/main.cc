@@ -428,6 +428,9 @@ struct StoreMetrics {
               log.write_failures.load());
     e.counter("dstreamd_store_sendfile_bytes_total",
               "Catch-up bytes served from stream files by sendfile", log.catchup_file_bytes.load());
+    e.counter("dstreamd_store_retention_trimmed_bytes_total",
+              "Bytes retention removed from streams (made unreadable; disk space given back later)",
+              log.retention_trimmed_bytes.load());
   }
 };
 
@@ -521,6 +524,8 @@ int main(int argc, char** argv) {
   bool migrate_rocksdb = true;
   uint64_t checkpoint_wal_bytes = 64ull << 20;
   std::string producer_idle = "7d";
+  std::string retention_age = "0";
+  uint64_t retention_bytes = 0;
   std::string storage = "embedded";
   std::string s2_endpoint;
   std::string s2_basin;
@@ -551,6 +556,12 @@ int main(int argc, char** argv) {
                                        "how long a long-poll waits (e.g. 500ms, 30s)")(
       "sse-max-duration", po::value(&sse_duration)->default_value(sse_duration),
       "SSE responses end after this, so CDNs can collapse reconnects")(
+      "retention-max-age", po::value(&retention_age)->default_value(retention_age),
+      "retention of streams created without Stream-Retention-Max-Age: data older than this "
+      "(e.g. 7d, 12h) may be dropped while the stream goes on; 0: kept")(
+      "retention-max-bytes", po::value(&retention_bytes)->default_value(retention_bytes),
+      "retention of streams created without Stream-Retention-Max-Bytes: data more than this "
+      "many bytes behind the tail may be dropped; 0: kept")(
       "max-body-bytes", po::value(&max_body)->default_value(max_body),
       "largest request body; larger ones get 413")(
       "threads", po::value(&threads)->default_value(threads),
@@ -616,6 +627,13 @@ int main(int argc, char** argv) {
   options.long_poll_timeout = *lp;
   options.sse_max_duration = *sse;
   options.max_body_bytes = max_body;
+  if (auto age = parse_duration(retention_age); !age || age->count() < 0) {
+    std::cerr << "dstreamd: --retention-max-age looks like 7d, 12h or 0\n";
+    return 2;
+  } else if (age->count() > 0) {
+    options.retention_max_age_s = static_cast<uint64_t>((age->count() + 999) / 1000);
+  }
+  if (retention_bytes > 0) options.retention_max_bytes = retention_bytes;
   options.threads = threads;
   if (!configure_ops(ops_flags, options)) return 2;
   if (!configure_auth(auth_flags, vm, options)) return 2;
@@ -662,6 +680,11 @@ int main(int argc, char** argv) {
     store = std::move(*opened);
     described = "embedded store in " + data_dir;
   } else if (storage == "s2") {
+    if (options.retention_max_age_s || options.retention_max_bytes) {
+      std::cerr << "dstreamd: --retention-max-age and --retention-max-bytes are not supported "
+                   "with --storage s2 yet (docs/s2-mapping.md)\n";
+      return 2;
+    }
     if (s2_token.empty()) {
       if (const char* t = std::getenv("S2_ACCESS_TOKEN")) s2_token = t;
     }

@@ -66,6 +66,8 @@ const char* errc_name(errc e) noexcept {
       return "too_many_readers";
     case errc::precondition_failed:
       return "precondition_failed";
+    case errc::retention_trimmed:
+      return "retention_trimmed";
   }
   return "unknown";
 }

@@ -48,6 +48,7 @@ enum class errc : int {
   header_fields_too_large,  ///< request head over --max-header-bytes or --max-header-count
   too_many_readers,         ///< a live reader over --max-readers-per-stream or --max-parked-readers
   precondition_failed,      ///< an append's If-Match does not name the stream's tail
+  retention_trimmed,        ///< a read before the stream's earliest offset: retention removed it
 };
 
 const std::error_category& ds_category() noexcept;
@@ -64,6 +65,7 @@ struct Error {
   std::optional<uint64_t> producer_epoch;
   std::optional<uint64_t> expected_seq;
   std::optional<uint64_t> received_seq;
+  std::optional<Offset> earliest;  ///< retention_trimmed: the earliest readable offset
 
   Error() = default;
   Error(errc c, std::string msg) : code(c), message(std::move(msg)) {}

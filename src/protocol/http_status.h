@@ -47,6 +47,8 @@ constexpr int http_status(errc e) {
       return 409;
     case errc::gone:
       return 410;
+    case errc::retention_trimmed:
+      return 410;
     case errc::precondition_failed:
       return 412;
     case errc::request_timeout:

@@ -122,6 +122,8 @@ bool create_matches(const StreamMeta& existing, const CreateRequest& req) {
     if (req.config.expires_at_ms && req.config.expires_at_ms != existing.config.expires_at_ms)
       return false;
   }
+  if (req.config.retention_max_age_s != existing.config.retention_max_age_s) return false;
+  if (req.config.retention_max_bytes != existing.config.retention_max_bytes) return false;
   if (req.closed != existing.closed) return false;
   const bool existing_fork = existing.fork.has_value();
   if (req.forked_from.has_value() != existing_fork) return false;
@@ -313,6 +315,10 @@ Result<std::string> frame_initial_body(const std::string& content_type, const st
 
 StreamConfig resolve_fork_config(const StreamConfig& requested, const StreamConfig& source) {
   StreamConfig out;
+  // Retention is the fork's own, as asked for: it never inherits its
+  // source's (the source's retention applies to the source's own data).
+  out.retention_max_age_s = requested.retention_max_age_s;
+  out.retention_max_bytes = requested.retention_max_bytes;
   out.content_type =
       media_type(requested.content_type).empty() ? source.content_type : requested.content_type;
   if (requested.ttl_seconds) {

@@ -16,6 +16,13 @@ struct StreamConfig {
   std::optional<uint64_t> ttl_seconds;   ///< sliding TTL
   std::optional<int64_t> expires_at_ms;  ///< absolute expiry
   std::string expires_at_text;           ///< Stream-Expires-At as given, echoed on HEAD
+  /// Retention (docs/protocol-decisions.md, "Retention"): data older than
+  /// this many seconds, or beyond this many bytes behind the tail, may be
+  /// dropped, whole appends at a time, while the stream goes on.
+  std::optional<uint64_t> retention_max_age_s;
+  std::optional<uint64_t> retention_max_bytes;
+
+  bool has_retention() const { return retention_max_age_s || retention_max_bytes; }
 
   friend bool operator==(const StreamConfig&, const StreamConfig&) = default;
 };
@@ -46,6 +53,9 @@ struct StreamMeta {
   std::string path;
   StreamConfig config;
   Offset tail;  ///< next offset to be written
+  /// The first offset retention has not removed (Stream-Earliest-Offset):
+  /// a read before it is retention_trimmed. Always an append boundary.
+  Offset earliest;
   bool closed = false;
   std::optional<ProducerTriple> closed_by;
   std::optional<std::string> last_stream_seq;

@@ -36,7 +36,8 @@ namespace {
 
 constexpr std::string_view kExposedHeaders =
     "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
-    "Stream-Expires-At, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
+    "Stream-Expires-At, Stream-Retention-Max-Age, Stream-Retention-Max-Bytes, "
+    "Stream-Earliest-Offset, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
     "Producer-Received-Seq, Stream-SSE-Data-Encoding, ETag, Location, Content-Type, "
     "Content-Encoding, Vary, WWW-Authenticate, X-Request-Id";
 
@@ -338,7 +339,7 @@ Response preflight(const Request& req) {
   res.set(http::field::access_control_allow_methods, "GET, POST, PUT, DELETE, HEAD, OPTIONS");
   res.set(http::field::access_control_allow_headers,
           "Content-Type, Authorization, If-Match, If-None-Match, Stream-Seq, Stream-TTL, "
-          "Stream-Expires-At, "
+          "Stream-Expires-At, Stream-Retention-Max-Age, Stream-Retention-Max-Bytes, "
           "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, "
           "Stream-Fork-Offset, Stream-Fork-Sub-Offset, Last-Event-ID, Cache-Control, "
           "X-Request-Id");

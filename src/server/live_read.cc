@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "common/json_string.h"
 #include "protocol/cursor.h"
 #include "protocol/sse.h"
 
@@ -158,6 +159,20 @@ SseNext sse_on_wake(SseRead& st, const Clock& clock, const Wake& w, std::string&
       st.up_to_date = false;
       break;
   }
+  return sse_next(st);
+}
+
+SseNext sse_on_trimmed(SseRead& st, const Error& e, std::string& out) {
+  out += "event: error\ndata: {\"code\":\"";
+  out += errc_name(e.code);
+  out += "\",\"message\":";
+  append_json_string(out, e.message);
+  if (e.earliest) {
+    out += ",\"earliest_offset\":";
+    append_json_string(out, e.earliest->str());
+  }
+  out += "}\n\n";
+  st.ended = true;
   return sse_next(st);
 }
 

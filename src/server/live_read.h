@@ -64,6 +64,12 @@ SseNext sse_next(const SseRead& st);
 SseNext sse_on_read(SseRead& st, const Clock& clock, const ReadOutcome& r, std::string& out);
 /// A hub wake: its events (none for `gone` and `catch_up`).
 SseNext sse_on_wake(SseRead& st, const Clock& clock, const Wake& w, std::string& out);
+/// A read failed because retention removed the data at the reader's offset
+/// (errc::retention_trimmed): the reader is told, not skipped ahead. An
+/// `event: error` whose data is the 410 body (`{"code":"retention_trimmed",
+/// "message":...,"earliest_offset":...}`); the body then ends. The client
+/// resumes at the earliest offset (or offset=-1) if it accepts the gap.
+SseNext sse_on_trimmed(SseRead& st, const Error& e, std::string& out);
 /// The server drains: a last control event with the offset the client has,
 /// so it resumes from there on another server (nothing once ended).
 void sse_on_stop(SseRead& st, const Clock& clock, std::string& out);

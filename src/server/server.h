@@ -31,6 +31,10 @@ struct ServerOptions {
       60'000};  ///< SSE responses end after this, for CDN collapsing
   std::chrono::milliseconds sse_keepalive{15'000};  ///< comment line while idle
   size_t max_body_bytes = 64ull << 20;
+  /// Retention of streams created without Stream-Retention-Max-Age /
+  /// -Max-Bytes (--retention-max-age, --retention-max-bytes); unset: kept.
+  std::optional<uint64_t> retention_max_age_s;
+  std::optional<uint64_t> retention_max_bytes;
   size_t read_chunk_bytes = 1 << 20;  ///< soft cap of one catch-up response body
   /// SSE output that may wait behind a connection's write in flight; a live
   /// reader that lets more pile up is disconnected (it resumes from its last

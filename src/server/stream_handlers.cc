@@ -90,6 +90,12 @@ void set_stream_headers(Response& res, const StreamMeta& m) {
   res.set(http::field::content_type, m.config.content_type);
   if (m.config.ttl_seconds) res.set("Stream-TTL", std::to_string(*m.config.ttl_seconds));
   if (m.config.expires_at_ms) res.set("Stream-Expires-At", m.config.expires_at_text);
+  if (m.config.retention_max_age_s)
+    res.set("Stream-Retention-Max-Age", std::to_string(*m.config.retention_max_age_s));
+  if (m.config.retention_max_bytes)
+    res.set("Stream-Retention-Max-Bytes", std::to_string(*m.config.retention_max_bytes));
+  if (m.config.has_retention() || m.earliest != Offset{})
+    res.set("Stream-Earliest-Offset", m.earliest.str());
 }
 
 // Not coroutines: each returns the write's own awaitable, so a response
@@ -121,6 +127,10 @@ asio::awaitable<Result<ReadOutcome>> live_read(Context& ctx, const std::string& 
                                                const OffsetSpec& from, bool live) {
   if (from.kind == OffsetSpec::Kind::at) {
     auto hit = ctx.hubs.read_buffered(name, from.at, ctx.options.read_chunk_bytes);
+    // A stream with retention is read from storage, which alone knows its
+    // current earliest offset: a reader behind it must get 410, not data
+    // the hub still happens to hold.
+    if (hit && hit->meta.config.has_retention()) hit.reset();
     if (hit) {
       ctx.metrics.live_reads_hub.inc();
       if (hit->meta.config.ttl_seconds) ctx.store.touch(name);
@@ -212,6 +222,8 @@ RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta
   res.keep_alive(req.keep_alive());
   res.set(http::field::content_type, meta.config.content_type);
   res.set("Stream-Next-Offset", next.str());
+  if (meta.config.has_retention() || meta.earliest != Offset{})
+    res.set("Stream-Earliest-Offset", meta.earliest.str());
   if (up_to_date) res.set("Stream-Up-To-Date", "true");
   if (closed && up_to_date) res.set("Stream-Closed", "true");
   if (cursor && !(closed && up_to_date)) res.set("Stream-Cursor", *cursor);
@@ -255,11 +267,16 @@ Response error_response(const Request& req, const Error& e) {
   if (e.producer_epoch) res.set("Producer-Epoch", std::to_string(*e.producer_epoch));
   if (e.expected_seq) res.set("Producer-Expected-Seq", std::to_string(*e.expected_seq));
   if (e.received_seq) res.set("Producer-Received-Seq", std::to_string(*e.received_seq));
+  if (e.earliest) res.set("Stream-Earliest-Offset", e.earliest->str());
   if (e.code == errc::unavailable || e.code == errc::shutting_down ||
       e.code == errc::too_many_readers)
     res.set(http::field::retry_after, "1");
   std::string body = std::string("{\"code\":\"") + errc_name(e.code) + "\",\"message\":";
   append_json_string(body, e.message);
+  if (e.earliest) {
+    body += ",\"earliest_offset\":";
+    append_json_string(body, e.earliest->str());
+  }
   body.push_back('}');
   res.body() = std::move(body);
   // The rest of such a request is not read: the connection cannot go on.

@@ -51,7 +51,15 @@ asio::awaitable<SseEnd> sse_loop(Context& ctx, SseOutput& output, const std::str
         const auto more_from = OffsetSpec::position(st.at);
         auto more_op = live_read(ctx, name, more_from, false);
         auto more = co_await std::move(more_op);
-        if (!more) break;
+        if (!more) {
+          if (more.error().code == errc::retention_trimmed) {
+            // Fell behind retention: told, not skipped ahead.
+            std::string out;
+            live::sse_on_trimmed(st, more.error(), out);
+            output.push_paced(out);
+          }
+          break;
+        }
         std::string out;
         live::sse_on_read(st, ctx.clock, *more, out);
         if (!output.push_paced(out)) co_return SseEnd::ended;

@@ -8,6 +8,46 @@ namespace ds::http_server {
 
 // --------------------------------------------------------------------- PUT
 
+namespace {
+
+/// Stream-Retention-Max-Age (seconds) and Stream-Retention-Max-Bytes of a
+/// PUT into `config`, or the server's defaults for those not given
+/// (docs/protocol-decisions.md, "Retention"). A fork gets only what it asks
+/// for: its data is mostly its source's, whose retention applies to it. Not
+/// a coroutine (GCC 12: no class temporaries across co_await).
+std::optional<Error> parse_retention(const ServerOptions& options, const Request& req,
+                                     StreamConfig& config) {
+  const bool fork = has_header(req, "stream-forked-from");
+  struct Field {
+    const char* header;
+    const char* name;
+    std::optional<uint64_t>* value;
+    std::optional<uint64_t> fallback;
+  };
+  const Field fields[] = {
+      {"stream-retention-max-age", "Stream-Retention-Max-Age", &config.retention_max_age_s,
+       options.retention_max_age_s},
+      {"stream-retention-max-bytes", "Stream-Retention-Max-Bytes", &config.retention_max_bytes,
+       options.retention_max_bytes},
+  };
+  for (const Field& f : fields) {
+    if (!has_header(req, f.header)) {
+      if (!fork) *f.value = f.fallback;
+      continue;
+    }
+    auto v = parse_strict_uint(header(req, f.header));
+    if (!v || *v == 0 || *v > kMaxSafeInteger) {
+      return Error(errc::bad_request, std::string(f.name) +
+                                          " must be a positive integer without sign or leading "
+                                          "zeros, at most 2^53 - 1");
+    }
+    *f.value = *v;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
                                  const std::string& name) {
   CreateRequest cr;
@@ -50,6 +90,10 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
     }
     cr.config.expires_at_ms = *at;
     cr.config.expires_at_text = std::string(text);
+  }
+  if (auto bad = parse_retention(ctx.options, req, cr.config)) {
+    auto err_ = send_error(ctx, stream, req, std::move(*bad));
+    co_return co_await std::move(err_);
   }
   cr.closed = is_true_flag(header(req, "stream-closed"));
 

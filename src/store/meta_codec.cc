@@ -52,7 +52,10 @@ using codec::Reader;
 // (written before the fork depth limit) still decode: a fork's depth is then
 // unknown, and taken as 1 (the embedded engine recomputes it from the chain
 // when it loads).
-constexpr uint8_t kMetaVersion = 2;
+// Version 3 adds, last, the retention settings and the earliest offset
+// (versions 1 and 2: no retention, earliest 0).
+constexpr uint8_t kMetaVersion = 3;
+constexpr uint8_t kMetaVersionNoRetention = 2;
 constexpr uint8_t kMetaVersionNoDepth = 1;
 
 void put_be64(std::string& out, uint64_t v) {
@@ -124,13 +127,20 @@ std::string encode_meta(const StreamMeta& m) {
   put_varint(out, m.soft_deleted);
   put_varint(out, static_cast<uint64_t>(m.created_ms));
   put_varint(out, static_cast<uint64_t>(m.last_access_ms));
+  put_varint(out, m.config.retention_max_age_s.has_value());
+  put_varint(out, m.config.retention_max_age_s.value_or(0));
+  put_varint(out, m.config.retention_max_bytes.has_value());
+  put_varint(out, m.config.retention_max_bytes.value_or(0));
+  put_offset(out, m.earliest);
   return out;
 }
 
 std::optional<StreamMeta> decode_meta(std::string_view v) {
   if (v.empty()) return std::nullopt;
   const auto version = static_cast<uint8_t>(v[0]);
-  if (version != kMetaVersion && version != kMetaVersionNoDepth) return std::nullopt;
+  if (version != kMetaVersion && version != kMetaVersionNoRetention &&
+      version != kMetaVersionNoDepth)
+    return std::nullopt;
   Reader r(v.substr(1));
   StreamMeta m;
   m.id = r.varint();
@@ -168,6 +178,15 @@ std::optional<StreamMeta> decode_meta(std::string_view v) {
   m.soft_deleted = r.flag();
   m.created_ms = r.svarint();
   m.last_access_ms = r.svarint();
+  if (version >= kMetaVersion) {
+    bool has_age = r.flag();
+    uint64_t age = r.varint();
+    if (has_age) m.config.retention_max_age_s = age;
+    bool has_bytes = r.flag();
+    uint64_t bytes = r.varint();
+    if (has_bytes) m.config.retention_max_bytes = bytes;
+    m.earliest = get_offset(r);
+  }
   if (!r.ok() || !r.done()) return std::nullopt;
   return m;
 }

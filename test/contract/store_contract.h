@@ -89,6 +89,9 @@ struct EngineTraits {
   /// FaultControl::pause_syncs() works: requests queued behind a paused
   /// commit are committed together, in submission order.
   bool group_commit = true;
+  /// Enforces StreamConfig::retention_max_age_s / retention_max_bytes
+  /// (advances StreamMeta::earliest; reads before it are retention_trimmed).
+  bool retention = true;
 };
 
 struct EngineFactory {

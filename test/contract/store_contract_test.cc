@@ -2643,4 +2643,157 @@ TEST_P(StoreContract, ListRejectsALimitOutOfRange) {
   EXPECT_EQ(r->paths, (std::vector<std::string>{kListed + "a"}));
 }
 
+// ---------------------------------------------------------------- retention
+
+namespace {
+
+CreateRequest retained_req(const std::string& path, std::optional<uint64_t> max_age_s,
+                           std::optional<uint64_t> max_bytes) {
+  CreateRequest r;
+  r.path = path;
+  r.config.content_type = "text/plain";
+  r.config.retention_max_age_s = max_age_s;
+  r.config.retention_max_bytes = max_bytes;
+  return r;
+}
+
+}  // namespace
+
+// Retention runs in the background: waits (bounded) until the stream's
+// earliest offset reaches `at`.
+static bool wait_for_earliest(StreamStore& store, const std::string& path, Offset at) {
+  for (int i = 0; i < 100; ++i) {
+    std::promise<Result<StreamMeta>> p;
+    auto f = p.get_future();
+    store.head(path, [&p](Result<StreamMeta> r) { p.set_value(std::move(r)); });
+    auto r = f.get();
+    if (r && r->earliest >= at) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+TEST_P(StoreContract, RetentionMaxBytesDropsWholeAppendsFromTheFront) {
+  DS_REQUIRE_TRAIT(retention, "retention is not enforced by this engine");
+  DS_ASSERT_OK(create(retained_req(kA, std::nullopt, 10)));
+  std::vector<Offset> tails;
+  for (const char* body : {"aaaaaa", "bbbbbb", "cccccc", "dddddd", "eeeeee"})
+    tails.push_back(put(kA, body));
+  clock_.advance_ms(1'000);  // lets maintenance run
+  // 10 bytes behind the tail is inside the last-but-one append: only the
+  // last one stays (whole appends go).
+  ASSERT_TRUE(wait_for_earliest(store(), kA, tails[3]));
+  auto h = head(kA);
+  DS_ASSERT_OK(h);
+  EXPECT_EQ(h->earliest, tails[3]);
+
+  auto gone = read(kA, OffsetSpec::position(Offset{}));
+  DS_ASSERT_ERR(gone, errc::retention_trimmed);
+  ASSERT_TRUE(gone.error().earliest.has_value());
+  EXPECT_EQ(*gone.error().earliest, tails[3]);
+  DS_EXPECT_ERR(read(kA, OffsetSpec::position(tails[2])), errc::retention_trimmed);
+
+  auto from_start = read(kA);  // offset=-1 begins at the earliest offset
+  DS_ASSERT_OK(from_start);
+  EXPECT_EQ(from_start->start, tails[3]);
+  EXPECT_EQ(from_start->meta.earliest, tails[3]);
+  EXPECT_EQ(read_all(kA), "eeeeee");
+  EXPECT_EQ(read_all(kA, OffsetSpec::position(tails[3])), "eeeeee");
+
+  // The earliest offset is durable.
+  reopen();
+  auto again = head(kA);
+  DS_ASSERT_OK(again);
+  EXPECT_EQ(again->earliest, tails[3]);
+  DS_EXPECT_ERR(read(kA, OffsetSpec::position(Offset{})), errc::retention_trimmed);
+  EXPECT_EQ(read_all(kA), "eeeeee");
+  // Appends go on as before, and retention with them.
+  Offset t = put(kA, "ffffff");
+  clock_.advance_ms(1'000);
+  ASSERT_TRUE(wait_for_earliest(store(), kA, tails[4]));
+  EXPECT_EQ(read_all(kA), "ffffff");
+  EXPECT_EQ(head(kA)->tail, t);
+}
+
+TEST_P(StoreContract, RetentionMaxAgeDropsOldAppends) {
+  DS_REQUIRE_TRAIT(retention, "retention is not enforced by this engine");
+  DS_ASSERT_OK(create(retained_req(kA, 10, std::nullopt)));
+  put(kA, "old1");
+  Offset old_end = put(kA, "old2");
+  clock_.advance_ms(5'000);
+  put(kA, "new");
+  clock_.advance_ms(6'000);  // old1/old2 are 11 s old, new 6 s
+  ASSERT_TRUE(wait_for_earliest(store(), kA, old_end));
+  EXPECT_EQ(head(kA)->earliest, old_end);
+  EXPECT_EQ(read_all(kA), "new");
+  DS_EXPECT_ERR(read(kA, OffsetSpec::position(Offset{})), errc::retention_trimmed);
+  // When the appends were made survives a restart.
+  reopen();
+  EXPECT_EQ(read_all(kA), "new");
+  clock_.advance_ms(5'000);
+  Offset tail = head(kA)->tail;
+  ASSERT_TRUE(wait_for_earliest(store(), kA, tail));
+  EXPECT_EQ(read_all(kA), "");
+  auto r = read(kA);
+  DS_ASSERT_OK(r);
+  EXPECT_EQ(r->start, tail);
+  EXPECT_TRUE(r->up_to_date);
+}
+
+TEST_P(StoreContract, RetentionSettingsArePartOfTheConfig) {
+  DS_REQUIRE_TRAIT(retention, "retention is not enforced by this engine");
+  auto made = create(retained_req(kA, 3600, 1000));
+  DS_ASSERT_OK(made);
+  EXPECT_EQ(made->meta.config.retention_max_age_s, std::optional<uint64_t>(3600));
+  EXPECT_EQ(made->meta.config.retention_max_bytes, std::optional<uint64_t>(1000));
+  auto same = create(retained_req(kA, 3600, 1000));
+  DS_ASSERT_OK(same);
+  EXPECT_FALSE(same->created);
+  DS_EXPECT_ERR(create(retained_req(kA, 3600, std::nullopt)), errc::config_mismatch);
+  DS_EXPECT_ERR(create(retained_req(kA, std::nullopt, std::nullopt)), errc::config_mismatch);
+  reopen();
+  auto h = head(kA);
+  DS_ASSERT_OK(h);
+  EXPECT_EQ(h->config.retention_max_age_s, std::optional<uint64_t>(3600));
+  EXPECT_EQ(h->config.retention_max_bytes, std::optional<uint64_t>(1000));
+  EXPECT_EQ(h->earliest, Offset{});
+}
+
+// A fork reads its source's data: what the source's retention removed is
+// gone for the fork too (410 with the fork's earliest offset).
+TEST_P(StoreContract, RetentionOfASourceAppliesToItsForks) {
+  DS_REQUIRE_TRAIT(retention, "retention is not enforced by this engine");
+  DS_ASSERT_OK(create(retained_req(kA, std::nullopt, 6)));
+  put(kA, "aaaaaa");
+  Offset second = put(kA, "bbbbbb");
+  Offset fork_at = put(kA, "cccccc");
+  clock_.advance_ms(1'000);
+  ASSERT_TRUE(wait_for_earliest(store(), kA, second));
+  DS_ASSERT_OK(create(fork_req(kB, kA, fork_at)));
+  put(kB, "ffffff");
+  auto h = head(kB);
+  DS_ASSERT_OK(h);
+  EXPECT_EQ(h->earliest, second);
+  EXPECT_EQ(h->config.retention_max_bytes, std::nullopt);  // not inherited
+  EXPECT_EQ(read_all(kB), "ccccccffffff");
+  auto gone = read(kB, OffsetSpec::position(Offset{}));
+  DS_ASSERT_ERR(gone, errc::retention_trimmed);
+  EXPECT_EQ(gone.error().earliest, std::optional<Offset>(second));
+  // A fork that must read the append at its fork offset (a sub-offset)
+  // cannot begin inside what retention removed.
+  auto c = fork_req("/v1/stream/c", kA, Offset{}, 2);
+  auto refused = create(c);
+  DS_ASSERT_ERR(refused, errc::retention_trimmed);
+  EXPECT_EQ(refused.error().earliest, std::optional<Offset>(second));
+}
+
+// An engine that does not enforce retention refuses it rather than keeping
+// a setting it ignores.
+TEST_P(StoreContract, RetentionIsRefusedWhereItIsNotEnforced) {
+  if (traits().retention) GTEST_SKIP() << GetParam().name << " enforces retention";
+  DS_EXPECT_ERR(create(retained_req(kA, 60, std::nullopt)), errc::not_implemented);
+  DS_EXPECT_ERR(create(retained_req(kA, std::nullopt, 100)), errc::not_implemented);
+  DS_EXPECT_ERR(head(kA), errc::not_found);
+}
+
 }  // namespace ds::contract

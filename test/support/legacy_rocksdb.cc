@@ -12,10 +12,19 @@
 
 namespace ds::legacy {
 
+std::string encode_meta_v2(const StreamMeta& m) {
+  // Version 3 is version 2 with the retention settings and the earliest
+  // offset appended; that engine had no retention: six zero bytes.
+  std::string v = encode_meta(m);
+  v.resize(v.size() - 6);
+  v[0] = '\x02';
+  return v;
+}
+
 std::string encode_meta_v1(const StreamMeta& m) {
   // Version 2 is version 1 with the fork depth, a varint, inserted after the
   // fork reference, i.e. just before the four trailing varints.
-  std::string v = encode_meta(m);
+  std::string v = encode_meta_v2(m);
   v[0] = '\x01';
   if (!m.fork) return v;
   std::string depth, trailer;
@@ -86,7 +95,7 @@ StreamMeta LegacyRocksDir::put_stream(StreamMeta meta, const std::vector<std::st
     meta.tail.lo += r.size();
   }
   batch.Put(rocks::meta_key(meta.path),
-            version == MetaVersion::v1 ? encode_meta_v1(meta) : encode_meta(meta));
+            version == MetaVersion::v1 ? encode_meta_v1(meta) : encode_meta_v2(meta));
   write(batch);
   return meta;
 }
@@ -108,7 +117,7 @@ void LegacyRocksDir::delete_stream(const StreamMeta& meta) {
 
 void LegacyRocksDir::put_meta(const StreamMeta& meta, MetaVersion version) {
   put_raw(rocks::meta_key(meta.path),
-          version == MetaVersion::v1 ? encode_meta_v1(meta) : encode_meta(meta));
+          version == MetaVersion::v1 ? encode_meta_v1(meta) : encode_meta_v2(meta));
 }
 
 void LegacyRocksDir::put_record(uint64_t id, uint64_t position, std::string_view bytes) {

@@ -52,6 +52,9 @@ enum class MetaVersion { v1, v2 };
 
 /// Metadata as a dstreamd from before the fork depth limit wrote it.
 std::string encode_meta_v1(const StreamMeta& m);
+/// What that engine wrote (metadata version 2): version 3 without the
+/// retention fields. REQUIRES: no retention settings, earliest 0.
+std::string encode_meta_v2(const StreamMeta& m);
 
 /// One JSON append as the engine stored it: its messages joined by ','.
 std::string json_record(std::initializer_list<std::string_view> messages);

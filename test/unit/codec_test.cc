@@ -31,6 +31,7 @@ void expect_same(const StreamMeta& a, const StreamMeta& b) {
   EXPECT_EQ(a.soft_deleted, b.soft_deleted);
   EXPECT_EQ(a.created_ms, b.created_ms);
   EXPECT_EQ(a.last_access_ms, b.last_access_ms);
+  EXPECT_EQ(a.earliest, b.earliest);
 }
 
 StreamMeta minimal_meta() {
@@ -155,16 +156,43 @@ TEST(MetaCodecTest, TrailingBytesAreRejected) {
 
 TEST(MetaCodecTest, UnknownVersionIsRejected) {
   std::string enc = encode_meta(minimal_meta());
-  ASSERT_EQ(enc[0], '\x02');
-  enc[0] = '\x03';
+  ASSERT_EQ(enc[0], '\x03');
+  enc[0] = '\x04';
   EXPECT_FALSE(decode_meta(enc).has_value());
   enc[0] = '\0';
   EXPECT_FALSE(decode_meta(enc).has_value());
 }
 
+// A version 3 encoding of a stream without retention, as version 2 wrote
+// it: the six zero bytes of the retention fields and earliest offset cut.
+std::string without_retention(std::string v3) {
+  EXPECT_EQ(v3.substr(v3.size() - 6), std::string(6, '\0'));
+  v3.resize(v3.size() - 6);
+  v3[0] = '\x02';
+  return v3;
+}
+
+TEST(MetaCodecTest, VersionTwoStillDecodes) {
+  auto d = decode_meta(without_retention(encode_meta(full_meta())));
+  ASSERT_TRUE(d.has_value());
+  expect_same(*d, full_meta());
+}
+
+TEST(MetaCodecTest, RetentionRoundTrips) {
+  StreamMeta m = full_meta();
+  m.config.retention_max_age_s = 0;
+  m.config.retention_max_bytes = UINT64_MAX;
+  m.earliest = Offset{3, 42};
+  auto d = decode_meta(encode_meta(m));
+  ASSERT_TRUE(d.has_value());
+  expect_same(*d, m);
+  EXPECT_EQ(d->config.retention_max_age_s, std::optional<uint64_t>(0));
+  EXPECT_EQ(d->earliest, (Offset{3, 42}));
+}
+
 // Version 1 (before the fork depth) still decodes; a fork's unknown depth is 1.
 TEST(MetaCodecTest, VersionOneStillDecodes) {
-  std::string plain = encode_meta(minimal_meta());
+  std::string plain = without_retention(encode_meta(minimal_meta()));
   plain[0] = '\x01';  // without a fork, versions 1 and 2 lay out the same
   auto d = decode_meta(plain);
   ASSERT_TRUE(d.has_value());
@@ -173,7 +201,7 @@ TEST(MetaCodecTest, VersionOneStillDecodes) {
   StreamMeta fork = minimal_meta();
   fork.fork = ForkRef{"/v1/stream/s", 1, Offset{0, 5}, 0};
   fork.fork_depth = 7;  // ref_count, soft_deleted and the times are 0: four 0 bytes follow
-  const std::string v2 = encode_meta(fork);
+  const std::string v2 = without_retention(encode_meta(fork));
   ASSERT_EQ(v2.substr(v2.size() - 5), std::string("\x07\0\0\0\0", 5));
   std::string v1 = "\x01" + v2.substr(1, v2.size() - 6) + std::string(4, '\0');
   auto f = decode_meta(v1);

@@ -46,6 +46,7 @@ const std::map<errc, int>& intended() {
       {errc::header_fields_too_large, 431},
       {errc::too_many_readers, 503},
       {errc::precondition_failed, 412},
+      {errc::retention_trimmed, 410},
   };
   return table;
 }

@@ -125,6 +125,19 @@ TEST(LiveReadSse, CursorMovesForwardFromEventToEvent) {
   EXPECT_EQ(out, data_event("b") + control({0, 2}, st.cursor, true));
 }
 
+TEST(LiveReadSse, FallingBehindRetentionIsAnErrorEventThenTheEnd) {
+  SseRead st;
+  Error e(errc::retention_trimmed, "gone \"old\"");
+  e.earliest = Offset{0, 42};
+  std::string out;
+  EXPECT_EQ(sse_on_trimmed(st, e, out), SseNext::end);
+  EXPECT_EQ(out,
+            "event: error\ndata: {\"code\":\"retention_trimmed\",\"message\":\"gone "
+            "\\\"old\\\"\",\"earliest_offset\":\"" +
+                (Offset{0, 42}).str() + "\"}\n\n");
+  EXPECT_TRUE(st.ended);
+}
+
 TEST(LiveReadSse, WakeKinds) {
   auto clock = clock_at_cursor();
   {

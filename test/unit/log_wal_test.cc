@@ -747,13 +747,13 @@ TEST(Checkpoint, UnsupportedVersionIsNamed) {
   MemFs fs;
   ASSERT_TRUE(write_checkpoint(fs, kDataDir, Checkpoint{}));
   std::string& b = fs.bytes("/data/checkpoint");
-  b[8] = 2;  // version 2, with a checksum that matches it
+  b[8] = 3;  // version 3, with a checksum that matches it
   const uint32_t crc = format::mask_crc(crc32c(std::string_view(b).substr(0, b.size() - 4)));
   for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = static_cast<char>(crc >> (8 * i));
   auto r = read_checkpoint(fs, kDataDir);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::storage_failure);
-  EXPECT_NE(r.error().message.find("version 2"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("version 3"), std::string::npos) << r.error().message;
 }
 
 TEST(Checkpoint, ManyStreams) {

@@ -429,7 +429,7 @@ TEST_F(RocksdbImport, VersionOneMetadataIsVersionTwoWithoutTheForkDepth) {
   m.last_access_ms = kT0 + 1;
   const std::string v1 = legacy::encode_meta_v1(m);
   EXPECT_EQ(v1[0], '\x01');
-  EXPECT_EQ(v1.size() + 2, encode_meta(m).size());  // depth 130 is a two-byte varint
+  EXPECT_EQ(v1.size() + 2, legacy::encode_meta_v2(m).size());  // depth 130 is a two-byte varint
   auto decoded = decode_meta(v1);
   ASSERT_TRUE(decoded);
   StreamMeta want = m;
@@ -437,7 +437,7 @@ TEST_F(RocksdbImport, VersionOneMetadataIsVersionTwoWithoutTheForkDepth) {
   expect_same(*decoded, want);
 
   StreamMeta plain = raw_meta(1, "/l/plain", 3);
-  EXPECT_EQ(legacy::encode_meta_v1(plain).substr(1), encode_meta(plain).substr(1));
+  EXPECT_EQ(legacy::encode_meta_v1(plain).substr(1), legacy::encode_meta_v2(plain).substr(1));
 }
 
 TEST_F(RocksdbImport, GapsAndUndecodableValuesAreStorageFailuresNamingTheStream) {

@@ -841,6 +841,35 @@ TEST(ResolveForkConfigTest, ProtocolTable) {
   }
 }
 
+TEST(CreateMatchesTest, RetentionIsPartOfTheConfig) {
+  StreamMeta m = existing();
+  m.config.retention_max_age_s = 60;
+  CreateRequest same = put();
+  same.config.retention_max_age_s = 60;
+  EXPECT_TRUE(create_matches(m, same));
+  EXPECT_FALSE(create_matches(m, put()));
+  CreateRequest other = same;
+  other.config.retention_max_bytes = 100;
+  EXPECT_FALSE(create_matches(m, other));
+  other.config.retention_max_age_s = 61;
+  other.config.retention_max_bytes.reset();
+  EXPECT_FALSE(create_matches(m, other));
+}
+
+TEST(ResolveForkConfigTest, RetentionIsTheForksOwnNeverInherited) {
+  StreamConfig source;
+  source.content_type = "text/plain";
+  source.retention_max_age_s = 60;
+  source.retention_max_bytes = 1000;
+  StreamConfig none = resolve_fork_config(StreamConfig{}, source);
+  EXPECT_FALSE(none.has_retention());
+  StreamConfig asked;
+  asked.retention_max_bytes = 5;
+  StreamConfig own = resolve_fork_config(asked, source);
+  EXPECT_EQ(own.retention_max_bytes, std::optional<uint64_t>(5));
+  EXPECT_EQ(own.retention_max_age_s, std::nullopt);
+}
+
 TEST(ResolveForkConfigTest, ContentTypeInheritedUnlessGiven) {
   StreamConfig source;
   source.content_type = "application/json";

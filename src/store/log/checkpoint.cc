@@ -66,7 +66,7 @@ size_t estimate_size(const Checkpoint& cp) {
          s.meta.config.expires_at_text.size();
     if (s.meta.fork) n += 48 + s.meta.fork->source_path.size();
     for (const auto& [id, _] : s.producers) n += 32 + id.size();
-    n += 3 * s.record_ends.size() + 10 + s.tail.size();
+    n += 3 * s.record_ends.size() + 10 + s.tail.size() + 30 * s.marks.size();
   }
   return n;
 }
@@ -96,6 +96,12 @@ Status write_checkpoint(FileSystem& fs, const std::string& dir, const Checkpoint
       prev = end;
     }
     put_string(out, s.tail);
+    put_varint(out, s.marks.size());
+    for (const AgeMark& m : s.marks) {
+      put_varint(out, static_cast<uint64_t>(m.first_ms));
+      put_varint(out, static_cast<uint64_t>(m.last_ms));
+      put_varint(out, m.end);
+    }
   }
   le::put32(out, format::mask_crc(crc32c(out)));
 
@@ -149,8 +155,9 @@ Result<std::optional<Checkpoint>> read_checkpoint(FileSystem& fs, const std::str
     return corrupt(path, "truncated (" + std::to_string(data.size()) + " bytes)");
   if (data.substr(0, format::kCheckpointMagic.size()) != format::kCheckpointMagic)
     return corrupt(path, "bad magic");
-  if (const uint32_t v = le::load32(data.data() + format::kCheckpointMagic.size());
-      v != format::kCheckpointVersion)
+  const uint32_t version = le::load32(data.data() + format::kCheckpointMagic.size());
+  if (const uint32_t v = version;
+      v != format::kCheckpointVersion && v != format::kCheckpointVersionNoMarks)
     return Error(errc::storage_failure, "checkpoint " + path + " has unsupported version " +
                                             std::to_string(v) + " (expected " +
                                             std::to_string(format::kCheckpointVersion) + ")");
@@ -202,6 +209,18 @@ Result<std::optional<Checkpoint>> read_checkpoint(FileSystem& fs, const std::str
     }
     s.tail = r.string();
     if (!r.ok()) return corrupt(path, "stream " + std::to_string(i) + ": truncated record ends");
+    if (version >= format::kCheckpointVersion) {
+      const uint64_t marks = r.varint();
+      if (!r.ok() || marks > body.size())
+        return corrupt(path, "stream " + std::to_string(i) + ": bad age mark count");
+      s.marks.resize(marks);
+      for (AgeMark& m : s.marks) {
+        m.first_ms = r.svarint();
+        m.last_ms = r.svarint();
+        m.end = r.varint();
+      }
+      if (!r.ok()) return corrupt(path, "stream " + std::to_string(i) + ": truncated age marks");
+    }
     cp.streams.push_back(std::move(s));
   }
   if (!r.done()) return corrupt(path, "trailing bytes after the last stream");

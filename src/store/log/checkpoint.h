@@ -19,6 +19,15 @@
 
 namespace ds::logstore {
 
+/// Retention by age: the records up to `end` (offset lo) were all appended
+/// at or before `last_ms`, and after the previous mark's `last_ms`.
+struct AgeMark {
+  int64_t first_ms = 0;  ///< the first append this mark covers
+  int64_t last_ms = 0;   ///< the last one
+  uint64_t end = 0;
+  friend bool operator==(const AgeMark&, const AgeMark&) = default;
+};
+
 struct CheckpointStream {
   StreamMeta meta;
   std::vector<std::pair<std::string, ProducerState>> producers;
@@ -30,6 +39,8 @@ struct CheckpointStream {
   /// The own bytes after file_end (records still in memory), for streams
   /// too small to have a file yet.
   std::string tail;
+  /// Streams with a retention max age: when their records were appended.
+  std::vector<AgeMark> marks;
 };
 
 struct Checkpoint {

@@ -43,7 +43,9 @@ enum class EntryType : uint8_t {
 
 // ---- Checkpoint file.
 inline constexpr std::string_view kCheckpointMagic = "DSCKP001";
-inline constexpr uint32_t kCheckpointVersion = 1;
+// Version 2 adds each stream's age marks (retention); version 1 is still read.
+inline constexpr uint32_t kCheckpointVersion = 2;
+inline constexpr uint32_t kCheckpointVersionNoMarks = 1;
 
 // ---- Stream data files.
 inline constexpr unsigned kStreamDirFanout = 256;

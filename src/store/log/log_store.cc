@@ -43,6 +43,17 @@ using logstore::WalWriter;
 namespace format = logstore::format;
 
 Offset advance(Offset o, size_t n) { return Offset{o.hi, o.lo + n}; }
+
+/// A read before a stream's earliest offset (`meta.earliest`, already the
+/// chain's): 410 with where reading can begin again.
+Error retention_trimmed(const StreamMeta& meta) {
+  Error e(errc::retention_trimmed,
+          "the data at this offset has been removed by the stream's "
+          "retention; the earliest readable offset is " +
+              meta.earliest.str());
+  e.earliest = meta.earliest;
+  return e;
+}
 uint64_t own_base(const StreamMeta& m) { return m.fork ? m.fork->offset.lo : 0; }
 
 /// One stream incarnation's data: its own records, in its .dat file up to
@@ -63,6 +74,12 @@ struct Data {
   /// pay for nothing.
   std::vector<RecordPtr> mem DS_GUARDED_BY(mu);
   uint64_t mem_bytes = 0;  ///< writer thread only
+  /// Retention, writer thread only: when the records were appended (only
+  /// for streams with a max age), the trims whose disk space is still to be
+  /// given back (time published, offset), and how far the file is punched.
+  std::vector<logstore::AgeMark> marks;
+  std::vector<std::pair<int64_t, uint64_t>> reclaim_due;
+  uint64_t punched = 0;
 
   // The writer thread is the only one that changes the fields above (holding
   // mu exclusively), so it may read them without mu. Writer thread only.
@@ -95,7 +112,38 @@ struct Segment {
   DataPtr data;
   Offset begin;
   Offset end;
+  Offset floor;  ///< its owner's earliest offset: nothing before it is readable
 };
+
+/// The first readable offset of a chain of segments: past the last range
+/// retention removed from any of them (a fork reads its source's data, and
+/// whatever its source's retention removed is gone for the fork too).
+Offset chain_earliest(const std::vector<Segment>& segs) {
+  Offset earliest;
+  for (const auto& s : segs) {
+    if (s.floor > s.begin) earliest = std::max(earliest, std::min(s.floor, s.end));
+  }
+  return earliest;
+}
+
+/// Records that a stream with a retention max age took an append ending at
+/// `end` at `now`. Marks are at least a second apart and at most about 1024
+/// per max age, so the index stays small however often the stream is
+/// appended to; age is thus enforced to within max-age / 1024 (or 1 s).
+void note_append(Data& d, uint64_t max_age_s, int64_t now, uint64_t end) {
+  const int64_t grain = std::max<int64_t>(
+      1000, static_cast<int64_t>(std::min<uint64_t>(max_age_s, 1ull << 40)) * 1000 / 1024);
+  if (!d.marks.empty()) {
+    auto& last = d.marks.back();
+    now = std::max(now, last.last_ms);
+    if (now < last.first_ms + grain) {
+      last.last_ms = now;
+      last.end = end;
+      return;
+    }
+  }
+  d.marks.push_back(logstore::AgeMark{now, now, end});
+}
 
 /// How scan() cuts what it returns into records.
 enum class Cut {
@@ -250,6 +298,10 @@ class LogStore final : public StreamStore {
   void apply(AppendOp& op, Staging& st);
   void apply(RemoveOp& op, Staging& st);
   void maintain(Staging& st);
+  /// Retention: advances the stream's earliest offset as its settings ask.
+  void retain(Staging& st, const std::string& path, const Slot& slot, int64_t now);
+  /// Retention: gives back the disk space of what was removed long enough ago.
+  void reclaim(const DataPtr& data, int64_t now);
   void forget_idle_producers(int64_t now);
   static constexpr int64_t kProducerSweepMs = 60'000;
   void fail(const std::string& what, const Error& e);
@@ -395,6 +447,7 @@ Status LogStore::load_checkpoint(const Checkpoint& cp) {
     auto data = std::make_shared<Data>(s.meta.id, s.meta.tail.hi, own_base(s.meta));
     data->file_end = s.file_end;
     data->ends = s.record_ends;
+    data->marks = s.marks;
     // Records past the file are in the checkpoint itself (small streams).
     uint64_t at = data->file_end;
     size_t pos = 0;
@@ -445,6 +498,8 @@ Status LogStore::replay(std::vector<ReplayEntry>& group) {
         stats_->memory_bytes += rec->bytes.size();
         data->mem.push_back(std::move(rec));
       }
+      if (c->meta.config.retention_max_age_s && at > data->base)
+        note_append(*data, *c->meta.config.retention_max_age_s, c->meta.created_ms, at);
       slot->meta = std::make_shared<const StreamMeta>(c->meta);
       slot->data = std::move(data);
       next_id_ = std::max(next_id_, c->meta.id + 1);
@@ -480,6 +535,8 @@ Status LogStore::replay(std::vector<ReplayEntry>& group) {
         d.mem_bytes += rec->bytes.size();
         stats_->memory_bytes += rec->bytes.size();
         d.mem.push_back(std::move(rec));
+        if (m->config.retention_max_age_s)
+          note_append(d, *m->config.retention_max_age_s, a->now_ms, m->tail.lo);
       }
       if (a->close) {
         m->closed = true;
@@ -929,6 +986,7 @@ Status LogStore::checkpoint() {
       cs.producers.assign(p->second.begin(), p->second.end());
     cs.record_ends = d.writer_ends();
     cs.file_end = d.writer_file_end();
+    cs.marks = d.marks;
     if (!d.writer_mem().empty()) {
       buffer.clear();
       for (const auto& r : d.writer_mem()) buffer += r->bytes;
@@ -1077,8 +1135,12 @@ void LogStore::maintain(Staging& st) {
     if (m.soft_deleted) continue;
     if (slot->expired(now)) {
       expired.push_back(path);
-    } else if (m.config.ttl_seconds && slot->last_read_ms.load() > m.last_access_ms + 1000) {
-      put_meta(st, mut(st, path));  // persists the read-renewed access time
+    } else {
+      if (m.config.ttl_seconds && slot->last_read_ms.load() > m.last_access_ms + 1000) {
+        put_meta(st, mut(st, path));  // persists the read-renewed access time
+      }
+      if (m.config.has_retention()) retain(st, path, *slot, now);
+      if (!slot->data->reclaim_due.empty()) reclaim(slot->data, now);
     }
   }
   for (auto& path : expired) expire(st, path);
@@ -1086,6 +1148,75 @@ void LogStore::maintain(Staging& st) {
     last_producer_sweep_ms_ = now;
     forget_idle_producers(now);
   }
+}
+
+void LogStore::retain(Staging& st, const std::string& path, const Slot& slot, int64_t now) {
+  // Retention drops whole appends from the front: the new earliest offset
+  // is always a record boundary. It is a logical start, persisted in the
+  // stream's metadata (a WAL meta entry now, the checkpoint later), so a
+  // restart never serves what was removed; the bytes go later (reclaim).
+  const StreamMeta& m = *slot.meta;
+  Data& d = *slot.data;
+  const auto& ends = d.writer_ends();
+  uint64_t target = std::max(m.earliest.lo, d.base);
+  if (ends.empty() || m.tail.lo <= target) return;
+  if (const auto max = m.config.retention_max_bytes; max && m.tail.lo - target > *max) {
+    // The first boundary no more than max bytes behind the tail.
+    auto it = std::lower_bound(ends.begin(), ends.end(), m.tail.lo - *max);
+    if (it != ends.end()) target = std::max(target, *it);
+  }
+  if (const auto age = m.config.retention_max_age_s) {
+    const int64_t age_ms = static_cast<int64_t>(std::min<uint64_t>(*age, 1ull << 40)) * 1000;
+    uint64_t aged = 0;
+    for (const auto& mark : d.marks) {
+      if (mark.last_ms + age_ms > now) break;
+      aged = mark.end;
+    }
+    if (aged > target) {
+      auto it = std::upper_bound(ends.begin(), ends.end(), aged);
+      if (it != ends.begin()) target = std::max(target, *(it - 1));
+    }
+  }
+  target = std::min(target, m.tail.lo);
+  if (target <= std::max(m.earliest.lo, d.base)) return;
+  StreamMeta& changed = mut(st, path);
+  stats_->retention_trimmed_bytes += target - std::max(m.earliest.lo, d.base);
+  changed.earliest = Offset{d.hi, target};
+  put_meta(st, changed);
+  std::erase_if(d.marks, [&](const logstore::AgeMark& mark) { return mark.end <= target; });
+  d.reclaim_due.emplace_back(now, target);
+}
+
+void LogStore::reclaim(const DataPtr& data, int64_t now) {
+  // Gives back the disk space of what retention removed once the delay has
+  // passed: the file's range is punched out (a sparse file; positions stay
+  // where they are). Off the writer thread, on the read pool. What is still
+  // in memory is written to the file at the next checkpoint and punched at
+  // a later round.
+  Data& d = *data;
+  uint64_t due = 0;
+  for (const auto& [at, offset] : d.reclaim_due) {
+    if (at + opts_.retention_reclaim_delay_ms > now) break;
+    due = offset;
+  }
+  const uint64_t upto = std::min(due, d.writer_file_end());
+  if (upto <= d.base) return;
+  // Whole pages only: a partial page is left for a later round.
+  const uint64_t length = (upto - d.base) & ~uint64_t{4095};
+  std::erase_if(d.reclaim_due, [&](const auto& r) { return r.second <= upto; });
+  if (length <= d.punched) return;
+  const uint64_t from = d.punched;
+  d.punched = length;
+  readers_.submit([path = data_path(d.id), from, length] {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return;  // removed meanwhile, or not a real file
+    if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
+                    static_cast<off_t>(length - from)) != 0) {
+      log::debug("could not punch out a stream file's retained-away range",
+                 {{"file", path}, {"error", std::string(std::strerror(errno))}});
+    }
+    ::close(fd);
+  });
 }
 
 void LogStore::forget_idle_producers(int64_t now) {
@@ -1144,6 +1275,10 @@ void LogStore::apply(CreateOp& op, Staging& st) {
     const Offset at = meta.fork->offset;
     auto segs = chain(*src, data_of(st, *req.forked_from));
     if (!segs) return reject(st, op.done, Error(errc::storage_failure, "fork chain is broken"));
+    if (StreamMeta trimmed = *src; (trimmed.earliest = chain_earliest(*segs)) > at) {
+      // The append at the fork offset, which this fork must read, is gone.
+      return reject(st, op.done, retention_trimmed(trimmed));
+    }
     std::vector<RecordPtr> first;
     for (const auto& seg : *segs) {
       if (seg.end <= at) continue;
@@ -1190,6 +1325,8 @@ void LogStore::apply(CreateOp& op, Staging& st) {
     rec->bytes = std::move(*bytes);
     st.appended.emplace_back(data, std::move(rec));
   }
+  if (meta.config.retention_max_age_s && meta.tail.lo > data->base)
+    note_append(*data, *meta.config.retention_max_age_s, meta.created_ms, meta.tail.lo);
   entry.meta = meta;
   logstore::put_create(st.wal, entry);
   st.streams[req.path] = std::make_shared<StreamMeta>(meta);
@@ -1246,7 +1383,10 @@ void LogStore::apply(AppendOp& op, Staging& st) {
     rec->bytes = std::move(entry.bytes);
     m.tail = rec->end;
     event.records.push_back(rec);
-    st.appended.emplace_back(data_of(st, req.path), std::move(rec));
+    DataPtr data = data_of(st, req.path);
+    if (m.config.retention_max_age_s)
+      note_append(*data, *m.config.retention_max_age_s, now, rec->end.lo);
+    st.appended.emplace_back(std::move(data), std::move(rec));
   }
   if (acc.close) {
     m.closed = true;
@@ -1295,7 +1435,7 @@ std::optional<std::vector<Segment>> LogStore::chain(const StreamMeta& meta, Data
   for (;;) {
     if (!data) return std::nullopt;
     Offset begin = m->fork ? m->fork->offset : Offset{};
-    segs.push_back(Segment{data, begin, end});
+    segs.push_back(Segment{data, begin, end, m->earliest});
     if (!m->fork) {
       std::reverse(segs.begin(), segs.end());
       return segs;
@@ -1463,15 +1603,17 @@ Result<ReadOutcome> LogStore::do_read(const ReadRequest& req) {
   }
   const Offset tail = out.meta.tail;
   const bool json = is_json_media_type(media_type(out.meta.config.content_type));
+  out.meta.earliest = chain_earliest(segs);
   switch (req.from.kind) {
     case OffsetSpec::Kind::start:
-      out.start = Offset{};
+      out.start = out.meta.earliest;
       break;
     case OffsetSpec::Kind::now:
       out.start = tail;
       break;
     case OffsetSpec::Kind::at:
       out.start = std::min(req.from.at, tail);
+      if (out.start < out.meta.earliest) return retention_trimmed(out.meta);
       break;
   }
   out.next = out.start;
@@ -1553,6 +1695,7 @@ void LogStore::head(std::string path, Callback<StreamMeta> done) {
       } else if (!slot.expired(now)) {
         StreamMeta m = *slot.meta;
         m.last_access_ms = slot.last_access();
+        if (auto c = chain(m, slot.data)) m.earliest = chain_earliest(*c);
         result = std::move(m);
       }
     }

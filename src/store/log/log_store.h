@@ -59,6 +59,7 @@ struct LogStoreStats {
   std::atomic<uint64_t> memory_bytes{0};         ///< record bytes held in memory (not yet in files)
   std::atomic<uint64_t> wal_bytes{0};            ///< WAL bytes since the last checkpoint
   std::atomic<uint64_t> catchup_file_bytes{0};   ///< bytes served as file slices (sendfile)
+  std::atomic<uint64_t> retention_trimmed_bytes{0};  ///< bytes retention removed from reads
 };
 
 struct LogStoreOptions {
@@ -89,6 +90,11 @@ struct LogStoreOptions {
   /// Import an existing RocksDB data directory (what dstreamd wrote before
   /// this engine) on first start. When false, such a directory is refused.
   bool migrate_rocksdb = true;
+  /// Retention: the disk space of data retention removed is given back (the
+  /// .dat file's range punched out) this long after the removal was
+  /// published, so that reads which began before it, and responses still
+  /// sending file slices of it, finish on intact bytes.
+  int64_t retention_reclaim_delay_ms = 60'000;
   std::function<void(const GroupCommitStats&)> on_group_commit;
   LogStoreStats* stats = nullptr;
 };

@@ -444,6 +444,14 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
 // ---- create ----
 
 void S2Engine::create(CreateRequest req, Callback<CreateOutcome> done) {
+  if (req.config.has_retention()) {
+    // Not enforced on S2 yet (docs/s2-mapping.md, "Retention"): refused
+    // rather than accepted and silently not kept.
+    done(Error(errc::not_implemented,
+               "Stream-Retention-Max-Age and Stream-Retention-Max-Bytes are not supported by "
+               "the S2 storage engine"));
+    return;
+  }
   begin_task();
   auto c = cache(req.path);
   auto work = do_create(std::move(req));
