@@ -22,6 +22,7 @@
 #include "auth/jwt.h"
 #include "auth/policy.h"
 #include "common/json_string.h"
+#include "common/log.h"
 #include "protocol/target.h"
 #include "server/stream_handlers.h"
 
@@ -86,50 +87,16 @@ Result<CatalogParams> parse_params(std::string_view raw_target) {
 /// token's claims in `claims`; otherwise the 400/401/403 to send.
 std::optional<Response> check_catalog_access(const auth::Authenticator& authn, const Request& req,
                                              auth::Claims& claims) {
-  using Outcome = auth::Decision::Outcome;
   auth::AccessRequest ar;
   ar.method = auth::Method::put;  // `manage`; names no stream
-  std::vector<std::string_view> query_tokens;
-  if (auto target = parse_target(std::string_view(req.target().data(), req.target().size())))
-    query_tokens = target->all("token");
-  auth::Decision d;
-  const size_t header_count = req.count(http::field::authorization);
-  std::optional<std::string_view> token;
-  if (header_count == 1)
-    token = auth::bearer_token(std::string_view(req[http::field::authorization]));
-  const bool use_query = authn.config().allow_query_token && !query_tokens.empty();
-  if (header_count > 1 || (use_query && (token || query_tokens.size() > 1))) {
-    d.outcome = Outcome::bad_request;
-    d.bearer_error = "invalid_request";
-    d.message = "give exactly one bearer token (one Authorization header or one token parameter)";
-  } else {
-    if (use_query) token = query_tokens.front();
-    d = authn.authorize(token, ar, &claims);
-  }
-  if (d.allowed()) return std::nullopt;
-  errc code = d.outcome == Outcome::forbidden     ? errc::forbidden
-              : d.outcome == Outcome::bad_request ? errc::bad_request
-                                                  : errc::unauthorized;
-  Response res = error_response(req, Error(code, d.message));
-  if (auto www = d.www_authenticate(); !www.empty()) res.set(http::field::www_authenticate, www);
-  return res;
+  return authorize_request(authn, req, ar, &claims);
 }
 
 /// RFC 3339 in UTC with milliseconds: 2024-05-01T12:00:00.000Z.
 std::string rfc3339_ms(int64_t unix_ms) {
-  int64_t secs = unix_ms / 1000;
-  int64_t ms = unix_ms % 1000;
-  if (ms < 0) {
-    ms += 1000;
-    secs -= 1;
-  }
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[80];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
+  std::string out;
+  log::append_utc_timestamp(out, unix_ms);
+  return out;
 }
 
 void append_entry(std::string& out, const StreamMeta& m, size_t live_readers,

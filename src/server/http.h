@@ -204,6 +204,14 @@ inline void count_sent(Context& ctx, size_t n) {
 /// protocol headers the error calls for.
 Response error_response(const Request& req, const Error& e);
 
+/// The bearer-token check of every authenticated route: one Authorization
+/// header or, with --allow-query-token, one `token` parameter, against `ar`.
+/// nullopt: allowed (the token's claims in *claims, if given); otherwise the
+/// 400/401/403 to send (no body for HEAD). Never logs or echoes the token.
+std::optional<Response> authorize_request(const auth::Authenticator& authn, const Request& req,
+                                          const auth::AccessRequest& ar,
+                                          auth::Claims* claims = nullptr);
+
 /// Handles one request on a stream URL. Writes the response itself (live
 /// modes stream it). Returns whether the connection may be kept alive.
 asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Request& req);

@@ -432,23 +432,17 @@ std::optional<std::string> fork_source_name(std::string_view value) {
   return std::move(*name);
 }
 
-/// Bearer-token check of a stream request (auth/policy.h). nullopt: go on;
-/// otherwise the 400/401/403 to send. Never logs or echoes the token.
-std::optional<Response> check_auth(const auth::Authenticator& authn, const Request& req) {
+}  // namespace
+
+// Declared in server/http.h; defined here, beside its use for streams.
+std::optional<http_server::Response> http_server::authorize_request(
+    const auth::Authenticator& authn, const Request& req, const auth::AccessRequest& ar,
+    auth::Claims* claims) {
   using Outcome = auth::Decision::Outcome;
-  auth::AccessRequest ar;
-  ar.method = auth_method(req.method());
-  std::string_view raw(req.target().data(), req.target().size());
-  auto target = parse_target(raw);
-  std::optional<std::string> name;
+  // `target` owns the decoded values the tokens view: it lives to the end.
+  auto target = parse_target(std::string_view(req.target().data(), req.target().size()));
   std::vector<std::string_view> query_tokens;
-  if (target) {
-    if (auto n = stream_name(target->path)) name = std::move(*n);
-    query_tokens = target->all("token");
-  }
-  ar.streams.push_back(std::move(name));
-  if (req.method() == http::verb::put && req.find("stream-forked-from") != req.end())
-    ar.streams.push_back(fork_source_name(std::string_view(req["stream-forked-from"])));
+  if (target) query_tokens = target->all("token");
 
   auth::Decision d;
   const size_t header_count = req.count(http::field::authorization);
@@ -462,7 +456,7 @@ std::optional<Response> check_auth(const auth::Authenticator& authn, const Reque
     d.message = "give exactly one bearer token (one Authorization header or one token parameter)";
   } else {
     if (use_query) token = query_tokens.front();
-    d = authn.authorize(token, ar);
+    d = claims ? authn.authorize(token, ar, claims) : authn.authorize(token, ar);
     if (!d.allowed() && !token && !query_tokens.empty())
       d.message = "a bearer token is required (the token query parameter is not enabled)";
   }
@@ -477,6 +471,23 @@ std::optional<Response> check_auth(const auth::Authenticator& authn, const Reque
     res.prepare_payload();
   }
   return res;
+}
+
+namespace {
+
+/// Bearer-token check of a stream request (auth/policy.h): the target and,
+/// for a fork, its source. nullopt: go on; otherwise the 400/401/403 to
+/// send. Never logs or echoes the token.
+std::optional<Response> check_auth(const auth::Authenticator& authn, const Request& req) {
+  auth::AccessRequest ar;
+  ar.method = auth_method(req.method());
+  std::optional<std::string> name;
+  if (auto target = parse_target(std::string_view(req.target().data(), req.target().size())))
+    if (auto n = stream_name(target->path)) name = std::move(*n);
+  ar.streams.push_back(std::move(name));
+  if (req.method() == http::verb::put && req.find("stream-forked-from") != req.end())
+    ar.streams.push_back(fork_source_name(std::string_view(req["stream-forked-from"])));
+  return authorize_request(authn, req, ar);
 }
 
 asio::awaitable<bool> dispatch(Context& ctx, Stream& stream, Request& req) {
