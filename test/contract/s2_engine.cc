@@ -404,10 +404,10 @@ TEST_P(S2Engine, ConditionalAppendsAcrossNodes) {
   std::condition_variable cv;
   std::vector<Result<AppendOutcome>> results;
   auto done = [&](Result<AppendOutcome> r) {
-    {
-      std::lock_guard lock(mu);
-      results.push_back(std::move(r));
-    }
+    // Notify under the lock: the test's frame (and cv) may be gone once the
+    // lock is released.
+    std::lock_guard lock(mu);
+    results.push_back(std::move(r));
     cv.notify_all();
   };
   for (int i = 0; i < kEach; ++i) {

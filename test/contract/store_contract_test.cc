@@ -737,10 +737,10 @@ TEST_P(StoreContract, ConcurrentInOrderProducerAppendsApplyOnceInOrder) {
         uint64_t seq = next_seq++;
         store().append(producer_req(kA, "m" + std::to_string(seq) + ";", "p", 0, seq),
                        [&, seq](Result<AppendOutcome> r) {
-                         {
-                           std::lock_guard l(done_mu);
-                           results.emplace(seq, std::move(r));
-                         }
+                         // Notify under the lock: the test's frame (and
+                         // done_cv) may be gone once the lock is released.
+                         std::lock_guard l(done_mu);
+                         results.emplace(seq, std::move(r));
                          done_cv.notify_all();
                        });
       }
@@ -927,10 +927,10 @@ TEST_P(StoreContract, RacingConditionalAppendsExactlyOneWins) {
   for (int i = 0; i < kWriters; ++i) {
     store().append(expecting(append_req(kA, "w" + std::to_string(i) + ";"), m.tail),
                    [&](Result<AppendOutcome> r) {
-                     {
-                       std::lock_guard lock(mu);
-                       results.push_back(std::move(r));
-                     }
+                     // Notify under the lock: the test's frame (and cv)
+                     // may be gone once the lock is released.
+                     std::lock_guard lock(mu);
+                     results.push_back(std::move(r));
                      cv.notify_all();
                    });
   }
