@@ -211,7 +211,9 @@ Result<Claims> parse_claims(const std::string& json) {
       auto arr = string_array(field.value);
       if (dup(have_scopes) || !arr)
         return invalid("token claim scopes must be an array of strings");
-      c.scopes.insert(c.scopes.end(), arr->begin(), arr->end());
+      // An empty name is no scope, as between the spaces of `scope`.
+      for (auto& name : *arr)
+        if (!name.empty()) c.scopes.push_back(std::move(name));
     } else if (key == "streams") {
       auto arr = string_array(field.value);
       if (c.streams || !arr) return invalid("token claim streams must be an array of strings");

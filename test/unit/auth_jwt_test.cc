@@ -78,7 +78,7 @@ TEST(AuthJwtTest, AcceptsEs256) {
 TEST(AuthJwtTest, ParsesClaims) {
   auto c = verify_jwt(
       hs256(R"({"exp":1.7e9,"nbf":1600000000,"iat":1600000000.5,"iss":"me","aud":["a","b"],)"
-            R"("scope":" read  manage ","scopes":["write"],"streams":["t/*","x"],"sub":42})"),
+            R"("scope":" read  manage ","scopes":["write",""],"streams":["t/*","x"],"sub":42})"),
       hs_only());
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->exp, 1.7e9);
