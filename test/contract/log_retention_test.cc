@@ -6,9 +6,11 @@
 // changes nothing.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <iostream>
 #include <memory>
@@ -375,6 +377,76 @@ TEST_F(LogRetention, ATrimRefusedForWantOfSpaceChangesNothing) {
   ASSERT_TRUE(left.ok());
   ASSERT_EQ(left->records.size(), 1u);
   EXPECT_EQ(left->records[0]->bytes, "new");
+}
+
+// On the real file system: the disk space of what retention removed is
+// given back (the .dat file's range punched out) once the delay has passed,
+// and a trim made before a restart is still given back after it (what is
+// due is not persisted; the start makes it due again).
+TEST(LogRetentionDisk, TrimmedBytesArePunchedOutAlsoAfterARestart) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "ds-retention-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{tmpl};
+  ManualClock clock;
+  LogStoreOptions o;
+  o.path = tmpl + "/data";
+  o.clock = &clock;
+  o.sync = false;
+  o.checkpoint_wal_bytes = 1;  // every group's records go to the file
+  o.inline_bytes = 1;
+  o.retention_reclaim_delay_ms = 3'600'000;  // not in this run
+  auto allocated = [&] {
+    uint64_t bytes = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(o.path + "/streams")) {
+      struct stat st {};
+      if (e.path().extension() == ".dat" && ::stat(e.path().c_str(), &st) == 0)
+        bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+    return bytes;
+  };
+  constexpr uint64_t kAppend = 4096;
+  Offset tail;
+  {
+    auto store = open_log_store(o);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    CreateRequest c;
+    c.path = kStream;
+    c.config.content_type = "application/octet-stream";
+    c.config.retention_max_bytes = kAppend;
+    ASSERT_TRUE(call<CreateOutcome>([&](auto cb) { (*store)->create(c, cb); }).ok());
+    for (int k = 0; k < 16; ++k) {
+      AppendRequest a;
+      a.path = kStream;
+      a.content_type = "application/octet-stream";
+      a.body = std::string(kAppend, static_cast<char>('a' + k));
+      auto r = call<AppendOutcome>([&](auto cb) { (*store)->append(a, cb); });
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      tail = r->tail;
+    }
+    clock.advance_ms(1'000);
+    ASSERT_TRUE(contract::earliest_reaches(**store, kStream, Offset{tail.hi, tail.lo - kAppend}));
+    EXPECT_GE(allocated(), 16 * kAppend);  // trimmed, not yet given back
+  }
+  o.retention_reclaim_delay_ms = 0;
+  auto store = open_log_store(o);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  clock.advance_ms(1'000);
+  for (int i = 0; i < 200 && allocated() > 2 * kAppend; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  EXPECT_LE(allocated(), 2 * kAppend) << "the trimmed range was not punched out";
+  auto r = call<ReadOutcome>([&](auto cb) {
+    (*store)->read(ReadRequest{kStream, OffsetSpec::start()}, cb);
+  });
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  std::string all;
+  for (const auto& rec : r->records) all += rec->bytes;
+  EXPECT_EQ(all, std::string(kAppend, 'p'));
 }
 
 }  // namespace

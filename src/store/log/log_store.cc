@@ -1544,12 +1544,12 @@ Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t&
   ReaderLock lock(d.mu);
   uint64_t lo = std::max(from.lo, d.base);
   const uint64_t stop = seg.end.lo;
-  // The record holding `lo`.
   if (lo < d.first_begin) {
     // The boundaries before the earliest offset were dropped after the
     // caller looked at the stream's metadata: do_read() looks again.
     return Error(errc::retention_trimmed, "the data at this offset has been removed by retention");
   }
+  // The record holding `lo`.
   size_t i =
       static_cast<size_t>(std::upper_bound(d.ends.begin(), d.ends.end(), lo) - d.ends.begin());
   if (i == d.ends.size()) return Unit{};
