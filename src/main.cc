@@ -405,6 +405,9 @@ struct StoreMetrics {
     e.gauge("dstreamd_store_memory_bytes",
             "Record bytes the embedded store holds in memory (not yet in stream files)",
             static_cast<int64_t>(log.memory_bytes.load()));
+    e.gauge("dstreamd_store_record_index_entries",
+            "Append boundaries the embedded store indexes in memory (8 bytes each)",
+            static_cast<int64_t>(log.record_index_entries.load()));
     e.counter("dstreamd_store_recovery_tail_cuts_total",
               "Torn or corrupt WAL tails cut at start (since this start: 0 or 1 per segment)",
               log.recovery_tail_cuts.load());

@@ -1,7 +1,7 @@
 // The inspector page (ui/, served by dstreamd at /ui/) in headless Chromium:
 // load it, create a stream, append, see the append arrive on the live tail,
-// read an old offset, errors rendered (a 410 from a stubbed answer; the real
-// retention 410 is skipped until dstreamd trims), and the same with
+// read an old offset, errors rendered (a 410 from a stubbed answer, and the
+// server's own 410 for an offset its retention trimmed), and the same with
 // --jwt-secret and a pasted token. Screenshots go to test/ui/artifacts/
 // (UI_ARTIFACTS to change).
 import { after, before, describe, test } from "node:test";
@@ -11,7 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startServer } from "../integration/lib/server.mjs";
-import { launch } from "./lib/browser.mjs";
+import { launch, sleep } from "./lib/browser.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = process.env.UI_ARTIFACTS || path.join(HERE, "artifacts");
@@ -138,8 +138,8 @@ describe("inspector without auth", () => {
   });
 
   test("a 410 for a trimmed offset is rendered with the earliest offset (server answer stubbed)", async () => {
-    // dstreamd has no retention yet; the page's rendering of the answer it will give is checked
-    // with a 410 injected by the browser for one offset.
+    // Every field the page knows of a 410 (the server's own is the next test), with a 410
+    // injected by the browser for one offset.
     const trimmed = "0000000000000000_0000000000000000";
     await page.route(
       (url) => url.includes("/v1/stream/ui/orders?") && url.includes(`offset=${trimmed}`),
@@ -167,15 +167,43 @@ describe("inspector without auth", () => {
     }
   });
 
-  test(
-    "a 410 from the server for a retention-trimmed offset",
-    { skip: "needs retention (410 Gone for offsets trimmed by retention, with the earliest offset in the body), which dstreamd does not implement yet" },
-    async () => {
-      // When retention lands: start the server with a tiny retention, append past it, read
-      // offset -1's first chunk's offset through the page, and expect the same error box as
-      // the stubbed test above, with the server's earliest offset.
-    },
-  );
+  test("a 410 from the server for a retention-trimmed offset", async () => {
+    // A stream that keeps 10 bytes: after five 6-byte appends only the last is readable, once
+    // the server's retention pass (every second) has run; HEAD says when.
+    const url = `${server.base}/v1/stream/ui/trimmed`;
+    const made = await fetch(url, { method: "PUT", headers: { "Content-Type": "text/plain", "Stream-Retention-Max-Bytes": "10" } });
+    assert.equal(made.status, 201);
+    for (const body of ["aaaaaa", "bbbbbb", "cccccc", "dddddd", "eeeeee"]) {
+      const r = await fetch(url, { method: "POST", headers: { "Content-Type": "text/plain" }, body });
+      assert.equal(r.status, 204);
+    }
+    const zero = "0000000000000000_0000000000000000";
+    let earliest = null;
+    for (const deadline = Date.now() + 15000; ; await sleep(100)) {
+      const h = await fetch(url, { method: "HEAD" });
+      earliest = h.headers.get("stream-earliest-offset");
+      if (earliest && earliest !== zero) break;
+      assert.ok(Date.now() < deadline, `retention did not trim ${url} (earliest ${earliest})`);
+    }
+
+    await page.fill("#open-path", "ui/trimmed");
+    await page.click("#open-form button[type=submit]");
+    await page.waitFor((n) => document.getElementById("stream-title").textContent === n && !document.getElementById("stream").hidden, ["ui/trimmed"]);
+    await page.fill("#read-offset", zero);
+    await page.click("#read-form button[type=submit]");
+    await page.waitFor(() => document.querySelector('#read-output .error[data-status="410"]') !== null, [], { what: "the server's 410" });
+    const box = await page.text("#read-output .error");
+    assert.match(box, /410 Gone/);
+    assert.match(box, /code\s*retention_trimmed/);
+    assert.match(box, /earliest offset/);
+    assert.ok(box.includes(earliest), box);
+    await shot(page, "04-gone-410-retention");
+    // The button reads from where the server says reading can begin again.
+    await page.click("#read-output .error button");
+    await page.waitFor(includes, ["#read-status", `from ${earliest}`]);
+    const out = await page.text("#read-output");
+    assert.ok(out.includes("eeeeee") && !out.includes("dddddd"), out);
+  });
 
   test("a binary stream: appended as hex, read and tailed as hex (base64 SSE decoded)", async () => {
     await createThroughPage(page, "ui/blobs", "application/octet-stream");

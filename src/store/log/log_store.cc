@@ -61,14 +61,20 @@ uint64_t own_base(const StreamMeta& m) { return m.fork ? m.fork->offset.lo : 0; 
 /// takes it exclusively to publish committed records and checkpoints.
 struct Data {
   Data(uint64_t id_, uint64_t hi_, uint64_t base_)
-      : id(id_), hi(hi_), base(base_), file_end(base_) {}
+      : id(id_), hi(hi_), base(base_), file_end(base_), first_begin(base_) {}
   const uint64_t id;
   const uint64_t hi;
   const uint64_t base;  ///< offset (lo) of the stream's first own byte
 
   mutable SharedMutex mu;
-  uint64_t file_end DS_GUARDED_BY(mu);           ///< own bytes [base, file_end) are in the file
-  std::vector<uint64_t> ends DS_GUARDED_BY(mu);  ///< end of every own record, ascending
+  uint64_t file_end DS_GUARDED_BY(mu);  ///< own bytes [base, file_end) are in the file
+  /// Where the first record in `ends` begins: `base`, or, once retention
+  /// has removed the records before it, the end of the last one removed
+  /// (their boundaries are dropped, see prune_index()). Never past
+  /// file_end: every record in `mem` has its boundary in `ends`.
+  uint64_t first_begin DS_GUARDED_BY(mu);
+  /// End of every own record from first_begin on, ascending.
+  std::vector<uint64_t> ends DS_GUARDED_BY(mu);
   /// Records after file_end, in order. A vector, not a deque: libstdc++'s
   /// empty deque allocates over 500 bytes, which a million streams would
   /// pay for nothing.
@@ -85,6 +91,24 @@ struct Data {
   // mu exclusively), so it may read them without mu. Writer thread only.
   const std::vector<uint64_t>& writer_ends() const DS_NO_THREAD_SAFETY_ANALYSIS { return ends; }
   uint64_t writer_file_end() const DS_NO_THREAD_SAFETY_ANALYSIS { return file_end; }
+  uint64_t writer_first_begin() const DS_NO_THREAD_SAFETY_ANALYSIS { return first_begin; }
+
+  /// Retention: drops the boundaries of the records that end at or before
+  /// `upto` (a record boundary at or before the published earliest offset)
+  /// and in the file, so the index of a long-lived stream with retention
+  /// stays the size of what it keeps. Returns how many were dropped. Caller
+  /// holds mu exclusively, or is recovery.
+  size_t prune_index(uint64_t upto) DS_REQUIRES(mu) {
+    upto = std::min(upto, file_end);
+    if (ends.empty() || ends.front() > upto) return 0;
+    const auto past = std::upper_bound(ends.begin(), ends.end(), upto);
+    const size_t n = static_cast<size_t>(past - ends.begin());
+    first_begin = *(past - 1);
+    ends.erase(ends.begin(), past);
+    // A vector never gives back capacity by itself: after a burst, do.
+    if (ends.capacity() > 64 && ends.size() < ends.capacity() / 4) ends.shrink_to_fit();
+    return n;
+  }
   const std::vector<RecordPtr>& writer_mem() const DS_NO_THREAD_SAFETY_ANALYSIS { return mem; }
 };
 using DataPtr = std::shared_ptr<Data>;
@@ -277,6 +301,14 @@ class LogStore final : public StreamStore {
     std::map<std::string, CommitEvent> events;
     std::vector<std::pair<DataPtr, RecordPtr>> appended;  // published after the commit
     std::vector<uint64_t> removed;                        // ids whose files go after the commit
+    /// Retention: what each trim does to its stream's Data once committed.
+    struct Trim {
+      DataPtr data;
+      uint64_t earliest;  ///< the new earliest offset (lo)
+      uint64_t bytes;     ///< how much it removed
+      int64_t at;         ///< when (ms)
+    };
+    std::vector<Trim> trims;
     /// One per request: called with null after a successful commit, with
     /// the error if the commit fails.
     std::vector<std::function<void(const Error*)>> completions;
@@ -355,6 +387,7 @@ class LogStore final : public StreamStore {
 
   // ---- Reader side.
   Result<ReadOutcome> do_read(const ReadRequest& req);
+  Result<ReadOutcome> read_once(const ReadRequest& req, bool last_attempt);
   Result<ListOutcome> do_list(const ListRequest& req) const;
   bool reads_json(const std::string& path) const {
     ReaderLock lock(mu_);
@@ -447,6 +480,7 @@ Status LogStore::load_checkpoint(const Checkpoint& cp) {
     auto data = std::make_shared<Data>(s.meta.id, s.meta.tail.hi, own_base(s.meta));
     data->file_end = s.file_end;
     data->ends = s.record_ends;
+    stats_->record_index_entries += data->ends.size();
     data->marks = s.marks;
     // Records past the file are in the checkpoint itself (small streams).
     uint64_t at = data->file_end;
@@ -466,6 +500,10 @@ Status LogStore::load_checkpoint(const Checkpoint& cp) {
       data->mem.push_back(std::move(rec));
     }
     stats_->memory_bytes += data->mem_bytes;
+    // The first boundary of a stream retention has trimmed stands for the
+    // whole range it removed (see checkpoint()): it, and any other before
+    // the earliest offset, are dropped again.
+    stats_->record_index_entries -= data->prune_index(s.meta.earliest.lo);
     slot->data = std::move(data);
     if (!s.producers.empty()) {
       auto& p = producers_[s.meta.id];
@@ -494,6 +532,7 @@ Status LogStore::replay(std::vector<ReplayEntry>& group) {
         at = rec->end.lo;
         rec->bytes = std::move(bytes);
         data->ends.push_back(at);
+        stats_->record_index_entries++;
         data->mem_bytes += rec->bytes.size();
         stats_->memory_bytes += rec->bytes.size();
         data->mem.push_back(std::move(rec));
@@ -532,6 +571,7 @@ Status LogStore::replay(std::vector<ReplayEntry>& group) {
         rec->bytes = std::move(a->bytes);
         m->tail = rec->end;
         d.ends.push_back(rec->end.lo);
+        stats_->record_index_entries++;
         d.mem_bytes += rec->bytes.size();
         stats_->memory_bytes += rec->bytes.size();
         d.mem.push_back(std::move(rec));
@@ -550,6 +590,7 @@ Status LogStore::replay(std::vector<ReplayEntry>& group) {
       slot.meta = std::make_shared<const StreamMeta>(std::move(me->meta));
     } else {
       stats_->memory_bytes -= slot.data->mem_bytes;
+      stats_->record_index_entries -= slot.data->ends.size();
       producers_.erase(id);
       replay_removed_.push_back(id);
       replay_ids_.erase(path);
@@ -693,6 +734,13 @@ Status LogStore::recover() {
   }
   replay_removed_.clear();
   replay_ids_.clear();
+  // What retention removed before the stop may not have been punched out
+  // yet (what is still to do is not persisted): due again from now.
+  const int64_t now = opts_.clock->now_ms();
+  for (const auto& [path, slot] : slots_unlocked()) {
+    if (slot->meta->earliest.lo > slot->data->base)
+      slot->data->reclaim_due.emplace_back(now, slot->meta->earliest.lo);
+  }
   // This run writes a segment of its own: never append behind a tail that
   // a crash may have torn.
   auto wal = WalWriter::create(fs_, wal_dir_, next_seq);
@@ -904,9 +952,16 @@ void LogStore::commit(Staging& st, size_t requests) {
     }
   }
 
+  for (const auto& t : st.trims) {
+    std::erase_if(t.data->marks,
+                  [&](const logstore::AgeMark& mark) { return mark.end <= t.earliest; });
+    t.data->reclaim_due.emplace_back(t.at, t.earliest);
+    stats_->retention_trimmed_bytes += t.bytes;
+  }
   for (auto& [data, rec] : st.appended) {
     WriterLock lock(data->mu);
     data->ends.push_back(rec->end.lo);
+    stats_->record_index_entries++;
     data->mem_bytes += rec->bytes.size();
     stats_->memory_bytes += rec->bytes.size();
     data->mem.push_back(std::move(rec));
@@ -917,6 +972,7 @@ void LogStore::commit(Staging& st, size_t requests) {
       if (!meta) {
         if (auto it = slots_.find(path); it != slots_.end()) {
           stats_->memory_bytes -= it->second->data->mem_bytes;
+          stats_->record_index_entries -= it->second->data->writer_ends().size();
           slots_.erase(it);
         }
         continue;
@@ -925,6 +981,10 @@ void LogStore::commit(Staging& st, size_t requests) {
       if (it != slots_.end() && it->second->meta->id == meta->id) {
         it->second->meta = std::move(meta);
       } else {
+        if (it != slots_.end()) {  // an older incarnation deleted in this group
+          stats_->memory_bytes -= it->second->data->mem_bytes;
+          stats_->record_index_entries -= it->second->data->writer_ends().size();
+        }
         auto slot = std::make_shared<Slot>();
         slot->data = st.created.at(path);
         slot->meta = std::move(meta);
@@ -984,7 +1044,15 @@ Status LogStore::checkpoint() {
     cs.meta.last_access_ms = slot->last_access();
     if (auto p = producers_.find(d.id); p != producers_.end())
       cs.producers.assign(p->second.begin(), p->second.end());
-    cs.record_ends = d.writer_ends();
+    // Boundaries retention dropped are written as ONE record from the first
+    // own offset to first_begin (the format has no field for where the
+    // index begins): it lies before the earliest offset, so it is never
+    // read, and the load drops it again.
+    if (d.writer_first_begin() > d.base) {
+      cs.record_ends.reserve(d.writer_ends().size() + 1);
+      cs.record_ends.push_back(d.writer_first_begin());
+    }
+    cs.record_ends.insert(cs.record_ends.end(), d.writer_ends().begin(), d.writer_ends().end());
     cs.file_end = d.writer_file_end();
     cs.marks = d.marks;
     if (!d.writer_mem().empty()) {
@@ -1112,7 +1180,12 @@ void LogStore::hard_delete(Staging& st, const std::string& path) {
     producers_.erase(meta.id);
     st.removed.push_back(meta.id);
     st.streams[at] = nullptr;
-    st.created.erase(at);
+    if (auto made = st.created.find(at); made != st.created.end()) {
+      // Created in this group too: its records are never published (they
+      // would count as memory and index entries of no stream).
+      std::erase_if(st.appended, [&](const auto& a) { return a.first == made->second; });
+      st.created.erase(made);
+    }
     st.events[at].gone = true;
     if (!meta.fork) return;
     const StreamMeta* src = current(st, meta.fork->source_path);
@@ -1132,16 +1205,27 @@ void LogStore::maintain(Staging& st) {
   std::vector<std::string> expired;
   for (auto& [path, slot] : slots_unlocked()) {
     const auto& m = *slot->meta;
-    if (m.soft_deleted) continue;
-    if (slot->expired(now)) {
+    // A soft-deleted stream (kept for its forks, which read its data) does
+    // not expire again, but its retention goes on: its data ages and is
+    // trimmed as it would have been, and its forks get 410 below it.
+    if (!m.soft_deleted && slot->expired(now)) {
       expired.push_back(path);
-    } else {
-      if (m.config.ttl_seconds && slot->last_read_ms.load() > m.last_access_ms + 1000) {
-        put_meta(st, mut(st, path));  // persists the read-renewed access time
-      }
-      if (m.config.has_retention()) retain(st, path, *slot, now);
-      if (!slot->data->reclaim_due.empty()) reclaim(slot->data, now);
+      continue;
     }
+    if (!m.soft_deleted && m.config.ttl_seconds &&
+        slot->last_read_ms.load() > m.last_access_ms + 1000) {
+      put_meta(st, mut(st, path));  // persists the read-renewed access time
+    }
+    Data& d = *slot->data;
+    // The index below the published earliest offset: readers that looked
+    // at an older one retry (do_read).
+    if (const uint64_t upto = std::min(m.earliest.lo, d.writer_file_end());
+        !d.writer_ends().empty() && d.writer_ends().front() <= upto) {
+      WriterLock lock(d.mu);
+      stats_->record_index_entries -= d.prune_index(upto);
+    }
+    if (m.config.has_retention()) retain(st, path, *slot, now);
+    if (!d.reclaim_due.empty()) reclaim(slot->data, now);
   }
   for (auto& path : expired) expire(st, path);
   if (opts_.producer_idle_ms > 0 && now - last_producer_sweep_ms_ >= kProducerSweepMs) {
@@ -1180,11 +1264,13 @@ void LogStore::retain(Staging& st, const std::string& path, const Slot& slot, in
   target = std::min(target, m.tail.lo);
   if (target <= std::max(m.earliest.lo, d.base)) return;
   StreamMeta& changed = mut(st, path);
-  stats_->retention_trimmed_bytes += target - std::max(m.earliest.lo, d.base);
   changed.earliest = Offset{d.hi, target};
   put_meta(st, changed);
-  std::erase_if(d.marks, [&](const logstore::AgeMark& mark) { return mark.end <= target; });
-  d.reclaim_due.emplace_back(now, target);
+  // The marks, the space to give back and the metric change only once the
+  // group is durable: a group refused for want of disk space must leave
+  // the data exactly as readable as before (nothing punched).
+  st.trims.push_back(
+      Staging::Trim{slot.data, target, target - std::max(m.earliest.lo, d.base), now});
 }
 
 void LogStore::reclaim(const DataPtr& data, int64_t now) {
@@ -1458,11 +1544,16 @@ Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t&
   ReaderLock lock(d.mu);
   uint64_t lo = std::max(from.lo, d.base);
   const uint64_t stop = seg.end.lo;
+  if (lo < d.first_begin) {
+    // The boundaries before the earliest offset were dropped after the
+    // caller looked at the stream's metadata: do_read() looks again.
+    return Error(errc::retention_trimmed, "the data at this offset has been removed by retention");
+  }
   // The record holding `lo`.
   size_t i =
       static_cast<size_t>(std::upper_bound(d.ends.begin(), d.ends.end(), lo) - d.ends.begin());
   if (i == d.ends.size()) return Unit{};
-  const uint64_t rec_begin = i == 0 ? d.base : d.ends[i - 1];
+  const uint64_t rec_begin = i == 0 ? d.first_begin : d.ends[i - 1];
   if (cut == Cut::coalesce && !slices) cut = Cut::sliced;
   if (cut == Cut::exact && rec_begin < lo) {
     return Error(errc::bad_offset, "offset " + from.str() + " is not at a message boundary");
@@ -1582,6 +1673,18 @@ Status LogStore::scan(const Segment& seg, Offset from, size_t max_bytes, size_t&
 }
 
 Result<ReadOutcome> LogStore::do_read(const ReadRequest& req) {
+  // A read races with retention only when the writer drops the index below
+  // a new earliest offset between the read's look at the metadata and its
+  // scan (scan() then refuses with no earliest offset): looking again sees
+  // the new earliest offset. Each retry needs another trim to land in that
+  // window, so a few are plenty.
+  for (int attempt = 0;; ++attempt) {
+    auto r = read_once(req, attempt == 3);
+    if (r || r.error().code != errc::retention_trimmed || r.error().earliest) return r;
+  }
+}
+
+Result<ReadOutcome> LogStore::read_once(const ReadRequest& req, bool last_attempt) {
   int64_t now = opts_.clock->now_ms();
   ReadOutcome out;
   std::vector<Segment> segs;
@@ -1625,7 +1728,13 @@ Result<ReadOutcome> LogStore::do_read(const ReadRequest& req) {
     const size_t before = out.records.size();
     auto scanned = scan(seg, std::max(out.next, seg.begin), req.max_bytes, used, truncated,
                         json ? Cut::exact : Cut::coalesce, req.file_slices && !json, out.records);
-    if (!scanned) return std::move(scanned).error();
+    if (!scanned) {
+      Error e = std::move(scanned).error();
+      // The last attempt answers 410 all the same, with what it knows.
+      if (e.code == errc::retention_trimmed && !e.earliest && last_attempt)
+        e.earliest = out.meta.earliest;
+      return e;
+    }
     if (out.records.size() > before) out.next = out.records.back()->end;
     if (!truncated) out.next = std::max(out.next, seg.end);
   }

@@ -60,6 +60,9 @@ struct LogStoreStats {
   std::atomic<uint64_t> wal_bytes{0};            ///< WAL bytes since the last checkpoint
   std::atomic<uint64_t> catchup_file_bytes{0};   ///< bytes served as file slices (sendfile)
   std::atomic<uint64_t> retention_trimmed_bytes{0};  ///< bytes retention removed from reads
+  /// Record boundaries held in memory (all streams): what retention trims
+  /// is dropped from it, so it follows what the streams keep.
+  std::atomic<uint64_t> record_index_entries{0};
 };
 
 struct LogStoreOptions {
