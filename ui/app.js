@@ -347,6 +347,9 @@ async function openStream(path) {
     closed: h.get("Stream-Closed") === "true",
     ttl: h.get("Stream-TTL"),
     expiresAt: h.get("Stream-Expires-At"),
+    earliestOffset: h.get("Stream-Earliest-Offset"),
+    retentionMaxAge: h.get("Stream-Retention-Max-Age"),
+    retentionMaxBytes: h.get("Stream-Retention-Max-Bytes"),
     entry: state.catalog.entries.get(path),
   };
   renderMeta();
@@ -364,6 +367,9 @@ function renderMeta() {
   ];
   if (s.ttl) rows.push(["TTL", `${s.ttl} s`]);
   if (s.expiresAt) rows.push(["expires at", s.expiresAt]);
+  if (s.earliestOffset) rows.push(["earliest offset", s.earliestOffset]);
+  if (s.retentionMaxAge) rows.push(["retention max age", `${s.retentionMaxAge} s`]);
+  if (s.retentionMaxBytes) rows.push(["retention max bytes", `${s.retentionMaxBytes} bytes`]);
   const e = s.entry;
   if (e) {
     if (e.size_bytes !== undefined) rows.push(["size", `${e.size_bytes} bytes`]);

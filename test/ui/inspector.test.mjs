@@ -189,6 +189,12 @@ describe("inspector without auth", () => {
     await page.fill("#open-path", "ui/trimmed");
     await page.click("#open-form button[type=submit]");
     await page.waitFor((n) => document.getElementById("stream-title").textContent === n && !document.getElementById("stream").hidden, ["ui/trimmed"]);
+    // The metadata names where reading can begin and what the stream keeps.
+    await page.waitFor(includes, ["#stream-meta", "retention max bytes"]);
+    const meta = await page.text("#stream-meta");
+    assert.match(meta, /earliest offset/);
+    assert.ok(meta.includes(earliest), meta);
+    assert.match(meta, /retention max bytes\s*10 bytes/);
     await page.fill("#read-offset", zero);
     await page.click("#read-form button[type=submit]");
     await page.waitFor(() => document.querySelector('#read-output .error[data-status="410"]') !== null, [], { what: "the server's 410" });
