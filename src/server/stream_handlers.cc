@@ -44,7 +44,7 @@ std::string_view header(const Request& req, std::string_view name) {
 bool has_header(const Request& req, std::string_view name) { return req.find(name) != req.end(); }
 
 Response make_response(const Request& req, http::status status) {
-  Response res{status, req.version()};
+  auto res = response_for<Response>(req, status);
   decorate(res);
   res.keep_alive(req.keep_alive());
   return res;
@@ -217,7 +217,7 @@ RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta
                               const Offset& start, const std::vector<RecordPtr>& records,
                               const Offset& next, bool up_to_date, bool closed, bool now_read,
                               const std::string* cursor) {
-  RecordsResponse res{http::status::ok, req.version()};
+  auto res = response_for<RecordsResponse>(req, http::status::ok);
   decorate(res);
   res.keep_alive(req.keep_alive());
   res.set(http::field::content_type, meta.config.content_type);
@@ -256,7 +256,7 @@ Response no_content_live(const Request& req, const Offset& next, bool closed,
 }
 
 Response error_response(const Request& req, const Error& e) {
-  Response res{static_cast<http::status>(http_status(e.code)), req.version()};
+  auto res = response_for<Response>(req, static_cast<http::status>(http_status(e.code)));
   decorate(res);
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");

@@ -1,5 +1,7 @@
 // PUT (create, fork), POST (append, close) and DELETE of a stream.
 
+#include <array>
+
 #include "protocol/headers.h"
 #include "server/stream_handlers.h"
 #include "subs/manager.h"
@@ -266,9 +268,19 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body)
     status = http::status::ok;
   auto res = make_response(req, status);
-  res.set("Stream-Next-Offset", out.tail.str());
-  // The tail as an entity tag, for the next conditional append (If-Match).
-  res.set(http::field::etag, "\"" + out.tail.str() + "\"");
+  // The tail as an entity tag too, for the next conditional append
+  // (If-Match): rendered once, quoted in place.
+  const std::string tail = out.tail.str();
+  res.set("Stream-Next-Offset", tail);
+  std::array<char, 64> tag;
+  if (tail.size() + 2 <= tag.size()) {
+    tag[0] = '"';
+    std::copy(tail.begin(), tail.end(), tag.begin() + 1);
+    tag[tail.size() + 1] = '"';
+    res.set(http::field::etag, std::string_view(tag.data(), tail.size() + 2));
+  } else {
+    res.set(http::field::etag, "\"" + tail + "\"");
+  }
   if (out.closed) res.set("Stream-Closed", "true");
   if (out.producer_epoch) res.set("Producer-Epoch", std::to_string(*out.producer_epoch));
   if (out.producer_seq) res.set("Producer-Seq", std::to_string(*out.producer_seq));
