@@ -103,7 +103,10 @@ Result<Target> parse_target(std::string_view target) {
   return t;
 }
 
-Result<std::string> stream_name(std::string_view path) {
+namespace {
+
+/// The checks of stream_name(); the name on success.
+Result<std::string_view> checked_stream_name(std::string_view path) {
   if (!path.starts_with(kStreamPrefix)) return Error(errc::not_found, "no such route");
   std::string_view name = path.substr(kStreamPrefix.size());
   if (name.empty()) return Error(errc::bad_request, "missing stream name");
@@ -122,7 +125,23 @@ Result<std::string> stream_name(std::string_view path) {
     if (end == std::string_view::npos) break;
     start = end + 1;
   }
-  return std::string(name);
+  return name;
+}
+
+}  // namespace
+
+Result<std::string> stream_name(std::string_view path) {
+  auto name = checked_stream_name(path);
+  if (!name) return name.error();
+  return std::string(*name);
+}
+
+Result<std::string> take_stream_name(std::string&& path) {
+  auto name = checked_stream_name(path);
+  if (!name) return name.error();
+  // The name is the path's tail: cut the prefix off in place (no copy).
+  path.erase(0, kStreamPrefix.size());
+  return std::move(path);
 }
 
 }  // namespace ds

@@ -43,5 +43,7 @@ Result<Target> parse_target(std::string_view target);
 /// Stream-Forked-From value). Rejects empty names, NUL bytes, `.`/`..`
 /// segments and names over 512 bytes.
 Result<std::string> stream_name(std::string_view path);
+/// The same, reusing `path`'s storage for the name.
+Result<std::string> take_stream_name(std::string&& path);
 
 }  // namespace ds

@@ -315,7 +315,8 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
     auto err_ = send_error(ctx, stream, req, target.error());
     co_return co_await std::move(err_);
   }
-  auto name = stream_name(target->path);
+  // The decoded path is not needed after this: its storage becomes the name.
+  auto name = take_stream_name(std::move(target->path));
   if (!name) {
     auto err_ = send_error(ctx, stream, req, name.error());
     co_return co_await std::move(err_);
