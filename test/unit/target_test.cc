@@ -242,3 +242,21 @@ TEST(TakeStreamNameTest, ChecksLikeStreamNameAndKeepsTheStorage) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+TEST(TargetCountFirstTest, AgreeWithAll) {
+  auto t = parse_target("/v1/stream/x?offset=1&live=sse&offset=2&cursor=c%20d");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->count("offset"), 2u);
+  EXPECT_EQ(t->count("live"), 1u);
+  EXPECT_EQ(t->count("nope"), 0u);
+  EXPECT_EQ(t->first("offset"), std::optional<std::string_view>("1"));
+  EXPECT_EQ(t->first("cursor"), std::optional<std::string_view>("c d"));
+  EXPECT_EQ(t->first("nope"), std::nullopt);
+  EXPECT_EQ(t->all("offset").size(), t->count("offset"));
+}
+
+}  // namespace
+}  // namespace ds
