@@ -23,6 +23,15 @@
 #include <new>
 #include <type_traits>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define DS_ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define DS_ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define DS_ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define DS_ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace ds::http_server {
 
 namespace arena_detail {
@@ -44,7 +53,12 @@ inline void* heap_allocate(size_t n, size_t align) {
 
 class RequestArena {
  public:
-  RequestArena(std::byte* buffer, size_t capacity) : buf_(buffer), cap_(capacity) {}
+  // Under AddressSanitizer the buffer is poisoned except for what is handed
+  // out, so a use after free of a field is still reported.
+  RequestArena(std::byte* buffer, size_t capacity) : buf_(buffer), cap_(capacity) {
+    DS_ARENA_POISON(buf_, cap_);
+  }
+  ~RequestArena() { DS_ARENA_UNPOISON(buf_, cap_); }
   RequestArena(const RequestArena&) = delete;
   RequestArena& operator=(const RequestArena&) = delete;
 
@@ -55,15 +69,18 @@ class RequestArena {
     if (align <= alignof(std::max_align_t) && start <= cap_ && n <= cap_ - start) {
       used_ = start + n;
       ++live_;
+      DS_ARENA_UNPOISON(buf_ + start, n);
       return buf_ + start;
     }
     ++heap_allocations_;
     return arena_detail::heap_allocate(n, align);
   }
 
-  void deallocate(void* p, size_t align) noexcept {
+  /// `n`: the size it was allocated with.
+  void deallocate(void* p, size_t n, size_t align) noexcept {
     auto* b = static_cast<std::byte*>(p);
     if (b >= buf_ && b < buf_ + cap_) {
+      DS_ARENA_POISON(b, n);
       if (--live_ == 0) used_ = 0;  // everything given back: start over
       return;
     }
@@ -119,12 +136,12 @@ class ArenaAllocator {
     if (!arena_) return static_cast<T*>(arena_detail::heap_allocate(bytes, alignof(T)));
     return static_cast<T*>(arena_->allocate(bytes, alignof(T)));
   }
-  void deallocate(T* p, size_t) noexcept {
+  void deallocate(T* p, size_t n) noexcept {
     if (!arena_) {
       arena_detail::heap_deallocate(p, alignof(T));
       return;
     }
-    arena_->deallocate(p, alignof(T));
+    arena_->deallocate(p, n * sizeof(T), alignof(T));
   }
 
   /// A container's copy does not share the arena (it may outlive it).

@@ -30,13 +30,13 @@ TEST(RequestArena, BumpsAlignsAndResetsWhenAllGivenBack) {
   EXPECT_EQ(static_cast<std::byte*>(b) - static_cast<std::byte*>(a), 8);
   EXPECT_EQ(arena.live(), 2u);
   EXPECT_EQ(arena.used(), 16u);
-  arena.deallocate(a, 1);
+  arena.deallocate(a, 3, 1);
   EXPECT_EQ(arena.used(), 16u) << "not reused while b lives";
   void* c = arena.allocate(1, 1);
   EXPECT_NE(c, a);
-  arena.deallocate(b, 8);
+  arena.deallocate(b, 8, 8);
   EXPECT_EQ(arena.used(), 17u);
-  arena.deallocate(c, 1);
+  arena.deallocate(c, 1, 1);
   EXPECT_EQ(arena.live(), 0u);
   EXPECT_EQ(arena.used(), 0u);
   EXPECT_EQ(arena.allocate(4, 4), a) << "starts over from the beginning";
@@ -50,20 +50,20 @@ TEST(RequestArena, WhatDoesNotFitComesFromTheHeap) {
   EXPECT_EQ(arena.heap_allocations(), 1u);
   EXPECT_EQ(arena.live(), 1u);
   std::memset(big, 0xab, 100);
-  arena.deallocate(big, 8);  // to the heap, not counted against the buffer
+  arena.deallocate(big, 100, 8);  // to the heap, not counted against the buffer
   EXPECT_EQ(arena.live(), 1u);
   void* over_aligned = arena.allocate(8, 2 * alignof(std::max_align_t));
   EXPECT_EQ(reinterpret_cast<uintptr_t>(over_aligned) % (2 * alignof(std::max_align_t)), 0u);
   EXPECT_EQ(arena.heap_allocations(), 2u);
-  arena.deallocate(over_aligned, 2 * alignof(std::max_align_t));
-  arena.deallocate(a, 8);
+  arena.deallocate(over_aligned, 8, 2 * alignof(std::max_align_t));
+  arena.deallocate(a, 48, 8);
   EXPECT_EQ(arena.used(), 0u);
 }
 
 TEST(ArenaAllocator, DefaultAndCopiedContainersUseTheHeap) {
   InlineRequestArena<1024> arena;
   const std::byte* base = reinterpret_cast<const std::byte*>(arena.allocate(1, 1));
-  arena.deallocate(const_cast<std::byte*>(base), 1);
+  arena.deallocate(const_cast<std::byte*>(base), 1, 1);
 
   std::vector<int, ArenaAllocator<int>> in_arena{ArenaAllocator<int>(&arena)};
   in_arena.assign({1, 2, 3});
@@ -149,6 +149,22 @@ TEST(ArenaAllocator, AHeadLargerThanTheArenaSpillsToTheHeap) {
   EXPECT_EQ(arena.live(), 0u);
   EXPECT_EQ(arena.used(), 0u);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+TEST(RequestArenaDeathTest, AddressSanitizerSeesAUseAfterFree) {
+  EXPECT_DEATH(
+      {
+        InlineRequestArena<256> arena;
+        void* keep = arena.allocate(16, 8);
+        auto* p = static_cast<volatile char*>(arena.allocate(16, 8));
+        p[0] = 'x';
+        arena.deallocate(const_cast<char*>(p), 16, 8);
+        (void)p[0];  // freed: poisoned
+        arena.deallocate(keep, 16, 8);
+      },
+      "use-after-poison");
+}
+#endif
 
 }  // namespace
 }  // namespace ds::http_server
