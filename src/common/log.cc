@@ -1,6 +1,8 @@
 #include "common/log.h"
 
+#include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -15,6 +17,8 @@ namespace {
 std::atomic<Level> g_level{Level::info};
 std::atomic<Format> g_format{Format::text};
 std::mutex g_mu;
+/// write()'s per-thread line buffer keeps at most this much between lines.
+constexpr size_t kKeptLineBytes = 4096;
 
 std::string_view level_name(Level l) {
   switch (l) {
@@ -51,10 +55,20 @@ void append_utc_timestamp(std::string& out, int64_t unix_ms) {
   out += buf;
 }
 
+Field::Field(std::string_view k, int64_t v) : key(k), quoted(false) {
+  const auto [end, ec] = std::to_chars(number_, number_ + sizeof number_, v);
+  number_len_ = static_cast<unsigned char>(end - number_);
+}
+
+Field::Field(std::string_view k, uint64_t v) : key(k), quoted(false) {
+  const auto [end, ec] = std::to_chars(number_, number_ + sizeof number_, v);
+  number_len_ = static_cast<unsigned char>(end - number_);
+}
+
 Field::Field(std::string_view k, double v) : key(k), quoted(false) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", v);
-  value = buf;
+  const int n = std::snprintf(number_, sizeof number_, "%.3f", v);
+  number_len_ = static_cast<unsigned char>(std::clamp(n, 0, static_cast<int>(sizeof number_) - 1));
+  if (number_len_ == 0) text_ = "0";  // snprintf failed: never an empty bare value
 }
 
 void configure(Format format, Level level) {
@@ -82,6 +96,12 @@ std::string format_line(Format format, Level level, std::string_view msg,
                         std::initializer_list<Field> fields, int64_t unix_ms) {
   std::string out;
   out.reserve(160);
+  append_line(out, format, level, msg, fields, unix_ms);
+  return out;
+}
+
+void append_line(std::string& out, Format format, Level level, std::string_view msg,
+                 std::initializer_list<Field> fields, int64_t unix_ms) {
   if (format == Format::json) {
     out += "{\"ts\":\"";
     append_utc_timestamp(out, unix_ms);
@@ -94,9 +114,9 @@ std::string format_line(Format format, Level level, std::string_view msg,
       append_json_string(out, f.key);
       out.push_back(':');
       if (f.quoted) {
-        append_json_string(out, f.value);
+        append_json_string(out, f.value());
       } else {
-        out += f.value;
+        out += f.value();
       }
     }
     out.push_back('}');
@@ -110,14 +130,13 @@ std::string format_line(Format format, Level level, std::string_view msg,
       out.push_back(' ');
       out += f.key;
       out.push_back('=');
-      if (f.quoted && needs_quotes(f.value)) {
-        append_json_string(out, f.value);
+      if (f.quoted && needs_quotes(f.value())) {
+        append_json_string(out, f.value());
       } else {
-        out += f.value;
+        out += f.value();
       }
     }
   }
-  return out;
 }
 
 void write(Level level, std::string_view msg, std::initializer_list<Field> fields) {
@@ -125,11 +144,19 @@ void write(Level level, std::string_view msg, std::initializer_list<Field> field
   auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
-  std::string line = format_line(g_format.load(std::memory_order_relaxed), level, msg, fields, now);
+  // One buffer per thread, reused line after line: a line allocates only
+  // while the buffer grows to the longest line the thread has written.
+  thread_local std::string line;
+  line.clear();
+  append_line(line, g_format.load(std::memory_order_relaxed), level, msg, fields, now);
   line.push_back('\n');
-  std::lock_guard lock(g_mu);
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  {
+    std::lock_guard lock(g_mu);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+  }
+  // A rare very long line (an error's message) does not stay pinned.
+  if (line.capacity() > kKeptLineBytes) std::string().swap(line);
 }
 
 bool sane_request_id(std::string_view id) {
@@ -142,13 +169,18 @@ bool sane_request_id(std::string_view id) {
   return true;
 }
 
-std::string new_request_id() {
+void new_request_id(std::string& out) {
   thread_local std::mt19937_64 rng{std::random_device{}() ^
                                    (static_cast<uint64_t>(std::random_device{}()) << 32)};
   static constexpr char kHex[] = "0123456789abcdef";
   uint64_t v = rng();
-  std::string id(16, '0');
-  for (int i = 15; i >= 0; --i, v >>= 4) id[i] = kHex[v & 15];
+  out.assign(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = kHex[v & 15];
+}
+
+std::string new_request_id() {
+  std::string id;
+  new_request_id(id);
   return id;
 }
 

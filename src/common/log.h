@@ -23,25 +23,45 @@ std::optional<Level> parse_level(std::string_view s);
 std::optional<Format> parse_format(std::string_view s);
 
 /// One key/value of a log line. Strings are quoted in JSON (and in text when
-/// they need it); numbers and booleans are written bare.
+/// they need it); numbers and booleans are written bare. A field refers to
+/// its string (no copy: it lives for the call that logs it) and renders a
+/// number in place, so building a line's fields allocates nothing.
 struct Field {
-  Field(std::string_view k, std::string_view v) : key(k), value(v), quoted(true) {}
-  Field(std::string_view k, const std::string& v) : key(k), value(v), quoted(true) {}
-  Field(std::string_view k, const char* v) : key(k), value(v), quoted(true) {}
-  Field(std::string_view k, int64_t v) : key(k), value(std::to_string(v)), quoted(false) {}
-  Field(std::string_view k, uint64_t v) : key(k), value(std::to_string(v)), quoted(false) {}
-  Field(std::string_view k, int v) : key(k), value(std::to_string(v)), quoted(false) {}
-  Field(std::string_view k, unsigned v) : key(k), value(std::to_string(v)), quoted(false) {}
+  Field(std::string_view k, std::string_view v) : key(k), text_(v), quoted(true) {}
+  Field(std::string_view k, const std::string& v) : key(k), text_(v), quoted(true) {}
+  Field(std::string_view k, const char* v) : key(k), text_(v), quoted(true) {}
+  Field(std::string_view k, int64_t v);
+  Field(std::string_view k, uint64_t v);
+  Field(std::string_view k, int v) : Field(k, static_cast<int64_t>(v)) {}
+  Field(std::string_view k, unsigned v) : Field(k, static_cast<uint64_t>(v)) {}
   Field(std::string_view k, double v);
-  Field(std::string_view k, bool v) : key(k), value(v ? "true" : "false"), quoted(false) {}
+  Field(std::string_view k, bool v) : key(k), text_(v ? "true" : "false"), quoted(false) {}
+  // The value may be in the field itself: a copy would point into the original.
+  Field(const Field&) = delete;
+  Field& operator=(const Field&) = delete;
+
+  /// The value as written (a number's digits are in the field itself).
+  std::string_view value() const {
+    return number_len_ ? std::string_view(number_, number_len_) : text_;
+  }
+
   std::string_view key;
-  std::string value;
+
+ private:
+  std::string_view text_;
+  char number_[32];
+  unsigned char number_len_ = 0;
+
+ public:
   bool quoted;
 };
 
 /// The line, without its trailing newline (exposed for tests).
 std::string format_line(Format format, Level level, std::string_view msg,
                         std::initializer_list<Field> fields, int64_t unix_ms);
+/// The same, appended to `out` (write() reuses one buffer per thread).
+void append_line(std::string& out, Format format, Level level, std::string_view msg,
+                 std::initializer_list<Field> fields, int64_t unix_ms);
 
 void write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
 inline void debug(std::string_view msg, std::initializer_list<Field> f = {}) {
@@ -64,5 +84,7 @@ void append_utc_timestamp(std::string& out, int64_t unix_ms);
 bool sane_request_id(std::string_view id);
 /// 16 random lower-case hex digits.
 std::string new_request_id();
+/// The same, into `out` (replacing what it held; its capacity is reused).
+void new_request_id(std::string& out);
 
 }  // namespace ds::log

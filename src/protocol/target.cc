@@ -1,5 +1,7 @@
 #include "protocol/target.h"
 
+#include <algorithm>
+
 #include "protocol/headers.h"
 
 namespace ds {
@@ -18,6 +20,19 @@ std::vector<std::string_view> Target::all(std::string_view key) const {
     if (k == key) out.emplace_back(v);
   }
   return out;
+}
+
+size_t Target::count(std::string_view key) const {
+  size_t n = 0;
+  for (const auto& [k, v] : query) n += k == key;
+  return n;
+}
+
+std::optional<std::string_view> Target::first(std::string_view key) const {
+  for (const auto& [k, v] : query) {
+    if (k == key) return std::string_view(v);
+  }
+  return std::nullopt;
 }
 
 Result<OriginForm> origin_form(std::string_view target) {
@@ -88,6 +103,8 @@ Result<Target> parse_target(std::string_view target) {
   t.path = std::move(*path);
   if (q == std::string_view::npos) return t;
   std::string_view rest = target.substr(q + 1);
+  // One allocation for the parameters, not one per doubling.
+  t.query.reserve(static_cast<size_t>(std::count(rest.begin(), rest.end(), '&')) + 1);
   while (!rest.empty()) {
     auto amp = rest.find('&');
     std::string_view pair = rest.substr(0, amp);
@@ -103,7 +120,10 @@ Result<Target> parse_target(std::string_view target) {
   return t;
 }
 
-Result<std::string> stream_name(std::string_view path) {
+namespace {
+
+/// The checks of stream_name(); the name on success.
+Result<std::string_view> checked_stream_name(std::string_view path) {
   if (!path.starts_with(kStreamPrefix)) return Error(errc::not_found, "no such route");
   std::string_view name = path.substr(kStreamPrefix.size());
   if (name.empty()) return Error(errc::bad_request, "missing stream name");
@@ -122,7 +142,23 @@ Result<std::string> stream_name(std::string_view path) {
     if (end == std::string_view::npos) break;
     start = end + 1;
   }
-  return std::string(name);
+  return name;
+}
+
+}  // namespace
+
+Result<std::string> stream_name(std::string_view path) {
+  auto name = checked_stream_name(path);
+  if (!name) return name.error();
+  return std::string(*name);
+}
+
+Result<std::string> take_stream_name(std::string&& path) {
+  auto name = checked_stream_name(path);
+  if (!name) return name.error();
+  // The name is the path's tail: cut the prefix off in place (no copy).
+  path.erase(0, kStreamPrefix.size());
+  return std::move(path);
 }
 
 }  // namespace ds

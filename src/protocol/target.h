@@ -20,6 +20,10 @@ struct Target {
 
   /// Values of one query parameter, in order.
   std::vector<std::string_view> all(std::string_view key) const;
+  /// How many times the parameter is given, and its first value (no
+  /// allocation, unlike all()).
+  size_t count(std::string_view key) const;
+  std::optional<std::string_view> first(std::string_view key) const;
 };
 
 /// A request target reduced to origin-form (RFC 9112 3.2).
@@ -43,5 +47,7 @@ Result<Target> parse_target(std::string_view target);
 /// Stream-Forked-From value). Rejects empty names, NUL bytes, `.`/`..`
 /// segments and names over 512 bytes.
 Result<std::string> stream_name(std::string_view path);
+/// The same, reusing `path`'s storage for the name.
+Result<std::string> take_stream_name(std::string&& path);
 
 }  // namespace ds

@@ -24,6 +24,7 @@
 #include "server/inbox.h"
 #include "server/reader_limits.h"
 #include "server/records_body.h"
+#include "server/request_arena.h"
 #include "server/server.h"
 #include "store/stream_store.h"
 
@@ -37,11 +38,25 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
+/// Header fields of the server's requests and responses: in the
+/// connection's arena (server/request_arena.h) when built with its
+/// allocator, on the heap otherwise (a default-built message, a copy).
+using Fields = http::basic_fields<ArenaAllocator<char>>;
+using Request = http::request<http::string_body, Fields>;
+using Response = http::response<http::string_body, Fields>;
 using Stream = beast::tcp_stream;
 /// A response whose body is a read's records, shared, not copied.
-using RecordsResponse = http::response<RecordsBody>;
+using RecordsResponse = http::response<RecordsBody, Fields>;
+
+/// A response to `req` whose fields live where the request's do (the
+/// connection's arena), with the request's HTTP version.
+template <class Message>
+Message response_for(const Request& req, http::status status) {
+  Message res{std::piecewise_construct, std::make_tuple(), std::make_tuple(req.get_allocator())};
+  res.result(status);
+  res.version(req.version());
+  return res;
+}
 
 /// Things to do when the server starts draining: each is called once, from
 /// the thread that calls stop_all(), and must only post to its own executor.
@@ -130,17 +145,21 @@ struct Context {
   subs::Manager* subscriptions = nullptr;
 };
 
-/// Headers every response carries (browser security).
-void decorate(http::response_header<>& res);
+/// Headers every response carries (browser security). These three are
+/// defined (explicitly instantiated) for http::fields and Fields.
+template <class F>
+void decorate(http::header<false, F>& res);
 
 /// Per-request headers, set just before a response head is written: CORS
 /// (Access-Control-Allow-Origin, Vary: Origin, credentials, and the exposed
 /// headers, only for a request with an Origin: no browser reads them
 /// otherwise) and X-Request-Id. Records the status in ctx.exchange.
-void finalize_headers(Context& ctx, http::response_header<>& head);
+template <class F>
+void finalize_headers(Context& ctx, http::header<false, F>& head);
 
 /// Adds `token` to the response's Vary header.
-void add_vary(http::response_header<>& head, std::string_view token);
+template <class F>
+void add_vary(http::header<false, F>& head, std::string_view token);
 
 /// Writes a complete response (finalize_headers first; no keep-alive once the
 /// server is draining) and counts its bytes. Returns whether the connection

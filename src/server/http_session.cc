@@ -27,10 +27,13 @@ using namespace http_server;
 
 namespace http_server {
 
-void decorate(http::response_header<>& res) {
+template <class F>
+void decorate(http::header<false, F>& res) {
   res.set("X-Content-Type-Options", "nosniff");
   res.set("Cross-Origin-Resource-Policy", "cross-origin");
 }
+template void decorate(http::header<false, http::fields>&);
+template void decorate(http::header<false, Fields>&);
 
 namespace {
 
@@ -43,7 +46,8 @@ constexpr std::string_view kExposedHeaders =
 
 /// Whether a shared cache may store the response (its headers then must
 /// not depend on the request's Origin without saying so in Vary).
-bool cacheable(const http::response_header<>& head) {
+template <class F>
+bool cacheable(const http::header<false, F>& head) {
   auto it = head.find(http::field::cache_control);
   if (it == head.end()) return head.result() == http::status::ok;
   const std::string_view v(it->value().data(), it->value().size());
@@ -53,7 +57,8 @@ bool cacheable(const http::response_header<>& head) {
 
 }  // namespace
 
-void add_vary(http::response_header<>& head, std::string_view token) {
+template <class F>
+void add_vary(http::header<false, F>& head, std::string_view token) {
   auto it = head.find(http::field::vary);
   if (it == head.end()) {
     head.set(http::field::vary, token);
@@ -74,8 +79,11 @@ void add_vary(http::response_header<>& head, std::string_view token) {
   v += token;
   head.set(http::field::vary, v);
 }
+template void add_vary(http::header<false, http::fields>&, std::string_view);
+template void add_vary(http::header<false, Fields>&, std::string_view);
 
-void finalize_headers(Context& ctx, http::response_header<>& head) {
+template <class F>
+void finalize_headers(Context& ctx, http::header<false, F>& head) {
   const auto& allowed = ctx.options.cors_origins;
   const bool any =
       allowed.empty() || std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
@@ -104,6 +112,8 @@ void finalize_headers(Context& ctx, http::response_header<>& head) {
     ctx.exchange->status = head.result_int();
   }
 }
+template void finalize_headers(Context&, http::header<false, http::fields>&);
+template void finalize_headers(Context&, http::header<false, Fields>&);
 
 void ResponseMemory::add(uint64_t own, const std::vector<RecordPtr>* records) {
   uint64_t n = own;
@@ -239,12 +249,12 @@ asio::awaitable<bool> write_records_response(Context& ctx, Stream& stream, Recor
 /// Any other response (a chunked records body): Beast's serializer, one
 /// write_some at a time, each with the same deadline as above.
 template <class Body>
-asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response<Body>& res,
+asio::awaitable<bool> write_message(Context& ctx, Stream& stream, http::response<Body, Fields>& res,
                                     uint64_t own_bytes, const std::vector<RecordPtr>* records) {
   finalize_headers(ctx, res);
   if (ctx.stopping) res.keep_alive(false);
   ResponseBytes pinned(ctx, own_bytes, records);
-  http::response_serializer<Body> sr{res};
+  http::response_serializer<Body, Fields> sr{res};
   beast::error_code ec;
   while (!sr.is_done()) {
     stream.expires_after(pinned.write_timeout());
@@ -334,7 +344,7 @@ constexpr size_t kFirstReadMin = 1024;
 constexpr size_t kFirstReadMax = size_t{64} * 1024;
 
 Response preflight(const Request& req) {
-  Response res{http::status::no_content, req.version()};
+  auto res = response_for<Response>(req, http::status::no_content);
   decorate(res);
   res.set(http::field::access_control_allow_methods, "GET, POST, PUT, DELETE, HEAD, OPTIONS");
   res.set(http::field::access_control_allow_headers,
@@ -352,7 +362,7 @@ Response preflight(const Request& req) {
 /// A small response of the server's own (health, readiness, metrics).
 Response own_response(const Request& req, http::status status, std::string_view content_type,
                       std::string body) {
-  Response res{status, req.version()};
+  auto res = response_for<Response>(req, status);
   decorate(res);
   res.set(http::field::content_type, content_type);
   res.set(http::field::cache_control, "no-store");
@@ -557,14 +567,33 @@ class SessionScope {
 
 /// The error for a request head whose body framing dstreamd refuses
 /// (protocol/framing.h), or nullopt.
-std::optional<Error> framing_error(const http::request_header<>& head) {
-  std::vector<std::string_view> transfer_encoding;
-  std::vector<std::string_view> content_length;
+std::optional<Error> framing_error(const http::request_header<Fields>& head) {
+  // Values of one field name: a few in place, any number on the heap.
+  struct Values {
+    std::array<std::string_view, 4> few;
+    std::vector<std::string_view> many;
+    size_t n = 0;
+    void add(std::string_view v) {
+      if (n < few.size()) {
+        few[n++] = v;
+        return;
+      }
+      if (many.empty()) many.assign(few.begin(), few.end());
+      many.push_back(v);
+      ++n;
+    }
+    std::span<const std::string_view> all() const {
+      if (!many.empty()) return many;
+      return {few.data(), n};
+    }
+  };
+  Values transfer_encoding;
+  Values content_length;
   for (auto [it, end] = head.equal_range(http::field::transfer_encoding); it != end; ++it)
-    transfer_encoding.emplace_back(it->value().data(), it->value().size());
+    transfer_encoding.add({it->value().data(), it->value().size()});
   for (auto [it, end] = head.equal_range(http::field::content_length); it != end; ++it)
-    content_length.emplace_back(it->value().data(), it->value().size());
-  return check_body_framing(head.version(), transfer_encoding, content_length);
+    content_length.add({it->value().data(), it->value().size()});
+  return check_body_framing(head.version(), transfer_encoding.all(), content_length.all());
 }
 
 /// A deadline on reading a request's head or body. When it passes, the
@@ -639,7 +668,7 @@ asio::awaitable<void> discard_rest(Stream& stream) {
 }
 
 /// Header fields of a request head.
-size_t header_count(const http::request_header<>& head) {
+size_t header_count(const http::request_header<Fields>& head) {
   return static_cast<size_t>(std::distance(head.begin(), head.end()));
 }
 
@@ -649,14 +678,38 @@ std::string seconds_text(std::chrono::milliseconds d) {
   return std::to_string(ms) + " ms";
 }
 
-std::string request_id(const http::request_header<>& head) {
+/// The exchange's X-Request-Id into `id` (whose capacity is reused from
+/// request to request).
+void request_id(const http::request_header<Fields>& head, std::string& id) {
   auto it = head.find("x-request-id");
   if (it != head.end()) {
     std::string_view v(it->value().data(), it->value().size());
-    if (log::sane_request_id(v)) return std::string(v);
+    if (log::sane_request_id(v)) {
+      id.assign(v);
+      return;
+    }
   }
-  return log::new_request_id();
+  log::new_request_id(id);
 }
+
+/// Readies the connection's exchange record for its next request, keeping
+/// its strings' capacity (the id, remote and origin of every request).
+void reset_exchange(Exchange& ex, const std::string& remote) {
+  ex.id.clear();
+  ex.origin.clear();
+  ex.remote.assign(remote);
+  ex.started = SteadyClock::now();
+  ex.mode = ReadMode::none;
+  ex.status = 0;
+  ex.bytes_out = 0;
+  ex.detached = false;
+  ex.can_detach = false;
+}
+
+/// Room for the header fields of a typical request and of its response
+/// (request_arena.h): a POST's 5-10 fields and the response's 6-10, with the
+/// 400 bytes of Access-Control-Expose-Headers when the request has an Origin.
+constexpr size_t kFieldArenaBytes = 4096;
 
 asio::awaitable<void> run_session(Stream stream, Context& shared) {
   Context ctx = shared;  // this connection's copy: ctx.exchange is ours
@@ -674,10 +727,17 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
   }
   beast::flat_buffer buffer;
   ReadDeadline deadline(stream);
+  // Each request's fields, and its response's, are allocated here; nothing
+  // built from them outlives this frame (copies use the heap). It is free
+  // again once the request and response of one iteration are destroyed.
+  InlineRequestArena<kFieldArenaBytes> arena;
+  // One exchange record per connection, reset for each request.
+  Exchange ex;
   using Limit = metrics::HttpMetrics::Limit;
   for (;;) {
     if (ctx.stopping) break;
-    http::request_parser<http::string_body> parser;
+    http::request_parser<http::string_body, ArenaAllocator<char>> parser{
+        std::piecewise_construct, std::make_tuple(), std::make_tuple(ArenaAllocator<char>(&arena))};
     parser.body_limit(boost::none);  // checked against --max-body-bytes below
     parser.header_limit(static_cast<uint32_t>(
         std::min<size_t>(ctx.options.max_header_bytes, std::numeric_limits<uint32_t>::max())));
@@ -704,9 +764,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
                                                     asio::as_tuple(asio::use_awaitable));
     deadline.disarm();
     state->idle = false;
-    Exchange ex;
-    ex.started = SteadyClock::now();
-    ex.remote = remote;
+    reset_exchange(ex, remote);
     ctx.exchange = &ex;
     if (ec) {
       if (cancelled_by(deadline, ec)) {
@@ -751,7 +809,7 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     }
     const auto& head = parser.get();
     const unsigned version = head.version();
-    ex.id = request_id(head);
+    request_id(head, ex.id);
     if (auto it = head.find(http::field::origin); it != head.end())
       ex.origin.assign(it->value().data(), it->value().size());
     const std::string method(head.method_string().data(), head.method_string().size());
@@ -770,15 +828,22 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
       co_await std::move(rest);
       break;
     }
-    auto target = origin_form(std::string_view(head.target().data(), head.target().size()));
+    // An origin-form target (the usual one, starting with '/') is what
+    // origin_form would return as it is: only other forms need its copy.
+    const std::string_view raw_target(head.target().data(), head.target().size());
+    auto target =
+        raw_target.starts_with('/') ? Result<OriginForm>(OriginForm{}) : origin_form(raw_target);
     if (target && target->authority) {
       // Absolute-form: route, authorize and log by its path and query; its
       // authority replaces Host (RFC 9112 3.2.2), e.g. for Location.
       parser.get().target(target->target);
       parser.get().set(http::field::host, *target->authority);
     }
-    std::string path(head.target().data(), head.target().size());
-    path.resize(std::min(path.find('?'), path.size()));
+    // The path, for the access log: a view of the target, which lives (and
+    // stays unchanged) until the exchange is logged. Taken again from `req`
+    // below, where the message has moved.
+    std::string_view path(head.target().data(), head.target().size());
+    path = path.substr(0, path.find('?'));
     if (!target) {
       {
         auto op = reject_and_close(ctx, stream, version, std::move(target).error());
@@ -874,6 +939,8 @@ asio::awaitable<void> run_session(Stream stream, Context& shared) {
     stream.expires_never();
     if (buffer.size() == 0 && buffer.capacity() > kSmallBody) buffer.shrink_to_fit();
     Request req = parser.release();
+    path = std::string_view(req.target().data(), req.target().size());
+    path = path.substr(0, path.find('?'));
     const uint64_t bytes_in = req.body().size();
     ctx.metrics.received_bytes.inc(bytes_in);
     ex.can_detach = buffer.size() == 0;

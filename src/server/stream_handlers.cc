@@ -8,6 +8,7 @@
 #include "server/stream_handlers.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "common/json_string.h"
 #include "protocol/headers.h"
@@ -44,7 +45,7 @@ std::string_view header(const Request& req, std::string_view name) {
 bool has_header(const Request& req, std::string_view name) { return req.find(name) != req.end(); }
 
 Response make_response(const Request& req, http::status status) {
-  Response res{status, req.version()};
+  auto res = response_for<Response>(req, status);
   decorate(res);
   res.keep_alive(req.keep_alive());
   return res;
@@ -64,9 +65,21 @@ bool valid_content_type(std::string_view ct) {
 }
 
 std::string etag_for(uint64_t stream_id, const Offset& start, const Offset& end, bool closed) {
-  std::string tag = "\"" + std::to_string(stream_id) + ":" + start.str() + ":" + end.str();
+  // Built in one reserved string (not by concatenation, a temporary each).
+  const std::string from = start.str();
+  const std::string to = end.str();
+  char id[24];
+  const auto id_end = std::to_chars(id, id + sizeof id, stream_id).ptr;
+  std::string tag;
+  tag.reserve(static_cast<size_t>(id_end - id) + from.size() + to.size() + 6);
+  tag += '"';
+  tag.append(id, id_end);
+  tag += ':';
+  tag += from;
+  tag += ':';
+  tag += to;
   if (closed) tag += ":c";
-  tag += "\"";
+  tag += '"';
   return tag;
 }
 
@@ -185,27 +198,30 @@ asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& 
 
 Result<ReadParams> parse_read_params(const Target& t) {
   ReadParams p;
-  auto offsets = t.all("offset");
-  if (offsets.size() > 1) return Error(errc::bad_offset, "offset must be given at most once");
-  if (offsets.size() == 1) {
-    auto spec = parse_offset_spec(offsets[0]);
-    if (!spec) return Error(errc::bad_offset, "malformed offset '" + std::string(offsets[0]) + "'");
+  // count() and first(): no vector of values per parameter.
+  const size_t offsets = t.count("offset");
+  if (offsets > 1) return Error(errc::bad_offset, "offset must be given at most once");
+  if (offsets == 1) {
+    const std::string_view offset = *t.first("offset");
+    auto spec = parse_offset_spec(offset);
+    if (!spec) return Error(errc::bad_offset, "malformed offset '" + std::string(offset) + "'");
     p.from = *spec;
     p.offset_given = true;
   }
-  auto live = t.all("live");
-  if (live.size() > 1) return Error(errc::bad_request, "live must be given at most once");
-  if (live.size() == 1) {
-    if (live[0] == "long-poll") {
+  const size_t lives = t.count("live");
+  if (lives > 1) return Error(errc::bad_request, "live must be given at most once");
+  if (lives == 1) {
+    const std::string_view live = *t.first("live");
+    if (live == "long-poll") {
       p.live = Live::long_poll;
-    } else if (live[0] == "sse") {
+    } else if (live == "sse") {
       p.live = Live::sse;
     } else {
       return Error(errc::bad_request, "live must be 'long-poll' or 'sse'");
     }
     if (!p.offset_given) return Error(errc::bad_offset, "live reads need an offset");
   }
-  if (auto c = t.all("cursor"); !c.empty()) p.cursor = std::string(c[0]);
+  if (auto c = t.first("cursor")) p.cursor = std::string(*c);
   return p;
 }
 
@@ -217,7 +233,7 @@ RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta
                               const Offset& start, const std::vector<RecordPtr>& records,
                               const Offset& next, bool up_to_date, bool closed, bool now_read,
                               const std::string* cursor) {
-  RecordsResponse res{http::status::ok, req.version()};
+  auto res = response_for<RecordsResponse>(req, http::status::ok);
   decorate(res);
   res.keep_alive(req.keep_alive());
   res.set(http::field::content_type, meta.config.content_type);
@@ -256,7 +272,7 @@ Response no_content_live(const Request& req, const Offset& next, bool closed,
 }
 
 Response error_response(const Request& req, const Error& e) {
-  Response res{static_cast<http::status>(http_status(e.code)), req.version()};
+  auto res = response_for<Response>(req, static_cast<http::status>(http_status(e.code)));
   decorate(res);
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
@@ -315,7 +331,8 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
     auto err_ = send_error(ctx, stream, req, target.error());
     co_return co_await std::move(err_);
   }
-  auto name = stream_name(target->path);
+  // The decoded path is not needed after this: its storage becomes the name.
+  auto name = take_stream_name(std::move(target->path));
   if (!name) {
     auto err_ = send_error(ctx, stream, req, name.error());
     co_return co_await std::move(err_);

@@ -1,5 +1,7 @@
 // PUT (create, fork), POST (append, close) and DELETE of a stream.
 
+#include <array>
+
 #include "protocol/headers.h"
 #include "server/stream_handlers.h"
 #include "subs/manager.h"
@@ -179,6 +181,27 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
 
 // --------------------------------------------------------------------- POST
 
+namespace {
+
+/// Stream-Next-Offset and, the tail as an entity tag, ETag (for the next
+/// conditional append, If-Match): the tail rendered once and quoted in
+/// place. Not a coroutine: its buffers stay out of handle_post's frame.
+void set_tail(Response& res, const Offset& tail) {
+  const std::string text = tail.str();
+  res.set("Stream-Next-Offset", text);
+  std::array<char, 64> tag;
+  if (text.size() + 2 > tag.size()) {
+    res.set(http::field::etag, "\"" + text + "\"");
+    return;
+  }
+  tag[0] = '"';
+  std::copy(text.begin(), text.end(), tag.begin() + 1);
+  tag[text.size() + 1] = '"';
+  res.set(http::field::etag, std::string_view(tag.data(), text.size() + 2));
+}
+
+}  // namespace
+
 asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
                                   const std::string& name) {
   AppendRequest ar;
@@ -266,9 +289,7 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body)
     status = http::status::ok;
   auto res = make_response(req, status);
-  res.set("Stream-Next-Offset", out.tail.str());
-  // The tail as an entity tag, for the next conditional append (If-Match).
-  res.set(http::field::etag, "\"" + out.tail.str() + "\"");
+  set_tail(res, out.tail);
   if (out.closed) res.set("Stream-Closed", "true");
   if (out.producer_epoch) res.set("Producer-Epoch", std::to_string(*out.producer_epoch));
   if (out.producer_seq) res.set("Producer-Seq", std::to_string(*out.producer_seq));

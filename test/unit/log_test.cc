@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <set>
+#include <string>
 
 namespace ds::log {
 namespace {
@@ -67,6 +69,27 @@ TEST(RequestId, Sanity) {
     seen.insert(id);
   }
   EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST(LogFieldTest, NumbersAreRenderedInPlaceAtTheirExtremes) {
+  auto line = format_line(Format::text, Level::info, "m",
+                          {{"a", std::numeric_limits<int64_t>::min()},
+                           {"b", std::numeric_limits<uint64_t>::max()},
+                           {"c", -7},
+                           {"d", 7u},
+                           {"e", -1.25},
+                           {"f", false}},
+                          kT);
+  EXPECT_EQ(line,
+            "2023-11-14T22:13:20.123Z info m a=-9223372036854775808 b=18446744073709551615 c=-7 "
+            "d=7 e=-1.250 f=false");
+}
+
+TEST(RequestIdTest, IntoAStringReplacesItsContent) {
+  std::string id = "something longer than sixteen characters";
+  new_request_id(id);
+  EXPECT_EQ(id.size(), 16u);
+  EXPECT_TRUE(sane_request_id(id));
 }
 
 }  // namespace

@@ -220,3 +220,43 @@ TEST(OriginFormTest, EmptyHostUserinfoAndFragmentsAreBadRequests) {
 
 }  // namespace
 }  // namespace ds
+
+namespace ds {
+namespace {
+
+TEST(TakeStreamNameTest, ChecksLikeStreamNameAndKeepsTheStorage) {
+  std::string path = "/v1/stream/some/long-enough-name-to-be-on-the-heap";
+  const char* storage = path.data();
+  auto name = take_stream_name(std::move(path));
+  ASSERT_TRUE(name);
+  EXPECT_EQ(*name, "some/long-enough-name-to-be-on-the-heap");
+  EXPECT_EQ(name->data(), storage);
+  for (std::string bad : {"/v1/stream/", "/v1/stream/a/../b", "/other/x"}) {
+    auto a = take_stream_name(std::string(bad));
+    auto b = stream_name(bad);
+    ASSERT_FALSE(a) << bad;
+    ASSERT_FALSE(b) << bad;
+    EXPECT_EQ(a.error().code, b.error().code) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace ds
+
+namespace ds {
+namespace {
+
+TEST(TargetCountFirstTest, AgreeWithAll) {
+  auto t = parse_target("/v1/stream/x?offset=1&live=sse&offset=2&cursor=c%20d");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->count("offset"), 2u);
+  EXPECT_EQ(t->count("live"), 1u);
+  EXPECT_EQ(t->count("nope"), 0u);
+  EXPECT_EQ(t->first("offset"), std::optional<std::string_view>("1"));
+  EXPECT_EQ(t->first("cursor"), std::optional<std::string_view>("c d"));
+  EXPECT_EQ(t->first("nope"), std::nullopt);
+  EXPECT_EQ(t->all("offset").size(), t->count("offset"));
+}
+
+}  // namespace
+}  // namespace ds
