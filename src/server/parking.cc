@@ -1,6 +1,8 @@
 #include "server/parking.h"
 
 #include <fcntl.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -10,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <new>
 #include <utility>
 
 namespace ds::http_server {
@@ -39,41 +43,67 @@ using Parts = std::array<asio::const_buffer, 5>;
 // Origin, remote address) with a long-poll's cursor and content type packed
 // into one heap block. docs/benchmarks.md, "Run to completion (issue #12)".
 
-/// Several short strings in one heap block: a count byte, a 32-bit length
-/// each, then the characters. Empty: no block at all.
+/// Several short strings in one block: a count byte, a width byte (2 or 4),
+/// each length in that width, then the characters. Inline when they fit in
+/// kInline bytes (a request id, an address, a cursor and a content type
+/// usually do), else on the heap.
 class PackedText {
  public:
+  static constexpr size_t kInline = 64;
+
   PackedText() = default;
   explicit PackedText(std::initializer_list<std::string_view> parts) {
     size_t chars = 0;
-    bool any = false;
+    size_t longest = 0;
     for (auto p : parts) {
       chars += p.size();
-      any = any || !p.empty();
+      longest = std::max(longest, p.size());
     }
-    if (!any) return;
     const size_t n = parts.size();
-    p_ = std::make_unique<char[]>(1 + 4 * n + chars);
-    p_[0] = static_cast<char>(n);
-    char* len = p_.get() + 1;
-    char* out = len + 4 * n;
+    const size_t width = longest <= 0xffff ? 2 : 4;
+    const size_t total = 2 + width * n + chars;
+    char* out = inline_;
+    if (total > kInline) {
+      heap_ = std::make_unique<char[]>(total);
+      out = heap_.get();
+    }
+    out[0] = static_cast<char>(n);
+    out[1] = static_cast<char>(width);
+    char* len = out + 2;
+    char* at = len + width * n;
     for (auto p : parts) {
-      const auto l = static_cast<uint32_t>(p.size());
-      std::memcpy(len, &l, 4);
-      len += 4;
-      if (l) std::memcpy(out, p.data(), l);
-      out += l;
+      if (width == 2) {
+        const auto l = static_cast<uint16_t>(p.size());
+        std::memcpy(len, &l, 2);
+      } else {
+        const auto l = static_cast<uint32_t>(p.size());
+        std::memcpy(len, &l, 4);
+      }
+      len += width;
+      if (!p.empty()) std::memcpy(at, p.data(), p.size());
+      at += p.size();
     }
   }
-  /// The `i`th string ("" when empty or past the end).
+  PackedText(PackedText&&) = delete;  // an entry's, in place
+
+  /// The `i`th string ("" past the end).
   std::string_view get(size_t i) const {
-    if (!p_ || i >= static_cast<unsigned char>(p_[0])) return {};
-    const size_t n = static_cast<unsigned char>(p_[0]);
-    const char* len = p_.get() + 1;
-    const char* at = len + 4 * n;
-    uint32_t l = 0;
+    const char* b = heap_ ? heap_.get() : inline_;
+    const size_t n = static_cast<unsigned char>(b[0]);
+    const size_t width = static_cast<unsigned char>(b[1]);
+    if (i >= n) return {};
+    const char* at = b + 2 + width * n;
+    size_t l = 0;
     for (size_t k = 0;; ++k) {
-      std::memcpy(&l, len + 4 * k, 4);
+      if (width == 2) {
+        uint16_t v = 0;
+        std::memcpy(&v, b + 2 + 2 * k, 2);
+        l = v;
+      } else {
+        uint32_t v = 0;
+        std::memcpy(&v, b + 2 + 4 * k, 4);
+        l = v;
+      }
       if (k == i) break;
       at += l;
     }
@@ -81,7 +111,84 @@ class PackedText {
   }
 
  private:
-  std::unique_ptr<char[]> p_;
+  std::unique_ptr<char[]> heap_;
+  char inline_[kInline] = {};
+};
+
+/// Fixed-size slots for the lot's entries, carved from blocks of their own
+/// (mmap'd, 128 KiB), not from the general heap: tens of thousands of small
+/// long-lived entries allocated between each connection's short-lived
+/// buffers and coroutine frames would pin the pages of those (freed) once
+/// the readers park, so that none could be given back (see trim_soon).
+/// Slots are reused, blocks are kept (the peak of parked readers).
+/// Thread safety: any thread.
+#if defined(__SANITIZE_ADDRESS__)
+#define DS_SLOT_POOL_HEAP 1  // ASan sees use-after-free of heap objects only
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DS_SLOT_POOL_HEAP 1
+#endif
+#endif
+
+template <size_t Size>
+class SlotPool {
+ public:
+  static void* get() {
+#ifdef DS_SLOT_POOL_HEAP
+    in_use_.fetch_add(1, std::memory_order_relaxed);
+    return ::operator new(Size);
+#endif
+    std::lock_guard lock(mu());
+    auto& f = free_list();
+    if (!f) grow(f);
+    if (!f) throw std::bad_alloc();
+    Free* p = f;
+    f = p->next;
+    in_use_.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+  static void put(void* p) {
+    if (!p) return;
+#ifdef DS_SLOT_POOL_HEAP
+    in_use_.fetch_sub(1, std::memory_order_relaxed);
+    ::operator delete(p);
+    return;
+#endif
+    std::lock_guard lock(mu());
+    auto* s = static_cast<Free*>(p);
+    s->next = free_list();
+    free_list() = s;
+    in_use_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  /// Slots handed out now.
+  static size_t in_use() { return in_use_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Free {
+    Free* next;
+  };
+  static constexpr size_t kSlot = (Size + 15) / 16 * 16;
+  static inline std::atomic<size_t> in_use_{0};
+  static constexpr size_t kBlock = size_t{128} << 10;
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static Free*& free_list() {
+    static Free* f = nullptr;
+    return f;
+  }
+  static void grow(Free*& f) {
+    void* b = ::mmap(nullptr, kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED) return;
+    // Threaded from the block's end, so the first slots handed out are at its
+    // start and untouched pages stay out of RSS.
+    for (size_t i = kBlock / kSlot; i-- > 0;) {
+      auto* s = reinterpret_cast<Free*>(static_cast<char*>(b) + i * kSlot);
+      s->next = f;
+      f = s;
+    }
+  }
 };
 
 // Every field of Exchange is carried over by ParkedLog below (and back):
@@ -238,27 +345,71 @@ bool would_block(const beast::error_code& ec) {
 }  // namespace
 
 /// A parked SSE reader as the lot keeps it (see "what a parked reader
-/// costs" above): ParkedSse less the socket object and the exchange's strings.
+/// costs" above): ParkedSse less the socket object, the exchange's strings
+/// and the live-read state's held-back bytes (a reader parks only with none:
+/// stream_sse.cc's can_park).
 struct LotSse {
+  static void* operator new(size_t n);
+  static void operator delete(void* p);
+
   LotSse(Context& shared, ParkedSse&& r)
-      : st(std::move(r.st)),
+      : at(r.st.at),
+        cursor(std::move(r.st.cursor)),
+        base64(r.st.base64),
+        json(r.st.json),
+        up_to_date(r.st.up_to_date),
+        ended(r.st.ended),
         session_end(r.st.session_end),
         last_write(r.st.last_write),
         sock(r.socket),
         log(r.st.ex),
         slot(std::move(r.st.slot)),
         count(shared, shared.metrics.open_sse) {}
-  live::SseRead st;
+  // live::SseRead with nothing held back (read() and keep()).
+  Offset at;
+  std::string cursor;
+  bool base64 = false;
+  bool json = false;
+  bool up_to_date = false;
+  bool ended = false;
   std::chrono::steady_clock::time_point session_end;
   std::chrono::steady_clock::time_point last_write;
   ParkedFd sock;
   ParkedLog log;
   live::ReaderLimits::Slot slot;
   DetachedCount count;
+
+  /// The live-read state, for a step of the machine (the cursor moves out).
+  live::SseRead read() {
+    live::SseRead st;
+    st.at = at;
+    st.cursor = std::move(cursor);
+    st.base64 = base64;
+    st.json = json;
+    st.up_to_date = up_to_date;
+    st.ended = ended;
+    return st;
+  }
+  /// Takes the state back after a step that held nothing back.
+  void keep(live::SseRead& st) {
+    at = st.at;
+    cursor = std::move(st.cursor);
+    up_to_date = st.up_to_date;
+    ended = st.ended;
+  }
+  live::SseNext next() const {
+    live::SseRead st;
+    st.up_to_date = up_to_date;
+    st.ended = ended;
+    return live::sse_next(st);
+  }
 };
 
 /// A parked long-poll as the lot keeps it.
 struct LotPoll {
+  static void* operator new(size_t n);
+  static void operator delete(void* p);
+
   LotPoll(Context& shared, ParkedLongPoll&& r)
       : at(r.st.at),
         start(r.st.start),
@@ -281,6 +432,17 @@ struct LotPoll {
   live::ReaderLimits::Slot slot;
   DetachedCount count;
 };
+
+void* LotSse::operator new(size_t n) {
+  (void)n;
+  return SlotPool<sizeof(LotSse)>::get();
+}
+void LotSse::operator delete(void* p) { SlotPool<sizeof(LotSse)>::put(p); }
+void* LotPoll::operator new(size_t n) {
+  (void)n;
+  return SlotPool<sizeof(LotPoll)>::get();
+}
+void LotPoll::operator delete(void* p) { SlotPool<sizeof(LotPoll)>::put(p); }
 
 DetachedCount::DetachedCount(Context& shared, metrics::Gauge& gauge)
     : sessions_(shared.stop_signals.sessions), gauge_(gauge) {
@@ -358,7 +520,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     }
     ++count_;
     lot_.parked_.fetch_add(1);
-    const Offset at = r->st.at;
+    const Offset at = r->at;
     schedule_timer(due(*r));
     auto& b = buckets_[at];
     b.readers.push_back(std::move(r));
@@ -435,13 +597,14 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       // Closed, gone or behind the hub's buffer: each reader steps alone.
       for (auto& r : readers) {
         std::string out;
-        const auto next = live::sse_on_wake(r->st, ctx_.clock, w, out);
+        auto st = r->read();
+        const auto next = live::sse_on_wake(st, ctx_.clock, w, out);
         if (next == live::SseNext::end) {
           finish(*r, out);
         } else {
           std::string pending;
           live::append_chunk(pending, out);
-          unpark(std::move(r), std::move(pending), std::nullopt);
+          unpark(std::move(r), std::move(pending), std::nullopt, &st);
         }
       }
     }
@@ -453,8 +616,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// that sent the same cursor).
   void deliver(std::vector<std::unique_ptr<LotSse>> readers, Offset at, const Wake& w) {
     auto job = std::make_shared<Delivery>();
-    const bool json = readers.front()->st.json;
-    const bool base64 = readers.front()->st.base64;
+    const bool json = readers.front()->json;
+    const bool base64 = readers.front()->base64;
     if (!live::sse_broadcast(w, at, json, base64, job->cast)) {
       // A character split across appends: coroutines hold it back per reader.
       for (auto& r : readers) unpark(std::move(r), {}, w);
@@ -464,16 +627,20 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     std::vector<Addressed> all;
     all.reserve(readers.size());
     std::string cursor_in;
-    const live::SseRead* first = nullptr;  // of the readers that sent cursor_in
+    bool have_first = false;
+    live::SseRead first;  // after its step: the first reader that sent cursor_in
     for (auto& r : readers) {
-      if (!first || r->st.cursor != cursor_in) {
-        cursor_in = r->st.cursor;
+      auto st = r->read();
+      if (!have_first || st.cursor != cursor_in) {
+        cursor_in = st.cursor;
         job->controls.emplace_back();
-        live::sse_on_broadcast(r->st, ctx_.clock, job->cast, job->controls.back());
-        first = &r->st;
+        live::sse_on_broadcast(st, ctx_.clock, job->cast, job->controls.back());
+        first.cursor = st.cursor;
+        have_first = true;
       } else {
-        live::sse_share_broadcast(r->st, *first, job->cast);
+        live::sse_share_broadcast(st, first, job->cast);
       }
+      r->keep(st);
       all.push_back({std::move(r), job->controls.size() - 1});
     }
     // Many readers: the writes are split across the fan-out strands (one per
@@ -522,7 +689,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     for (auto& [r, ctl] : readers) {
       const std::string& control = job.controls[ctl];
       live::ChunkSizeBuf size_buf;
-      const auto next = live::sse_next(r->st);
+      const auto next = r->next();
       auto size_line = chunk_size_line(job.cast.data.size() + control.size(), size_buf);
       Parts parts{asio::buffer(size_line), asio::buffer(job.cast.data), asio::buffer(control),
                   asio::buffer(kCrlf),
@@ -574,10 +741,12 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     r.last_write = now;
   }
 
-  /// Hands the reader back to a coroutine.
-  void unpark(std::unique_ptr<LotSse> r, std::string pending, std::optional<Wake> wake) {
+  /// Hands the reader back to a coroutine. `read`: its live-read state after
+  /// a step that may hold bytes back (else the kept one).
+  void unpark(std::unique_ptr<LotSse> r, std::string pending, std::optional<Wake> wake,
+              live::SseRead* read = nullptr) {
     SseState st;
-    static_cast<live::SseRead&>(st) = std::move(r->st);
+    static_cast<live::SseRead&>(st) = read ? std::move(*read) : r->read();
     st.session_end = r->session_end;
     st.last_write = r->last_write;
     st.ex = r->log.exchange();
@@ -606,7 +775,9 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// resumes from there on another server, then the end of the body.
   void end_with_position(LotSse& r) {
     std::string out;
-    live::sse_on_stop(r.st, ctx_.clock, out);
+    auto st = r.read();
+    live::sse_on_stop(st, ctx_.clock, out);
+    r.keep(st);
     finish(r, out);
   }
 
@@ -706,8 +877,52 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
 // ------------------------------------------------------------------ the lot of lots
 
+// ---- giving the heap back
+//
+// Parking a reader frees its coroutine frames, buffers and parser: a burst of
+// parks (thousands of readers connecting at once) leaves the heap at its
+// in-flight peak, free but resident, which glibc gives back only from its
+// top. The lot's entries live in SlotPool blocks, so those free pages hold
+// nothing: once the entries in the lot have grown by kTrimAfter since the
+// last time, malloc_trim gives them back a moment after the burst (once per
+// kTrimDelay at most).
+
+struct ParkingLot::Trim {
+  explicit Trim(const asio::any_io_executor& ex) : timer(asio::make_strand(ex)) {}
+  asio::steady_timer timer;
+  std::atomic<bool> armed{false};
+  std::atomic<size_t> trimmed_at{0};  ///< entries when last trimmed
+};
+
+namespace {
+constexpr size_t kTrimAfter = 1024;
+constexpr auto kTrimDelay = std::chrono::seconds(1);
+size_t lot_entries() {
+  return SlotPool<sizeof(LotSse)>::in_use() + SlotPool<sizeof(LotPoll)>::in_use();
+}
+}  // namespace
+
+void ParkingLot::trim_soon() {
+  const size_t n = lot_entries();
+  auto& t = *trim_;
+  if (n < t.trimmed_at.load()) t.trimmed_at.store(n);  // fewer now: grow from here
+  if (shared_.stopping || n < t.trimmed_at.load() + kTrimAfter || t.armed.exchange(true)) return;
+  asio::post(t.timer.get_executor(), [trim = trim_] {
+    trim->timer.expires_after(kTrimDelay);
+    trim->timer.async_wait([trim](beast::error_code ec) {
+      if (!ec) {
+#ifdef __GLIBC__
+        ::malloc_trim(0);
+#endif
+        trim->trimmed_at.store(lot_entries());
+      }
+      trim->armed.store(false);
+    });
+  });
+}
+
 ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads)
-    : shared_(shared), ex_(std::move(ex)) {
+    : shared_(shared), ex_(std::move(ex)), trim_(std::make_shared<Trim>(ex_)) {
   for (unsigned i = 1; i < threads; ++i) fanout_.push_back(asio::make_strand(ex_));
   on_stop_.emplace(shared.stop_signals, [this] { stop_all(); });
 }
@@ -727,12 +942,14 @@ void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedSse> reader
   auto kept = std::make_unique<LotSse>(shared_, std::move(*reader));
   reader.reset();
   lot_for(name)->add(std::move(kept));
+  trim_soon();
 }
 
 void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedLongPoll> reader) {
   auto kept = std::make_unique<LotPoll>(shared_, std::move(*reader));
   reader.reset();
   lot_for(name)->add(std::move(kept));
+  trim_soon();
 }
 
 void ParkingLot::release(const std::shared_ptr<SseLot>& lot) {
@@ -755,6 +972,8 @@ void ParkingLot::stop_all() {
     for (auto& [name, lot] : lots_) lots.push_back(lot);
   }
   for (auto& lot : lots) lot->stop();
+  // A pending trim would hold the event loop up to kTrimDelay.
+  asio::post(trim_->timer.get_executor(), [trim = trim_] { trim->timer.cancel(); });
 }
 
 }  // namespace ds::http_server
