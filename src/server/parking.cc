@@ -747,13 +747,38 @@ struct ParkingLot::Trim {
   asio::steady_timer timer;
   std::atomic<bool> armed{false};
   std::atomic<size_t> trimmed_at{0};  ///< entries when last trimmed
+  size_t seen = 0;                    ///< entries when the timer was last set (on its strand)
 };
 
 namespace {
 constexpr size_t kTrimAfter = 1024;
-constexpr auto kTrimDelay = std::chrono::seconds(1);
+constexpr auto kTrimDelay = std::chrono::milliseconds(500);
 size_t lot_entries() {
   return SlotPool<sizeof(LotSse)>::in_use() + SlotPool<sizeof(LotPoll)>::in_use();
+}
+
+/// Trims kTrimDelay from now, and again after each trim while the lot is
+/// still growing: the last one comes after the burst, when its connections'
+/// frames and buffers are all free. On the timer's strand.
+void trim_after_delay(const std::shared_ptr<ParkingLot::Trim>& trim) {
+  trim->seen = lot_entries();
+  trim->timer.expires_after(kTrimDelay);
+  trim->timer.async_wait([trim](beast::error_code ec) {
+    if (ec) {
+      trim->armed.store(false);
+      return;
+    }
+#ifdef __GLIBC__
+    ::malloc_trim(0);
+#endif
+    const size_t n = lot_entries();
+    if (n > trim->seen) {
+      trim_after_delay(trim);  // still growing
+      return;
+    }
+    trim->trimmed_at.store(n);
+    trim->armed.store(false);
+  });
 }
 }  // namespace
 
@@ -762,18 +787,7 @@ void ParkingLot::trim_soon() {
   auto& t = *trim_;
   if (n < t.trimmed_at.load()) t.trimmed_at.store(n);  // fewer now: grow from here
   if (shared_.stopping || n < t.trimmed_at.load() + kTrimAfter || t.armed.exchange(true)) return;
-  asio::post(t.timer.get_executor(), [trim = trim_] {
-    trim->timer.expires_after(kTrimDelay);
-    trim->timer.async_wait([trim](beast::error_code ec) {
-      if (!ec) {
-#ifdef __GLIBC__
-        ::malloc_trim(0);
-#endif
-        trim->trimmed_at.store(lot_entries());
-      }
-      trim->armed.store(false);
-    });
-  });
+  asio::post(t.timer.get_executor(), [trim = trim_] { trim_after_delay(trim); });
 }
 
 ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads)

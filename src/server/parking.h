@@ -158,7 +158,11 @@ class ParkingLot {
   Mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<SseLot>> lots_ DS_GUARDED_BY(mu_);
   std::optional<StopRegistration> on_stop_;
-  struct Trim;
+
+ public:
+  struct Trim;  ///< parking.cc
+
+ private:
   std::shared_ptr<Trim> trim_;
 };
 
