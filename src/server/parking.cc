@@ -746,6 +746,7 @@ struct ParkingLot::Trim {
   explicit Trim(const asio::any_io_executor& ex) : timer(asio::make_strand(ex)) {}
   asio::steady_timer timer;
   std::atomic<bool> armed{false};
+  std::atomic<bool> stopped{false};   ///< the server drains: no more trims
   std::atomic<size_t> trimmed_at{0};  ///< entries when last trimmed
   size_t seen = 0;                    ///< entries when the timer was last set (on its strand)
 };
@@ -761,6 +762,10 @@ size_t lot_entries() {
 /// still growing: the last one comes after the burst, when its connections'
 /// frames and buffers are all free. On the timer's strand.
 void trim_after_delay(const std::shared_ptr<ParkingLot::Trim>& trim) {
+  if (trim->stopped.load()) {
+    trim->armed.store(false);
+    return;
+  }
   trim->seen = lot_entries();
   trim->timer.expires_after(kTrimDelay);
   trim->timer.async_wait([trim](beast::error_code ec) {
@@ -842,6 +847,7 @@ void ParkingLot::stop_all() {
   }
   for (auto& lot : lots) lot->stop();
   // A pending trim would hold the event loop up to kTrimDelay.
+  trim_->stopped.store(true);
   asio::post(trim_->timer.get_executor(), [trim = trim_] { trim->timer.cancel(); });
 }
 
