@@ -1,8 +1,19 @@
 #include "server/parking.h"
 
+#include <fcntl.h>
+#include <malloc.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <map>
+#include <utility>
+
+#include "server/parked_memory.h"
 
 namespace ds::http_server {
 
@@ -18,6 +29,155 @@ using live::kKeepAlive;
 using live::kLastChunk;
 
 using Parts = std::array<asio::const_buffer, 5>;
+
+// ---- what a parked reader costs
+//
+// A parked reader is idle for seconds to minutes and there may be tens of
+// thousands: the lot keeps each in a compact form of its own, not the
+// ParkedSse/ParkedLongPoll the coroutines hand over. No Asio socket (its
+// epoll registration, descriptor state and the per-connection strand of its
+// executor were ~370 of ~900 bytes; the socket is a plain non-blocking
+// descriptor here, written with sendmsg and registered again when a
+// coroutine takes the reader back), and the exchange's strings (request id,
+// Origin, remote address) with a long-poll's cursor and content type packed
+// inline (PackedText); the entries themselves in blocks of their own
+// (SlotPool, server/parked_memory.h). docs/benchmarks.md, "Run to
+// completion (issue #12)".
+
+// Every field of Exchange is carried over by ParkedLog below (and back):
+// one added to Exchange must be added there too.
+static_assert(sizeof(Exchange) == 3 * sizeof(std::string) + 32,
+              "Exchange changed: carry the new field through ParkedLog");
+
+/// The exchange of a parked reader: what the access-log line and metrics
+/// need at its end, and what a resumed response needs (its Origin).
+/// The parts of a ParkedLog's text.
+enum ParkedText : size_t { kId, kOrigin, kRemote, kCursor, kContentType };
+
+template <size_t Inline>
+struct ParkedLog {
+  ParkedLog() = default;
+  /// Takes `ex`'s fields; `extra` (a long-poll's cursor, content type)
+  /// go into the same block.
+  ParkedLog(const Exchange& ex, std::string_view cursor = {}, std::string_view content_type = {})
+      : started(ex.started),
+        bytes_out(ex.bytes_out),
+        status(static_cast<uint16_t>(ex.status)),
+        mode(ex.mode),
+        detached(ex.detached),
+        can_detach(ex.can_detach),
+        text{ex.id, ex.origin, ex.remote, cursor, content_type} {}
+
+  Exchange exchange() const {
+    Exchange ex;
+    ex.id = text.get(kId);
+    ex.origin = text.get(kOrigin);
+    ex.remote = text.get(kRemote);
+    ex.started = started;
+    ex.mode = mode;
+    ex.status = status;
+    ex.bytes_out = bytes_out;
+    ex.detached = detached;
+    ex.can_detach = can_detach;
+    return ex;
+  }
+
+  std::chrono::steady_clock::time_point started;
+  uint64_t bytes_out = 0;
+  uint16_t status = 0;
+  ReadMode mode = ReadMode::none;
+  bool detached = false;
+  bool can_detach = false;
+  PackedText<Inline> text;
+};
+
+/// A parked socket: a non-blocking descriptor, no reactor registration.
+struct ParkedFd {
+  ParkedFd() = default;
+  /// Takes the descriptor out of `s` (which has no operation pending).
+  explicit ParkedFd(tcp::socket& s) {
+    beast::error_code ec;
+    const auto ep = s.local_endpoint(ec);
+    v6 = !ec && ep.protocol() == tcp::v6();
+    fd = s.release(ec);
+    if (ec) {
+      s.close(ec);
+      fd = -1;
+      return;
+    }
+    const int flags = ::fcntl(fd, F_GETFL, 0);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  }
+  ParkedFd(ParkedFd&& o) noexcept : fd(std::exchange(o.fd, -1)), v6(o.v6) {}
+  ParkedFd& operator=(ParkedFd&& o) noexcept {
+    if (this != &o) {
+      close();
+      fd = std::exchange(o.fd, -1);
+      v6 = o.v6;
+    }
+    return *this;
+  }
+  ~ParkedFd() { close(); }
+
+  /// Writes what it takes without blocking: bytes written, or an error
+  /// (would_block when it takes nothing).
+  size_t write_some(const std::array<asio::const_buffer, 5>& parts, beast::error_code& ec) {
+    ec = {};
+    std::array<iovec, 5> iov{};
+    int n = 0;
+    for (const auto& p : parts) {
+      if (p.size() == 0) continue;
+      iov[n].iov_base = const_cast<void*>(p.data());
+      iov[n].iov_len = p.size();
+      ++n;
+    }
+    if (fd < 0) {
+      ec = asio::error::bad_descriptor;
+      return 0;
+    }
+    if (n == 0) return 0;
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = static_cast<size_t>(n);
+    for (;;) {
+      const ssize_t w = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+      if (w >= 0) return static_cast<size_t>(w);
+      if (errno == EINTR) continue;
+      ec = beast::error_code(errno, asio::error::get_system_category());
+      return 0;
+    }
+  }
+
+  /// Ends the connection: FIN after what was written, then close.
+  void shutdown_and_close() {
+    if (fd < 0) return;
+    ::shutdown(fd, SHUT_WR);
+    close();
+  }
+
+  /// A socket on a fresh strand of `ex`, for a coroutine to go on with
+  /// (closed when the reactor refuses the descriptor).
+  tcp::socket take(const asio::any_io_executor& ex) {
+    tcp::socket s(asio::make_strand(ex));
+    if (fd < 0) return s;
+    beast::error_code ec;
+    s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+      close();
+      return s;
+    }
+    fd = -1;
+    return s;
+  }
+
+  void close() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+
+  int fd = -1;
+  bool v6 = false;
+};
 
 /// The unwritten tail of a gather write.
 std::string rest_of(const Parts& parts, size_t written) {
@@ -37,13 +197,107 @@ bool would_block(const beast::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
 }
 
-void close_socket(tcp::socket& socket) {
-  beast::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_send, ignored);
-  socket.close(ignored);
-}
-
 }  // namespace
+
+/// A parked SSE reader as the lot keeps it (see "what a parked reader
+/// costs" above): ParkedSse less the socket object, the exchange's strings
+/// and the live-read state's held-back bytes (a reader parks only with none:
+/// stream_sse.cc's can_park).
+struct LotSse {
+  static void* operator new(size_t n);
+  static void operator delete(void* p);
+
+  LotSse(Context& shared, ParkedSse&& r)
+      : at(r.st.at),
+        cursor(std::move(r.st.cursor)),
+        base64(r.st.base64),
+        json(r.st.json),
+        up_to_date(r.st.up_to_date),
+        ended(r.st.ended),
+        session_end(r.st.session_end),
+        last_write(r.st.last_write),
+        sock(r.socket),
+        log(r.st.ex),
+        slot(std::move(r.st.slot)),
+        count(shared, shared.metrics.open_sse) {}
+  // live::SseRead with nothing held back (read() and keep()).
+  Offset at;
+  std::string cursor;
+  bool base64 = false;
+  bool json = false;
+  bool up_to_date = false;
+  bool ended = false;
+  std::chrono::steady_clock::time_point session_end;
+  std::chrono::steady_clock::time_point last_write;
+  ParkedFd sock;
+  ParkedLog<40> log;  // SSE: no Origin kept (stream_sse.cc), no cursor or content type here
+  live::ReaderLimits::Slot slot;
+  DetachedCount count;
+
+  /// The live-read state, for a step of the machine (the cursor moves out).
+  live::SseRead read() {
+    live::SseRead st;
+    st.at = at;
+    st.cursor = std::move(cursor);
+    st.base64 = base64;
+    st.json = json;
+    st.up_to_date = up_to_date;
+    st.ended = ended;
+    return st;
+  }
+  /// Takes the state back after a step that held nothing back.
+  void keep(live::SseRead& st) {
+    at = st.at;
+    cursor = std::move(st.cursor);
+    up_to_date = st.up_to_date;
+    ended = st.ended;
+  }
+  live::SseNext next() const {
+    live::SseRead st;
+    st.up_to_date = up_to_date;
+    st.ended = ended;
+    return live::sse_next(st);
+  }
+};
+
+/// A parked long-poll as the lot keeps it.
+struct LotPoll {
+  static void* operator new(size_t n);
+  static void operator delete(void* p);
+
+  LotPoll(Context& shared, ParkedLongPoll&& r)
+      : at(r.st.at),
+        start(r.st.start),
+        stream_id(r.st.stream_id),
+        deadline(r.st.deadline),
+        sock(r.socket),
+        version(static_cast<uint16_t>(r.st.version)),
+        keep_alive(r.st.keep_alive),
+        log(r.st.ex, r.st.cursor, r.st.content_type),
+        slot(std::move(r.st.slot)),
+        count(shared, shared.metrics.parked_long_polls) {}
+  Offset at;
+  Offset start;
+  uint64_t stream_id = 0;
+  std::chrono::steady_clock::time_point deadline;
+  ParkedFd sock;
+  uint16_t version = 11;
+  bool keep_alive = true;
+  ParkedLog<64> log;
+  live::ReaderLimits::Slot slot;
+  DetachedCount count;
+};
+
+void* LotSse::operator new(size_t n) {
+  (void)n;
+  return SlotPool<sizeof(LotSse)>::get();
+}
+void LotSse::operator delete(void* p) { SlotPool<sizeof(LotSse)>::put(p); }
+void* LotPoll::operator new(size_t n) {
+  (void)n;
+  return SlotPool<sizeof(LotPoll)>::get();
+}
+void LotPoll::operator delete(void* p) { SlotPool<sizeof(LotPoll)>::put(p); }
 
 DetachedCount::DetachedCount(Context& shared, metrics::Gauge& gauge)
     : sessions_(shared.stop_signals.sessions), gauge_(gauge) {
@@ -108,21 +362,21 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
  private:
   struct Bucket {
-    std::vector<std::unique_ptr<ParkedSse>> readers;
-    std::vector<std::unique_ptr<ParkedLongPoll>> polls;
+    std::vector<std::unique_ptr<LotSse>> readers;
+    std::vector<std::unique_ptr<LotPoll>> polls;
     std::shared_ptr<Waiter> waiter;
     bool empty() const { return readers.empty() && polls.empty(); }
   };
 
-  void insert(std::unique_ptr<ParkedSse> r) {
+  void insert(std::unique_ptr<LotSse> r) {
     if (stopping_ || ctx_.stopping) {
       end_with_position(*r);
       return;
     }
     ++count_;
     lot_.parked_.fetch_add(1);
-    const Offset at = r->st.at;
-    schedule_timer(due(r->st));
+    const Offset at = r->at;
+    schedule_timer(due(*r));
     auto& b = buckets_[at];
     b.readers.push_back(std::move(r));
     if (!b.waiter) watch(at, b);
@@ -134,22 +388,35 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     lot_.parked_.fetch_sub(n);
   }
 
-  void insert(std::unique_ptr<ParkedLongPoll> r) {
+  void insert(std::unique_ptr<LotPoll> r) {
     if (stopping_ || ctx_.stopping) {
       answer(std::move(r), std::nullopt);
       return;
     }
     ++count_;
-    const Offset at = r->st.at;
-    schedule_timer(r->st.deadline);
+    const Offset at = r->at;
+    schedule_timer(r->deadline);
     auto& b = buckets_[at];
     b.polls.push_back(std::move(r));
     if (!b.waiter) watch(at, b);
   }
 
   /// Hands a long-poll back to a coroutine to answer.
-  void answer(std::unique_ptr<ParkedLongPoll> r, std::optional<Wake> wake) {
-    resume_long_poll(ctx_, name_, std::move(r), std::move(wake));
+  void answer(std::unique_ptr<LotPoll> r, std::optional<Wake> wake) {
+    LongPollState st;
+    st.at = r->at;
+    st.start = r->start;
+    st.stream_id = r->stream_id;
+    st.content_type = r->log.text.get(kContentType);
+    st.cursor = r->log.text.get(kCursor);
+    st.version = r->version;
+    st.keep_alive = r->keep_alive;
+    st.deadline = r->deadline;
+    st.ex = r->log.exchange();
+    st.slot = std::move(r->slot);
+    auto back = std::make_unique<ParkedLongPoll>(ctx_, r->sock.take(lot_.ex_), std::move(st));
+    r.reset();
+    resume_long_poll(ctx_, name_, std::move(back), std::move(wake));
   }
 
   /// Registers the bucket's hub waiter: one per offset, however many readers.
@@ -185,13 +452,14 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       // Closed, gone or behind the hub's buffer: each reader steps alone.
       for (auto& r : readers) {
         std::string out;
-        const auto next = live::sse_on_wake(r->st, ctx_.clock, w, out);
+        auto st = r->read();
+        const auto next = live::sse_on_wake(st, ctx_.clock, w, out);
         if (next == live::SseNext::end) {
           finish(*r, out);
         } else {
           std::string pending;
           live::append_chunk(pending, out);
-          unpark(std::move(r), std::move(pending), std::nullopt);
+          unpark(std::move(r), std::move(pending), std::nullopt, &st);
         }
       }
     }
@@ -201,10 +469,10 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// New records for readers all at `at` (all caught up, none holding bytes
   /// back): one data event for all, a control event each (shared by readers
   /// that sent the same cursor).
-  void deliver(std::vector<std::unique_ptr<ParkedSse>> readers, Offset at, const Wake& w) {
+  void deliver(std::vector<std::unique_ptr<LotSse>> readers, Offset at, const Wake& w) {
     auto job = std::make_shared<Delivery>();
-    const bool json = readers.front()->st.json;
-    const bool base64 = readers.front()->st.base64;
+    const bool json = readers.front()->json;
+    const bool base64 = readers.front()->base64;
     if (!live::sse_broadcast(w, at, json, base64, job->cast)) {
       // A character split across appends: coroutines hold it back per reader.
       for (auto& r : readers) unpark(std::move(r), {}, w);
@@ -214,16 +482,20 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     std::vector<Addressed> all;
     all.reserve(readers.size());
     std::string cursor_in;
-    const live::SseRead* first = nullptr;  // of the readers that sent cursor_in
+    bool have_first = false;
+    live::SseRead first;  // after its step: the first reader that sent cursor_in
     for (auto& r : readers) {
-      if (!first || r->st.cursor != cursor_in) {
-        cursor_in = r->st.cursor;
+      auto st = r->read();
+      if (!have_first || st.cursor != cursor_in) {
+        cursor_in = st.cursor;
         job->controls.emplace_back();
-        live::sse_on_broadcast(r->st, ctx_.clock, job->cast, job->controls.back());
-        first = &r->st;
+        live::sse_on_broadcast(st, ctx_.clock, job->cast, job->controls.back());
+        first.cursor = st.cursor;
+        have_first = true;
       } else {
-        live::sse_share_broadcast(r->st, *first, job->cast);
+        live::sse_share_broadcast(st, first, job->cast);
       }
+      r->keep(st);
       all.push_back({std::move(r), job->controls.size() - 1});
     }
     // Many readers: the writes are split across the fan-out strands (one per
@@ -257,22 +529,22 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     std::vector<std::string> controls;
   };
   struct Addressed {
-    std::unique_ptr<ParkedSse> reader;
+    std::unique_ptr<LotSse> reader;
     size_t control = 0;  ///< index into Delivery::controls
   };
   static constexpr size_t kParallelFanout = 256;
 
   /// Writes a delivery to readers; returns those that stay parked. Touches
   /// only the readers (and thread-safe metrics): runs on any strand.
-  std::vector<std::unique_ptr<ParkedSse>> write_all(const Delivery& job,
-                                                    std::vector<Addressed> readers) {
-    std::vector<std::unique_ptr<ParkedSse>> stay;
+  std::vector<std::unique_ptr<LotSse>> write_all(const Delivery& job,
+                                                 std::vector<Addressed> readers) {
+    std::vector<std::unique_ptr<LotSse>> stay;
     stay.reserve(readers.size());
     const auto now = SteadyClock::now();
     for (auto& [r, ctl] : readers) {
       const std::string& control = job.controls[ctl];
       live::ChunkSizeBuf size_buf;
-      const auto next = live::sse_next(r->st);
+      const auto next = r->next();
       auto size_line = chunk_size_line(job.cast.data.size() + control.size(), size_buf);
       Parts parts{asio::buffer(size_line), asio::buffer(job.cast.data), asio::buffer(control),
                   asio::buffer(kCrlf),
@@ -280,8 +552,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       if (!write_or_hand_back(r, parts, now)) continue;
       switch (next) {
         case live::SseNext::end:
-          close_socket(r->socket);
-          log_detached_end(ctx_, r->st.ex, name_);
+          r->sock.shutdown_and_close();
+          log_detached_end(ctx_, r->log.exchange(), name_);
           break;
         case live::SseNext::read:
           unpark(std::move(r), {}, std::nullopt);
@@ -296,15 +568,15 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
   /// Writes `parts` without blocking. true: all written. Otherwise the reader
   /// is gone (ended) or handed back to a coroutine with the rest to write.
-  bool write_or_hand_back(std::unique_ptr<ParkedSse>& r, const Parts& parts,
+  bool write_or_hand_back(std::unique_ptr<LotSse>& r, const Parts& parts,
                           SteadyClock::time_point now) {
     size_t total = 0;
     for (const auto& p : parts) total += p.size();
     beast::error_code ec;
-    const size_t n = r->socket.write_some(parts, ec);
+    const size_t n = r->sock.write_some(parts, ec);
     if (ec && !would_block(ec)) {
-      close_socket(r->socket);
-      log_detached_end(ctx_, r->st.ex, name_);
+      r->sock.shutdown_and_close();
+      log_detached_end(ctx_, r->log.exchange(), name_);
       r.reset();
       return false;
     }
@@ -317,45 +589,57 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     return true;
   }
 
-  void sent(ParkedSse& r, size_t n, SteadyClock::time_point now) {
+  void sent(LotSse& r, size_t n, SteadyClock::time_point now) {
     if (n == 0) return;
     ctx_.metrics.sent_bytes.inc(n);
-    r.st.ex.bytes_out += n;
-    r.st.last_write = now;
+    r.log.bytes_out += n;
+    r.last_write = now;
   }
 
-  /// Hands the reader back to a coroutine.
-  void unpark(std::unique_ptr<ParkedSse> r, std::string pending, std::optional<Wake> wake) {
-    resume_sse(ctx_, name_, std::move(r), std::move(pending), std::move(wake));
+  /// Hands the reader back to a coroutine. `read`: its live-read state after
+  /// a step that may hold bytes back (else the kept one).
+  void unpark(std::unique_ptr<LotSse> r, std::string pending, std::optional<Wake> wake,
+              live::SseRead* read = nullptr) {
+    SseState st;
+    static_cast<live::SseRead&>(st) = read ? std::move(*read) : r->read();
+    st.session_end = r->session_end;
+    st.last_write = r->last_write;
+    st.ex = r->log.exchange();
+    st.slot = std::move(r->slot);
+    auto back = std::make_unique<ParkedSse>(ctx_, r->sock.take(lot_.ex_), std::move(st));
+    r.reset();
+    resume_sse(ctx_, name_, std::move(back), std::move(pending), std::move(wake));
   }
 
   /// Writes `last` and the terminating chunk (best effort: a parked socket
   /// has room, so it normally takes it all) and ends the response.
-  void finish(ParkedSse& r, std::string_view last) {
+  void finish(LotSse& r, std::string_view last) {
     live::ChunkSizeBuf size_buf;
     auto size_line = last.empty() ? std::string_view() : chunk_size_line(last.size(), size_buf);
     Parts parts{asio::buffer(size_line), asio::buffer(last),
                 last.empty() ? asio::const_buffer() : asio::buffer(kCrlf), asio::buffer(kLastChunk),
                 asio::const_buffer()};
     beast::error_code ec;
-    size_t n = r.socket.write_some(parts, ec);
+    size_t n = r.sock.write_some(parts, ec);
     sent(r, ec ? 0 : n, SteadyClock::now());
-    close_socket(r.socket);
-    log_detached_end(ctx_, r.st.ex, name_);
+    r.sock.shutdown_and_close();
+    log_detached_end(ctx_, r.log.exchange(), name_);
   }
 
   /// Shutdown: a last control event with the reader's position, so it
   /// resumes from there on another server, then the end of the body.
-  void end_with_position(ParkedSse& r) {
+  void end_with_position(LotSse& r) {
     std::string out;
-    live::sse_on_stop(r.st, ctx_.clock, out);
+    auto st = r.read();
+    live::sse_on_stop(st, ctx_.clock, out);
+    r.keep(st);
     finish(r, out);
   }
 
   // ---- keep-alive comments and the end of SSE sessions: one timer per lot.
 
-  SteadyClock::time_point due(const SseState& st) const {
-    return std::min(st.session_end, st.last_write + ctx_.options.sse_keepalive);
+  SteadyClock::time_point due(const LotSse& r) const {
+    return std::min(r.session_end, r.last_write + ctx_.options.sse_keepalive);
   }
 
   void schedule_timer(SteadyClock::time_point due) {
@@ -374,13 +658,13 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
   void sweep() {
     const auto now = SteadyClock::now();
-    std::vector<std::unique_ptr<ParkedSse>> out;  // leaving the lot
-    std::vector<bool> ending;                     // per `out`: session over (else keep-alive due)
-    std::vector<std::unique_ptr<ParkedLongPoll>> timed_out;
+    std::vector<std::unique_ptr<LotSse>> out;  // leaving the lot
+    std::vector<bool> ending;                  // per `out`: session over (else keep-alive due)
+    std::vector<std::unique_ptr<LotPoll>> timed_out;
     for (auto it = buckets_.begin(); it != buckets_.end();) {
       auto& polls = it->second.polls;
       for (size_t i = 0; i < polls.size();) {
-        if (now >= polls[i]->st.deadline) {
+        if (now >= polls[i]->deadline) {
           timed_out.push_back(std::move(polls[i]));
           polls[i] = std::move(polls.back());
           polls.pop_back();
@@ -391,8 +675,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       auto& readers = it->second.readers;
       for (size_t i = 0; i < readers.size();) {
         auto& r = *readers[i];
-        const bool over = now >= r.st.session_end;
-        if (over || now - r.st.last_write >= ctx_.options.sse_keepalive) {
+        const bool over = now >= r.session_end;
+        if (over || now - r.last_write >= ctx_.options.sse_keepalive) {
           out.push_back(std::move(readers[i]));
           ending.push_back(over);
           readers[i] = std::move(readers.back());
@@ -425,8 +709,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     // Re-arm for the readers that stayed.
     std::optional<SteadyClock::time_point> next;
     for (const auto& [at, b] : buckets_) {
-      for (const auto& r : b.readers) next = next ? std::min(*next, due(r->st)) : due(r->st);
-      for (const auto& r : b.polls) next = next ? std::min(*next, r->st.deadline) : r->st.deadline;
+      for (const auto& r : b.readers) next = next ? std::min(*next, due(*r)) : due(*r);
+      for (const auto& r : b.polls) next = next ? std::min(*next, r->deadline) : r->deadline;
     }
     if (next) schedule_timer(*next);
     lot_.release(shared_from_this());
@@ -448,8 +732,71 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
 // ------------------------------------------------------------------ the lot of lots
 
+// ---- giving the heap back
+//
+// Parking a reader frees its coroutine frames, buffers and parser: a burst of
+// parks (thousands of readers connecting at once) leaves the heap at its
+// in-flight peak, free but resident, which glibc gives back only from its
+// top. The lot's entries live in SlotPool blocks, so those free pages hold
+// nothing: once the entries in the lot have grown by kTrimAfter since the
+// last time, malloc_trim gives them back a moment after the burst (once per
+// kTrimDelay at most).
+
+struct ParkingLot::Trim {
+  explicit Trim(const asio::any_io_executor& ex) : timer(asio::make_strand(ex)) {}
+  asio::steady_timer timer;
+  std::atomic<bool> armed{false};
+  std::atomic<bool> stopped{false};   ///< the server drains: no more trims
+  std::atomic<size_t> trimmed_at{0};  ///< entries when last trimmed
+  size_t seen = 0;                    ///< entries when the timer was last set (on its strand)
+};
+
+namespace {
+constexpr size_t kTrimAfter = 1024;
+constexpr auto kTrimDelay = std::chrono::milliseconds(500);
+size_t lot_entries() {
+  return SlotPool<sizeof(LotSse)>::in_use() + SlotPool<sizeof(LotPoll)>::in_use();
+}
+
+/// Trims kTrimDelay from now, and again after each trim while the lot is
+/// still growing: the last one comes after the burst, when its connections'
+/// frames and buffers are all free. On the timer's strand.
+void trim_after_delay(const std::shared_ptr<ParkingLot::Trim>& trim) {
+  if (trim->stopped.load()) {
+    trim->armed.store(false);
+    return;
+  }
+  trim->seen = lot_entries();
+  trim->timer.expires_after(kTrimDelay);
+  trim->timer.async_wait([trim](beast::error_code ec) {
+    if (ec) {
+      trim->armed.store(false);
+      return;
+    }
+#ifdef __GLIBC__
+    ::malloc_trim(0);
+#endif
+    const size_t n = lot_entries();
+    if (n > trim->seen) {
+      trim_after_delay(trim);  // still growing
+      return;
+    }
+    trim->trimmed_at.store(n);
+    trim->armed.store(false);
+  });
+}
+}  // namespace
+
+void ParkingLot::trim_soon() {
+  const size_t n = lot_entries();
+  auto& t = *trim_;
+  if (n < t.trimmed_at.load()) t.trimmed_at.store(n);  // fewer now: grow from here
+  if (shared_.stopping || n < t.trimmed_at.load() + kTrimAfter || t.armed.exchange(true)) return;
+  asio::post(t.timer.get_executor(), [trim = trim_] { trim_after_delay(trim); });
+}
+
 ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads)
-    : shared_(shared), ex_(std::move(ex)) {
+    : shared_(shared), ex_(std::move(ex)), trim_(std::make_shared<Trim>(ex_)) {
   for (unsigned i = 1; i < threads; ++i) fanout_.push_back(asio::make_strand(ex_));
   on_stop_.emplace(shared.stop_signals, [this] { stop_all(); });
 }
@@ -465,13 +812,18 @@ std::shared_ptr<SseLot> ParkingLot::lot_for(const std::string& name) {
 }
 
 void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedSse> reader) {
-  beast::error_code ec;
-  reader->socket.non_blocking(true, ec);
-  lot_for(name)->add(std::move(reader));
+  // Compacted here, on the connection's thread: the lot keeps only that.
+  auto kept = std::make_unique<LotSse>(shared_, std::move(*reader));
+  reader.reset();
+  lot_for(name)->add(std::move(kept));
+  trim_soon();
 }
 
 void ParkingLot::park(const std::string& name, std::unique_ptr<ParkedLongPoll> reader) {
-  lot_for(name)->add(std::move(reader));
+  auto kept = std::make_unique<LotPoll>(shared_, std::move(*reader));
+  reader.reset();
+  lot_for(name)->add(std::move(kept));
+  trim_soon();
 }
 
 void ParkingLot::release(const std::shared_ptr<SseLot>& lot) {
@@ -494,6 +846,9 @@ void ParkingLot::stop_all() {
     for (auto& [name, lot] : lots_) lots.push_back(lot);
   }
   for (auto& lot : lots) lot->stop();
+  // A pending trim would hold the event loop up to kTrimDelay.
+  trim_->stopped.store(true);
+  asio::post(trim_->timer.get_executor(), [trim = trim_] { trim->timer.cancel(); });
 }
 
 }  // namespace ds::http_server

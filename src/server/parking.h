@@ -146,6 +146,9 @@ class ParkingLot {
   /// Drops the lot if it is empty and nothing is on its way to it.
   void release(const std::shared_ptr<SseLot>& lot);
   void stop_all();
+  /// After parks have added many entries to the lot: gives the heap's free
+  /// pages back to the system a moment later (parking.cc, SlotPool).
+  void trim_soon();
 
   Context& shared_;
   asio::any_io_executor ex_;
@@ -155,6 +158,12 @@ class ParkingLot {
   Mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<SseLot>> lots_ DS_GUARDED_BY(mu_);
   std::optional<StopRegistration> on_stop_;
+
+ public:
+  struct Trim;  ///< parking.cc
+
+ private:
+  std::shared_ptr<Trim> trim_;
 };
 
 }  // namespace ds::http_server

@@ -1,0 +1,170 @@
+#pragma once
+// The memory of parked readers (server/parking.cc): what tens of thousands of
+// idle connections cost is mostly how their small state is laid out.
+// Pure and Asio-free; tested in test/unit/parked_memory_test.cc.
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string_view>
+
+namespace ds::http_server {
+
+/// Several short strings in one block: a count byte, a width byte (2 or 4),
+/// each length in that width, then the characters. Inline when they fit in
+/// `Inline` bytes (a request id and an address in 40, with a cursor and a
+/// content type in 64, usually do), else on the heap.
+template <size_t Inline>
+class PackedText {
+ public:
+  static constexpr size_t kInline = Inline;
+  static_assert(Inline >= 2);
+
+  PackedText() = default;
+  explicit PackedText(std::initializer_list<std::string_view> parts) {
+    size_t chars = 0;
+    size_t longest = 0;
+    for (auto p : parts) {
+      chars += p.size();
+      longest = std::max(longest, p.size());
+    }
+    const size_t n = parts.size();
+    const size_t width = longest <= 0xffff ? 2 : 4;
+    const size_t total = 2 + width * n + chars;
+    char* out = inline_;
+    if (total > kInline) {
+      heap_ = std::make_unique<char[]>(total);
+      out = heap_.get();
+    }
+    out[0] = static_cast<char>(n);
+    out[1] = static_cast<char>(width);
+    char* len = out + 2;
+    char* at = len + width * n;
+    for (auto p : parts) {
+      if (width == 2) {
+        const auto l = static_cast<uint16_t>(p.size());
+        std::memcpy(len, &l, 2);
+      } else {
+        const auto l = static_cast<uint32_t>(p.size());
+        std::memcpy(len, &l, 4);
+      }
+      len += width;
+      if (!p.empty()) std::memcpy(at, p.data(), p.size());
+      at += p.size();
+    }
+  }
+  PackedText(PackedText&&) = delete;  // an entry's, in place
+
+  /// The `i`th string ("" past the end).
+  std::string_view get(size_t i) const {
+    const char* b = heap_ ? heap_.get() : inline_;
+    const size_t n = static_cast<unsigned char>(b[0]);
+    const size_t width = static_cast<unsigned char>(b[1]);
+    if (i >= n) return {};
+    const char* at = b + 2 + width * n;
+    size_t l = 0;
+    for (size_t k = 0;; ++k) {
+      if (width == 2) {
+        uint16_t v = 0;
+        std::memcpy(&v, b + 2 + 2 * k, 2);
+        l = v;
+      } else {
+        uint32_t v = 0;
+        std::memcpy(&v, b + 2 + 4 * k, 4);
+        l = v;
+      }
+      if (k == i) break;
+      at += l;
+    }
+    return {at, l};
+  }
+
+ private:
+  std::unique_ptr<char[]> heap_;
+  char inline_[kInline] = {};
+};
+
+/// Fixed-size slots for the lot's entries, carved from blocks of their own
+/// (mmap'd, 128 KiB), not from the general heap: tens of thousands of small
+/// long-lived entries allocated between each connection's short-lived
+/// buffers and coroutine frames would pin the pages of those (freed) once
+/// the readers park, so that none could be given back (see trim_soon).
+/// Slots are reused, blocks are kept (the peak of parked readers).
+/// Thread safety: any thread.
+#if defined(__SANITIZE_ADDRESS__)
+#define DS_SLOT_POOL_HEAP 1  // ASan sees use-after-free of heap objects only
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DS_SLOT_POOL_HEAP 1
+#endif
+#endif
+
+template <size_t Size>
+class SlotPool {
+ public:
+  static void* get() {
+#ifdef DS_SLOT_POOL_HEAP
+    in_use_.fetch_add(1, std::memory_order_relaxed);
+    return ::operator new(Size);
+#endif
+    std::lock_guard lock(mu());
+    auto& f = free_list();
+    if (!f) grow(f);
+    if (!f) throw std::bad_alloc();
+    Free* p = f;
+    f = p->next;
+    in_use_.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+  static void put(void* p) {
+    if (!p) return;
+#ifdef DS_SLOT_POOL_HEAP
+    in_use_.fetch_sub(1, std::memory_order_relaxed);
+    ::operator delete(p);
+    return;
+#endif
+    std::lock_guard lock(mu());
+    auto* s = static_cast<Free*>(p);
+    s->next = free_list();
+    free_list() = s;
+    in_use_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  /// Slots handed out now.
+  static size_t in_use() { return in_use_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Free {
+    Free* next;
+  };
+  static constexpr size_t kSlot = (Size + 15) / 16 * 16;
+  static inline std::atomic<size_t> in_use_{0};
+  static constexpr size_t kBlock = size_t{128} << 10;
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static Free*& free_list() {
+    static Free* f = nullptr;
+    return f;
+  }
+  static void grow(Free*& f) {
+    void* b = ::mmap(nullptr, kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED) return;
+    // Threaded from the block's end, so the first slots handed out are at its
+    // start and untouched pages stay out of RSS.
+    for (size_t i = kBlock / kSlot; i-- > 0;) {
+      auto* s = reinterpret_cast<Free*>(static_cast<char*>(b) + i * kSlot);
+      s->next = f;
+      f = s;
+    }
+  }
+};
+
+}  // namespace ds::http_server
