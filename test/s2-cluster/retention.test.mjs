@@ -1,0 +1,190 @@
+// Retention on the S2 engine across nodes (docs/s2-mapping.md, "Retention"):
+// a trim decided by whichever node sweeps is seen by every other node (HEAD's
+// Stream-Earliest-Offset, 410 retention_trimmed with earliest_offset for
+// catch-up, long-poll and SSE reads before it, offset=-1 from it); S2 really
+// drops the records; a node that starts after the trim rebuilds the producer
+// and Stream-Seq state from the checkpoint written with the trim; and the
+// server defaults (--retention-max-*) are accepted with --storage s2.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { req } from "../integration/lib/http.mjs";
+import { BASIN, startEmulator, startNode, streamUrl, waitFor } from "./lib/cluster.mjs";
+
+const ZERO = "0000000000000000_0000000000000000";
+const TEXT = "text/plain";
+
+let emu;
+const nodes = [];
+before(async () => {
+  emu = await startEmulator();
+  nodes.push(await startNode(emu, [], "ret-a"));
+  nodes.push(await startNode(emu, [], "ret-b"));
+});
+after(async () => {
+  for (const n of nodes) await n.stop();
+  if (emu) await emu.stop();
+});
+
+async function head(url) {
+  const h = await req(url, { method: "HEAD" });
+  assert.equal(h.status, 200, `HEAD ${url}: ${h.status}`);
+  return h;
+}
+
+/** The records S2 itself still returns from seq 0 (read straight from the emulator). */
+async function s2Records(name) {
+  const r = await req(`${emu.url}/v1/streams/${encodeURIComponent(name)}/records?seq_num=0`, {
+    headers: { "s2-basin": BASIN, "s2-format": "base64" },
+  });
+  assert.equal(r.status, 200, `emulator read: ${r.status} ${r.text}`);
+  return JSON.parse(r.text).records;
+}
+
+describe("retention across nodes", () => {
+  const name = `ret-bytes-${process.pid}`;
+  let earliest;
+
+  test("a trim decided by one node is seen by another (HEAD, 410, offset=-1)", async () => {
+    const [a, b] = nodes;
+    const made = await req(streamUrl(a, name), {
+      method: "PUT",
+      headers: { "content-type": TEXT, "stream-retention-max-bytes": "10" },
+    });
+    assert.equal(made.status, 201, made.text);
+    // B holds the stream before the appends: it must learn the trim, not
+    // just load it afterwards.
+    assert.equal((await head(streamUrl(b, name))).headers.get("stream-earliest-offset"), ZERO);
+    const bodies = ["aaaaaa", "bbbbbb", "cccccc", "dddddd", "eeeeee"];
+    for (let i = 0; i < bodies.length; i++) {
+      const r = await req(streamUrl(a, name), {
+        method: "POST",
+        headers: {
+          "content-type": TEXT,
+          "producer-id": "p1",
+          "producer-epoch": "0",
+          "producer-seq": String(i),
+          "stream-seq": String(i + 1).padStart(4, "0"),
+        },
+        body: bodies[i],
+      });
+      assert.equal(r.status, 200, `append ${i}: ${r.status} ${r.text}`);
+    }
+    const tail = (await head(streamUrl(a, name))).headers.get("stream-next-offset");
+    // Both nodes sweep once a second; whichever lands the trim, both see it.
+    earliest = await waitFor(async () => {
+      const e = (await head(streamUrl(a, name))).headers.get("stream-earliest-offset");
+      return e && e !== ZERO ? e : null;
+    }, 15000, "node A to report a trimmed earliest offset");
+    assert.ok(earliest < tail, `${earliest} < ${tail}`);
+    const hb = await head(streamUrl(b, name));
+    assert.equal(hb.headers.get("stream-earliest-offset"), earliest);
+    assert.equal(hb.headers.get("stream-retention-max-bytes"), "10");
+
+    for (const node of nodes) {
+      const gone = await req(`${streamUrl(node, name)}?offset=${ZERO}`);
+      assert.equal(gone.status, 410, `${node.base}: ${gone.status} ${gone.text}`);
+      const body = JSON.parse(gone.text);
+      assert.equal(body.code, "retention_trimmed");
+      assert.equal(body.earliest_offset, earliest);
+      assert.equal(gone.headers.get("stream-earliest-offset"), earliest);
+      const start = await req(`${streamUrl(node, name)}?offset=-1`);
+      assert.equal(start.status, 200);
+      assert.equal(start.text, "eeeeee", `${node.base} offset=-1`);
+      assert.equal(start.headers.get("stream-earliest-offset"), earliest);
+      const at = await req(`${streamUrl(node, name)}?offset=${earliest}`);
+      assert.equal(at.status, 200);
+      assert.equal(at.text, "eeeeee");
+    }
+  });
+
+  test("live readers behind the earliest offset get 410 on a node that did not trim", async () => {
+    const b = nodes[1];
+    const lp = await req(`${streamUrl(b, name)}?offset=${ZERO}&live=long-poll`);
+    assert.equal(lp.status, 410, lp.text);
+    assert.equal(JSON.parse(lp.text).earliest_offset, earliest);
+    const sse = await req(`${streamUrl(b, name)}?offset=${ZERO}&live=sse`);
+    assert.equal(sse.status, 410, sse.text);
+    assert.equal(JSON.parse(sse.text).earliest_offset, earliest);
+  });
+
+  test("S2 drops the trimmed records; the checkpoint written with the trim stays", async () => {
+    // S2 trims asynchronously (the emulator at once): nothing before the
+    // earliest offset's seq_num is returned any more.
+    const seq = Number(earliest.split("_")[1]);
+    const records = await s2Records(name);
+    assert.ok(records.length > 0);
+    assert.ok(records[0].seq_num >= seq, `first S2 record ${records[0].seq_num} < ${seq}`);
+    const kinds = records.map((r) => r.headers.map(([k, v]) => [Buffer.from(k, "base64").toString(), Buffer.from(v, "base64").toString()]));
+    assert.ok(kinds.some((h) => h.some(([k, v]) => k === "ds" && v === "ckpt")), "a checkpoint after the trim point");
+  });
+
+  test("a node started after the trim keeps the producer and Stream-Seq state", async () => {
+    const c = await startNode(emu, [], "ret-c");
+    nodes.push(c);
+    const url = streamUrl(c, name);
+    // Its first request: a retried producer seq is a duplicate (204), not a new append.
+    const dup = await req(url, {
+      method: "POST",
+      headers: { "content-type": TEXT, "producer-id": "p1", "producer-epoch": "0", "producer-seq": "3" },
+      body: "dddddd",
+    });
+    assert.equal(dup.status, 204, `retried producer seq: ${dup.status} ${dup.text}`);
+    const gap = await req(url, {
+      method: "POST",
+      headers: { "content-type": TEXT, "producer-id": "p1", "producer-epoch": "0", "producer-seq": "7" },
+      body: "xx",
+    });
+    assert.equal(gap.status, 409, `producer seq gap: ${gap.status} ${gap.text}`);
+    const stale = await req(url, { method: "POST", headers: { "content-type": TEXT, "stream-seq": "0003" }, body: "xx" });
+    assert.equal(stale.status, 409, `lower Stream-Seq: ${stale.status} ${stale.text}`);
+    assert.equal((await head(url)).headers.get("stream-earliest-offset"), earliest);
+    // And it goes on: the next append is accepted and retention trims again.
+    const next = await req(url, {
+      method: "POST",
+      headers: { "content-type": TEXT, "producer-id": "p1", "producer-epoch": "0", "producer-seq": "5", "stream-seq": "0006" },
+      body: "ffffff",
+    });
+    assert.equal(next.status, 200, `${next.status} ${next.text}`);
+    const later = await waitFor(async () => {
+      const e = (await head(url)).headers.get("stream-earliest-offset");
+      return e !== earliest ? e : null;
+    }, 15000, "a second trim");
+    assert.ok(later > earliest);
+    for (const node of nodes) {
+      const r = await req(`${streamUrl(node, name)}?offset=-1`);
+      assert.equal(r.status, 200);
+      assert.equal(r.text, "ffffff", node.base);
+    }
+  });
+});
+
+test("max age: old appends go; --retention-max-bytes is the default with --storage s2", async () => {
+  const d = await startNode(emu, ["--retention-max-bytes", "1000", "--retention-max-age", "1h"], "ret-defaults");
+  try {
+    const dflt = streamUrl(d, `ret-default-${process.pid}`);
+    assert.equal((await req(dflt, { method: "PUT", headers: { "content-type": TEXT } })).status, 201);
+    const h = await head(dflt);
+    assert.equal(h.headers.get("stream-retention-max-bytes"), "1000");
+    assert.equal(h.headers.get("stream-retention-max-age"), "3600");
+
+    const aged = streamUrl(d, `ret-age-${process.pid}`);
+    const made = await req(aged, { method: "PUT", headers: { "content-type": TEXT, "stream-retention-max-age": "1" } });
+    assert.equal(made.status, 201);
+    assert.equal((await req(aged, { method: "POST", headers: { "content-type": TEXT }, body: "old" })).status, 204);
+    const tail = (await head(aged)).headers.get("stream-next-offset");
+    // After a second (and a sweep), everything is older than the max age.
+    const e = await waitFor(async () => {
+      const x = (await head(aged)).headers.get("stream-earliest-offset");
+      return x === tail ? x : null;
+    }, 15000, "the max age to trim the only append");
+    const r = await req(`${aged}?offset=-1`);
+    assert.equal(r.status, 200);
+    assert.equal(r.text, "");
+    assert.equal(r.headers.get("stream-next-offset"), e);
+    // Another node agrees.
+    const other = await req(`${streamUrl(nodes[0], `ret-age-${process.pid}`)}?offset=${ZERO}`);
+    assert.equal(other.status, 410);
+  } finally {
+    await d.stop();
+  }
+});
