@@ -6,6 +6,7 @@
 // and Stream-Seq state from the checkpoint written with the trim; and the
 // server defaults (--retention-max-*) are accepted with --storage s2.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { req } from "../integration/lib/http.mjs";
 import { BASIN, startEmulator, startNode, streamUrl, waitFor } from "./lib/cluster.mjs";
@@ -97,14 +98,15 @@ describe("retention across nodes", () => {
     }
   });
 
-  test("live readers behind the earliest offset get 410 on a node that did not trim", async () => {
-    const b = nodes[1];
-    const lp = await req(`${streamUrl(b, name)}?offset=${ZERO}&live=long-poll`);
-    assert.equal(lp.status, 410, lp.text);
-    assert.equal(JSON.parse(lp.text).earliest_offset, earliest);
-    const sse = await req(`${streamUrl(b, name)}?offset=${ZERO}&live=sse`);
-    assert.equal(sse.status, 410, sse.text);
-    assert.equal(JSON.parse(sse.text).earliest_offset, earliest);
+  test("live readers behind the earliest offset get 410 (long-poll, SSE) on every node", async () => {
+    for (const node of nodes) {
+      const lp = await req(`${streamUrl(node, name)}?offset=${ZERO}&live=long-poll`);
+      assert.equal(lp.status, 410, lp.text);
+      assert.equal(JSON.parse(lp.text).earliest_offset, earliest);
+      const sse = await req(`${streamUrl(node, name)}?offset=${ZERO}&live=sse`);
+      assert.equal(sse.status, 410, sse.text);
+      assert.equal(JSON.parse(sse.text).earliest_offset, earliest);
+    }
   });
 
   test("S2 drops the trimmed records; the checkpoint written with the trim stays", async () => {
@@ -156,6 +158,78 @@ describe("retention across nodes", () => {
       assert.equal(r.text, "ffffff", node.base);
     }
   });
+});
+
+/** An SSE GET over a raw socket that the test can stop reading (pause). */
+function pausableSse(node, path) {
+  const socket = net.connect(Number(new URL(node.base).port), "127.0.0.1");
+  let raw = Buffer.alloc(0);
+  socket.on("data", (d) => (raw = Buffer.concat([raw, d])));
+  socket.on("error", () => {});
+  const ended = new Promise((resolve) => socket.on("close", resolve));
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: test\r\n\r\n`);
+  return {
+    socket,
+    received: () => raw.length,
+    /** The de-chunked body, once the response has ended. */
+    async body() {
+      await ended;
+      const head = raw.indexOf("\r\n\r\n");
+      let rest = raw.subarray(head + 4);
+      let out = "";
+      for (;;) {
+        const crlf = rest.indexOf("\r\n");
+        if (crlf < 0) break;
+        const size = parseInt(rest.subarray(0, crlf).toString("latin1"), 16);
+        if (!(size > 0)) break;
+        out += rest.subarray(crlf + 2, crlf + 2 + size).toString("latin1");
+        rest = rest.subarray(crlf + 2 + size + 2);
+      }
+      return out;
+    },
+  };
+}
+
+test("an SSE reader on one node that falls behind retention is told (event: error), not skipped ahead", async () => {
+  const [a, b] = nodes;
+  const name = `ret-sse-${process.pid}`;
+  const big = "x".repeat(900 * 1024);
+  const made = await req(streamUrl(a, name), {
+    method: "PUT",
+    headers: { "content-type": TEXT, "stream-retention-max-bytes": String(1024 * 1024) },
+  });
+  assert.equal(made.status, 201);
+  assert.equal((await req(streamUrl(a, name), { method: "POST", headers: { "content-type": TEXT }, body: big })).status, 204);
+  // The reader on B takes a little, then stops reading: its socket buffers
+  // and the server's queue fill, and it falls far behind.
+  const sse = pausableSse(b, `/v1/stream/${name}?offset=-1&live=sse`);
+  await waitFor(() => sse.received() > 0, 10000, "the SSE response to begin");
+  sse.socket.pause();
+  for (let i = 0; i < 40; i++) {
+    const r = await req(streamUrl(a, name), { method: "POST", headers: { "content-type": TEXT }, body: big });
+    assert.equal(r.status, 204, `append ${i}: ${r.status}`);
+  }
+  const tail = (await head(streamUrl(a, name))).headers.get("stream-next-offset");
+  // Retention keeps about the last append (1 MiB max): wait until it has
+  // trimmed nearly everything, on the reader's node too.
+  await waitFor(async () => {
+    const e = (await head(streamUrl(b, name))).headers.get("stream-earliest-offset");
+    return e && Number(tail.split("_")[1]) - Number(e.split("_")[1]) <= 4;
+  }, 20000, "retention to trim the stream");
+  sse.socket.resume();
+  const body = await sse.body();
+  // It read some data, far from all of it (41 appends of 900 KiB), and then
+  // was told where the stream now begins.
+  assert.match(body, /event: data\n/);
+  assert.ok(body.length < (41 * big.length) / 2, `the reader got ${body.length} bytes: it did not fall behind`);
+  const m = /event: error\ndata: (\{[^\n]*\})\n\n/.exec(body);
+  assert.ok(m, `no error event in the last part of the SSE body: ${JSON.stringify(body.slice(-300))}`);
+  const err = JSON.parse(m[1]);
+  console.log(`# sse: ${body.length} bytes, then ${m[1]}`);
+  assert.equal(err.code, "retention_trimmed");
+  assert.equal(typeof err.earliest_offset, "string");
+  // Nothing after the error: the response ends there.
+  assert.ok(body.endsWith(m[0]), `data after the error event: ${JSON.stringify(body.slice(-200))}`);
 });
 
 test("max age: old appends go; --retention-max-bytes is the default with --storage s2", async () => {
