@@ -534,22 +534,21 @@ Task<void> S2Engine::retain_locked(CachePtr c) {
     AppendRecord ckpt;
     {
       MutexLock lock(c->mu);
-      const FoldState& f = c->fold;
       const int64_t now = now_ms();
-      if (!c->loaded || !retention_due(f, now) || expired(f, now)) co_return;
-      hi = f.meta.id;
-      start = f.start_seq;
-      if (f.retained_from > retention_floor(f)) {
+      if (!c->loaded || !retention_due(c->fold, now) || expired(c->fold, now)) co_return;
+      hi = c->fold.meta.id;
+      start = c->fold.start_seq;
+      if (c->fold.retained_from > retention_floor(c->fold)) {
         // The fold began at a checkpoint: learn the data records before it.
-        fill_from = retention_floor(f);
-        fill_to = f.retained_from;
+        fill_from = retention_floor(c->fold);
+        fill_to = c->fold.retained_from;
       } else {
-        const size_t cut = retention_cut(f, now);
+        const size_t cut = retention_cut(c->fold, now);
         // The end of the last data record removed: the new earliest offset.
-        point = f.retained[cut - 1].seq + 1;
-        for (size_t i = 0; i < cut; ++i) bytes += f.retained[i].size;
-        expected = f.next_seq;
-        ckpt = checkpoint_record(f, Offset{hi, point});
+        point = c->fold.retained[cut - 1].seq + 1;
+        for (size_t i = 0; i < cut; ++i) bytes += c->fold.retained[i].size;
+        expected = c->fold.next_seq;
+        ckpt = checkpoint_record(c->fold, Offset{hi, point});
         if (ckpt.body.size() > kMaxRecordBody) co_return;  // no checkpoint, no trim
       }
     }
@@ -578,16 +577,16 @@ Task<void> S2Engine::retain_locked(CachePtr c) {
         }
       }
       MutexLock lock(c->mu);
-      FoldState& f = c->fold;
-      if (!f.exists || f.meta.id != hi || f.start_seq != start || f.retained_from != fill_to)
+      if (!c->fold.exists || c->fold.meta.id != hi || c->fold.start_seq != start ||
+          c->fold.retained_from != fill_to)
         continue;  // the fold moved meanwhile: look again
-      const uint64_t floor = retention_floor(f);
+      const uint64_t floor = retention_floor(c->fold);
       for (auto it = found.rbegin(); it != found.rend(); ++it) {
         if (it->seq < floor) break;
-        f.retained.push_front(*it);
-        f.retained_bytes += it->size;
+        c->fold.retained.push_front(*it);
+        c->fold.retained_bytes += it->size;
       }
-      f.retained_from = std::min(f.retained_from, floor);
+      c->fold.retained_from = std::min(c->fold.retained_from, floor);
       continue;
     }
     std::vector<AppendRecord> records;
