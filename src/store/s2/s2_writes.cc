@@ -804,14 +804,12 @@ Task<Result<std::optional<ForkRef>>> S2Engine::write_gone(CachePtr c, bool colle
     if (!landing) co_return landing.error();
     if (*landing == Landing::conflict) continue;
     if (soft) co_return Released{};
-    uint64_t upto;
-    {
-      MutexLock lock(c->mu);
-      upto = c->fold.next_seq - 1;
-    }
-    // Drop the dead incarnation's records (S2 trims asynchronously).
+    // Drop the dead incarnation's records (S2 trims asynchronously): those
+    // before the `gone` record, which landed at `expected`. Not the fold's
+    // next_seq: the read session may already have folded a new incarnation
+    // another node created after it, which must not be trimmed.
     AppendInput trim;
-    trim.records.push_back(s2::trim_record(upto));
+    trim.records.push_back(s2::trim_record(expected));
     auto trim_op = s2_append(c->name, std::move(trim));
     auto tr = co_await trim_op;
     (void)tr;  // best effort
