@@ -170,10 +170,12 @@ class S2Engine final : public StreamStore {
   /// current; nullopt when it could not (read further than one request).
   Task<std::optional<ReadOutcome>> read_confirming(CachePtr c, ReadRequest req);
   Task<Result<StreamMeta>> do_head(std::string path);
-  /// The segments a read of `c` (whose fold is current and says `meta`)
-  /// walks, oldest first: its fork sources' records before each fork
-  /// offset, then its own. Loads the sources as needed.
-  Task<Result<std::vector<ChainSegment>>> read_chain(CachePtr c, StreamMeta meta);
+  /// The segments a read of `c` (whose fold is current and says `meta`, the
+  /// incarnation starting at `start_seq`) walks, oldest first: its fork
+  /// sources' records before each fork offset, then its own. Loads the
+  /// sources as needed.
+  Task<Result<std::vector<ChainSegment>>> read_chain(CachePtr c, StreamMeta meta,
+                                                     uint64_t start_seq);
   Task<Result<ListOutcome>> do_list(ListRequest req);
   /// Whether the S2 stream `name` holds a Durable Stream that exists now (not
   /// deleted, soft-deleted or expired). Read-only: unlike head, it does not

@@ -508,13 +508,10 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
   co_return out;
 }
 
-Task<Result<std::vector<ChainSegment>>> S2Engine::read_chain(CachePtr c, StreamMeta meta) {
+Task<Result<std::vector<ChainSegment>>> S2Engine::read_chain(CachePtr c, StreamMeta meta,
+                                                             uint64_t start_seq) {
   std::vector<ChainSegment> segs;
-  {
-    MutexLock lock(c->mu);
-    segs.push_back(
-        ChainSegment{c, meta.id, c->fold.start_seq, meta.tail.lo, c->fold.meta.earliest});
-  }
+  segs.push_back(ChainSegment{c, meta.id, start_seq, meta.tail.lo, meta.earliest});
   // Walk up the fork chain: each source contributes its records before the
   // fork offset. A loop as long as the chain (at most kMaxForkDepth for
   // chains made since that limit); a cycle, which consistent data never has,
@@ -563,13 +560,15 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
     if (!st) co_return st.error();
   }
   ReadOutcome out;
+  uint64_t start_seq;
   {
     MutexLock lock(c->mu);
     if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
     if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
     out.meta = c->fold.meta;
+    start_seq = c->fold.start_seq;
   }
-  auto chain_op = read_chain(c, out.meta);
+  auto chain_op = read_chain(c, out.meta, start_seq);
   auto chain = co_await chain_op;
   if (!chain) co_return std::move(chain).error();
   std::vector<ChainSegment> segs = std::move(*chain);
@@ -638,15 +637,17 @@ Task<Result<StreamMeta>> S2Engine::do_head(std::string path) {
   auto st = co_await op;
   if (!st) co_return st.error();
   StreamMeta meta;
+  uint64_t start_seq;
   {
     MutexLock lock(c->mu);
     if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
     if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
     meta = c->fold.meta;
+    start_seq = c->fold.start_seq;
   }
   if (meta.fork) {
     // A fork's earliest offset is its chain's: what its sources' retention removed.
-    auto chain_op = read_chain(c, meta);
+    auto chain_op = read_chain(c, meta, start_seq);
     auto chain = co_await chain_op;
     if (!chain) co_return std::move(chain).error();
     meta.earliest = chain_earliest(*chain);
