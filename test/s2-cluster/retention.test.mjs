@@ -160,6 +160,43 @@ describe("retention across nodes", () => {
   });
 });
 
+test("a node whose state is behind a trim S2 has applied reloads it, not folds past it", async () => {
+  // B loads the stream, then stays idle while A appends and retention trims
+  // what B never folded: producer p3's seqs 1..3. B must not take a retry of
+  // one of them for a new append.
+  const [a, b] = nodes;
+  const name = `ret-hole-${process.pid}`;
+  const made = await req(streamUrl(a, name), {
+    method: "PUT",
+    headers: { "content-type": TEXT, "stream-retention-max-bytes": "10" },
+  });
+  assert.equal(made.status, 201);
+  const post = (node, id, seq, ss) =>
+    req(streamUrl(node, name), {
+      method: "POST",
+      headers: { "content-type": TEXT, "producer-id": id, "producer-epoch": "0", "producer-seq": String(seq), ...(ss ? { "stream-seq": ss } : {}) },
+      body: `${id}-${seq}`.padEnd(6, "."),
+    });
+  assert.equal((await post(a, "p3", 0, "0001")).status, 200);
+  assert.equal((await head(streamUrl(b, name))).status, 200); // B's state: p3 at 0
+  for (const [id, seq, ss] of [["p3", 1, "0002"], ["p3", 2, "0003"], ["p3", 3, "0004"], ["p4", 0, "0005"], ["p4", 1, "0006"]]) {
+    assert.equal((await post(a, id, seq, ss)).status, 200, `${id} ${seq}`);
+  }
+  const tail = (await head(streamUrl(a, name))).headers.get("stream-next-offset");
+  await waitFor(async () => {
+    const e = (await head(streamUrl(a, name))).headers.get("stream-earliest-offset");
+    return e && Number(tail.split("_")[1]) - Number(e.split("_")[1]) <= 1;
+  }, 15000, "retention to keep only the last append");
+  // Through B: a retry of p3's seq 1 is a duplicate, its seq 4 the next one,
+  // and a Stream-Seq below the last is refused.
+  const dup = await post(b, "p3", 1);
+  assert.equal(dup.status, 204, `retry of a trimmed append: ${dup.status} ${dup.text}`);
+  const stale = await req(streamUrl(b, name), { method: "POST", headers: { "content-type": TEXT, "stream-seq": "0004" }, body: "zz" });
+  assert.equal(stale.status, 409, `lower Stream-Seq: ${stale.status} ${stale.text}`);
+  const next = await post(b, "p3", 4, "0007");
+  assert.equal(next.status, 200, `${next.status} ${next.text}`);
+});
+
 /** An SSE GET over a raw socket that the test can stop reading (pause). */
 function pausableSse(node, path) {
   const socket = net.connect(Number(new URL(node.base).port), "127.0.0.1");

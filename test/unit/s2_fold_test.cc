@@ -207,6 +207,24 @@ TEST(S2FoldTest, ATrimMovesTheEarliestOffsetAndACheckpointCarriesIt) {
   EXPECT_EQ(cold.retained_from, 6u);
 }
 
+// Records S2 trimmed before this fold read them may have changed its state
+// (producers, Stream-Seq): the fold stops before the hole instead of going on
+// without them.
+TEST(S2FoldTest, AHoleInALiveIncarnationStopsTheFold) {
+  FoldState st;
+  fold(st, {at(0, retained_meta(1, 10)), at(1, data("a", ProducerTriple{"p", 0, 0}))});
+  auto r = fold(st, {at(5, data("b", ProducerTriple{"p", 0, 4})), at(6, data("c"))});
+  EXPECT_TRUE(r.hole);
+  EXPECT_EQ(st.next_seq, 2u);
+  EXPECT_EQ(st.producers.at("p").last_seq, 0u);
+  EXPECT_EQ(st.meta.tail, (Offset{1, 2}));
+  // No live incarnation: nothing to lose, the fold goes on.
+  FoldState none;
+  none.next_seq = 3;
+  EXPECT_FALSE(fold(none, {at(7, meta_record(2))}).hole);
+  EXPECT_TRUE(none.exists);
+}
+
 TEST(S2FoldTest, TheTrimOfADeletedIncarnationIsNotRetention) {
   FoldState st;
   fold(st, {at(0, retained_meta(1, 10)), at(1, data("a"))});

@@ -78,6 +78,10 @@ FoldResult fold(FoldState& st, const std::vector<SequencedRecord>& records,
   CommitEvent& event = out.event;
   for (const auto& r : records) {
     if (r.seq_num < st.next_seq) continue;
+    if (r.seq_num > st.next_seq && st.exists) {
+      out.hole = true;
+      break;
+    }
     st.next_seq = r.seq_num + 1;
     if (r.is_command()) {
       // A trim inside the live incarnation is retention's: the data before

@@ -89,10 +89,16 @@ std::optional<uint64_t> trim_point(const s2::SequencedRecord& r);
 struct FoldResult {
   bool changed = false;  ///< data, closure, creation or deletion
   CommitEvent event;     ///< records appended and the state after them
+  /// The records skip seqs after next_seq in a live incarnation: S2 trimmed
+  /// them (retention) before this fold read them, and they may have changed
+  /// its state. Folding stopped before the hole (next_seq did not pass it):
+  /// the state must be loaded again from a checkpoint past it.
+  bool hole = false;
 };
 
 /// Folds records (in seq order) into `state`. Records below next_seq were
-/// folded already; a jump forward is a trimmed range. When `write_ids` is
+/// folded already; a jump forward is a trimmed range, which ends the fold
+/// (FoldResult::hole) when the state is a live incarnation's. When `write_ids` is
 /// non-empty, the seq_num of every record carrying one of those ids is
 /// stored in it.
 FoldResult fold(FoldState& state, const std::vector<s2::SequencedRecord>& records,

@@ -68,6 +68,9 @@ struct Cache {
   uint64_t session_gen DS_GUARDED_BY(mu) = 0;
   int session_failures DS_GUARDED_BY(mu) = 0;  // consecutive sessions that ended without a batch
   bool retaining DS_GUARDED_BY(mu) = false;    // a retention pass is queued or running
+  /// The fold met a trimmed range it had not folded (FoldResult::hole):
+  /// `loaded` is false and the next catch_up loads it from a checkpoint.
+  bool hole DS_GUARDED_BY(mu) = false;
 };
 using CachePtr = std::shared_ptr<Cache>;
 
@@ -146,11 +149,15 @@ class S2Engine final : public StreamStore {
   /// Folds under c.mu and tells watchers.
   void fold_locked(Cache& c, const std::vector<s2::SequencedRecord>& records) DS_REQUIRES(c.mu);
   /// Reads forward from the fold's next_seq until it reaches `tail`.
-  Task<Status> catch_up_to(CachePtr c, uint64_t tail);
+  /// A hole (a range S2 trimmed before this node folded it) loads the
+  /// stream again from its latest checkpoint, at most `reloads_left` times.
+  Task<Status> catch_up_to(CachePtr c, uint64_t tail, int reloads_left = 3);
   /// Makes the fold current: a cold stream starts from its latest checkpoint
   /// (found through the last record's `k`), a loaded one confirms the tail.
   Task<Status> catch_up(CachePtr c);
-  Task<Status> cold_load(CachePtr c);
+  Task<Status> cold_load(CachePtr c, int reloads_left = 3);
+  /// Loads a stream whose read session met a hole (off the session's thread).
+  Task<void> reload(CachePtr c);
   /// catch_up, then deletes the stream if it has expired. `write_locked`:
   /// the caller holds c->write_mu.
   Task<Status> refresh(CachePtr c, bool write_locked);

@@ -211,18 +211,47 @@ Task<s2::S2Result<uint64_t>> S2Engine::s2_check_tail(std::string stream) {
 
 void S2Engine::fold_locked(Cache& c, const std::vector<SequencedRecord>& records) {
   FoldResult r = fold(c.fold, records, &c.awaited_writes);
+  if (r.hole && !c.hole) {
+    // Retention trimmed records this node had not folded yet (its fold was
+    // behind a trim S2 has applied): they may have changed producer or
+    // Stream-Seq state. Every trim leaves a checkpoint past itself: load
+    // from there. Callers check `loaded`; a live stream is reloaded now.
+    c.hole = true;
+    c.loaded = false;
+    if (!c.watchers.empty()) {
+      // Off this thread and lock: cache() takes mu_, which comes before c.mu.
+      timers_.after(std::chrono::microseconds(0), [this, name = c.name] {
+        if (try_begin_task()) spawn(reload(cache(name)));
+      });
+    }
+  }
   if (!r.changed || c.watchers.empty()) return;
   for (auto& [id, fn] : c.watchers) fn(r.event);
   if (r.event.gone) c.watchers.clear();
 }
 
-Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail) {
+Task<void> S2Engine::reload(CachePtr c) {
+  TaskEnd ended{*this};
+  auto op = catch_up(c);
+  auto st = co_await op;
+  (void)st;  // a failure leaves it unloaded: the next request loads it
+}
+
+Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail, int reloads_left) {
   for (int round = 0; round < 1'000'000; ++round) {
     uint64_t from;
+    bool hole;
     {
       MutexLock lock(c->mu);
-      if (c->fold.next_seq >= tail) co_return Unit{};
+      hole = c->hole;
+      if (!hole && c->fold.next_seq >= tail) co_return Unit{};
       from = c->fold.next_seq;
+    }
+    if (hole) {
+      if (reloads_left <= 0)
+        co_return Error(errc::unavailable, "S2 stream trimmed while loading it; retry");
+      auto again_op = cold_load(c, reloads_left - 1);
+      co_return co_await again_op;
     }
     auto op = s2_read(c->name, from, s2::kMaxBatchRecords);
     auto r = co_await op;
@@ -238,7 +267,7 @@ Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail) {
   co_return Error(errc::storage_failure, "S2 stream too long to fold");
 }
 
-Task<Status> S2Engine::cold_load(CachePtr c) {
+Task<Status> S2Engine::cold_load(CachePtr c, int reloads_left) {
   ++stats_.cold_loads;
   // The last record names the latest checkpoint (`k`); its seq_num + 1 is the tail.
   auto last_op = s2_read_from_tail(c->name, 1);
@@ -315,11 +344,12 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
           c->fold = FoldState{};
           c->fold.next_seq = r0.seq_num;
         }
+        c->hole = false;  // a fresh state
       }
       fold_locked(*c, recs);
     }
   }
-  auto rest_op = catch_up_to(c, tail);
+  auto rest_op = catch_up_to(c, tail, reloads_left);
   auto st = co_await rest_op;
   if (st) {
     MutexLock lock(c->mu);
@@ -483,7 +513,8 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
     fold_locked(*c, records);
     if (!c->fold.exists || c->fold.meta.soft_deleted || c->fold.meta.id != hi ||
         expired(c->fold, now_ms()))
-      co_return std::nullopt;  // the general path answers (and expires) it
+      co_return std::nullopt;                // the general path answers (and expires) it
+    if (!c->loaded) co_return std::nullopt;  // a hole: the general path reloads
     // A trim among the records read moved the earliest offset past the
     // reader: the general path answers (410, or from the new earliest).
     if (req.from.kind != OffsetSpec::Kind::now && c->fold.meta.earliest > Offset{hi, from})
