@@ -683,11 +683,6 @@ int main(int argc, char** argv) {
     store = std::move(*opened);
     described = "embedded store in " + data_dir;
   } else if (storage == "s2") {
-    if (options.retention_max_age_s || options.retention_max_bytes) {
-      std::cerr << "dstreamd: --retention-max-age and --retention-max-bytes are not supported "
-                   "with --storage s2 yet (docs/s2-mapping.md)\n";
-      return 2;
-    }
     if (s2_token.empty()) {
       if (const char* t = std::getenv("S2_ACCESS_TOKEN")) s2_token = t;
     }

@@ -190,6 +190,13 @@ class Hub : public std::enable_shared_from_this<Hub> {
       if (closed_) return Wake{Wake::Kind::closed, {}, tail_, true};
       return std::nullopt;  // park: nothing new yet
     }
+    // A stream with retention is read from storage, which alone knows its
+    // earliest offset: the buffer may hold what retention removed, and on S2
+    // a read session that fell behind a trim resumes after the trimmed range,
+    // leaving a hole in the buffer. (LiveHubs::read_buffered's callers skip
+    // the buffer for these streams too.)
+    if (meta_ && meta_->config.has_retention())
+      return Wake{Wake::Kind::catch_up, {}, tail_, closed_};
     // Data exists after `from`: serve it from the buffer if the buffer reaches back that far.
     Offset oldest = buffer_.empty() ? tail_ : buffer_.front()->begin;
     if (from < oldest) return Wake{Wake::Kind::catch_up, {}, tail_, closed_};

@@ -196,7 +196,6 @@ EngineFactory s2_emulator() {
   traits.manual_time = false;
   traits.dense_offsets = false;
   traits.group_commit = false;
-  traits.retention = false;  // docs/s2-mapping.md, "Retention"
   return {"S2Emulator", make_s2_harness, traits};
 }
 

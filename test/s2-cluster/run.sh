@@ -5,7 +5,7 @@
 #   2. scale-out: three dstreamd over ONE emulator basin behind nginx (round-robin per request),
 #      the same conformance suite through nginx
 #   3-8. node:test files (*.test.mjs): exactly-once, live hub, failures, scale, kill -9, start-up,
-#      and start-up (startup.test.mjs: bad S2 flags exit, /ready waits for the basin)
+#      and start-up (startup.test.mjs: bad S2 flags exit, /ready waits for the basin), retention
 #
 # Usage: test/s2-cluster/run.sh [--only conformance|nginx|node] [extra node --test args]
 # Env:   DSTREAMD_BIN (default build/dstreamd), NGINX_BIN (default /usr/sbin/nginx),

@@ -578,6 +578,32 @@ class BufferedReadTest : public ::testing::Test {
   std::shared_ptr<Waiter> waiter_;
 };
 
+// A stream with retention: only storage knows its earliest offset (the
+// buffer may hold what retention removed, or, on S2, have a hole where a read
+// session skipped a trimmed range), so waiters behind the tail read storage.
+TEST_F(BufferedReadTest, WaitersOfAStreamWithRetentionReadStorage) {
+  waiter_ = hubs_.wait("s", at(100), parked_.fn());
+  store_.push("s", state(0));
+  store_.push("s", commit({a_}));
+  store_.push("s", commit({b_}));
+  StreamMeta m = meta_of("text/plain", at(7));
+  m.config.retention_max_bytes = 4;
+  hubs_.remember("s", hubs_.hub_id("s"), m);
+  Wakes behind;
+  hubs_.wait("s", at(3), behind.fn());
+  ASSERT_EQ(behind.got.size(), 1u);
+  EXPECT_EQ(behind.got[0].kind, Wake::Kind::catch_up);
+  EXPECT_EQ(behind.got[0].tail, at(7));
+  // At the tail it parks as ever, and a commit wakes it to read storage.
+  Wakes at_tail;
+  hubs_.wait("s", at(7), at_tail.fn());
+  EXPECT_TRUE(at_tail.got.empty());
+  store_.push("s", commit({record(7, "h")}));
+  ASSERT_EQ(at_tail.got.size(), 1u);
+  EXPECT_EQ(at_tail.got[0].kind, Wake::Kind::catch_up);
+  EXPECT_EQ(at_tail.got[0].tail, at(8));
+}
+
 TEST_F(BufferedReadTest, AnswersBehindTheTailFromTheBuffer) {
   setup();
   auto r = hubs_.read_buffered("s", at(0), 1 << 20);

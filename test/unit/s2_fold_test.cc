@@ -145,5 +145,97 @@ TEST(S2FoldTest, ExpiryFromExpiresAtOrTheLastAccess) {
   EXPECT_TRUE(expired(st, 2000));
 }
 
+AppendRecord retained_meta(uint64_t hi, uint64_t max_bytes) {
+  StreamMeta m;
+  m.id = hi;
+  m.path = "s";
+  m.config.content_type = "text/plain";
+  m.config.retention_max_bytes = max_bytes;
+  AppendRecord r = control_record(kMeta);
+  r.body = encode_meta(m);
+  return r;
+}
+
+TEST(S2FoldTest, RetentionKeepsTheDataRecordsItMayTrim) {
+  FoldState st;
+  fold(st, {at(0, retained_meta(1, 10)), at(1, data("aaaaaa"), 100), at(2, control_record(kTouch)),
+            at(3, data("bbbbbb"), 200)});
+  ASSERT_EQ(st.retained.size(), 2u);
+  EXPECT_EQ(st.retained[0].seq, 1u);
+  EXPECT_EQ(st.retained[0].ts, 100);
+  EXPECT_EQ(st.retained[1].seq, 3u);
+  EXPECT_EQ(st.retained_bytes, 12u);
+  EXPECT_EQ(st.retained_from, 1u);  // complete since the meta record
+  // A stream without retention keeps none.
+  FoldState plain;
+  fold(plain, {at(0, meta_record(1)), at(1, data("aaaaaa"))});
+  EXPECT_TRUE(plain.retained.empty());
+}
+
+TEST(S2FoldTest, ATrimMovesTheEarliestOffsetAndACheckpointCarriesIt) {
+  FoldState live;
+  fold(live, {at(0, retained_meta(4, 10)), at(1, data("aaaaaa", ProducerTriple{"p", 0, 0})),
+              at(2, data("bbbbbb", ProducerTriple{"p", 0, 1}, "s2")),
+              at(3, data("cccccc", ProducerTriple{"p", 0, 2}, "s3"))});
+  // The retention batch: a trim up to the end of "bbbbbb", then a checkpoint.
+  std::vector<AppendRecord> batch{s2::trim_record(3), checkpoint_record(live, Offset{4, 3})};
+  stamp(batch, "w", 5);
+  ASSERT_EQ(batch[0].headers.size(), 1u) << "a command record keeps its one header";
+  auto ckpt_rec = at(5, batch[1]);
+  EXPECT_EQ(*find_header(ckpt_rec, kWriteId), "w");
+  auto r = fold(live, {at(4, batch[0]), ckpt_rec});
+  EXPECT_EQ(live.meta.earliest, (Offset{4, 3}));
+  EXPECT_EQ(live.meta.tail, (Offset{4, 4}));  // a trim moves no tail
+  EXPECT_TRUE(r.event.records.empty());
+  ASSERT_EQ(live.retained.size(), 1u);
+  EXPECT_EQ(live.retained[0].seq, 3u);
+  EXPECT_EQ(live.retained_bytes, 6u);
+  EXPECT_EQ(live.checkpoint_seq, 5u);
+  // A trim never moves back, nor past the tail, nor past its own seq_num + 1.
+  fold(live, {at(6, s2::trim_record(1))});
+  EXPECT_EQ(live.meta.earliest, (Offset{4, 3}));
+  fold(live, {at(7, s2::trim_record(1000))});
+  EXPECT_EQ(live.meta.earliest, (Offset{4, 4}));
+
+  // A cold node starting at the checkpoint has the earliest offset and the
+  // producer and Stream-Seq state, and knows no data record before it.
+  FoldState cold;
+  ASSERT_TRUE(start_from_checkpoint(cold, 5, ckpt_rec.body));
+  EXPECT_EQ(cold.meta.earliest, (Offset{4, 3}));
+  EXPECT_EQ(cold.producers.at("p").last_seq, 2u);
+  EXPECT_EQ(cold.meta.last_stream_seq, std::optional<std::string>("s3"));
+  EXPECT_EQ(cold.retained_from, 6u);
+}
+
+// Records S2 trimmed before this fold read them may have changed its state
+// (producers, Stream-Seq): the fold stops before the hole instead of going on
+// without them.
+TEST(S2FoldTest, AHoleInALiveIncarnationStopsTheFold) {
+  FoldState st;
+  fold(st, {at(0, retained_meta(1, 10)), at(1, data("a", ProducerTriple{"p", 0, 0}))});
+  auto r = fold(st, {at(5, data("b", ProducerTriple{"p", 0, 4})), at(6, data("c"))});
+  EXPECT_TRUE(r.hole);
+  EXPECT_EQ(st.next_seq, 2u);
+  EXPECT_EQ(st.producers.at("p").last_seq, 0u);
+  EXPECT_EQ(st.meta.tail, (Offset{1, 2}));
+  // No live incarnation: nothing to lose, the fold goes on.
+  FoldState none;
+  none.next_seq = 3;
+  EXPECT_FALSE(fold(none, {at(7, meta_record(2))}).hole);
+  EXPECT_TRUE(none.exists);
+}
+
+TEST(S2FoldTest, TheTrimOfADeletedIncarnationIsNotRetention) {
+  FoldState st;
+  fold(st, {at(0, retained_meta(1, 10)), at(1, data("a"))});
+  AppendRecord gone = control_record(kGone);
+  gone.headers.push_back({"g", "hard"});
+  gone.headers.push_back({"h", "1"});
+  fold(st, {at(2, gone), at(3, s2::trim_record(2)), at(4, retained_meta(2, 10))});
+  EXPECT_TRUE(st.exists);
+  EXPECT_EQ(st.meta.earliest, Offset{});
+  EXPECT_TRUE(st.retained.empty());
+}
+
 }  // namespace
 }  // namespace ds::s2fold

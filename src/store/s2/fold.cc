@@ -34,6 +34,21 @@ std::optional<ProducerTriple> producer_of(const SequencedRecord& r) {
   return ProducerTriple{*id, *ev, *sv};
 }
 
+/// Forgets the retained records below `seq`.
+void drop_retained(FoldState& st, uint64_t seq) {
+  while (!st.retained.empty() && st.retained.front().seq < seq) {
+    st.retained_bytes -= st.retained.front().size;
+    st.retained.pop_front();
+  }
+  st.retained_from = std::max(st.retained_from, seq);
+}
+
+void clear_retained(FoldState& st, uint64_t from) {
+  st.retained.clear();
+  st.retained_bytes = 0;
+  st.retained_from = from;
+}
+
 void mark_checkpoint(FoldState& st, uint64_t seq) {
   st.checkpoint_seq = seq;
   st.has_checkpoint = true;
@@ -42,6 +57,13 @@ void mark_checkpoint(FoldState& st, uint64_t seq) {
 }
 
 }  // namespace
+
+std::optional<uint64_t> trim_point(const SequencedRecord& r) {
+  if (!r.is_command() || r.headers[0].value != "trim" || r.body.size() != 8) return std::nullopt;
+  uint64_t v = 0;
+  for (unsigned char ch : r.body) v = (v << 8) | ch;
+  return v;
+}
 
 const std::string* find_header(const SequencedRecord& r, std::string_view name) {
   for (const auto& h : r.headers) {
@@ -56,8 +78,25 @@ FoldResult fold(FoldState& st, const std::vector<SequencedRecord>& records,
   CommitEvent& event = out.event;
   for (const auto& r : records) {
     if (r.seq_num < st.next_seq) continue;
+    if (r.seq_num > st.next_seq && st.exists) {
+      out.hole = true;
+      break;
+    }
     st.next_seq = r.seq_num + 1;
-    if (r.is_command()) continue;
+    if (r.is_command()) {
+      // A trim inside the live incarnation is retention's: the data before
+      // its point is gone (S2 deletes it later; reads stop at the earliest
+      // offset at once). S2 lets a trim remove at most up to itself.
+      auto point = trim_point(r);
+      if (!point || !st.exists) continue;
+      const uint64_t p = std::min({*point, r.seq_num + 1, st.meta.tail.lo});
+      const Offset at{st.meta.id, p};
+      if (p > st.start_seq && st.meta.earliest < at) {
+        st.meta.earliest = at;
+        drop_retained(st, p);
+      }
+      continue;
+    }
     const std::string* kind = find_header(r, kKind);
     if (!kind) continue;
     if (write_ids && !write_ids->empty()) {
@@ -85,6 +124,7 @@ FoldResult fold(FoldState& st, const std::vector<SequencedRecord>& records,
       st.last_access_ms = ts;
       st.meta.created_ms = ts;
       st.meta.tail = Offset{st.meta.id, r.seq_num + 1};
+      clear_retained(st, r.seq_num + 1);
       mark_checkpoint(st, r.seq_num);  // an incarnation's state starts here
       out.changed = true;
       continue;
@@ -108,6 +148,10 @@ FoldResult fold(FoldState& st, const std::vector<SequencedRecord>& records,
         rec->end = Offset{st.meta.id, r.seq_num + 1};
         rec->bytes = r.body;
         event.records.push_back(std::move(rec));
+        if (st.meta.config.has_retention()) {
+          st.retained.push_back(RetainedRecord{r.seq_num, ts, r.body.size()});
+          st.retained_bytes += r.body.size();
+        }
       }
       if (*kind == kClose || find_header(r, kCloses)) {
         st.meta.closed = true;
@@ -123,6 +167,7 @@ FoldResult fold(FoldState& st, const std::vector<SequencedRecord>& records,
       } else {
         st.exists = false;
         st.producers.clear();
+        clear_retained(st, r.seq_num + 1);
       }
       event.gone = true;
       out.changed = true;
@@ -145,7 +190,7 @@ FoldResult fold(FoldState& st, const std::vector<SequencedRecord>& records,
   return out;
 }
 
-std::string encode_checkpoint(const FoldState& st) {
+std::string encode_checkpoint(const FoldState& st, std::optional<Offset> earliest) {
   std::string out;
   out.push_back(static_cast<char>(kCheckpointVersion));
   put_varint(out, st.exists);
@@ -153,7 +198,13 @@ std::string encode_checkpoint(const FoldState& st) {
   put_varint(out, st.last_hi);
   put_varint(out, st.ever_existed);
   put_varint(out, static_cast<uint64_t>(st.last_access_ms));
-  put_string(out, encode_meta(st.meta));
+  if (earliest) {
+    StreamMeta m = st.meta;
+    m.earliest = *earliest;
+    put_string(out, encode_meta(m));
+  } else {
+    put_string(out, encode_meta(st.meta));
+  }
   put_varint(out, st.producers.size());
   for (const auto& [id, p] : st.producers) {
     put_string(out, id);
@@ -184,6 +235,7 @@ bool start_from_checkpoint(FoldState& st, uint64_t seq, std::string_view body) {
   if (!r.ok() || !r.done()) return false;
   s.meta.last_access_ms = s.last_access_ms;
   s.next_seq = seq + 1;
+  s.retained_from = seq + 1;  // the retention pass reads what lies before
   mark_checkpoint(s, seq);
   st = std::move(s);
   return true;
@@ -217,18 +269,26 @@ AppendRecord append_record(const AppendRequest& req, AppendAccepted& acc) {
   return rec;
 }
 
-AppendRecord checkpoint_record(const FoldState& st) {
+AppendRecord checkpoint_record(const FoldState& st, std::optional<Offset> earliest) {
   AppendRecord rec = control_record(kCheckpoint);
-  rec.body = encode_checkpoint(st);
+  rec.body = encode_checkpoint(st, earliest);
   return rec;
 }
 
 void stamp(std::vector<AppendRecord>& records, const std::string& write_id,
            uint64_t checkpoint_seq) {
-  if (records.empty()) return;
-  records.front().headers.push_back(Header{std::string(kWriteId), write_id});
+  // A command record (a retention trim) must keep its one header.
+  auto is_command = [](const AppendRecord& r) {
+    return r.headers.size() == 1 && r.headers[0].name.empty();
+  };
   std::string k = std::to_string(checkpoint_seq);
-  for (auto& r : records) r.headers.push_back(Header{std::string(kCheckpointAt), k});
+  bool first = true;
+  for (auto& r : records) {
+    if (is_command(r)) continue;
+    if (first) r.headers.push_back(Header{std::string(kWriteId), write_id});
+    first = false;
+    r.headers.push_back(Header{std::string(kCheckpointAt), k});
+  }
 }
 
 }  // namespace ds::s2fold

@@ -10,6 +10,7 @@
 // checkpoint in its `k` header, so the last record of a stream leads to it.
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,6 +50,13 @@ inline constexpr size_t kMaxRecordMetered = kMaxRecordBody + size_t{16} * 1024;
 
 const std::string* find_header(const s2::SequencedRecord& r, std::string_view name);
 
+/// A data record of a stream with retention, as the retention pass needs it.
+struct RetainedRecord {
+  uint64_t seq = 0;
+  int64_t ts = 0;     ///< S2 arrival timestamp (ms)
+  uint64_t size = 0;  ///< body bytes
+};
+
 /// One stream as a node knows it: the fold of its S2 records below next_seq.
 struct FoldState {
   uint64_t next_seq = 0;   ///< S2 seq after the last folded record
@@ -64,17 +72,33 @@ struct FoldState {
   bool has_checkpoint = false;
   uint64_t records_since_checkpoint = 0;
   uint64_t bytes_since_checkpoint = 0;
+  // Retention (streams whose config has it): the incarnation's data records
+  // at or past meta.earliest, in seq order, complete from `retained_from` on
+  // (a fold that started at a checkpoint does not know the ones before it;
+  // the retention pass reads them from S2).
+  std::deque<RetainedRecord> retained;
+  uint64_t retained_from = 0;
+  uint64_t retained_bytes = 0;  ///< sum of retained[].size
 };
+
+/// The trim point of an S2 `trim` command record, if `r` is one.
+std::optional<uint64_t> trim_point(const s2::SequencedRecord& r);
 
 /// What one fold step did, for the live readers and for writers settling an
 /// append whose outcome was ambiguous.
 struct FoldResult {
   bool changed = false;  ///< data, closure, creation or deletion
   CommitEvent event;     ///< records appended and the state after them
+  /// The records skip seqs after next_seq in a live incarnation: S2 trimmed
+  /// them (retention) before this fold read them, and they may have changed
+  /// its state. Folding stopped before the hole (next_seq did not pass it):
+  /// the state must be loaded again from a checkpoint past it.
+  bool hole = false;
 };
 
 /// Folds records (in seq order) into `state`. Records below next_seq were
-/// folded already; a jump forward is a trimmed range. When `write_ids` is
+/// folded already; a jump forward is a trimmed range, which ends the fold
+/// (FoldResult::hole) when the state is a live incarnation's. When `write_ids` is
 /// non-empty, the seq_num of every record carrying one of those ids is
 /// stored in it.
 FoldResult fold(FoldState& state, const std::vector<s2::SequencedRecord>& records,
@@ -83,7 +107,8 @@ FoldResult fold(FoldState& state, const std::vector<s2::SequencedRecord>& record
 /// Starts `state` from a checkpoint record at `seq` (its body).
 bool start_from_checkpoint(FoldState& state, uint64_t seq, std::string_view body);
 
-std::string encode_checkpoint(const FoldState& state);
+/// `earliest`, when given, replaces meta.earliest in the encoded state.
+std::string encode_checkpoint(const FoldState& state, std::optional<Offset> earliest = {});
 
 /// Whether the stream has expired at `now` (Expires-At or sliding TTL).
 bool expired(const FoldState& state, int64_t now_ms);
@@ -93,8 +118,9 @@ bool expired(const FoldState& state, int64_t now_ms);
 s2::AppendRecord control_record(std::string_view kind);
 /// The record of one accepted append (data, or close when it has no body).
 s2::AppendRecord append_record(const AppendRequest& req, AppendAccepted& accepted);
-s2::AppendRecord checkpoint_record(const FoldState& state);
-/// Stamps the batch: `w` on its first record, `k` on every record.
+s2::AppendRecord checkpoint_record(const FoldState& state, std::optional<Offset> earliest = {});
+/// Stamps the batch: `w` on its first record, `k` on every record (command
+/// records, which carry exactly one header, excepted).
 void stamp(std::vector<s2::AppendRecord>& records, const std::string& write_id,
            uint64_t checkpoint_seq);
 

@@ -67,10 +67,33 @@ struct Cache {
   std::unique_ptr<s2::ReadSession> session DS_GUARDED_BY(mu);
   uint64_t session_gen DS_GUARDED_BY(mu) = 0;
   int session_failures DS_GUARDED_BY(mu) = 0;  // consecutive sessions that ended without a batch
+  bool retaining DS_GUARDED_BY(mu) = false;    // a retention pass is queued or running
+  /// The fold met a trimmed range it had not folded (FoldResult::hole):
+  /// `loaded` is false and the next catch_up loads it from a checkpoint.
+  bool hole DS_GUARDED_BY(mu) = false;
 };
 using CachePtr = std::shared_ptr<Cache>;
 
 inline constexpr uint64_t kNotSeen = ~uint64_t{0};
+
+/// One contiguous run of a stream's own records that a read walks: seqs
+/// [begin, end) of incarnation `hi`; nothing before `floor` (its owner's
+/// earliest offset) is readable.
+struct ChainSegment {
+  CachePtr cache;
+  uint64_t hi = 0;
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  Offset floor;
+};
+
+/// The first readable offset of a read chain (a fork reads its sources'
+/// data: what their retention removed is gone for the fork too).
+Offset chain_earliest(const std::vector<ChainSegment>& segs);
+
+/// Whether a retention pass has something to do on `fold` at `now`: records
+/// to trim, or records before the fold's start to learn first.
+bool retention_due(const FoldState& fold, int64_t now);
 
 /// How a conditional append ended, when it did not fail.
 enum class Landing { landed, conflict };
@@ -99,6 +122,8 @@ class S2Engine final : public StreamStore {
   /// Counts a running request coroutine; the destructor waits for none.
   void begin_task();
   void end_task();
+  /// begin_task(), unless the engine is shutting down (false).
+  bool try_begin_task();
   /// Ends, when destroyed, the task begin_task() counted. The first local of
   /// every spawned coroutine, so that no exit path leaves the count up.
   struct TaskEnd {
@@ -124,11 +149,15 @@ class S2Engine final : public StreamStore {
   /// Folds under c.mu and tells watchers.
   void fold_locked(Cache& c, const std::vector<s2::SequencedRecord>& records) DS_REQUIRES(c.mu);
   /// Reads forward from the fold's next_seq until it reaches `tail`.
-  Task<Status> catch_up_to(CachePtr c, uint64_t tail);
+  /// A hole (a range S2 trimmed before this node folded it) loads the
+  /// stream again from its latest checkpoint, at most `reloads_left` times.
+  Task<Status> catch_up_to(CachePtr c, uint64_t tail, int reloads_left = 3);
   /// Makes the fold current: a cold stream starts from its latest checkpoint
   /// (found through the last record's `k`), a loaded one confirms the tail.
   Task<Status> catch_up(CachePtr c);
-  Task<Status> cold_load(CachePtr c);
+  Task<Status> cold_load(CachePtr c, int reloads_left = 3);
+  /// Loads a stream whose read session met a hole (off the session's thread).
+  Task<void> reload(CachePtr c);
   /// catch_up, then deletes the stream if it has expired. `write_locked`:
   /// the caller holds c->write_mu.
   Task<Status> refresh(CachePtr c, bool write_locked);
@@ -148,6 +177,12 @@ class S2Engine final : public StreamStore {
   /// current; nullopt when it could not (read further than one request).
   Task<std::optional<ReadOutcome>> read_confirming(CachePtr c, ReadRequest req);
   Task<Result<StreamMeta>> do_head(std::string path);
+  /// The segments a read of `c` (whose fold is current and says `meta`, the
+  /// incarnation starting at `start_seq`) walks, oldest first: its fork
+  /// sources' records before each fork offset, then its own. Loads the
+  /// sources as needed.
+  Task<Result<std::vector<ChainSegment>>> read_chain(CachePtr c, StreamMeta meta,
+                                                     uint64_t start_seq);
   Task<Result<ListOutcome>> do_list(ListRequest req);
   /// Whether the S2 stream `name` holds a Durable Stream that exists now (not
   /// deleted, soft-deleted or expired). Read-only: unlike head, it does not
@@ -158,6 +193,15 @@ class S2Engine final : public StreamStore {
   Task<void> list_check(std::string name, std::optional<Result<bool>>* out,
                         std::shared_ptr<ListJoin> join);
   Task<void> run_watch_start(CachePtr c, uint64_t id);
+
+  // ---- retention (s2_writes.cc) ----
+  /// Every retention_interval: a retention pass for each loaded stream with
+  /// retention that has something to trim.
+  void sweep_retention();
+  Task<void> run_retention(CachePtr c);
+  /// Trims the data retention removes: a conditional batch of an S2 `trim`
+  /// and a checkpoint holding the new earliest offset. Holds c->write_mu.
+  Task<void> retain_locked(CachePtr c);
 
   Task<void> run_writer(CachePtr c);
   Task<void> write_batch(CachePtr c);
@@ -201,6 +245,7 @@ class S2Engine final : public StreamStore {
   Mutex tasks_mu_;
   std::condition_variable tasks_cv_;
   uint64_t tasks_ DS_GUARDED_BY(tasks_mu_) = 0;
+  bool stopping_ DS_GUARDED_BY(tasks_mu_) = false;
   TimerQueue timers_;  // last: its thread stops before anything it may touch goes
 };
 

@@ -21,11 +21,13 @@ using namespace s2fold;
 namespace {
 
 /// Adds a data record to a read's answer, at most `max_bytes` of them (but at
-/// least one record). Returns false once the answer is full.
+/// least one record). Returns false once the answer is full. Records below
+/// `floor` (the earliest offset's seq) are skipped: retention removed them,
+/// even if S2, which trims asynchronously, still returns them.
 bool take_record(ReadOutcome& out, uint64_t hi, const SequencedRecord& rec, size_t max_bytes,
-                 size_t& used) {
+                 size_t& used, uint64_t floor) {
   const std::string* kind = rec.is_command() ? nullptr : find_header(rec, kKind);
-  if (!kind || *kind != kData) return true;
+  if (!kind || *kind != kData || rec.seq_num < floor) return true;
   if (!out.records.empty() && used + rec.body.size() > max_bytes) return false;
   auto record = std::make_shared<Record>();
   record->begin = Offset{hi, rec.seq_num};
@@ -37,7 +39,33 @@ bool take_record(ReadOutcome& out, uint64_t hi, const SequencedRecord& rec, size
   return used < max_bytes;
 }
 
+/// A read before the stream's earliest offset (`meta.earliest`, the chain's).
+Error retention_trimmed(const StreamMeta& meta) {
+  Error e(errc::retention_trimmed,
+          "the data at this offset has been removed by the stream's retention; the earliest "
+          "readable offset is " +
+              meta.earliest.str());
+  e.earliest = meta.earliest;
+  return e;
+}
+
+/// The seq below which a segment of incarnation `hi` with earliest offset
+/// `floor` has nothing readable.
+uint64_t floor_seq(Offset floor, uint64_t hi) {
+  if (floor.hi > hi) return ~uint64_t{0};
+  return floor.hi == hi ? floor.lo : 0;
+}
+
 }  // namespace
+
+Offset chain_earliest(const std::vector<ChainSegment>& segs) {
+  Offset earliest;
+  for (const auto& s : segs) {
+    const Offset begin{s.hi, s.begin};
+    if (s.floor > begin) earliest = std::max(earliest, std::min(s.floor, Offset{s.hi, s.end}));
+  }
+  return earliest;
+}
 
 Error s2_error(const S2Error& e) {
   switch (e.kind) {
@@ -62,13 +90,17 @@ S2Engine::S2Engine(const S2StoreOptions& o)
     : opts_(o),
       api_(*o.api),
       stats_(o.stats ? *o.stats : own_stats_),
-      inflight_(std::max(1u, o.max_inflight)) {}
+      inflight_(std::max(1u, o.max_inflight)) {
+  timers_.after(opts_.retention_interval, [this] { sweep_retention(); });
+}
 
 S2Engine::~S2Engine() {
   // Requests still running hold caches and S2 calls: let them finish (the S2
-  // client outlives the engine and answers or times out every call).
+  // client outlives the engine and answers or times out every call). No new
+  // background work (retention passes) starts meanwhile.
   {
     MutexLock lock(tasks_mu_);
+    stopping_ = true;
     while (tasks_ != 0) tasks_cv_.wait(lock.native());
   }
   MutexLock lock(mu_);
@@ -86,6 +118,13 @@ S2Engine::~S2Engine() {
 void S2Engine::begin_task() {
   MutexLock lock(tasks_mu_);
   ++tasks_;
+}
+
+bool S2Engine::try_begin_task() {
+  MutexLock lock(tasks_mu_);
+  if (stopping_) return false;
+  ++tasks_;
+  return true;
 }
 
 void S2Engine::end_task() {
@@ -172,18 +211,47 @@ Task<s2::S2Result<uint64_t>> S2Engine::s2_check_tail(std::string stream) {
 
 void S2Engine::fold_locked(Cache& c, const std::vector<SequencedRecord>& records) {
   FoldResult r = fold(c.fold, records, &c.awaited_writes);
+  if (r.hole && !c.hole) {
+    // Retention trimmed records this node had not folded yet (its fold was
+    // behind a trim S2 has applied): they may have changed producer or
+    // Stream-Seq state. Every trim leaves a checkpoint past itself: load
+    // from there. Callers check `loaded`; a live stream is reloaded now.
+    c.hole = true;
+    c.loaded = false;
+    if (!c.watchers.empty()) {
+      // Off this thread and lock: cache() takes mu_, which comes before c.mu.
+      timers_.after(std::chrono::microseconds(0), [this, name = c.name] {
+        if (try_begin_task()) spawn(reload(cache(name)));
+      });
+    }
+  }
   if (!r.changed || c.watchers.empty()) return;
   for (auto& [id, fn] : c.watchers) fn(r.event);
   if (r.event.gone) c.watchers.clear();
 }
 
-Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail) {
+Task<void> S2Engine::reload(CachePtr c) {
+  TaskEnd ended{*this};
+  auto op = catch_up(c);
+  auto st = co_await op;
+  (void)st;  // a failure leaves it unloaded: the next request loads it
+}
+
+Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail, int reloads_left) {
   for (int round = 0; round < 1'000'000; ++round) {
     uint64_t from;
+    bool hole;
     {
       MutexLock lock(c->mu);
-      if (c->fold.next_seq >= tail) co_return Unit{};
+      hole = c->hole;
+      if (!hole && c->fold.next_seq >= tail) co_return Unit{};
       from = c->fold.next_seq;
+    }
+    if (hole) {
+      if (reloads_left <= 0)
+        co_return Error(errc::unavailable, "S2 stream trimmed while loading it; retry");
+      auto again_op = cold_load(c, reloads_left - 1);
+      co_return co_await again_op;
     }
     auto op = s2_read(c->name, from, s2::kMaxBatchRecords);
     auto r = co_await op;
@@ -199,7 +267,7 @@ Task<Status> S2Engine::catch_up_to(CachePtr c, uint64_t tail) {
   co_return Error(errc::storage_failure, "S2 stream too long to fold");
 }
 
-Task<Status> S2Engine::cold_load(CachePtr c) {
+Task<Status> S2Engine::cold_load(CachePtr c, int reloads_left) {
   ++stats_.cold_loads;
   // The last record names the latest checkpoint (`k`); its seq_num + 1 is the tail.
   auto last_op = s2_read_from_tail(c->name, 1);
@@ -251,7 +319,24 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
       if (!c->loaded && c->fold.next_seq <= recs.front().seq_num) {
         const SequencedRecord& r0 = recs.front();
         const std::string* kind = r0.is_command() ? nullptr : find_header(r0, kKind);
-        if (kind && *kind == kCheckpoint && start_from_checkpoint(c->fold, r0.seq_num, r0.body)) {
+        // `from` was trimmed (retention) when S2 starts past it: a record
+        // written before the trim named an older checkpoint. Retention
+        // writes a checkpoint with every trim, after the data it keeps: the
+        // state then starts at the first checkpoint S2 still has.
+        bool started = false;
+        if (r0.seq_num != from && !(kind && *kind == kMeta)) {
+          for (const auto& r : recs) {
+            const std::string* k = r.is_command() ? nullptr : find_header(r, kKind);
+            if (k && *k == kCheckpoint && start_from_checkpoint(c->fold, r.seq_num, r.body)) {
+              started = true;
+              break;
+            }
+          }
+        }
+        if (started) {
+          // state as of that checkpoint; the rest follows
+        } else if (kind && *kind == kCheckpoint &&
+                   start_from_checkpoint(c->fold, r0.seq_num, r0.body)) {
           // state as of the checkpoint; the rest follows
         } else {
           // A meta record (an incarnation's state starts there) or a trimmed
@@ -259,11 +344,12 @@ Task<Status> S2Engine::cold_load(CachePtr c) {
           c->fold = FoldState{};
           c->fold.next_seq = r0.seq_num;
         }
+        c->hole = false;  // a fresh state
       }
       fold_locked(*c, recs);
     }
   }
-  auto rest_op = catch_up_to(c, tail);
+  auto rest_op = catch_up_to(c, tail, reloads_left);
   auto st = co_await rest_op;
   if (st) {
     MutexLock lock(c->mu);
@@ -385,14 +471,15 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
     hi = c->fold.meta.id;
     switch (req.from.kind) {
       case OffsetSpec::Kind::at:
+        // Before the earliest offset: the general path answers 410.
         if (req.from.at.hi != hi || req.from.at.lo < c->fold.start_seq ||
-            req.from.at.lo > c->fold.next_seq)
+            req.from.at.lo > c->fold.next_seq || req.from.at < c->fold.meta.earliest)
           co_return std::nullopt;
         from = req.from.at.lo;
         break;
       case OffsetSpec::Kind::start:
         if (c->fold.meta.fork) co_return std::nullopt;  // the source's part first
-        from = c->fold.start_seq;
+        from = std::max(c->fold.start_seq, floor_seq(c->fold.meta.earliest, hi));
         break;
       case OffsetSpec::Kind::now:
         from = c->fold.next_seq;
@@ -426,9 +513,15 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
     fold_locked(*c, records);
     if (!c->fold.exists || c->fold.meta.soft_deleted || c->fold.meta.id != hi ||
         expired(c->fold, now_ms()))
-      co_return std::nullopt;  // the general path answers (and expires) it
+      co_return std::nullopt;                // the general path answers (and expires) it
+    if (!c->loaded) co_return std::nullopt;  // a hole: the general path reloads
+    // A trim among the records read moved the earliest offset past the
+    // reader: the general path answers (410, or from the new earliest).
+    if (req.from.kind != OffsetSpec::Kind::now && c->fold.meta.earliest > Offset{hi, from})
+      co_return std::nullopt;
     out.meta = c->fold.meta;
   }
+  const uint64_t floor = floor_seq(out.meta.earliest, hi);
   const Offset tail = out.meta.tail;
   out.start = req.from.kind == OffsetSpec::Kind::now ? tail : std::min(Offset{hi, from}, tail);
   out.next = out.start;
@@ -436,7 +529,7 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
   bool truncated = false;
   for (const auto& rec : records) {
     if (rec.seq_num >= tail.lo || req.from.kind == OffsetSpec::Kind::now) break;
-    if (!take_record(out, hi, rec, req.max_bytes, used)) {
+    if (!take_record(out, hi, rec, req.max_bytes, used, floor)) {
       truncated = true;
       break;
     }
@@ -444,6 +537,42 @@ Task<std::optional<ReadOutcome>> S2Engine::read_confirming(CachePtr c, ReadReque
   if (!truncated) out.next = std::max(out.next, tail);
   out.up_to_date = out.next >= tail;
   co_return out;
+}
+
+Task<Result<std::vector<ChainSegment>>> S2Engine::read_chain(CachePtr c, StreamMeta meta,
+                                                             uint64_t start_seq) {
+  std::vector<ChainSegment> segs;
+  segs.push_back(ChainSegment{c, meta.id, start_seq, meta.tail.lo, meta.earliest});
+  // Walk up the fork chain: each source contributes its records before the
+  // fork offset. A loop as long as the chain (at most kMaxForkDepth for
+  // chains made since that limit); a cycle, which consistent data never has,
+  // is a broken chain.
+  std::optional<ForkRef> fork = meta.fork;
+  std::set<std::pair<std::string, uint64_t>> visited{{c->name, meta.id}};
+  while (fork) {
+    if (!visited.emplace(fork->source_path, fork->source_id).second)
+      co_return Error(errc::storage_failure, "fork chain is broken");
+    auto s = cache(fork->source_path);
+    bool need_load;
+    {
+      MutexLock lock(s->mu);
+      need_load = !s->loaded || s->fold.next_seq < fork->offset.lo ||
+                  s->fold.meta.config.has_retention();  // its earliest offset moves
+    }
+    if (need_load) {
+      auto load_op = catch_up(s);
+      auto sst = co_await load_op;
+      if (!sst) co_return sst.error();
+    }
+    MutexLock lock(s->mu);
+    if (!s->fold.exists || s->fold.meta.id != fork->source_id) break;  // source data is gone
+    uint64_t end = fork->offset.hi == s->fold.meta.id ? fork->offset.lo : s->fold.start_seq;
+    segs.push_back(ChainSegment{s, s->fold.meta.id, s->fold.start_seq,
+                                std::max(end, s->fold.start_seq), s->fold.meta.earliest});
+    fork = s->fold.meta.fork;
+  }
+  std::reverse(segs.begin(), segs.end());
+  co_return segs;
 }
 
 Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
@@ -462,61 +591,33 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
     if (!st) co_return st.error();
   }
   ReadOutcome out;
-  struct Segment {
-    CachePtr cache;
-    uint64_t hi;
-    uint64_t begin;  // first seq (inclusive)
-    uint64_t end;    // last seq (exclusive)
-  };
-  std::vector<Segment> segs;
+  uint64_t start_seq;
   {
     MutexLock lock(c->mu);
     if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
     if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
     out.meta = c->fold.meta;
-    segs.push_back(Segment{c, c->fold.meta.id, c->fold.start_seq, c->fold.meta.tail.lo});
+    start_seq = c->fold.start_seq;
   }
-  // Walk up the fork chain: each source contributes its records before the
-  // fork offset. A loop as long as the chain (at most kMaxForkDepth for
-  // chains made since that limit); a cycle, which consistent data never has,
-  // is a broken chain.
-  std::optional<ForkRef> fork = out.meta.fork;
-  std::set<std::pair<std::string, uint64_t>> visited{{req.path, out.meta.id}};
-  while (fork) {
-    if (!visited.emplace(fork->source_path, fork->source_id).second)
-      co_return Error(errc::storage_failure, "fork chain is broken");
-    auto s = cache(fork->source_path);
-    bool need_load;
-    {
-      MutexLock lock(s->mu);
-      need_load = !s->loaded || s->fold.next_seq < fork->offset.lo;
-    }
-    if (need_load) {
-      auto load_op = catch_up(s);
-      auto sst = co_await load_op;
-      if (!sst) co_return sst.error();
-    }
-    MutexLock lock(s->mu);
-    if (!s->fold.exists || s->fold.meta.id != fork->source_id) break;  // source data is gone
-    uint64_t end = fork->offset.hi == s->fold.meta.id ? fork->offset.lo : s->fold.start_seq;
-    segs.push_back(
-        Segment{s, s->fold.meta.id, s->fold.start_seq, std::max(end, s->fold.start_seq)});
-    fork = s->fold.meta.fork;
-  }
-  std::reverse(segs.begin(), segs.end());
+  auto chain_op = read_chain(c, out.meta, start_seq);
+  auto chain = co_await chain_op;
+  if (!chain) co_return std::move(chain).error();
+  std::vector<ChainSegment> segs = std::move(*chain);
+  out.meta.earliest = chain_earliest(segs);
   maybe_touch(c);
 
   const Offset tail = out.meta.tail;
   Offset from;
   switch (req.from.kind) {
     case OffsetSpec::Kind::start:
-      from = Offset{segs.front().hi, segs.front().begin};
+      from = std::max(Offset{segs.front().hi, segs.front().begin}, out.meta.earliest);
       break;
     case OffsetSpec::Kind::now:
       from = tail;
       break;
     case OffsetSpec::Kind::at:
       from = std::min(req.from.at, tail);
+      if (from < out.meta.earliest) co_return retention_trimmed(out.meta);
       break;
   }
   out.start = from;
@@ -526,6 +627,7 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
   for (size_t i = 0; i < segs.size() && !truncated; ++i) {
     const auto& seg = segs[i];
     if (out.next.hi > seg.hi) continue;
+    const uint64_t floor = floor_seq(seg.floor, seg.hi);
     uint64_t pos = out.next.hi == seg.hi ? std::max(seg.begin, out.next.lo) : seg.begin;
     while (pos < seg.end && !truncated) {
       auto read_op = s2_read(seg.cache->name, pos, s2::kMaxBatchRecords);
@@ -541,7 +643,7 @@ Task<Result<ReadOutcome>> S2Engine::do_read(ReadRequest req) {
           break;
         }
         pos = rec.seq_num + 1;
-        if (!take_record(out, seg.hi, rec, req.max_bytes, used)) {
+        if (!take_record(out, seg.hi, rec, req.max_bytes, used, floor)) {
           truncated = true;
           break;
         }
@@ -565,10 +667,23 @@ Task<Result<StreamMeta>> S2Engine::do_head(std::string path) {
   auto op = refresh(c, false);
   auto st = co_await op;
   if (!st) co_return st.error();
-  MutexLock lock(c->mu);
-  if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
-  if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
-  co_return c->fold.meta;
+  StreamMeta meta;
+  uint64_t start_seq;
+  {
+    MutexLock lock(c->mu);
+    if (!c->fold.exists) co_return Error(errc::not_found, "stream not found");
+    if (c->fold.meta.soft_deleted) co_return Error(errc::gone, "stream has been deleted");
+    meta = c->fold.meta;
+    start_seq = c->fold.start_seq;
+  }
+  if (meta.fork) {
+    // A fork's earliest offset is its chain's: what its sources' retention removed.
+    auto chain_op = read_chain(c, meta, start_seq);
+    auto chain = co_await chain_op;
+    if (!chain) co_return std::move(chain).error();
+    meta.earliest = chain_earliest(*chain);
+  }
+  co_return meta;
 }
 
 // ---- listing ----

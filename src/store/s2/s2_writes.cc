@@ -441,17 +441,173 @@ Task<Result<Landing>> S2Engine::conditional_append(CachePtr c, std::vector<Appen
   }
 }
 
+// ---- retention ----
+//
+// docs/s2-mapping.md, "Retention". Every node looks, every retention_interval,
+// at the streams it has loaded; one with data that retention removes gets a
+// pass under its write lock: a conditional batch of an S2 `trim` up to the
+// end of the last data record removed and a checkpoint whose state holds the
+// new earliest offset. Conditional like every write, so of several nodes
+// deciding the same trim only one lands (the others refold and find nothing
+// left to do); the checkpoint comes after the trim point, so no fold ever
+// needs a trimmed record.
+
+namespace {
+
+/// How many of fold.retained (from the front) retention removes at `now`.
+size_t retention_cut(const FoldState& f, int64_t now) {
+  const auto& cfg = f.meta.config;
+  size_t cut = 0;
+  if (const auto max = cfg.retention_max_bytes) {
+    uint64_t total = f.retained_bytes;
+    while (cut < f.retained.size() && total > *max) total -= f.retained[cut++].size;
+  }
+  if (const auto age = cfg.retention_max_age_s) {
+    const int64_t age_ms = static_cast<int64_t>(std::min<uint64_t>(*age, 1ull << 40)) * 1000;
+    size_t aged = 0;
+    while (aged < f.retained.size() && f.retained[aged].ts + age_ms <= now) ++aged;
+    cut = std::max(cut, aged);
+  }
+  return cut;
+}
+
+/// The first seq a retention pass must know the data records from.
+uint64_t retention_floor(const FoldState& f) {
+  uint64_t floor = f.start_seq + 1;
+  if (f.meta.earliest.hi == f.meta.id) floor = std::max(floor, f.meta.earliest.lo);
+  return floor;
+}
+
+}  // namespace
+
+bool retention_due(const FoldState& f, int64_t now) {
+  if (!f.exists || f.meta.soft_deleted || !f.meta.config.has_retention()) return false;
+  return f.retained_from > retention_floor(f) || retention_cut(f, now) > 0;
+}
+
+void S2Engine::sweep_retention() {
+  std::vector<CachePtr> due;
+  {
+    MutexLock lock(mu_);
+    const int64_t now = now_ms();
+    for (auto& [name, c] : caches_) {
+      MutexLock cl(c->mu);
+      if (c->loaded && !c->retaining && retention_due(c->fold, now) && !expired(c->fold, now)) {
+        c->retaining = true;
+        due.push_back(c);
+      }
+    }
+  }
+  for (auto& c : due) {
+    if (try_begin_task()) {
+      spawn(run_retention(c));
+    } else {
+      MutexLock cl(c->mu);
+      c->retaining = false;
+    }
+  }
+  {
+    MutexLock lock(tasks_mu_);
+    if (stopping_) return;
+  }
+  timers_.after(opts_.retention_interval, [this] { sweep_retention(); });
+}
+
+Task<void> S2Engine::run_retention(CachePtr c) {
+  TaskEnd ended{*this};
+  auto lock = c->write_mu.lock();
+  co_await lock;
+  try {
+    auto op = retain_locked(c);
+    co_await op;
+  } catch (const std::exception&) {
+    // A bug, not S2: the next sweep tries again.
+  }
+  c->write_mu.unlock();
+  MutexLock l(c->mu);
+  c->retaining = false;
+}
+
+Task<void> S2Engine::retain_locked(CachePtr c) {
+  for (int attempt = 0; attempt < opts_.max_conflict_retries; ++attempt) {
+    uint64_t hi = 0, start = 0, fill_from = 0, fill_to = 0, expected = 0, point = 0, bytes = 0;
+    AppendRecord ckpt;
+    {
+      MutexLock lock(c->mu);
+      const int64_t now = now_ms();
+      if (!c->loaded || !retention_due(c->fold, now) || expired(c->fold, now)) co_return;
+      hi = c->fold.meta.id;
+      start = c->fold.start_seq;
+      if (c->fold.retained_from > retention_floor(c->fold)) {
+        // The fold began at a checkpoint: learn the data records before it.
+        fill_from = retention_floor(c->fold);
+        fill_to = c->fold.retained_from;
+      } else {
+        const size_t cut = retention_cut(c->fold, now);
+        // The end of the last data record removed: the new earliest offset.
+        point = c->fold.retained[cut - 1].seq + 1;
+        for (size_t i = 0; i < cut; ++i) bytes += c->fold.retained[i].size;
+        expected = c->fold.next_seq;
+        ckpt = checkpoint_record(c->fold, Offset{hi, point});
+        if (ckpt.body.size() > kMaxRecordBody) co_return;  // no checkpoint, no trim
+      }
+    }
+    if (fill_to > 0) {
+      std::vector<RetainedRecord> found;
+      uint64_t pos = fill_from;
+      while (pos < fill_to) {
+        auto read_op = s2_read(c->name, pos, s2::kMaxBatchRecords);
+        auto r = co_await read_op;
+        if (!r.ok()) {
+          if (r.error->kind == S2Error::Kind::range_not_satisfiable) break;
+          co_return;  // S2 trouble: the next sweep tries again
+        }
+        if (r.value->records.empty()) break;
+        for (const auto& rec : r.value->records) {
+          if (rec.seq_num >= fill_to) {
+            pos = fill_to;
+            break;
+          }
+          pos = rec.seq_num + 1;
+          const std::string* kind = rec.is_command() ? nullptr : find_header(rec, kKind);
+          if (kind && *kind == kData) {
+            found.push_back(
+                RetainedRecord{rec.seq_num, static_cast<int64_t>(rec.timestamp), rec.body.size()});
+          }
+        }
+      }
+      MutexLock lock(c->mu);
+      if (!c->fold.exists || c->fold.meta.id != hi || c->fold.start_seq != start ||
+          c->fold.retained_from != fill_to)
+        continue;  // the fold moved meanwhile: look again
+      const uint64_t floor = retention_floor(c->fold);
+      for (auto it = found.rbegin(); it != found.rend(); ++it) {
+        if (it->seq < floor) break;
+        c->fold.retained.push_front(*it);
+        c->fold.retained_bytes += it->size;
+      }
+      c->fold.retained_from = std::min(c->fold.retained_from, floor);
+      continue;
+    }
+    std::vector<AppendRecord> records;
+    records.push_back(s2::trim_record(point));
+    records.push_back(std::move(ckpt));
+    auto append_op = conditional_append(c, std::move(records), expected, expected + 1);
+    auto landing = co_await append_op;
+    if (!landing) co_return;  // the next sweep tries again
+    if (*landing == Landing::landed) {
+      ++stats_.retention_trims;
+      ++stats_.checkpoints;
+      stats_.retention_trimmed_bytes += bytes;
+      co_return;
+    }
+    ++stats_.conflicts;  // another node wrote first: refolded, decide again
+  }
+}
+
 // ---- create ----
 
 void S2Engine::create(CreateRequest req, Callback<CreateOutcome> done) {
-  if (req.config.has_retention()) {
-    // Not enforced on S2 yet (docs/s2-mapping.md, "Retention"): refused
-    // rather than accepted and silently not kept.
-    done(Error(errc::not_implemented,
-               "Stream-Retention-Max-Age and Stream-Retention-Max-Bytes are not supported by "
-               "the S2 storage engine"));
-    return;
-  }
   begin_task();
   auto c = cache(req.path);
   auto work = do_create(std::move(req));
@@ -648,14 +804,12 @@ Task<Result<std::optional<ForkRef>>> S2Engine::write_gone(CachePtr c, bool colle
     if (!landing) co_return landing.error();
     if (*landing == Landing::conflict) continue;
     if (soft) co_return Released{};
-    uint64_t upto;
-    {
-      MutexLock lock(c->mu);
-      upto = c->fold.next_seq - 1;
-    }
-    // Drop the dead incarnation's records (S2 trims asynchronously).
+    // Drop the dead incarnation's records (S2 trims asynchronously): those
+    // before the `gone` record, which landed at `expected`. Not the fold's
+    // next_seq: the read session may already have folded a new incarnation
+    // another node created after it, which must not be trimmed.
     AppendInput trim;
-    trim.records.push_back(s2::trim_record(upto));
+    trim.records.push_back(s2::trim_record(expected));
     auto trim_op = s2_append(c->name, std::move(trim));
     auto tr = co_await trim_op;
     (void)tr;  // best effort
