@@ -490,6 +490,12 @@ void collect_s2_store(const ds::S2StoreStats& s, ds::metrics::Exposition& e) {
             s.checkpoints.load());
   e.counter("dstreamd_s2_cold_loads_total", "Streams loaded from S2 (not in this node's cache)",
             s.cold_loads.load());
+  e.counter("dstreamd_s2_retention_trims_total",
+            "Retention trims this node wrote (an S2 trim and a checkpoint, one batch)",
+            s.retention_trims.load());
+  e.counter("dstreamd_store_retention_trimmed_bytes_total",
+            "Bytes retention removed from streams (made unreadable; disk space given back later)",
+            s.retention_trimmed_bytes.load());
 }
 
 /// The S2 start-up checks' verdict as one log line.
