@@ -8,28 +8,11 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, test } from "node:test";
-import { fetchT, nodeRequest, req } from "./lib/http.mjs";
+import { nodeRequest, req } from "./lib/http.mjs";
 import { startServer } from "./lib/server.mjs";
+import { metric, metricReaches } from "./lib/metrics.mjs";
 
 const WAIT_MS = 15000;
-
-async function metric(server, name) {
-  const r = await fetchT(`${server.base}/metrics`);
-  const m = new RegExp(`^${name} (\\d+)$`, "m").exec(await r.text());
-  assert.ok(m, `${name} is exposed`);
-  return Number(m[1]);
-}
-
-/** Polls /metrics until `name` equals `want` (bounded). */
-async function metricReaches(server, name, want) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const v = await metric(server, name);
-    if (v === want) return;
-    assert.ok(Date.now() < deadline, `${name} stayed at ${v}, expected ${want}`);
-    await new Promise((r) => setTimeout(r, 20)); // poll interval, not a race fix
-  }
-}
 
 /** The server's access-log line for request id `id`, once it is written (bounded). */
 async function accessLine(server, id) {

@@ -10,8 +10,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
 import { after, describe, test } from "node:test";
-import { fetchT, req } from "./lib/http.mjs";
+import { req } from "./lib/http.mjs";
 import { sleep, startServer } from "./lib/server.mjs";
+import { metric } from "./lib/metrics.mjs";
 
 const MIB = 1024 * 1024;
 const READERS = 20;
@@ -19,13 +20,6 @@ const READERS = 20;
 function rssMiB(pid) {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m[1]) / 1024;
-}
-
-async function metric(server, name) {
-  const r = await fetchT(`${server.base}/metrics`);
-  const m = new RegExp(`^${name} (\\d+)$`, "m").exec(await r.text());
-  assert.ok(m, `${name} is exposed`);
-  return Number(m[1]);
 }
 
 /** READERS long-polls at the tail of a new stream, on sockets that never read. */

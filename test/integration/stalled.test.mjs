@@ -10,17 +10,11 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import { fetchT, req } from "./lib/http.mjs";
+import { req } from "./lib/http.mjs";
 import { sleep, startServer } from "./lib/server.mjs";
+import { metric } from "./lib/metrics.mjs";
 
 const MIB = 1024 * 1024;
-
-async function metric(server, name) {
-  const r = await fetchT(`${server.base}/metrics`);
-  const m = new RegExp(`^${name} (\\d+)$`, "m").exec(await r.text());
-  assert.ok(m, `${name} is exposed`);
-  return Number(m[1]);
-}
 
 /** Polls until the server counts at most `max` open connections (this poll's
  * own fetch is one); returns the time it took, or fails after `ms`. */
