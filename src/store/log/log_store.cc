@@ -344,6 +344,7 @@ class LogStore final : public StreamStore {
       // with them) for the streams of the next group: see stream()/event().
       while (!streams.empty() && spare_streams.size() < kSpareNodes) {
         auto node = streams.extract(streams.begin());
+        if (node.key().capacity() > kKeepKeyBytes) continue;  // the node is freed
         node.mapped() = nullptr;
         spare_streams.push_back(std::move(node));
       }
@@ -352,7 +353,8 @@ class LogStore final : public StreamStore {
       while (!events.empty() && spare_events.size() < kSpareNodes) {
         auto node = events.extract(events.begin());
         auto& ev = node.mapped();
-        if (ev.records.capacity() > kKeepRecords) continue;  // the node is freed
+        if (ev.records.capacity() > kKeepRecords || node.key().capacity() > kKeepKeyBytes)
+          continue;  // the node is freed
         ev.records.clear();
         auto records = std::move(ev.records);
         ev = CommitEvent{};
@@ -395,6 +397,7 @@ class LogStore final : public StreamStore {
     std::vector<decltype(events)::node_type> spare_events;
     static constexpr size_t kSpareNodes = 256;
     static constexpr size_t kKeepRecords = 64;
+    static constexpr size_t kKeepKeyBytes = 256;  // a path longer than this is not kept
     static constexpr size_t kKeepElements = 4096;
     static constexpr size_t kKeepWalBytes = size_t{1} << 20;
     template <class V>
