@@ -2018,6 +2018,81 @@ TEST_P(StoreContract, WatchSoftDeletionDeliversGone) {
   EXPECT_TRUE(log.events().back().gone);
 }
 
+// Commits one after another on different streams, a deletion and a close
+// among them: each stream's events carry its own changes, in order, and
+// nothing of another commit's (the log engine reuses its per-group staging).
+TEST_P(StoreContract, WatchEventsOfSuccessiveCommitsCarryOnlyTheirOwn) {
+  make_stream(kA);
+  make_stream(kB);
+  make_stream(kC, kText, "c");
+  EventLog a_log, b_log, c_log;
+  auto wa = store().watch(kA, a_log.sink());
+  auto wb = store().watch(kB, b_log.sink());
+  auto wc = store().watch(kC, c_log.sink());
+  ASSERT_TRUE(a_log.wait_for(1));
+  ASSERT_TRUE(b_log.wait_for(1));
+  ASSERT_TRUE(c_log.wait_for(1));
+  DS_ASSERT_OK(remove(kC));
+  ASSERT_TRUE(c_log.wait_for(2));
+  EXPECT_TRUE(c_log.events().back().gone);
+  std::string a_expected, b_expected;
+  Offset a_tail, b_tail;
+  for (int i = 0; i < 6; ++i) {
+    a_expected += "a" + std::to_string(i);
+    a_tail = put(kA, "a" + std::to_string(i));
+    b_expected += std::string(static_cast<size_t>(i) + 1, 'b');
+    b_tail = put(kB, std::string(static_cast<size_t>(i) + 1, 'b'));
+  }
+  auto close = append(close_req(kA));
+  DS_ASSERT_OK(close);
+  // Reads a stream's events up to `tail` (and its closure when `closed`).
+  // (Without dense offsets a closure may take an offset of its own.)
+  const bool dense = traits().dense_offsets;
+  auto check = [dense](EventLog& log, const Offset& tail, bool closed,
+                       const std::string& expected) {
+    auto events = log.events();
+    size_t consumed = 1;
+    Offset at = events[0].tail;
+    bool seen_closed = false;
+    std::string seen;
+    while (at < tail || seen_closed != closed) {
+      if (consumed == events.size()) {
+        if (!log.wait_for(consumed + 1)) {
+          ADD_FAILURE() << "events stopped at " << at.str();
+          return;
+        }
+        events = log.events();
+      }
+      const auto& ev = events[consumed++];
+      EXPECT_FALSE(ev.gone);
+      EXPECT_FALSE(seen_closed) << "an event after the closure";
+      for (const auto& rec : ev.records) {
+        if (dense) {
+          EXPECT_EQ(rec->begin, at) << "an event skips or repeats data";
+        } else {
+          EXPECT_GE(rec->begin, at) << "an event repeats data";
+        }
+        at = rec->end;
+        seen += rec->bytes;
+      }
+      if (dense) {
+        EXPECT_EQ(ev.tail, at);
+      } else {
+        EXPECT_GE(ev.tail, at);
+        at = ev.tail;
+      }
+      seen_closed = ev.closed;
+    }
+    EXPECT_EQ(seen, expected);
+  };
+  check(a_log, a_tail, true, a_expected);
+  check(b_log, b_tail, false, b_expected);
+  if (dense) {
+    EXPECT_EQ(close->tail, a_tail);
+  }
+  EXPECT_EQ(c_log.size(), 2u) << "a deleted stream's watch fired again";
+}
+
 TEST_P(StoreContract, ForkWatchIgnoresSourceAppends) {
   make_stream(kA, kText, "inherited");
   DS_ASSERT_OK(create(fork_req(kB, kA)));

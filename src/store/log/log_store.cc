@@ -294,6 +294,26 @@ class LogStore final : public StreamStore {
 
   // ---- Writer side: everything below runs on writer_ only.
 
+  /// What a request is answered with once its group is committed (called
+  /// with null) or has failed (with the error). An append's answer is known
+  /// when it is staged, so it is kept in place; anything else is a function.
+  /// (A std::function of the append's callback and answer would not fit its
+  /// small buffer: one allocation per append.)
+  struct Completion {
+    std::function<void(const Error*)> fn;  ///< when set, the answer
+    Callback<AppendOutcome> append;        ///< else: an append's callback...
+    AppendOutcome out;                     ///< ...and what a commit answers it
+    void operator()(const Error* e) {
+      if (fn) {
+        fn(e);
+      } else if (e) {
+        append(*e);
+      } else {
+        append(Result<AppendOutcome>(out));
+      }
+    }
+  };
+
   /// Changes made by one group, not yet committed.
   struct Staging {
     std::unordered_map<std::string, std::shared_ptr<StreamMeta>> streams;  // null = deleted
@@ -311,8 +331,92 @@ class LogStore final : public StreamStore {
     std::vector<Trim> trims;
     /// One per request: called with null after a successful commit, with
     /// the error if the commit fails.
-    std::vector<std::function<void(const Error*)>> completions;
+    std::vector<Completion> completions;
     std::string wal;  // the group's framed entries
+
+    /// Empties it for the next group. The writer keeps one Staging and
+    /// reuses it, so the buffers and vectors keep their capacity: a group
+    /// allocates nothing for them once the writer has seen groups of its
+    /// size. What one outsized group grew is given back, so a burst does not
+    /// stay resident.
+    void reset() {
+      // The map nodes are kept (key, value and the event's record vector
+      // with them) for the streams of the next group: see stream()/event().
+      while (!streams.empty() && spare_streams.size() < kSpareNodes) {
+        auto node = streams.extract(streams.begin());
+        if (node.key().capacity() > kKeepKeyBytes) continue;  // the node is freed
+        node.mapped() = nullptr;
+        spare_streams.push_back(std::move(node));
+      }
+      reset_map(streams);
+      reset_map(created);
+      while (!events.empty() && spare_events.size() < kSpareNodes) {
+        auto node = events.extract(events.begin());
+        auto& ev = node.mapped();
+        if (ev.records.capacity() > kKeepRecords || node.key().capacity() > kKeepKeyBytes)
+          continue;  // the node is freed
+        ev.records.clear();
+        auto records = std::move(ev.records);
+        ev = CommitEvent{};
+        ev.records = std::move(records);
+        spare_events.push_back(std::move(node));
+      }
+      events.clear();
+      reset_vector(appended);
+      reset_vector(removed);
+      reset_vector(trims);
+      reset_vector(completions);
+      if (wal.capacity() > kKeepWalBytes) {
+        std::string().swap(wal);
+      } else {
+        wal.clear();
+      }
+    }
+    /// The staged meta of `path` (null: deleted in this group; a new entry
+    /// is null too).
+    std::shared_ptr<StreamMeta>& stream(const std::string& path) {
+      if (auto it = streams.find(path); it != streams.end()) return it->second;
+      if (spare_streams.empty()) return streams[path];
+      auto node = std::move(spare_streams.back());
+      spare_streams.pop_back();
+      node.key() = path;
+      return streams.insert(std::move(node)).position->second;
+    }
+    /// The event `path`'s watchers get at the commit.
+    CommitEvent& event(const std::string& path) {
+      auto it = events.lower_bound(path);
+      if (it != events.end() && it->first == path) return it->second;
+      if (spare_events.empty()) return events.try_emplace(it, path)->second;
+      auto node = std::move(spare_events.back());
+      spare_events.pop_back();
+      node.key() = path;
+      return events.insert(it, std::move(node))->second;
+    }
+
+    std::vector<decltype(streams)::node_type> spare_streams;
+    std::vector<decltype(events)::node_type> spare_events;
+    static constexpr size_t kSpareNodes = 256;
+    static constexpr size_t kKeepRecords = 64;
+    static constexpr size_t kKeepKeyBytes = 256;  // a path longer than this is not kept
+    static constexpr size_t kKeepElements = 4096;
+    static constexpr size_t kKeepWalBytes = size_t{1} << 20;
+    template <class V>
+    static void reset_vector(V& v) {
+      if (v.capacity() > kKeepElements) {
+        V().swap(v);
+      } else {
+        v.clear();
+      }
+    }
+    template <class M>
+    static void reset_map(M& m) {
+      // clear() touches every bucket: a table a big group grew is dropped.
+      if (m.bucket_count() > kKeepElements) {
+        M().swap(m);
+      } else {
+        m.clear();
+      }
+    }
   };
 
   void enqueue(Op op) {
@@ -324,7 +428,7 @@ class LogStore final : public StreamStore {
   }
 
   void writer_loop();
-  void commit_group(std::deque<Op>& ops, bool maintain);
+  void commit_group(std::vector<Op>& ops, bool maintain);
   void commit(Staging& st, size_t requests);
   void apply(CreateOp& op, Staging& st);
   void apply(AppendOp& op, Staging& st);
@@ -372,13 +476,20 @@ class LogStore final : public StreamStore {
   template <class T, class F>
   static void on_commit(Staging& st, Callback<T>& done, F&& make) {
     st.completions.push_back(
-        [done = std::move(done), make = std::forward<F>(make)](const Error* e) mutable {
-          if (e) {
-            done(*e);
-          } else {
-            done(make());
-          }
-        });
+        Completion{[done = std::move(done), make = std::forward<F>(make)](const Error* e) mutable {
+                     if (e) {
+                       done(*e);
+                     } else {
+                       done(make());
+                     }
+                   },
+                   {},
+                   {}});
+  }
+  /// An append answered with `out` once its group is committed.
+  static void answer_on_commit(Staging& st, Callback<AppendOutcome>& done,
+                               const AppendOutcome& out) {
+    st.completions.push_back(Completion{{}, std::move(done), out});
   }
   template <class T>
   static void reject(Staging& st, Callback<T>& done, Error e) {
@@ -429,6 +540,8 @@ class LogStore final : public StreamStore {
   uint64_t next_checkpoint_at_ = 0;  // wal_since_checkpoint_ that triggers the next one
   int64_t last_producer_sweep_ms_ = 0;
   int64_t last_maintenance_ms_ = 0;
+  std::vector<Op> ops_;  // the requests being committed
+  Staging staging_;      // the group being built (reused: see Staging::reset())
 
   // Recovery only: stream id -> path while replaying, and the ids whose
   // files are removed once the replay is done.
@@ -444,7 +557,10 @@ class LogStore final : public StreamStore {
 
   Mutex q_mu_;
   std::condition_variable q_cv_;
-  std::deque<Op> queue_ DS_GUARDED_BY(q_mu_);
+  /// A vector, not a deque: an Op is too large for more than one in a
+  /// deque's block (one allocation each). The writer swaps it with its own
+  /// (ops_), so both keep their capacity.
+  std::vector<Op> queue_ DS_GUARDED_BY(q_mu_);
   bool stopping_ DS_GUARDED_BY(q_mu_) = false;
   std::thread writer_;
   WorkerPool readers_;
@@ -837,7 +953,7 @@ Status LogStore::set_rocksdb_aside() {
 
 void LogStore::writer_loop() {
   for (;;) {
-    std::deque<Op> ops;
+    std::vector<Op>& ops = ops_;
     bool stopping = false;
     {
       MutexLock lock(q_mu_);
@@ -854,6 +970,7 @@ void LogStore::writer_loop() {
     int64_t now = opts_.clock->now_ms();
     bool maintain_now = now - last_maintenance_ms_ >= opts_.maintenance_interval_ms;
     if (!ops.empty() || maintain_now) commit_group(ops, maintain_now);
+    Staging::reset_vector(ops);
     if (maintain_now) last_maintenance_ms_ = now;
     if (health() && wal_since_checkpoint_ >= next_checkpoint_at_) {
       if (auto done = checkpoint(); done) {
@@ -874,28 +991,33 @@ void LogStore::writer_loop() {
   }
 }
 
-void LogStore::commit_group(std::deque<Op>& ops, bool maintain_now) {
-  while (maintain_now || !ops.empty()) {
+void LogStore::commit_group(std::vector<Op>& ops, bool maintain_now) {
+  size_t next = 0;  // ops before it are staged (and answered, or to be)
+  while (maintain_now || next < ops.size()) {
     if (auto broken = health(); !broken) {
-      for (auto& op : ops) std::visit([&](auto& o) { o.done(broken.error()); }, op);
+      for (; next < ops.size(); ++next)
+        std::visit([&](auto& o) { o.done(broken.error()); }, ops[next]);
       return;
     }
-    Staging st;
+    Staging& st = staging_;
+    st.reset();
     if (maintain_now) maintain(st);
     maintain_now = false;
     size_t requests = 0;
-    while (!ops.empty()) {
+    while (next < ops.size()) {
       // A fork that reads its source's records must not share a group with
       // uncommitted changes (it reads published data): start a new one.
-      if (const auto* c = std::get_if<CreateOp>(&ops.front());
+      if (const auto* c = std::get_if<CreateOp>(&ops[next]);
           c && !st.streams.empty() && reads_source(st, c->req)) {
         break;
       }
-      std::visit([&](auto& o) { apply(o, st); }, ops.front());
-      ops.pop_front();
+      std::visit([&](auto& o) { apply(o, st); }, ops[next]);
+      ++next;
       ++requests;
     }
     commit(st, requests);
+    // Nothing of the group (records, callbacks) is held past its commit.
+    st.reset();
   }
 }
 
@@ -1128,7 +1250,7 @@ StreamMeta& LogStore::mut(Staging& st, const std::string& path) {
   auto copy = std::make_shared<StreamMeta>(*slot->meta);
   copy->last_access_ms = slot->last_access();
   auto& ref = *copy;
-  st.streams[path] = std::move(copy);
+  st.stream(path) = std::move(copy);
   return ref;
 }
 
@@ -1163,7 +1285,7 @@ void LogStore::expire(Staging& st, const std::string& path) {
     auto& m = mut(st, path);
     m.soft_deleted = true;
     put_meta(st, m);
-    st.events[path].gone = true;
+    st.event(path).gone = true;
   } else {
     hard_delete(st, path);
   }
@@ -1179,14 +1301,14 @@ void LogStore::hard_delete(Staging& st, const std::string& path) {
     logstore::put_remove(st.wal, logstore::RemoveEntry{meta.id});
     producers_.erase(meta.id);
     st.removed.push_back(meta.id);
-    st.streams[at] = nullptr;
+    st.stream(at) = nullptr;
     if (auto made = st.created.find(at); made != st.created.end()) {
       // Created in this group too: its records are never published (they
       // would count as memory and index entries of no stream).
       std::erase_if(st.appended, [&](const auto& a) { return a.first == made->second; });
       st.created.erase(made);
     }
-    st.events[at].gone = true;
+    st.event(at).gone = true;
     if (!meta.fork) return;
     const StreamMeta* src = current(st, meta.fork->source_path);
     if (!src || src->id != meta.fork->source_id) return;
@@ -1415,7 +1537,7 @@ void LogStore::apply(CreateOp& op, Staging& st) {
     note_append(*data, *meta.config.retention_max_age_s, meta.created_ms, meta.tail.lo);
   entry.meta = meta;
   logstore::put_create(st.wal, entry);
-  st.streams[req.path] = std::make_shared<StreamMeta>(meta);
+  st.stream(req.path) = std::make_shared<StreamMeta>(meta);
   st.created[req.path] = std::move(data);
   on_commit(st, op.done, [meta]() -> Result<CreateOutcome> { return CreateOutcome{true, meta}; });
 }
@@ -1442,17 +1564,17 @@ void LogStore::apply(AppendOp& op, Staging& st) {
     AppendOutcome out{AppendOutcome::Kind::duplicate, s->tail, s->closed || dup->closed, dup->epoch,
                       dup->seq};
     if (const Slot* slot = published(req.path)) const_cast<Slot*>(slot)->last_read_ms = now;
-    return on_commit(st, op.done, [out]() -> Result<AppendOutcome> { return out; });
+    return answer_on_commit(st, op.done, out);
   }
   if (std::holds_alternative<AlreadyClosed>(*decision)) {
     AppendOutcome out{AppendOutcome::Kind::already_closed, s->tail, true, {}, {}};
     if (const Slot* slot = published(req.path)) const_cast<Slot*>(slot)->last_read_ms = now;
-    return on_commit(st, op.done, [out]() -> Result<AppendOutcome> { return out; });
+    return answer_on_commit(st, op.done, out);
   }
 
   auto& acc = std::get<AppendAccepted>(*decision);
   StreamMeta& m = mut(st, req.path);
-  auto& event = st.events[req.path];
+  auto& event = st.event(req.path);
   logstore::AppendEntry entry;
   entry.id = m.id;
   entry.now_ms = now;
@@ -1489,7 +1611,7 @@ void LogStore::apply(AppendOp& op, Staging& st) {
     out.producer_epoch = req.producer->epoch;
     out.producer_seq = req.producer->seq;
   }
-  on_commit(st, op.done, [out]() -> Result<AppendOutcome> { return out; });
+  answer_on_commit(st, op.done, out);
 }
 
 void LogStore::apply(RemoveOp& op, Staging& st) {
@@ -1502,7 +1624,7 @@ void LogStore::apply(RemoveOp& op, Staging& st) {
     auto& m = mut(st, op.path);
     m.soft_deleted = true;
     put_meta(st, m);
-    st.events[op.path].gone = true;
+    st.event(op.path).gone = true;
   } else {
     hard_delete(st, op.path);
   }
