@@ -26,6 +26,27 @@ struct PendingWake {
   std::optional<Wake> value;
 };
 
+/// Sets the wake on the waiting coroutine's executor. Reached through the
+/// connection's inbox: the hub's callback runs on the writer thread, where a
+/// post to the connection's strand (through any_io_executor) cost ten
+/// allocations, none of them from Asio's per-thread caches; this costs one
+/// (this object), and the hand-off to the strand happens on an event-loop
+/// thread.
+struct WakeDelivery final : Inbox::Item {
+  WakeDelivery(std::shared_ptr<PendingWake> p, Wake w)
+      : pending(std::move(p)), wake(std::move(w)) {}
+  std::shared_ptr<PendingWake> pending;
+  Wake wake;
+  void deliver() override {
+    asio::dispatch(pending->timer.get_executor(), [this] {
+      std::unique_ptr<WakeDelivery> self(this);
+      pending->value.emplace(std::move(wake));
+      pending->timer.cancel();
+    });
+  }
+  void discard() override { delete this; }
+};
+
 /// On shutdown, a parked reader stops waiting (as if its deadline passed).
 std::function<void()> wake_on_stop(std::shared_ptr<PendingWake> pending) {
   return [pending] {
@@ -171,7 +192,11 @@ asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& 
   // can park then); the caller tells that from a deadline by the output.
   if (output) output->on_idle = [pending] { pending->timer.cancel(); };
   StopRegistration on_stop(ctx.stop_signals, wake_on_stop(pending));
-  auto waiter = ctx.hubs.wait(path, from, [pending](Wake w) {
+  auto waiter = ctx.hubs.wait(path, from, [pending, inbox = ctx.inbox](Wake w) {
+    if (inbox) {
+      inbox->push(new WakeDelivery(pending, std::move(w)));
+      return;
+    }
     auto wex = pending->timer.get_executor();
     asio::post(wex, [pending, w = std::move(w)]() mutable {
       pending->value.emplace(std::move(w));
