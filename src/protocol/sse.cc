@@ -52,7 +52,7 @@ void append_sse_data(std::string& out, std::string_view payload, bool base64) {
 
 void append_sse_control(std::string& out, const SseControl& c) {
   out.append("event: control\ndata:{\"streamNextOffset\":\"");
-  out.append(c.next.str());
+  out.append(c.next.text().view());
   out.push_back('"');
   if (!c.closed && !c.cursor.empty()) {
     out.append(",\"streamCursor\":\"");

@@ -247,8 +247,11 @@ asio::awaitable<bool> handle_catalog_request(Context& ctx, Stream& stream, Reque
 /// cb(T) to be called exactly once, on any thread; the coroutine resumes on
 /// its own executor, by way of `inbox` (a batch of results from the store's
 /// writer costs one wake-up of the event loop) or, without one, by its own
-/// post. One allocation per call, the call's own state; the callback the
-/// store keeps holds two pointers, which std::function stores in place.
+/// post. The call's own state comes from Asio's per-thread recycling cache
+/// (asio::recycling_allocator: a block freed on an event-loop thread is kept
+/// for that thread's next call, so a connection's calls reuse it; one freed
+/// elsewhere goes back to the heap); the callback the store keeps holds two
+/// pointers, which std::function stores in place.
 ///
 /// This is deliberately not a coroutine and takes `start` by value: g++ 12
 /// destroys lambda temporaries passed to coroutine parameters twice (see
@@ -269,18 +272,38 @@ auto async_call(Inbox* inbox, Start start) {
             // event-loop thread); a busy one queues it.
             asio::dispatch(asio::get_associated_executor(handler), [this] { complete(); });
           }
-          void discard() override { delete this; }
+          void discard() override { destroy(this); }
           /// Without an inbox: the callback may run on the coroutine's own
           /// thread before it has suspended (an inline read), so never inline.
           void post() {
             asio::post(asio::get_associated_executor(handler), [this] { complete(); });
           }
           void complete() {
-            std::unique_ptr<Call> self(this);
-            std::move(handler)(std::move(*value));
+            // The memory goes back before the coroutine resumes, so its
+            // next call (on this thread) finds it in the cache.
+            Handler h = std::move(handler);
+            T v = std::move(*value);
+            destroy(this);
+            std::move(h)(std::move(v));
+          }
+          using Alloc = asio::recycling_allocator<Call>;
+          static Call* make(Handler h) {
+            Alloc alloc;
+            Call* p = alloc.allocate(1);
+            try {
+              return new (p) Call(std::move(h));
+            } catch (...) {
+              alloc.deallocate(p, 1);
+              throw;
+            }
+          }
+          static void destroy(Call* c) {
+            c->~Call();
+            Alloc alloc;
+            alloc.deallocate(c, 1);
           }
         };
-        auto* call = new Call(std::move(handler));
+        auto* call = Call::make(std::move(handler));
         start([call, inbox](T value) {
           call->value.emplace(std::move(value));
           if (inbox) {

@@ -169,7 +169,7 @@ SseNext sse_on_trimmed(SseRead& st, const Error& e, std::string& out) {
   append_json_string(out, e.message);
   if (e.earliest) {
     out += ",\"earliest_offset\":";
-    append_json_string(out, e.earliest->str());
+    append_json_string(out, e.earliest->text().view());
   }
   out += "}\n\n";
   st.ended = true;

@@ -17,10 +17,10 @@ asio::awaitable<bool> handle_head(Context& ctx, Stream& stream, Request& req,
   }
   auto res = make_response(req, http::status::ok);
   set_stream_headers(res, *result);
-  res.set("Stream-Next-Offset", result->tail.str());
+  res.set("Stream-Next-Offset", result->tail.text().view());
   if (result->closed) res.set("Stream-Closed", "true");
   res.set(http::field::cache_control, "no-store");
-  res.set(http::field::etag, etag_for(result->id, Offset{}, result->tail, result->closed));
+  res.set(http::field::etag, etag_for(result->id, Offset{}, result->tail, result->closed).view());
   res.prepare_payload();
   co_return co_await write_response(ctx, stream, res);
 }

@@ -26,6 +26,27 @@ struct PendingWake {
   std::optional<Wake> value;
 };
 
+/// Sets the wake on the waiting coroutine's executor. Reached through the
+/// connection's inbox: the hub's callback runs on the writer thread, where a
+/// post to the connection's strand (through any_io_executor) cost ten
+/// allocations, none of them from Asio's per-thread caches; this costs one
+/// (this object), and the hand-off to the strand happens on an event-loop
+/// thread.
+struct WakeDelivery final : Inbox::Item {
+  WakeDelivery(std::shared_ptr<PendingWake> p, Wake w)
+      : pending(std::move(p)), wake(std::move(w)) {}
+  std::shared_ptr<PendingWake> pending;
+  Wake wake;
+  void deliver() override {
+    asio::dispatch(pending->timer.get_executor(), [this] {
+      std::unique_ptr<WakeDelivery> self(this);
+      pending->value.emplace(std::move(wake));
+      pending->timer.cancel();
+    });
+  }
+  void discard() override { delete this; }
+};
+
 /// On shutdown, a parked reader stops waiting (as if its deadline passed).
 std::function<void()> wake_on_stop(std::shared_ptr<PendingWake> pending) {
   return [pending] {
@@ -64,22 +85,23 @@ bool valid_content_type(std::string_view ct) {
          word(std::string_view(media).substr(slash + 1));
 }
 
-std::string etag_for(uint64_t stream_id, const Offset& start, const Offset& end, bool closed) {
-  // Built in one reserved string (not by concatenation, a temporary each).
-  const std::string from = start.str();
-  const std::string to = end.str();
-  char id[24];
-  const auto id_end = std::to_chars(id, id + sizeof id, stream_id).ptr;
-  std::string tag;
-  tag.reserve(static_cast<size_t>(id_end - id) + from.size() + to.size() + 6);
-  tag += '"';
-  tag.append(id, id_end);
-  tag += ':';
-  tag += from;
-  tag += ':';
-  tag += to;
-  if (closed) tag += ":c";
-  tag += '"';
+EtagText etag_for(uint64_t stream_id, const Offset& start, const Offset& end, bool closed) {
+  // Rendered into a fixed buffer: `"` id(<= 20) `:` start `:` end [`:c`] `"`.
+  static_assert(sizeof(EtagText::data) >= 1 + 20 + 1 + 2 * Offset::kTextSize + 1 + 2 + 1);
+  EtagText tag;
+  char* p = tag.data;
+  *p++ = '"';
+  p = std::to_chars(p, p + 20, stream_id).ptr;
+  *p++ = ':';
+  p = start.to_chars(p);
+  *p++ = ':';
+  p = end.to_chars(p);
+  if (closed) {
+    *p++ = ':';
+    *p++ = 'c';
+  }
+  *p++ = '"';
+  tag.size = static_cast<size_t>(p - tag.data);
   return tag;
 }
 
@@ -108,7 +130,7 @@ void set_stream_headers(Response& res, const StreamMeta& m) {
   if (m.config.retention_max_bytes)
     res.set("Stream-Retention-Max-Bytes", std::to_string(*m.config.retention_max_bytes));
   if (m.config.has_retention() || m.earliest != Offset{})
-    res.set("Stream-Earliest-Offset", m.earliest.str());
+    res.set("Stream-Earliest-Offset", m.earliest.text().view());
 }
 
 // Not coroutines: each returns the write's own awaitable, so a response
@@ -170,7 +192,11 @@ asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& 
   // can park then); the caller tells that from a deadline by the output.
   if (output) output->on_idle = [pending] { pending->timer.cancel(); };
   StopRegistration on_stop(ctx.stop_signals, wake_on_stop(pending));
-  auto waiter = ctx.hubs.wait(path, from, [pending](Wake w) {
+  auto waiter = ctx.hubs.wait(path, from, [pending, inbox = ctx.inbox](Wake w) {
+    if (inbox) {
+      inbox->push(new WakeDelivery(pending, std::move(w)));
+      return;
+    }
     auto wex = pending->timer.get_executor();
     asio::post(wex, [pending, w = std::move(w)]() mutable {
       pending->value.emplace(std::move(w));
@@ -237,16 +263,16 @@ RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta
   decorate(res);
   res.keep_alive(req.keep_alive());
   res.set(http::field::content_type, meta.config.content_type);
-  res.set("Stream-Next-Offset", next.str());
+  res.set("Stream-Next-Offset", next.text().view());
   if (meta.config.has_retention() || meta.earliest != Offset{})
-    res.set("Stream-Earliest-Offset", meta.earliest.str());
+    res.set("Stream-Earliest-Offset", meta.earliest.text().view());
   if (up_to_date) res.set("Stream-Up-To-Date", "true");
   if (closed && up_to_date) res.set("Stream-Closed", "true");
   if (cursor && !(closed && up_to_date)) res.set("Stream-Cursor", *cursor);
   if (now_read) {
     res.set(http::field::cache_control, "no-store");
   } else {
-    res.set(http::field::etag, etag_for(meta.id, start, next, closed && up_to_date));
+    res.set(http::field::etag, etag_for(meta.id, start, next, closed && up_to_date).view());
     const bool empty_open_tail = records.empty() && !(closed && up_to_date);
     res.set(http::field::cache_control,
             empty_open_tail ? "no-store" : "public, max-age=60, stale-while-revalidate=300");
@@ -260,7 +286,7 @@ RecordsResponse data_response(Context& ctx, const Request& req, const StreamMeta
 Response no_content_live(const Request& req, const Offset& next, bool closed,
                          const std::string& cursor) {
   auto res = make_response(req, http::status::no_content);
-  res.set("Stream-Next-Offset", next.str());
+  res.set("Stream-Next-Offset", next.text().view());
   res.set("Stream-Up-To-Date", "true");
   if (closed) {
     res.set("Stream-Closed", "true");
@@ -277,13 +303,13 @@ Response error_response(const Request& req, const Error& e) {
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
   if (e.closed) res.set("Stream-Closed", "true");
-  if (e.tail) res.set("Stream-Next-Offset", e.tail->str());
+  if (e.tail) res.set("Stream-Next-Offset", e.tail->text().view());
   if (e.tail && e.code == errc::precondition_failed)
     res.set(http::field::etag, "\"" + e.tail->str() + "\"");
   if (e.producer_epoch) res.set("Producer-Epoch", std::to_string(*e.producer_epoch));
   if (e.expected_seq) res.set("Producer-Expected-Seq", std::to_string(*e.expected_seq));
   if (e.received_seq) res.set("Producer-Received-Seq", std::to_string(*e.received_seq));
-  if (e.earliest) res.set("Stream-Earliest-Offset", e.earliest->str());
+  if (e.earliest) res.set("Stream-Earliest-Offset", e.earliest->text().view());
   if (e.code == errc::unavailable || e.code == errc::shutting_down ||
       e.code == errc::too_many_readers)
     res.set(http::field::retry_after, "1");
@@ -324,6 +350,59 @@ std::optional<Response> admit_reader(Context& ctx, const Request& req, const std
   return error_response(req, Error(errc::too_many_readers, std::move(message)));
 }
 
+namespace {
+
+// handle_stream_request runs for every request on a stream, and g++ 12 sizes
+// a coroutine's frame for every local of every scope: what only a GET or a
+// rejected method needs lives in these frames, so that its own frame stays
+// within the size Asio's per-thread frame cache recycles (1020 bytes).
+
+/// A GET whose parameters are bad: a 404 if the stream does not exist
+/// (an unknown stream is a 404 even when the parameters are bad), else the
+/// parameters' 400.
+asio::awaitable<bool> reject_read_params(Context& ctx, Stream& stream, Request& req,
+                                         const std::string& name, const Error& bad) {
+  auto exists_op = async_call<Result<StreamMeta>>(
+      ctx.inbox, [&ctx, &name](auto cb) { ctx.store.head(name, std::move(cb)); });
+  auto exists = co_await std::move(exists_op);
+  if (!exists) {
+    auto err_ = send_error(ctx, stream, req, exists.error());
+    co_return co_await std::move(err_);
+  }
+  auto err_ = send_error(ctx, stream, req, bad);
+  co_return co_await std::move(err_);
+}
+
+asio::awaitable<bool> handle_get(Context& ctx, Stream& stream, Request& req,
+                                 const std::string& name, const Target& target) {
+  auto params = parse_read_params(target);
+  if (!params) {
+    auto rejected = reject_read_params(ctx, stream, req, name, params.error());
+    co_return co_await std::move(rejected);
+  }
+  if (ctx.exchange)
+    ctx.exchange->mode = params->live == Live::none        ? ReadMode::catchup
+                         : params->live == Live::long_poll ? ReadMode::long_poll
+                                                           : ReadMode::sse;
+  switch (params->live) {
+    case Live::none:
+      co_return co_await handle_catch_up(ctx, stream, req, name, *params);
+    case Live::long_poll:
+      co_return co_await handle_long_poll(ctx, stream, req, name, *params);
+    case Live::sse:
+      co_return co_await handle_sse(ctx, stream, req, name, *params);
+  }
+  co_return false;  // not reached: every Live is handled above
+}
+
+asio::awaitable<bool> method_not_allowed(Context& ctx, Stream& stream, Request& req) {
+  auto res = error_response(req, Error(errc::method_not_allowed, "method not allowed on a stream"));
+  res.set(http::field::allow, "GET, HEAD, PUT, POST, DELETE, OPTIONS");
+  co_return co_await send(ctx, stream, res);
+}
+
+}  // namespace
+
 asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Request& req) {
   std::string_view raw(req.target().data(), req.target().size());
   auto target = parse_target(raw);
@@ -347,42 +426,12 @@ asio::awaitable<bool> handle_stream_request(Context& ctx, Stream& stream, Reques
       co_return co_await handle_head(ctx, stream, req, *name);
     case http::verb::delete_:
       co_return co_await handle_delete(ctx, stream, req, *name);
-    case http::verb::get: {
-      auto params = parse_read_params(*target);
-      if (!params) {
-        // An unknown stream is a 404 even when the parameters are bad.
-        auto exists_op = async_call<Result<StreamMeta>>(
-            ctx.inbox, [&ctx, &name](auto cb) { ctx.store.head(*name, std::move(cb)); });
-        auto exists = co_await std::move(exists_op);
-        if (!exists) {
-          auto err_ = send_error(ctx, stream, req, exists.error());
-          co_return co_await std::move(err_);
-        }
-        {
-          auto err_ = send_error(ctx, stream, req, params.error());
-          co_return co_await std::move(err_);
-        }
-      }
-      if (ctx.exchange)
-        ctx.exchange->mode = params->live == Live::none        ? ReadMode::catchup
-                             : params->live == Live::long_poll ? ReadMode::long_poll
-                                                               : ReadMode::sse;
-      switch (params->live) {
-        case Live::none:
-          co_return co_await handle_catch_up(ctx, stream, req, *name, *params);
-        case Live::long_poll:
-          co_return co_await handle_long_poll(ctx, stream, req, *name, *params);
-        case Live::sse:
-          co_return co_await handle_sse(ctx, stream, req, *name, *params);
-      }
-      break;
-    }
+    case http::verb::get:
+      co_return co_await handle_get(ctx, stream, req, *name, *target);
     default:
       break;
   }
-  auto res = error_response(req, Error(errc::method_not_allowed, "method not allowed on a stream"));
-  res.set(http::field::allow, "GET, HEAD, PUT, POST, DELETE, OPTIONS");
-  co_return co_await send(ctx, stream, res);
+  co_return co_await method_not_allowed(ctx, stream, req);
 }
 
 }  // namespace ds::http_server

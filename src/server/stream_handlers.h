@@ -31,7 +31,13 @@ bool has_header(const Request& req, std::string_view name);
 Response make_response(const Request& req, http::status status);
 /// A Content-Type value shaped like `type/subtype`; anything else counts as absent.
 bool valid_content_type(std::string_view ct);
-std::string etag_for(uint64_t stream_id, const Offset& start, const Offset& end, bool closed);
+/// An entity tag rendered in place (etag_for): no heap.
+struct EtagText {
+  char data[2 * Offset::kTextSize + 32];
+  size_t size = 0;
+  std::string_view view() const { return {data, size}; }
+};
+EtagText etag_for(uint64_t stream_id, const Offset& start, const Offset& end, bool closed);
 bool etag_matches(std::string_view if_none_match, std::string_view etag);
 void set_stream_headers(Response& res, const StreamMeta& m);
 

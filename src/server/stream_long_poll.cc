@@ -181,9 +181,9 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
   live::ReaderLimits::Slot slot;
   auto refused = admit_reader(ctx, req, name, slot);
   if (refused) co_return co_await send(ctx, stream, *refused);
-  const StreamMeta meta = r->meta;
+  // r lives in this frame until the wait has answered: its metadata is not copied.
   std::optional<Wake> no_wake;
-  auto waiting = long_poll_wait(ctx, stream, req, name, meta, r->start, at, p.cursor, deadline,
+  auto waiting = long_poll_wait(ctx, stream, req, name, r->meta, r->start, at, p.cursor, deadline,
                                 std::move(no_wake), slot);
   co_return co_await std::move(waiting);
 }

@@ -167,7 +167,7 @@ asio::awaitable<bool> handle_put(Context& ctx, Stream& stream, Request& req,
   if (ctx.subscriptions && result->created) ctx.subscriptions->stream_written(name);
   auto res = make_response(req, result->created ? http::status::created : http::status::ok);
   res.set(http::field::content_type, meta.config.content_type);
-  res.set("Stream-Next-Offset", meta.tail.str());
+  res.set("Stream-Next-Offset", meta.tail.text().view());
   if (meta.closed) res.set("Stream-Closed", "true");
   if (result->created) {
     std::string host(header(req, "host"));
@@ -187,17 +187,12 @@ namespace {
 /// conditional append, If-Match): the tail rendered once and quoted in
 /// place. Not a coroutine: its buffers stay out of handle_post's frame.
 void set_tail(Response& res, const Offset& tail) {
-  const std::string text = tail.str();
-  res.set("Stream-Next-Offset", text);
-  std::array<char, 64> tag;
-  if (text.size() + 2 > tag.size()) {
-    res.set(http::field::etag, "\"" + text + "\"");
-    return;
-  }
+  std::array<char, Offset::kTextSize + 2> tag;
   tag[0] = '"';
-  std::copy(text.begin(), text.end(), tag.begin() + 1);
-  tag[text.size() + 1] = '"';
-  res.set(http::field::etag, std::string_view(tag.data(), text.size() + 2));
+  tail.to_chars(tag.data() + 1);
+  tag[Offset::kTextSize + 1] = '"';
+  res.set("Stream-Next-Offset", std::string_view(tag.data() + 1, Offset::kTextSize));
+  res.set(http::field::etag, std::string_view(tag.data(), tag.size()));
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "common/wake_batch.h"
+#include "server/http.h"
 
 namespace ds::http_server {
 namespace {
@@ -97,6 +99,39 @@ TEST(WakeBatch, DefersEachWakeOnceToTheEndAndNestsBatches) {
     EXPECT_EQ(woken.size(), 1u) << "the inner batch ended";
   }
   EXPECT_EQ(woken.size(), 1u);
+}
+
+// async_call (server/http.h): the result reaches the coroutine once, by the
+// inbox from another thread or by its own post; its call object comes from
+// Asio's recycling cache, so many calls in a row reuse one block.
+asio::awaitable<void> call_many(Inbox* inbox, int n, std::vector<std::string>& got) {
+  for (int i = 0; i < n; ++i) {
+    auto op = async_call<std::string>(inbox, [i, inbox](auto cb) {
+      // Longer than the small-string buffer: the value moves, not copies.
+      std::string v = "result number " + std::to_string(i) + " of the calls in a row";
+      if (inbox) {
+        std::thread writer([&cb, v = std::move(v)]() mutable { cb(std::move(v)); });
+        writer.join();
+      } else {
+        cb(std::move(v));  // inline: the coroutine has not suspended yet
+      }
+    });
+    got.push_back(co_await std::move(op));
+  }
+}
+
+TEST(AsyncCall, ResultsReachTheCoroutineByTheInboxOrByAPost) {
+  for (bool with_inbox : {true, false}) {
+    boost::asio::io_context ioc;
+    Inbox inbox(ioc.get_executor());
+    std::vector<std::string> got;
+    asio::co_spawn(ioc, call_many(with_inbox ? &inbox : nullptr, 50, got), asio::detached);
+    ioc.run();
+    ASSERT_EQ(got.size(), 50u) << with_inbox;
+    for (int i = 0; i < 50; ++i)
+      EXPECT_EQ(got[static_cast<size_t>(i)],
+                "result number " + std::to_string(i) + " of the calls in a row");
+  }
 }
 
 }  // namespace

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -13,6 +17,38 @@ TEST(OffsetTest, FormatsTwoZeroPaddedSixteenDigitParts) {
   EXPECT_EQ((Offset{1, 23}.str()), "0000000000000001_0000000000000023");
   EXPECT_EQ((Offset{Offset::kMaxPart, Offset::kMaxPart}.str()),
             "9999999999999999_9999999999999999");
+}
+
+// The old rendering (snprintf), kept here as the reference the in-place
+// rendering must match byte for byte.
+std::string reference_str(const Offset& o) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%016llu_%016llu",
+                static_cast<unsigned long long>(std::min(o.hi, Offset::kMaxPart)),
+                static_cast<unsigned long long>(std::min(o.lo, Offset::kMaxPart)));
+  return buf;
+}
+
+TEST(OffsetTest, RendersInPlaceExactlyAsStr) {
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  for (Offset o : {Offset{}, Offset{0, 1}, Offset{1, 0}, Offset{9, 10}, Offset{99, 100},
+                   Offset{123456789, 987654321}, Offset{Offset::kMaxPart - 1, Offset::kMaxPart},
+                   Offset{Offset::kMaxPart, Offset::kMaxPart},
+                   Offset{Offset::kMaxPart + 1, Offset::kMaxPart + 1}, Offset{max, max},
+                   Offset{0, max}, Offset{max, 0}, Offset{1'000'000'000'000'000ULL, 42}}) {
+    const std::string want = reference_str(o);
+    ASSERT_EQ(want.size(), Offset::kTextSize);
+    EXPECT_EQ(o.str(), want);
+    const auto text = o.text();
+    EXPECT_EQ(text.view(), want);
+    EXPECT_EQ(std::string_view(text), want);
+    // to_chars writes exactly kTextSize bytes and touches nothing after.
+    char buf[Offset::kTextSize + 4];
+    std::memset(buf, '#', sizeof buf);
+    EXPECT_EQ(o.to_chars(buf), buf + Offset::kTextSize);
+    EXPECT_EQ(std::string_view(buf, Offset::kTextSize), want);
+    EXPECT_EQ(std::string_view(buf + Offset::kTextSize, 4), "####");
+  }
 }
 
 TEST(OffsetTest, ParsesWhatItFormats) {
