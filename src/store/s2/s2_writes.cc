@@ -481,7 +481,8 @@ uint64_t retention_floor(const FoldState& f) {
 }  // namespace
 
 bool retention_due(const FoldState& f, int64_t now) {
-  if (!f.exists || f.meta.soft_deleted || !f.meta.config.has_retention()) return false;
+  // A soft-deleted source is kept for its forks, and so is its retention.
+  if (!f.exists || !f.meta.config.has_retention()) return false;
   return f.retained_from > retention_floor(f) || retention_cut(f, now) > 0;
 }
 
