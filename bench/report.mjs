@@ -733,6 +733,14 @@ if (hasStorage()) {
   }
 }
 {
+  // Issue #14 (subscriptions): wake latency, by hand (bench/subscriptions.mjs).
+  const subs = new URL("./analysis-subscriptions.md", import.meta.url);
+  if (existsSync(subs)) {
+    md.push("");
+    md.push(readFileSync(subs, "utf8").trim());
+  }
+}
+{
   // Issue #15 (retention): its cost to appends, by hand (bench/retention.sh).
   const retention = new URL("./analysis-retention.md", import.meta.url);
   if (existsSync(retention)) {
