@@ -286,9 +286,8 @@ auto async_call(Inbox* inbox, Start start) {
             destroy(this);
             std::move(h)(std::move(v));
           }
-          using Alloc = asio::recycling_allocator<Call>;
           static Call* make(Handler h) {
-            Alloc alloc;
+            asio::recycling_allocator<Call> alloc;
             Call* p = alloc.allocate(1);
             try {
               return new (p) Call(std::move(h));
@@ -299,7 +298,7 @@ auto async_call(Inbox* inbox, Start start) {
           }
           static void destroy(Call* c) {
             c->~Call();
-            Alloc alloc;
+            asio::recycling_allocator<Call> alloc;
             alloc.deallocate(c, 1);
           }
         };
