@@ -532,6 +532,7 @@ int main(int argc, char** argv) {
   bool fsync = true;
   bool migrate_rocksdb = true;
   uint64_t checkpoint_wal_bytes = 64ull << 20;
+  uint64_t wal_preallocate = 1ull << 20;
   std::string producer_idle = "7d";
   std::string retention_age = "0";
   uint64_t retention_bytes = 0;
@@ -555,6 +556,9 @@ int main(int argc, char** argv) {
       "checkpoint-wal-bytes", po::value(&checkpoint_wal_bytes)->default_value(checkpoint_wal_bytes),
       "embedded store: take a checkpoint after this much WAL (bounds restart time and the "
       "appended bytes held in memory; smaller costs more writes)")(
+      "wal-preallocate", po::value(&wal_preallocate)->default_value(wal_preallocate),
+      "embedded store: keep this many bytes of zeros written ahead of the WAL's end, so that a "
+      "group's fsync flushes data without committing a new file size (0 turns it off)")(
       "producer-idle-timeout", po::value(&producer_idle)->default_value(producer_idle),
       "embedded store: forget a Producer-Id after this long without an append (e.g. 7d, 12h; "
       "0 keeps them forever); it then starts again at seq 0")(
@@ -667,6 +671,7 @@ int main(int argc, char** argv) {
     store_options.sync = fsync;
     store_options.migrate_rocksdb = migrate_rocksdb;
     store_options.checkpoint_wal_bytes = std::max<uint64_t>(checkpoint_wal_bytes, 1);
+    store_options.wal_preallocate_bytes = wal_preallocate;
     auto idle = parse_duration(producer_idle);
     if (!idle) {
       std::cerr << "dstreamd: --producer-idle-timeout looks like 7d, 12h, 30m or 0\n";

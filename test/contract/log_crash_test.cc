@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <map>
@@ -27,8 +28,10 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "store/log/format.h"
 #include "store/log/fs.h"
 #include "store/log/log_store.h"
+#include "store/log/wal.h"
 #include "support/fault_fs.h"
 
 namespace ds {
@@ -328,6 +331,60 @@ TEST_F(LogEngine, AFlippedByteCutsTheWalAtTheLastWholeGroup) {
   EXPECT_GT(stats_.recovery_cut_bytes.load(), 0u);
   EXPECT_EQ(read_all(*store), expected);
   // And the log goes on from there.
+  ASSERT_TRUE(append(*store, "after;").ok());
+  store.reset();
+  auto again = open();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(read_all(*again), expected + "after;");
+}
+
+// ---- The WAL is zero-filled ahead of its end (so that a group's fdatasync
+// commits no new file size); recovery reads the zeros as the segment's clean
+// end, and a group cut short inside them as a torn tail.
+TEST_F(LogEngine, PreallocatedWalZerosAreNoCutAndATornGroupInThemIs) {
+  options_.wal_preallocate_bytes = 64 << 10;
+  const std::string seg = std::string(kDir) + "/wal/0000000000000001.wal";
+  std::string expected;
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    create_stream(*store);
+    EXPECT_EQ(fs_.contents(seg).size(), logstore::format::kWalHeaderSize + (64u << 10));
+    for (int k = 0; k < 10; ++k) {
+      const std::string rec = "record-" + std::to_string(k) + ";";
+      ASSERT_TRUE(append(*store, rec).ok());
+      expected += rec;
+    }
+    // Ten groups of ~60 bytes: still inside the first zeros.
+    EXPECT_EQ(fs_.contents(seg).size(), logstore::format::kWalHeaderSize + (64u << 10));
+  }
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    EXPECT_EQ(stats_.recovery_tail_cuts.load(), 0u);
+    EXPECT_EQ(read_all(*store), expected);
+  }
+  // Now a group that a crash cut short inside the zeros: its append entry
+  // reached the disk, its commit marker did not.
+  std::string bytes = fs_.contents(seg);
+  // The last group ends with a commit marker, whose last byte (its type) is
+  // not zero.
+  const size_t commit_end = bytes.find_last_not_of('\0') + 1;
+  std::string group;
+  logstore::AppendEntry torn;
+  torn.id = 1;
+  torn.bytes = "never-acknowledged;";
+  logstore::put_append(group, torn);
+  ASSERT_LT(commit_end + group.size(), bytes.size());
+  ASSERT_TRUE(std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(commit_end), bytes.end(),
+                          [](char c) { return c == 0; }));
+  bytes.replace(commit_end, group.size(), group);
+  fs_.set_contents(seg, bytes);
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(stats_.recovery_tail_cuts.load(), 1u);
+  EXPECT_EQ(stats_.recovery_cut_bytes.load(), group.size());
+  EXPECT_EQ(read_all(*store), expected);
   ASSERT_TRUE(append(*store, "after;").ok());
   store.reset();
   auto again = open();

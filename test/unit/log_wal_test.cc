@@ -634,6 +634,93 @@ TEST(WalSegment, ReopenTruncatesGarbageAndContinues) {
   EXPECT_FALSE(WalWriter::reopen(fs, kDir, 8, 3));
 }
 
+// ---- Preallocation: zeros ahead of the end. ---------------------------------------
+
+TEST(WalSegment, PreallocatedZerosAreTheCleanEndOfASegment) {
+  MemFs fs;
+  auto w = WalWriter::create(fs, kDir, 2, 4096);
+  ASSERT_TRUE(w);
+  const std::string path = segment_path(kDir, 2);
+  EXPECT_EQ(fs.bytes(path).size(), 4096u);
+  EXPECT_EQ((*w)->size(), format::kWalHeaderSize);
+  EXPECT_EQ((*w)->allocated(), 4096u);
+  auto empty = scan(fs, 2);
+  EXPECT_TRUE(empty.scan.clean()) << empty.scan.stopped_because;
+  EXPECT_EQ(empty.scan.data_end, format::kWalHeaderSize);
+  EXPECT_EQ(empty.scan.file_size, 4096u);
+
+  // Groups written over the zeros leave the file's size alone.
+  std::string g;
+  for (int i = 0; i < 20; ++i) {
+    AppendEntry e;
+    e.id = 1;
+    e.bytes = std::string(50, static_cast<char>('a' + i));
+    put_append(g, e);
+    put_commit(g);
+    ASSERT_TRUE((*w)->write(g));
+    g.clear();
+  }
+  ASSERT_TRUE((*w)->sync());
+  EXPECT_EQ(fs.bytes(path).size(), 4096u);
+  auto s = scan(fs, 2);
+  EXPECT_TRUE(s.scan.clean()) << s.scan.stopped_because;
+  EXPECT_EQ(s.scan.entries, 40u);
+  EXPECT_EQ(s.scan.valid_end, (*w)->size());
+  EXPECT_EQ(s.scan.data_end, (*w)->size());
+
+  // A group past the zeros extends the file as before; more zeros follow.
+  AppendEntry big;
+  big.id = 1;
+  big.bytes = std::string(5000, 'z');
+  put_append(g, big);
+  ASSERT_TRUE((*w)->write(g));
+  EXPECT_EQ((*w)->allocated(), (*w)->size());
+  EXPECT_EQ(fs.bytes(path).size(), (*w)->size());
+  ASSERT_TRUE((*w)->preallocate((*w)->size() + 100));
+  EXPECT_EQ(fs.bytes(path).size(), (*w)->size() + 100);
+  ASSERT_TRUE((*w)->preallocate((*w)->size() + 50));  // already there: nothing
+  EXPECT_EQ(fs.bytes(path).size(), (*w)->size() + 100);
+  auto more = scan(fs, 2);
+  EXPECT_TRUE(more.scan.clean()) << more.scan.stopped_because;
+  EXPECT_EQ(more.scan.entries, 41u);
+
+  // A rewind (after a failed write) cuts the zeros too.
+  ASSERT_TRUE((*w)->rewind());
+  EXPECT_EQ((*w)->allocated(), (*w)->size());
+  EXPECT_EQ(fs.bytes(path).size(), (*w)->size());
+}
+
+TEST(WalSegment, ATornEntryOrBytesAfterTheZerosAreStillAStop) {
+  MemFs fs;
+  const auto starts = write_three(fs, 4);
+  const std::string path = segment_path(kDir, 4);
+  const std::string whole = fs.bytes(path);
+  // The last entry torn at every byte, the rest of the space zeros (as a
+  // group written over preallocated space and cut short by a crash).
+  for (uint64_t cut = starts[2] + 1; cut < starts[3]; ++cut) {
+    std::string b = whole.substr(0, cut) + std::string(4096, '\0');
+    fs.bytes(path) = b;
+    auto s = scan(fs, 4);
+    // A prefix that is itself all zeros is indistinguishable from space
+    // never written (and holds nothing): then the data ends at the entry.
+    const bool zero_prefix = std::all_of(whole.begin() + static_cast<std::ptrdiff_t>(starts[2]),
+                                         whole.begin() + static_cast<std::ptrdiff_t>(cut),
+                                         [](char c) { return c == 0; });
+    EXPECT_EQ(s.scan.clean(), zero_prefix) << cut;
+    EXPECT_EQ(s.scan.valid_end, starts[2]) << cut;
+    EXPECT_EQ(s.scan.entries, 2u) << cut;
+  }
+  // Zeros, then bytes again: not a tail of zeros, so a stop where the zeros begin.
+  std::string b = whole + std::string(100, '\0') + "x" + std::string(100, '\0');
+  fs.bytes(path) = b;
+  auto s = scan(fs, 4);
+  EXPECT_FALSE(s.scan.clean());
+  EXPECT_FALSE(s.scan.stopped_because.empty());
+  EXPECT_EQ(s.scan.valid_end, starts[3]);
+  EXPECT_EQ(s.scan.data_end, b.size());
+  EXPECT_EQ(s.scan.entries, 3u);
+}
+
 // ---- Checkpoint. ---------------------------------------------------------------
 
 constexpr const char* kDataDir = "/data";

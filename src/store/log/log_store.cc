@@ -444,6 +444,12 @@ class LogStore final : public StreamStore {
   /// Moves records from memory into files and writes a checkpoint. A
   /// failure costs nothing but time: the WAL still holds everything.
   Status checkpoint();
+  /// How far ahead of a WAL segment's end to keep zeros (0: not at all).
+  uint64_t preallocate_step() const;
+  /// What WalWriter::create preallocates for a new segment.
+  uint64_t first_allocation() const;
+  /// Keeps zeros preallocated ahead of the WAL's end (after a group).
+  void zero_fill_ahead();
 
   const StreamMeta* current(Staging& st, const std::string& path) const;
   StreamMeta& mut(Staging& st, const std::string& path);
@@ -825,8 +831,10 @@ Status LogStore::recover() {
     if (!file) return std::move(file).error();
     auto size = (*file)->size();
     if (!size) return std::move(size).error();
-    wal_since_checkpoint_ += *size;
-    if (committed >= *size) continue;
+    // Zeros preallocated after the last entry are not data (wal.h).
+    const uint64_t data_end = scan ? std::min(scan->data_end, *size) : *size;
+    wal_since_checkpoint_ += data_end;
+    if (committed >= data_end) continue;
     // A torn tail (a crash in the middle of a group write), a group without
     // its commit marker, or corruption: nothing after the last whole group
     // was ever acknowledged as durable... unless the disk corrupted it, and
@@ -835,12 +843,13 @@ Status LogStore::recover() {
                       : scan && !scan->stopped_because.empty()
                           ? scan->stopped_because
                           : "a group without its commit marker";
-    log::warn("cutting the WAL after its last whole group", {{"segment", path},
-                                                             {"at", committed},
-                                                             {"dropped_bytes", *size - committed},
-                                                             {"reason", why}});
+    log::warn("cutting the WAL after its last whole group",
+              {{"segment", path},
+               {"at", committed},
+               {"dropped_bytes", data_end - committed},
+               {"reason", why}});
     stats_->recovery_tail_cuts++;
-    stats_->recovery_cut_bytes += *size - committed;
+    stats_->recovery_cut_bytes += data_end - committed;
     if (auto t = (*file)->truncate(committed); !t) return t;
     if (auto s = (*file)->sync(); !s) return s;
     cut = true;
@@ -859,7 +868,7 @@ Status LogStore::recover() {
   }
   // This run writes a segment of its own: never append behind a tail that
   // a crash may have torn.
-  auto wal = WalWriter::create(fs_, wal_dir_, next_seq);
+  auto wal = WalWriter::create(fs_, wal_dir_, next_seq, first_allocation());
   if (!wal) return std::move(wal).error();
   wal_ = std::move(*wal);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1133,12 +1142,41 @@ void LogStore::commit(Staging& st, size_t requests) {
   if (wal_->size() >= opts_.segment_bytes) {
     // Not being able to begin a segment is no reason to stop: the current
     // one grows instead, and the next group tries again.
-    auto next = WalWriter::create(fs_, wal_dir_, wal_->seq() + 1);
+    auto next = WalWriter::create(fs_, wal_dir_, wal_->seq() + 1, first_allocation());
     if (next) {
       wal_ = std::move(*next);
     } else {
       log::warn("cannot begin a WAL segment", {{"error", next.error().message}});
     }
+  } else {
+    zero_fill_ahead();
+  }
+}
+
+uint64_t LogStore::preallocate_step() const {
+  if (!opts_.sync || opts_.wal_preallocate_bytes == 0) return 0;
+  return std::min(opts_.wal_preallocate_bytes, opts_.segment_bytes);
+}
+
+uint64_t LogStore::first_allocation() const {
+  const uint64_t step = preallocate_step();
+  return step == 0 ? 0 : format::kWalHeaderSize + step;
+}
+
+void LogStore::zero_fill_ahead() {
+  const uint64_t step = preallocate_step();
+  // Refilled when less than half a step is left, after the group's
+  // completions: the zeros' write and sync delay the next group, once per
+  // step, instead of every group paying for a new file size.
+  if (step == 0 || wal_->allocated() - wal_->size() >= step / 2) return;
+  // Never past the segment's end: a segment is closed once it is that long.
+  const uint64_t upto =
+      std::min(wal_->size() + step, std::max(opts_.segment_bytes, wal_->allocated()));
+  if (upto <= wal_->allocated()) return;
+  if (auto s = wal_->preallocate(upto); !s) {
+    // Only an optimisation: groups extend the file as before. A disk too
+    // full for the zeros refuses groups itself (507) when it comes to them.
+    log::warn("cannot preallocate the WAL", {{"error", s.error().message}});
   }
 }
 
@@ -1146,7 +1184,7 @@ Status LogStore::checkpoint() {
   const auto started = std::chrono::steady_clock::now();
   // From here on, new groups go to a new segment: the checkpoint covers
   // every segment before it.
-  auto next = WalWriter::create(fs_, wal_dir_, wal_->seq() + 1);
+  auto next = WalWriter::create(fs_, wal_dir_, wal_->seq() + 1, first_allocation());
   if (!next) return std::move(next).error();
   const uint64_t old_seq = wal_->seq();
   wal_ = std::move(*next);

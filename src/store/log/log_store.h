@@ -86,6 +86,10 @@ struct LogStoreOptions {
   uint64_t checkpoint_wal_bytes = 64ull << 20;
   /// A new WAL segment is begun past this size.
   uint64_t segment_bytes = 64ull << 20;
+  /// With `sync`, the WAL is zero-filled this far ahead of its end (in
+  /// steps of this size, capped at segment_bytes), so that a group's
+  /// fdatasync does not also commit a new file size. 0 turns it off.
+  uint64_t wal_preallocate_bytes = 1ull << 20;
   /// A stream whose records in memory reach this many bytes gets a .dat
   /// file at the next checkpoint; smaller ones stay in the checkpoint itself
   /// (a million streams of one short append must not be a million files).

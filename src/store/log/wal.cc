@@ -228,19 +228,23 @@ Result<std::vector<uint64_t>> list_segments(FileSystem& fs, const std::string& d
 }
 
 Result<std::unique_ptr<WalWriter>> WalWriter::create(FileSystem& fs, const std::string& dir,
-                                                     uint64_t seq) {
+                                                     uint64_t seq, uint64_t preallocate) {
   const std::string path = segment_path(dir, seq);
   auto file = fs.open(path, OpenMode::create_new);
   if (!file) return with_context(std::move(file).error(), "creating " + path);
   std::string header(format::kWalMagic);
   le::put64(header, seq);
   if (auto s = (*file)->write_at(0, header); !s) return with_context(std::move(s).error(), path);
+  std::unique_ptr<WalWriter> w(new WalWriter(std::move(*file), seq, format::kWalHeaderSize));
+  // Zeros ahead are only an optimisation: a disk too full for them is no
+  // reason not to begin the segment (its groups extend the file instead).
+  if (preallocate > w->end_) (void)w->fill_zeros(preallocate);
   // The header and the directory entry are made durable now, so that a
   // segment recovery finds always has a readable header; entries after it
   // are made durable group by group.
-  if (auto s = (*file)->sync(); !s) return with_context(std::move(s).error(), path);
+  if (auto s = w->file_->sync(); !s) return with_context(std::move(s).error(), path);
   if (auto s = fs.sync_dir(dir); !s) return with_context(std::move(s).error(), dir);
-  return std::unique_ptr<WalWriter>(new WalWriter(std::move(*file), seq, format::kWalHeaderSize));
+  return w;
 }
 
 Result<std::unique_ptr<WalWriter>> WalWriter::reopen(FileSystem& fs, const std::string& dir,
@@ -270,13 +274,39 @@ Status WalWriter::write(std::string_view framed) {
   auto s = file_->write_at(end_, framed);
   // On failure end_ stays put: the next write overwrites whatever part of
   // this one reached the file.
-  if (s) end_ += framed.size();
+  if (s) {
+    end_ += framed.size();
+    allocated_ = std::max(allocated_, end_);
+  }
   return s;
 }
 
 Status WalWriter::sync() { return file_->sync(); }
 
-Status WalWriter::rewind() { return file_->truncate(end_); }
+Status WalWriter::fill_zeros(uint64_t upto) {
+  static constexpr size_t kPiece = 64 << 10;
+  static const std::string zeros(kPiece, '\0');
+  while (allocated_ < upto) {
+    const auto n = static_cast<size_t>(std::min<uint64_t>(kPiece, upto - allocated_));
+    // A failure part way leaves zeros the next write overwrites; allocated_
+    // counts only what was written whole.
+    if (auto s = file_->write_at(allocated_, std::string_view(zeros).substr(0, n)); !s) return s;
+    allocated_ += n;
+  }
+  return Unit{};
+}
+
+Status WalWriter::preallocate(uint64_t upto) {
+  if (upto <= allocated_) return Unit{};
+  if (auto s = fill_zeros(upto); !s) return s;
+  return file_->sync();
+}
+
+Status WalWriter::rewind() {
+  auto s = file_->truncate(end_);
+  if (s) allocated_ = end_;
+  return s;
+}
 
 Result<SegmentScan> scan_segment(
     FileSystem& fs, const std::string& dir, uint64_t seq,
@@ -306,6 +336,7 @@ Result<SegmentScan> scan_segment(
     if (chunk.size() < kChunk) break;
   }
   scan.file_size = buf.size();
+  scan.data_end = scan.file_size;
   const std::string_view data(buf);
 
   if (data.size() < format::kWalHeaderSize) {
@@ -363,6 +394,17 @@ Result<SegmentScan> scan_segment(
     ++scan.entries;
     pos += format::kEntryHeaderSize + len;
     scan.valid_end = pos;
+  }
+  // A stop at zeros that run to the end of the file is preallocated space
+  // (or a group none of whose bytes reached the disk): the segment's data
+  // ends there, cleanly. No valid entry begins with zeros (its checksum
+  // covers its type, and no type is 0), so nothing written is taken for it.
+  if (!scan.stopped_because.empty()) {
+    const std::string_view tail = data.substr(scan.valid_end);
+    if (std::all_of(tail.begin(), tail.end(), [](char c) { return c == 0; })) {
+      scan.data_end = scan.valid_end;
+      scan.stopped_because.clear();
+    }
   }
   return scan;
 }
