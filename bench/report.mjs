@@ -446,6 +446,12 @@ const CASES = [
     ratio: ["server_cpu_us_per_delivery", "CPU per delivery"],
   },
   {
+    id: "sse-fanout-1k-pinned",
+    title: "SSE fan-out, pinned: 1000 readers × 50 messages/s × 100 B, server on CPU 0, ds-loadgen on CPU 1",
+    target: "no loss, p99 ≤ 5 ms with the server and the load generator on different cores (issue #12).",
+    rows: fanoutRows,
+  },
+  {
     id: "sse-fanout-10k",
     title: "SSE fan-out: 10 000 readers × 10 messages/s × 100 B, one stream",
     target: "no loss, p99 ≤ 50 ms; server CPU per delivered message ≥ 20× lower than the reference's.",

@@ -196,6 +196,14 @@ EOF
 PIN=0
 PIN_SERVER_CPU=0
 PIN_LOADGEN_CPU=1
+pinned_case() {
+  local rc
+  PIN=1
+  bench_case "$@"
+  rc=$?
+  PIN=0
+  return $rc
+}
 # POST_CASE: a function run after ds-loadgen, before the server stops; it may set EXTRA_JSON
 # (',"key":value,...') that record() appends to the case's line.
 POST_CASE=""
@@ -426,6 +434,10 @@ for server in $SERVERS; do
     bench_case sse-fanout-10 "$server" -- --scenario sse-fanout --readers 10 --rate 50 --body-bytes 100 --duration $D
   fi
   bench_case sse-fanout-1k "$server" -- --scenario sse-fanout --readers 1000 --rate 50 --body-bytes 100 --duration $D
+  if [[ "$server" == embedded || "$server" == ref-mem ]]; then
+    # Issue #12's latency target: the server and ds-loadgen on different CPUs.
+    pinned_case sse-fanout-1k-pinned "$server" -- --scenario sse-fanout --readers 1000 --rate 50 --body-bytes 100 --duration $D
+  fi
   bench_case sse-fanout-10k "$server" -- --scenario sse-fanout --readers 10000 --rate 10 --body-bytes 100 --duration $D
   bench_case longpoll-fanout "$server" -- --scenario longpoll-fanout --readers 1000 --rate 50 --body-bytes 100 --duration $D
   bench_case roundtrip-sse "$server" -- --scenario roundtrip --mode sse --count 2000
@@ -449,14 +461,6 @@ done
 
 # ------------------------------------------------------------------ storage targets (issue #11)
 # Server on CPU 0, ds-loadgen on CPU 1; dstreamd_store_* from /metrics with every result.
-pinned_case() {
-  local rc
-  PIN=1
-  bench_case "$@"
-  rc=$?
-  PIN=0
-  return $rc
-}
 # POST_CASE of streams-1m: the data dir's size and files, and VmRSS, while the server still runs.
 data_dir_stats() {
   local d="$SERVER_DIR/data"
