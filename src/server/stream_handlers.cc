@@ -145,6 +145,11 @@ asio::awaitable<bool> send(Context& ctx, Stream& stream, RecordsResponse& res) {
   return write_response(ctx, stream, res);
 }
 
+asio::awaitable<bool> send_owned(Context& ctx, Stream& stream, Response res) {
+  res.prepare_payload();
+  co_return co_await write_response(ctx, stream, res);
+}
+
 asio::awaitable<bool> send_error(Context& ctx, Stream& stream, const Request& req, Error e) {
   Response res = error_response(req, e);
   res.prepare_payload();
