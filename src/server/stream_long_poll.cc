@@ -76,11 +76,12 @@ asio::awaitable<bool> answer_long_poll(Context& ctx, Stream& stream, Request& re
 
 /// After a wake that calls for it (the reader's offset fell out of the hub's
 /// buffer, or the stream has retention): reads again at `at` and answers, or
-/// nullopt when there is still nothing there (the long-poll waits again). Its
-/// own coroutine: the read's result stays out of long_poll_wait's frame.
+/// nullopt when there is still nothing there (the long-poll waits again, at
+/// `at` as the read moved it: poll_on_read). Its own coroutine: the read's
+/// result stays out of long_poll_wait's frame.
 asio::awaitable<std::optional<bool>> long_poll_read_again(Context& ctx, Stream& stream,
                                                           Request& req, const std::string& name,
-                                                          Offset start, Offset at,
+                                                          Offset start, Offset& at,
                                                           const std::string& client_cursor) {
   const auto again_from = OffsetSpec::position(at);
   auto again_op = live_read(ctx, name, again_from, false);
