@@ -20,6 +20,7 @@ class Hub : public std::enable_shared_from_this<Hub> {
     std::vector<std::pair<std::shared_ptr<Waiter>, Wake>> wakes;
     {
       MutexLock lock(mu_);
+      wakes.reserve(waiters_.size());  // one allocation per event, not one per doubling
       if (ev.gone) {
         gone_ = true;
       } else {
@@ -36,15 +37,17 @@ class Hub : public std::enable_shared_from_this<Hub> {
         if (!ev.records.empty()) last_data_ = std::chrono::steady_clock::now();
       }
       initialized_ = true;
-      std::vector<std::shared_ptr<Waiter>> still;
-      for (auto& w : waiters_) {
-        if (auto wake = evaluate_locked(w->from_)) {
-          wakes.emplace_back(w, std::move(*wake));
+      // The waiters still waiting are kept in place (no second vector per event).
+      size_t kept = 0;
+      for (size_t i = 0; i < waiters_.size(); ++i) {
+        if (auto wake = evaluate_locked(waiters_[i]->from_)) {
+          wakes.emplace_back(std::move(waiters_[i]), std::move(*wake));
         } else {
-          still.push_back(w);
+          if (kept != i) waiters_[kept] = std::move(waiters_[i]);
+          ++kept;
         }
       }
-      waiters_.swap(still);
+      waiters_.resize(kept);
       idle_since_ = std::chrono::steady_clock::now();
     }
     for (auto& [w, wake] : wakes) w->fire(std::move(wake));
@@ -201,7 +204,9 @@ class Hub : public std::enable_shared_from_this<Hub> {
     Offset oldest = buffer_.empty() ? tail_ : buffer_.front()->begin;
     if (from < oldest) return Wake{Wake::Kind::catch_up, {}, tail_, closed_};
     Wake wake{Wake::Kind::data, {}, tail_, closed_};
-    for (auto it = first_after_locked(from); it != buffer_.end(); ++it) {
+    const auto first = first_after_locked(from);
+    wake.records.reserve(static_cast<size_t>(buffer_.end() - first));
+    for (auto it = first; it != buffer_.end(); ++it) {
       wake.records.push_back((*it)->begin < from ? slice(*it, from) : *it);
     }
     return wake;
@@ -227,15 +232,19 @@ class Hub : public std::enable_shared_from_this<Hub> {
 };
 
 bool Waiter::fire(Wake w) {
-  std::function<void(Wake)> fn;
   {
     MutexLock lock(mu_);
     if (done_) return false;
     done_ = true;
-    fn = std::move(fn_);
   }
-  fn(std::move(w));
+  // Once done_ is set, fn_ is this call's alone (cancel() no longer touches it).
+  on_wake(std::move(w));
   return true;
+}
+
+void Waiter::on_wake(Wake w) {
+  std::function<void(Wake)> fn = std::move(fn_);
+  fn(std::move(w));
 }
 
 bool Waiter::cancel() {
@@ -293,11 +302,15 @@ std::shared_ptr<Hub> LiveHubs::hub_for(const std::string& path) {
 std::shared_ptr<Waiter> LiveHubs::wait(const std::string& path, Offset from,
                                        std::function<void(Wake)> wake) {
   auto waiter = std::make_shared<Waiter>(from, std::move(wake));
+  wait(path, waiter);
+  return waiter;
+}
+
+void LiveHubs::wait(const std::string& path, const std::shared_ptr<Waiter>& waiter) {
   // A hub retired by reap() between hub_for() and add() takes no waiters; the
   // next hub_for() then makes a fresh one.
   while (!hub_for(path)->add(waiter)) {
   }
-  return waiter;
 }
 
 void LiveHubs::reap() {

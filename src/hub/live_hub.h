@@ -51,11 +51,23 @@ struct Wake {
 class Hub;
 
 /// A parked reader. Wakes at most once; cancel() makes sure it never does.
+/// Either calls a function with its wake, or (a subclass) handles the wake
+/// itself in on_wake(): a reader that keeps its wait's state in one object
+/// then costs no std::function and no second allocation.
 class Waiter {
  public:
   Waiter(Offset from, std::function<void(Wake)> fn) : from_(from), fn_(std::move(fn)) {}
+  virtual ~Waiter() = default;
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
   /// Returns false if the wake already fired (it is then on its way).
   bool cancel();
+
+ protected:
+  explicit Waiter(Offset from) : from_(from) {}
+  /// The wake, exactly once unless cancelled first; on an engine thread (or
+  /// inline in LiveHubs::wait). Default: calls the function.
+  virtual void on_wake(Wake w);
 
  private:
   friend class Hub;
@@ -92,6 +104,8 @@ class LiveHubs {
   /// away. May call `wake` before returning.
   std::shared_ptr<Waiter> wait(const std::string& path, Offset from,
                                std::function<void(Wake)> wake);
+  /// The same for a waiter the caller made (a Waiter subclass).
+  void wait(const std::string& path, const std::shared_ptr<Waiter>& waiter);
 
   /// Drops hubs that have had no waiter for the idle grace period. Call
   /// periodically from a non-engine thread.

@@ -62,9 +62,29 @@ Message response_for(const Request& req, http::status status) {
 /// the thread that calls stop_all(), and must only post to its own executor.
 class StopSignals {
  public:
+  /// A thing to do that lives in its owner and is linked in place (no
+  /// allocation, unlike add()): a live wait registers one per wait. Its
+  /// on_stop() runs under the list's lock, so unlink() (which waits for that
+  /// lock) never returns while it runs.
+  class Hook {
+   public:
+    virtual void on_stop() = 0;
+
+   protected:
+    ~Hook() = default;
+
+   private:
+    friend class StopSignals;
+    Hook* prev_ = nullptr;
+    Hook* next_ = nullptr;
+  };
+
   /// Returns an id for remove().
   uint64_t add(std::function<void()> on_stop);
   void remove(uint64_t id);
+  /// `h` stays linked until unlink(h), which must come before it dies.
+  void link(Hook& h);
+  void unlink(Hook& h);
   void stop_all();
   /// Open connections (counted in on accept, out when the session ends).
   std::atomic<size_t> sessions{0};
@@ -73,6 +93,20 @@ class StopSignals {
   Mutex mu_;
   uint64_t next_ DS_GUARDED_BY(mu_) = 1;
   std::unordered_map<uint64_t, std::function<void()>> fns_ DS_GUARDED_BY(mu_);
+  Hook* hooks_ DS_GUARDED_BY(mu_) = nullptr;
+};
+
+/// Keeps a StopSignals::Hook linked while it lives.
+class StopLink {
+ public:
+  StopLink(StopSignals& s, StopSignals::Hook& h) : s_(s), h_(h) { s_.link(h_); }
+  ~StopLink() { s_.unlink(h_); }
+  StopLink(const StopLink&) = delete;
+  StopLink& operator=(const StopLink&) = delete;
+
+ private:
+  StopSignals& s_;
+  StopSignals::Hook& h_;
 };
 
 /// Removes a StopSignals entry when it goes out of scope.
@@ -243,6 +277,24 @@ asio::awaitable<bool> handle_control_request(Context& ctx, Stream& stream, Reque
 /// docs/operations.md).
 asio::awaitable<bool> handle_catalog_request(Context& ctx, Stream& stream, Request& req);
 
+/// asio::dispatch(ex, f), without the type-erased path when `ex` is a
+/// connection's strand: dispatching through any_io_executor copies the
+/// strand into a new any_io_executor (asio::prefer), on the heap, on every
+/// call; through the strand's own type it costs nothing (the queued
+/// operation, if any, comes from Asio's per-thread cache either way).
+template <class F>
+void dispatch_to(const asio::any_io_executor& ex, F&& f) {
+  using IoStrand = asio::strand<asio::io_context::executor_type>;
+  using AnyStrand = asio::strand<asio::any_io_executor>;
+  if (const auto* s = ex.target<IoStrand>()) {
+    asio::dispatch(*s, std::forward<F>(f));
+  } else if (const auto* a = ex.target<AnyStrand>()) {
+    asio::dispatch(*a, std::forward<F>(f));
+  } else {
+    asio::dispatch(ex, std::forward<F>(f));
+  }
+}
+
 /// Adapts a callback-style call to `co_await`. `start(cb)` must arrange for
 /// cb(T) to be called exactly once, on any thread; the coroutine resumes on
 /// its own executor, by way of `inbox` (a batch of results from the store's
@@ -270,7 +322,7 @@ auto async_call(Inbox* inbox, Start start) {
             // connection's strand runs the handler right here, with no
             // second trip through the scheduler (or wake-up of another
             // event-loop thread); a busy one queues it.
-            asio::dispatch(asio::get_associated_executor(handler), [this] { complete(); });
+            dispatch_to(asio::get_associated_executor(handler), [this] { complete(); });
           }
           void discard() override { destroy(this); }
           /// Without an inbox: the callback may run on the coroutine's own

@@ -302,11 +302,33 @@ void StopSignals::remove(uint64_t id) {
   fns_.erase(id);
 }
 
+void StopSignals::link(Hook& h) {
+  MutexLock lock(mu_);
+  h.prev_ = nullptr;
+  h.next_ = hooks_;
+  if (hooks_) hooks_->prev_ = &h;
+  hooks_ = &h;
+}
+
+void StopSignals::unlink(Hook& h) {
+  MutexLock lock(mu_);
+  if (h.prev_) {
+    h.prev_->next_ = h.next_;
+  } else {
+    hooks_ = h.next_;
+  }
+  if (h.next_) h.next_->prev_ = h.prev_;
+  h.prev_ = h.next_ = nullptr;
+}
+
 void StopSignals::stop_all() {
   std::vector<std::function<void()>> fns;
   {
     MutexLock lock(mu_);
     for (auto& [id, fn] : fns_) fns.push_back(fn);
+    // Under the lock: a hook's owner may unlink it and go away as soon as
+    // the lock is free.
+    for (Hook* h = hooks_; h; h = h->next_) h->on_stop();
   }
   for (auto& fn : fns) fn();
 }

@@ -18,42 +18,94 @@
 namespace ds::http_server {
 namespace {
 
-/// Where a hub wake lands: set on the connection's executor, which then
-/// cancels the timer the coroutine sleeps on.
-struct PendingWake {
-  explicit PendingWake(const asio::any_io_executor& ex) : timer(ex) {}
-  asio::steady_timer timer;
-  std::optional<Wake> value;
-};
+/// One live wait, in one allocation (from Asio's per-thread cache): the
+/// hub's waiter, the inbox item that brings its wake to the event loop, the
+/// shutdown hook and the timer the coroutine sleeps on. It used to be six: a
+/// shared PendingWake, a std::function each for the hub and the shutdown
+/// (their captures too big to be stored in place), the shutdown's map node,
+/// the hub's Waiter and a WakeDelivery per wake.
+///
+/// The wake goes through the connection's inbox: the hub's callback runs on
+/// the writer thread, where a post to the connection's strand (through
+/// any_io_executor) cost ten allocations, none of them from Asio's
+/// per-thread caches; the hand-off to the strand happens on an event-loop
+/// thread instead.
+class LiveWait final : public Waiter,
+                       public Inbox::Item,
+                       public StopSignals::Hook,
+                       public std::enable_shared_from_this<LiveWait> {
+ public:
+  LiveWait(Offset from, const asio::any_io_executor& ex, Inbox* inbox)
+      : Waiter(from), timer(ex), inbox_(inbox) {}
 
-/// Sets the wake on the waiting coroutine's executor. Reached through the
-/// connection's inbox: the hub's callback runs on the writer thread, where a
-/// post to the connection's strand (through any_io_executor) cost ten
-/// allocations, none of them from Asio's per-thread caches; this costs one
-/// (this object), and the hand-off to the strand happens on an event-loop
-/// thread.
-struct WakeDelivery final : Inbox::Item {
-  WakeDelivery(std::shared_ptr<PendingWake> p, Wake w)
-      : pending(std::move(p)), wake(std::move(w)) {}
-  std::shared_ptr<PendingWake> pending;
-  Wake wake;
-  void deliver() override {
-    asio::dispatch(pending->timer.get_executor(), [this] {
-      std::unique_ptr<WakeDelivery> self(this);
-      pending->value.emplace(std::move(wake));
-      pending->timer.cancel();
-    });
+  static std::shared_ptr<LiveWait> make(Offset from, const asio::any_io_executor& ex,
+                                        Inbox* inbox) {
+    return std::allocate_shared<LiveWait>(asio::recycling_allocator<LiveWait>(), from, ex, inbox);
   }
-  void discard() override { delete this; }
+
+  /// What the coroutine sleeps on: a wake, a shutdown or an idle SSE output
+  /// cancel it.
+  asio::steady_timer timer;
+  /// The wake, once it has reached the coroutine's executor.
+  std::optional<Wake> value;
+
+ private:
+  /// On an engine thread, or inline in LiveHubs::wait before the coroutine
+  /// sleeps; at most once.
+  void on_wake(Wake w) override {
+    incoming_.emplace(std::move(w));
+    if (inbox_) {
+      self_ = shared_from_this();  // alive until delivered (or discarded)
+      inbox_->push(this);
+      return;
+    }
+    // Without an inbox: the callback may run on the coroutine's own thread
+    // before it sleeps, so never inline.
+    asio::post(timer.get_executor(), [self = shared_from_this()] { self->land(); });
+  }
+  /// From the inbox's drain, on an event-loop thread.
+  void deliver() override {
+    dispatch_to(timer.get_executor(), [this] { land(); });
+  }
+  void discard() override { self_.reset(); }  // may end this object: the last thing done
+  /// On shutdown, the reader stops waiting (as if its deadline passed).
+  void on_stop() override {
+    asio::post(timer.get_executor(), [self = shared_from_this()] { self->timer.cancel(); });
+  }
+  /// On the coroutine's executor.
+  void land() {
+    auto keep = std::move(self_);  // the inbox's reference, if any: released last
+    value = std::move(incoming_);
+    incoming_.reset();
+    timer.cancel();
+  }
+
+  Inbox* const inbox_;
+  /// Set on the engine thread, read on the event loop after the inbox's
+  /// hand-off (its lock orders the two).
+  std::optional<Wake> incoming_;
+  std::shared_ptr<LiveWait> self_;
 };
 
-/// On shutdown, a parked reader stops waiting (as if its deadline passed).
-std::function<void()> wake_on_stop(std::shared_ptr<PendingWake> pending) {
-  return [pending] {
-    auto ex = pending->timer.get_executor();
-    asio::post(ex, [pending] { pending->timer.cancel(); });
-  };
-}
+/// An SSE output's on_idle pointing at a wait's timer while the wait lives
+/// (a raw pointer: std::function holds it in place; cleared before the wait
+/// goes, on the same strand).
+class IdleCancel {
+ public:
+  IdleCancel(SseOutput* output, LiveWait* w) : output_(output) {
+    if (output_) output_->on_idle = [w] { w->timer.cancel(); };
+  }
+  ~IdleCancel() { clear(); }
+  IdleCancel(const IdleCancel&) = delete;
+  IdleCancel& operator=(const IdleCancel&) = delete;
+  void clear() {
+    if (output_) output_->on_idle = nullptr;
+    output_ = nullptr;
+  }
+
+ private:
+  SseOutput* output_;
+};
 
 }  // namespace
 
@@ -145,6 +197,11 @@ asio::awaitable<bool> send(Context& ctx, Stream& stream, RecordsResponse& res) {
   return write_response(ctx, stream, res);
 }
 
+asio::awaitable<bool> send_owned(Context& ctx, Stream& stream, Response res) {
+  res.prepare_payload();
+  co_return co_await write_response(ctx, stream, res);
+}
+
 asio::awaitable<bool> send_error(Context& ctx, Stream& stream, const Request& req, Error e) {
   Response res = error_response(req, e);
   res.prepare_payload();
@@ -187,37 +244,27 @@ asio::awaitable<Result<ReadOutcome>> live_read(Context& ctx, const std::string& 
 asio::awaitable<std::optional<Wake>> wait_live(Context& ctx, const std::string& path, Offset from,
                                                Clock_::time_point deadline, SseOutput* output) {
   auto ex = co_await asio::this_coro::executor;
-  auto pending = std::make_shared<PendingWake>(ex);
+  auto w = LiveWait::make(from, ex, ctx.inbox);
   // An SSE response also stops waiting once its output has gone idle (it
   // can park then); the caller tells that from a deadline by the output.
-  if (output) output->on_idle = [pending] { pending->timer.cancel(); };
-  StopRegistration on_stop(ctx.stop_signals, wake_on_stop(pending));
-  auto waiter = ctx.hubs.wait(path, from, [pending, inbox = ctx.inbox](Wake w) {
-    if (inbox) {
-      inbox->push(new WakeDelivery(pending, std::move(w)));
-      return;
-    }
-    auto wex = pending->timer.get_executor();
-    asio::post(wex, [pending, w = std::move(w)]() mutable {
-      pending->value.emplace(std::move(w));
-      pending->timer.cancel();
-    });
-  });
+  IdleCancel idle(output, w.get());
+  StopLink on_stop(ctx.stop_signals, *w);
+  ctx.hubs.wait(path, w);
   // Registered before this check, so a shutdown either sees this wait or
   // was already visible here.
-  if (!pending->value && !ctx.stopping && !(output && output->idle())) {
-    pending->timer.expires_at(deadline);
-    co_await pending->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (!w->value && !ctx.stopping && !(output && output->idle())) {
+    w->timer.expires_at(deadline);
+    co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }
-  if (output) output->on_idle = nullptr;
-  if (!pending->value && !waiter->cancel()) {
-    // The wake fired just as the deadline passed: it is already posted.
-    while (!pending->value) {
-      pending->timer.expires_at(Clock_::time_point::max());
-      co_await pending->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  idle.clear();
+  if (!w->value && !w->cancel()) {
+    // The wake fired just as the deadline passed: it is already on its way.
+    while (!w->value) {
+      w->timer.expires_at(Clock_::time_point::max());
+      co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
   }
-  co_return std::move(pending->value);
+  co_return std::move(w->value);
 }
 
 // --------------------------------------------------------------------- GET

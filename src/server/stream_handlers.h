@@ -48,6 +48,9 @@ asio::awaitable<bool> send(Context& ctx, Stream& stream, RecordsResponse& res);
 /// gives every local of every scope its own slot in the frame, and Asio
 /// recycles frames only up to 1020 bytes).
 asio::awaitable<bool> send_error(Context& ctx, Stream& stream, const Request& req, Error e);
+/// `res`, sent (prepare_payload included). Its own coroutine for the same
+/// reason: the caller's frame holds no Response.
+asio::awaitable<bool> send_owned(Context& ctx, Stream& stream, Response res);
 
 /// Keeps a gauge up while it lives.
 class GaugeUp {

@@ -37,6 +37,17 @@ void park_long_poll(Context& ctx, Stream& stream, const Request& req, const std:
   ctx.parking->park(name, std::move(reader));
 }
 
+/// Counts a waiting long-poll against the reader caps (admit_reader), or
+/// sends the 503 when it is over one. Not a coroutine: the refusal's
+/// Response stays out of handle_long_poll's frame.
+std::optional<asio::awaitable<bool>> refuse_reader(Context& ctx, Stream& stream, const Request& req,
+                                                   const std::string& name,
+                                                   live::ReaderLimits::Slot& slot) {
+  auto refused = admit_reader(ctx, req, name, slot);
+  if (!refused) return std::nullopt;
+  return send_owned(ctx, stream, std::move(*refused));
+}
+
 /// A long-poll's answer as the live-read machine decided it (not `wait` or `read`).
 asio::awaitable<bool> answer_long_poll(Context& ctx, Stream& stream, Request& req,
                                        const StreamMeta& meta, Offset start,
@@ -61,6 +72,29 @@ asio::awaitable<bool> answer_long_poll(Context& ctx, Stream& stream, Request& re
   }
   auto err_ = send_error(ctx, stream, req, Error(errc::not_found, "stream was deleted"));
   co_return co_await std::move(err_);
+}
+
+/// After a wake that calls for it (the reader's offset fell out of the hub's
+/// buffer, or the stream has retention): reads again at `at` and answers, or
+/// nullopt when there is still nothing there (the long-poll waits again, at
+/// `at` as the read moved it: poll_on_read). Its own coroutine: the read's
+/// result stays out of long_poll_wait's frame.
+asio::awaitable<std::optional<bool>> long_poll_read_again(Context& ctx, Stream& stream,
+                                                          Request& req, const std::string& name,
+                                                          Offset start, Offset& at,
+                                                          const std::string& client_cursor) {
+  const auto again_from = OffsetSpec::position(at);
+  auto again_op = live_read(ctx, name, again_from, false);
+  auto again = co_await std::move(again_op);
+  if (!again) {
+    auto err_ = send_error(ctx, stream, req, again.error());
+    co_return co_await std::move(err_);
+  }
+  const auto step = live::poll_on_read(at, *again);
+  if (step.kind == live::PollStep::Kind::wait) co_return std::nullopt;
+  auto answer =
+      answer_long_poll(ctx, stream, req, again->meta, start, step, again->records, client_cursor);
+  co_return co_await std::move(answer);
 }
 
 /// The waiting part of a long-poll at `at` (nothing to answer at once):
@@ -100,28 +134,21 @@ asio::awaitable<bool> long_poll_wait(Context& ctx, Stream& stream, Request& req,
         continue;
       }
     }
-    auto step = live::poll_on_wake(at, *wake);
+    const auto step = live::poll_on_wake(at, *wake);
     if (step.kind == live::PollStep::Kind::read) {
       wake.reset();
-      const auto again_from = OffsetSpec::position(at);
-      auto again_op = live_read(ctx, name, again_from, false);
-      auto again = co_await std::move(again_op);
-      if (!again) {
-        auto err_ = send_error(ctx, stream, req, again.error());
-        co_return co_await std::move(err_);
-      }
-      step = live::poll_on_read(at, *again);
-      if (step.kind == live::PollStep::Kind::wait) continue;
-      auto answer = answer_long_poll(ctx, stream, req, again->meta, start, step, again->records,
-                                     client_cursor);
-      co_return co_await std::move(answer);
+      auto again_op = long_poll_read_again(ctx, stream, req, name, start, at, client_cursor);
+      const auto answered = co_await std::move(again_op);
+      if (!answered) continue;
+      co_return *answered;
     }
     auto answer =
         answer_long_poll(ctx, stream, req, meta, start, step, wake->records, client_cursor);
     co_return co_await std::move(answer);
   }
-  auto res = no_content_live(req, at, false, next_cursor(ctx.clock.now_ms(), client_cursor));
-  co_return co_await send(ctx, stream, res);
+  auto timeout_ = send_owned(
+      ctx, stream, no_content_live(req, at, false, next_cursor(ctx.clock.now_ms(), client_cursor)));
+  co_return co_await std::move(timeout_);
 }
 
 asio::awaitable<void> resume_long_poll_co(Context& shared, std::string name,
@@ -179,8 +206,9 @@ asio::awaitable<bool> handle_long_poll(Context& ctx, Stream& stream, Request& re
   }
   // It waits: it counts against the reader caps from here until it is answered.
   live::ReaderLimits::Slot slot;
-  auto refused = admit_reader(ctx, req, name, slot);
-  if (refused) co_return co_await send(ctx, stream, *refused);
+  if (auto refused_ = refuse_reader(ctx, stream, req, name, slot)) {
+    co_return co_await std::move(*refused_);
+  }
   // r lives in this frame until the wait has answered: its metadata is not copied.
   std::optional<Wake> no_wake;
   auto waiting = long_poll_wait(ctx, stream, req, name, r->meta, r->start, at, p.cursor, deadline,

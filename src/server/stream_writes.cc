@@ -195,91 +195,53 @@ void set_tail(Response& res, const Offset& tail) {
   res.set(http::field::etag, std::string_view(tag.data(), tag.size()));
 }
 
-}  // namespace
-
-asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
-                                  const std::string& name) {
-  AppendRequest ar;
+/// The append a POST asks for, into `ar`, or the 400 its headers call for.
+/// Not a coroutine: its locals stay out of handle_post's frame.
+std::optional<Error> parse_append(const Request& req, const std::string& name, AppendRequest& ar) {
   ar.path = name;
   const bool has_id = has_header(req, "producer-id");
   const bool has_epoch = has_header(req, "producer-epoch");
   const bool has_seq = has_header(req, "producer-seq");
   if (has_id || has_epoch || has_seq) {
     if (!(has_id && has_epoch && has_seq)) {
-      {
-        auto err_ =
-            send_error(ctx, stream, req,
-                       Error(errc::bad_request,
-                             "Producer-Id, Producer-Epoch and Producer-Seq must be sent together"));
-        co_return co_await std::move(err_);
-      }
+      return Error(errc::bad_request,
+                   "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
     }
     auto id = header(req, "producer-id");
     auto epoch = parse_safe_uint(header(req, "producer-epoch"));
     auto seq = parse_safe_uint(header(req, "producer-seq"));
-    if (id.empty()) {
-      auto err_ =
-          send_error(ctx, stream, req, Error(errc::bad_request, "Producer-Id must not be empty"));
-      co_return co_await std::move(err_);
-    }
+    if (id.empty()) return Error(errc::bad_request, "Producer-Id must not be empty");
     if (!epoch || !seq) {
-      {
-        auto err_ =
-            send_error(ctx, stream, req,
-                       Error(errc::bad_request,
-                             "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1"));
-        co_return co_await std::move(err_);
-      }
+      return Error(errc::bad_request,
+                   "Producer-Epoch and Producer-Seq must be integers from 0 to 2^53-1");
     }
     ar.producer = ProducerTriple{std::string(id), *epoch, *seq};
   }
   if (has_header(req, "stream-seq")) ar.stream_seq = std::string(header(req, "stream-seq"));
   if (has_header(req, "if-match")) {
     auto expected = parse_if_match(header(req, "if-match"));
-    if (!expected) {
-      auto err_ = send_error(ctx, stream, req, expected.error());
-      co_return co_await std::move(err_);
-    }
+    if (!expected) return expected.error();
     ar.if_match = std::move(*expected);
   }
   ar.close = is_true_flag(header(req, "stream-closed"));
-  ar.body = std::move(req.body());
-  if (ar.body.empty() && !ar.close) {
-    {
-      auto err_ = send_error(
-          ctx, stream, req,
-          Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)"));
-      co_return co_await std::move(err_);
-    }
+  // The body is taken only once the headers are known good (an error answer
+  // leaves the request as it came).
+  if (req.body().empty() && !ar.close) {
+    return Error(errc::empty_body, "empty body: an append needs data (or Stream-Closed: true)");
   }
-  if (!ar.body.empty()) {
+  if (!req.body().empty()) {
     std::string_view ct = header(req, "content-type");
     if (!valid_content_type(ct)) {
-      {
-        auto err_ =
-            send_error(ctx, stream, req,
-                       Error(errc::bad_request, "an append with a body needs a Content-Type"));
-        co_return co_await std::move(err_);
-      }
+      return Error(errc::bad_request, "an append with a body needs a Content-Type");
     }
     ar.content_type = std::string(ct);
   }
-  const bool has_body = !ar.body.empty();
-  const bool with_producer = ar.producer.has_value();
+  return std::nullopt;
+}
 
-  auto result_op =
-      async_call<Result<AppendOutcome>>(ctx.inbox, [&ctx, ar = std::move(ar)](auto cb) mutable {
-        ctx.store.append(std::move(ar), std::move(cb));
-      });
-  auto result = co_await std::move(result_op);
-  if (!result) {
-    auto err_ = send_error(ctx, stream, req, result.error());
-    co_return co_await std::move(err_);
-  }
-
-  const auto& out = *result;
-  if (ctx.subscriptions && out.kind == AppendOutcome::Kind::appended && has_body)
-    ctx.subscriptions->stream_written(name);
+/// The answer to an append the store has taken. Not a coroutine.
+Response post_answer(const Request& req, const AppendOutcome& out, bool with_producer,
+                     bool has_body) {
   http::status status = http::status::no_content;
   if (out.kind == AppendOutcome::Kind::appended && with_producer && has_body)
     status = http::status::ok;
@@ -289,7 +251,39 @@ asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
   if (out.producer_epoch) res.set("Producer-Epoch", std::to_string(*out.producer_epoch));
   if (out.producer_seq) res.set("Producer-Seq", std::to_string(*out.producer_seq));
   res.set(http::field::cache_control, "no-store");
-  co_return co_await send(ctx, stream, res);
+  return res;
+}
+
+}  // namespace
+
+// Its frame holds the AppendRequest and the store's Result, and nothing that
+// only one branch needs: parsing and the answer's Response live elsewhere
+// (parse_append, post_answer, send_owned), so that the frame stays below the
+// 1020 bytes Asio's frame cache recycles. The store call's start lambda
+// refers to `ar` here (alive until the call returns) rather than holding it,
+// which keeps async_initiate's own frame small too.
+asio::awaitable<bool> handle_post(Context& ctx, Stream& stream, Request& req,
+                                  const std::string& name) {
+  AppendRequest ar;
+  if (auto bad = parse_append(req, name, ar)) {
+    auto err_ = send_error(ctx, stream, req, std::move(*bad));
+    co_return co_await std::move(err_);
+  }
+  ar.body = std::move(req.body());
+  const bool has_body = !ar.body.empty();
+  const bool with_producer = ar.producer.has_value();
+
+  auto result_op = async_call<Result<AppendOutcome>>(
+      ctx.inbox, [&ctx, p = &ar](auto cb) { ctx.store.append(std::move(*p), std::move(cb)); });
+  auto result = co_await std::move(result_op);
+  if (!result) {
+    auto err_ = send_error(ctx, stream, req, result.error());
+    co_return co_await std::move(err_);
+  }
+  if (ctx.subscriptions && result->kind == AppendOutcome::Kind::appended && has_body)
+    ctx.subscriptions->stream_written(name);
+  auto answer_ = send_owned(ctx, stream, post_answer(req, *result, with_producer, has_body));
+  co_return co_await std::move(answer_);
 }
 
 asio::awaitable<bool> handle_delete(Context& ctx, Stream& stream, Request& req,

@@ -457,6 +457,68 @@ class NoGraceHubTest : public HubTest {
   NoGraceHubTest() : HubTest({4 << 20, std::chrono::milliseconds(0)}) {}
 };
 
+// A waiter that handles its wake itself (what the server's live waits are:
+// one object, no std::function).
+class OwnWaiter final : public Waiter {
+ public:
+  explicit OwnWaiter(Offset from) : Waiter(from) {}
+  std::vector<Wake> got;
+
+ private:
+  void on_wake(Wake w) override { got.push_back(std::move(w)); }
+};
+
+TEST_F(HubTest, SubclassWaiterGetsItsWakeOnceThroughOnWake) {
+  store_.push("s", state(0));
+  auto w = std::make_shared<OwnWaiter>(at(0));
+  hubs_.wait("s", w);
+  store_.push("s", state(0));
+  EXPECT_TRUE(w->got.empty());
+  auto r = record(0, "xy");
+  store_.push("s", commit({r}));
+  ASSERT_EQ(w->got.size(), 1u);
+  EXPECT_EQ(w->got[0].kind, Wake::Kind::data);
+  ASSERT_EQ(w->got[0].records.size(), 1u);
+  EXPECT_EQ(w->got[0].records[0], r);
+  EXPECT_FALSE(w->cancel());  // it fired
+  store_.push("s", commit({record(2, "z")}));
+  EXPECT_EQ(w->got.size(), 1u);
+
+  // Inline, when it need not wait; and a cancelled one never wakes.
+  auto behind = std::make_shared<OwnWaiter>(at(1));
+  hubs_.wait("s", behind);
+  ASSERT_EQ(behind->got.size(), 1u);
+  EXPECT_EQ(behind->got[0].records.size(), 2u);
+  auto cancelled = std::make_shared<OwnWaiter>(at(3));
+  hubs_.wait("s", cancelled);
+  EXPECT_TRUE(cancelled->cancel());
+  store_.push("s", commit({record(3, "w")}));
+  EXPECT_TRUE(cancelled->got.empty());
+}
+
+TEST_F(HubTest, AnEventWakesSomeWaitersAndKeepsTheOthersParked) {
+  store_.push("s", state(0));
+  // Waiters at 0, 5, 1, 9, 2 (their order of arrival); a commit up to 3
+  // wakes those at 0, 1 and 2 and keeps 5 and 9 parked, for the next ones.
+  std::vector<std::shared_ptr<OwnWaiter>> ws;
+  for (uint64_t pos : {0, 5, 1, 9, 2}) {
+    ws.push_back(std::make_shared<OwnWaiter>(at(pos)));
+    hubs_.wait("s", ws.back());
+  }
+  store_.push("s", commit({record(0, "abc")}));
+  for (size_t i : {0u, 2u, 4u}) EXPECT_EQ(ws[i]->got.size(), 1u) << i;
+  for (size_t i : {1u, 3u}) EXPECT_TRUE(ws[i]->got.empty()) << i;
+  store_.push("s", commit({record(3, "defgh")}));  // tail 8: wakes 5
+  EXPECT_EQ(ws[1]->got.size(), 1u);
+  EXPECT_TRUE(ws[3]->got.empty());
+  EXPECT_EQ(ws[0]->got.size(), 1u);             // woken ones are not woken again
+  store_.push("s", commit({record(8, "ij")}));  // tail 10: wakes 9
+  ASSERT_EQ(ws[3]->got.size(), 1u);
+  ASSERT_EQ(ws[3]->got[0].records.size(), 1u);
+  EXPECT_EQ(ws[3]->got[0].records[0]->begin, at(9));  // clipped to its offset
+  for (const auto& w : ws) EXPECT_FALSE(w->cancel());
+}
+
 TEST_F(NoGraceHubTest, ReapDropsIdleHubsAndUnwatches) {
   Wakes w;
   hubs_.wait("s", at(0), w.fn());
