@@ -14,6 +14,7 @@
 #include <mutex>
 #include <new>
 #include <string_view>
+#include <utility>
 
 namespace ds::http_server {
 
@@ -89,6 +90,144 @@ class PackedText {
  private:
   std::unique_ptr<char[]> heap_;
   char inline_[kInline] = {};
+};
+
+/// One short string in 16 bytes: inline up to 15 characters (a cursor is
+/// a number of 20-second intervals, 7 digits), else on the heap. A parked
+/// SSE reader's cursor, which a std::string would keep in 32.
+class ShortText {
+ public:
+  static constexpr size_t kInline = 15;
+  ShortText() = default;
+  explicit ShortText(std::string_view v) { assign(v); }
+  ShortText(const ShortText&) = delete;
+  ShortText& operator=(const ShortText&) = delete;
+  ~ShortText() { free_heap(); }
+
+  void assign(std::string_view v) {
+    free_heap();
+    if (v.size() <= kInline) {
+      b_[0] = static_cast<unsigned char>(v.size());
+      if (!v.empty()) std::memcpy(b_ + 1, v.data(), v.size());
+      return;
+    }
+    const auto n = static_cast<uint32_t>(std::min<size_t>(v.size(), UINT32_MAX));
+    char* h = new char[sizeof n + n];
+    std::memcpy(h, &n, sizeof n);
+    std::memcpy(h + sizeof n, v.data(), n);
+    b_[0] = kHeap;
+    std::memcpy(b_ + 8, &h, sizeof h);
+  }
+
+  std::string_view view() const {
+    if (b_[0] != kHeap) return {reinterpret_cast<const char*>(b_ + 1), b_[0]};
+    const char* h = heap();
+    uint32_t n = 0;
+    std::memcpy(&n, h, sizeof n);
+    return {h + sizeof n, n};
+  }
+
+ private:
+  static constexpr unsigned char kHeap = 0xff;
+  const char* heap() const {
+    const char* h = nullptr;
+    std::memcpy(&h, b_ + 8, sizeof h);
+    return h;
+  }
+  void free_heap() {
+    if (b_[0] != kHeap) return;
+    delete[] heap();
+    b_[0] = 0;
+  }
+  alignas(8) unsigned char b_[16] = {};
+};
+static_assert(sizeof(ShortText) == 16);
+
+/// The entries of one of the lot's buckets, linked through their own `next`
+/// (no vector storage per stream and offset, which grew during a connect
+/// burst between short-lived frames and pinned their pages). Owns them;
+/// first in, first out, as the vectors were.
+template <class T>
+class EntryList {
+ public:
+  EntryList() = default;
+  EntryList(EntryList&& o) noexcept
+      : head_(std::exchange(o.head_, nullptr)),
+        tail_(std::exchange(o.tail_, nullptr)),
+        size_(std::exchange(o.size_, 0)) {}
+  EntryList& operator=(EntryList&& o) noexcept {
+    if (this != &o) {
+      clear();
+      head_ = std::exchange(o.head_, nullptr);
+      tail_ = std::exchange(o.tail_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+  ~EntryList() { clear(); }
+
+  bool empty() const { return head_ == nullptr; }
+  size_t size() const { return size_; }
+  T* front() const { return head_; }
+
+  void push_back(std::unique_ptr<T> r) {
+    T* p = r.release();
+    p->next = nullptr;
+    if (tail_) {
+      tail_->next = p;
+    } else {
+      head_ = p;
+    }
+    tail_ = p;
+    ++size_;
+  }
+  /// The first entry, taken out (null when empty).
+  std::unique_ptr<T> pop_front() {
+    T* p = head_;
+    if (!p) return nullptr;
+    head_ = p->next;
+    if (!head_) tail_ = nullptr;
+    p->next = nullptr;
+    --size_;
+    return std::unique_ptr<T>(p);
+  }
+  /// Takes out the entries for which `take(const T&)` is true, in order, and
+  /// gives each to `out(std::unique_ptr<T>)`.
+  template <class Take, class Out>
+  void take_if(Take&& take, Out&& out) {
+    T* prev = nullptr;
+    for (T* p = head_; p;) {
+      T* nxt = p->next;
+      if (take(static_cast<const T&>(*p))) {
+        (prev ? prev->next : head_) = nxt;
+        if (tail_ == p) tail_ = prev;
+        p->next = nullptr;
+        --size_;
+        out(std::unique_ptr<T>(p));
+      } else {
+        prev = p;
+      }
+      p = nxt;
+    }
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    for (const T* p = head_; p; p = p->next) f(*p);
+  }
+  void clear() {
+    while (head_) {
+      T* p = head_;
+      head_ = p->next;
+      delete p;
+    }
+    tail_ = nullptr;
+    size_ = 0;
+  }
+
+ private:
+  T* head_ = nullptr;
+  T* tail_ = nullptr;
+  size_t size_ = 0;
 };
 
 /// Fixed-size slots for the lot's entries, carved from blocks of their own

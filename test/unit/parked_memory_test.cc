@@ -46,6 +46,102 @@ TEST(PackedText, PartsLongerThanSixteenBitsKeepTheirLength) {
   EXPECT_EQ(t.get(2), "b");
 }
 
+TEST(ShortText, ShortValuesStayInline) {
+  ShortText t;
+  EXPECT_EQ(t.view(), "");
+  t.assign("2717393");
+  EXPECT_EQ(t.view(), "2717393");
+  t.assign("123456789012345");  // 15: the most inline
+  EXPECT_EQ(t.view(), "123456789012345");
+  t.assign("");
+  EXPECT_EQ(t.view(), "");
+}
+
+TEST(ShortText, LongValuesGoToTheHeapAndBack) {
+  const std::string long_value(300, 'x');
+  ShortText t("1234567890123456");  // 16: one past inline
+  EXPECT_EQ(t.view(), "1234567890123456");
+  t.assign(long_value);
+  EXPECT_EQ(t.view(), long_value);
+  t.assign("7");  // frees the heap copy (ASan: no leak)
+  EXPECT_EQ(t.view(), "7");
+  t.assign(long_value);
+  EXPECT_EQ(t.view(), long_value);
+}
+
+struct Node {
+  explicit Node(int v) : value(v) {}
+  int value;
+  Node* next = nullptr;
+  static inline int alive = 0;
+  static std::unique_ptr<Node> make(int v) {
+    ++alive;
+    return std::unique_ptr<Node>(new Node(v));
+  }
+  ~Node() { --alive; }
+};
+
+std::vector<int> values(const EntryList<Node>& l) {
+  std::vector<int> out;
+  l.for_each([&](const Node& n) { out.push_back(n.value); });
+  return out;
+}
+
+TEST(EntryList, FirstInFirstOut) {
+  EntryList<Node> l;
+  EXPECT_TRUE(l.empty());
+  EXPECT_EQ(l.pop_front(), nullptr);
+  for (int i = 1; i <= 4; ++i) l.push_back(Node::make(i));
+  EXPECT_EQ(l.size(), 4u);
+  EXPECT_EQ(l.front()->value, 1);
+  EXPECT_EQ(values(l), (std::vector<int>{1, 2, 3, 4}));
+  auto a = l.pop_front();
+  EXPECT_EQ(a->value, 1);
+  EXPECT_EQ(a->next, nullptr);
+  l.push_back(std::move(a));
+  EXPECT_EQ(values(l), (std::vector<int>{2, 3, 4, 1}));
+  std::vector<int> popped;
+  while (auto n = l.pop_front()) popped.push_back(n->value);
+  EXPECT_EQ(popped, (std::vector<int>{2, 3, 4, 1}));
+  EXPECT_TRUE(l.empty());
+  EXPECT_EQ(l.size(), 0u);
+  l.push_back(Node::make(9));  // usable again after emptied
+  EXPECT_EQ(values(l), (std::vector<int>{9}));
+}
+
+TEST(EntryList, TakeIfKeepsTheOrderOfBothParts) {
+  const int before = Node::alive;
+  {
+    EntryList<Node> l;
+    for (int i = 1; i <= 7; ++i) l.push_back(Node::make(i));
+    std::vector<int> taken;
+    std::vector<std::unique_ptr<Node>> keep;
+    // The first, some middle ones and the last.
+    l.take_if([](const Node& n) { return n.value == 1 || n.value % 3 == 0 || n.value == 7; },
+              [&](std::unique_ptr<Node> n) {
+                taken.push_back(n->value);
+                keep.push_back(std::move(n));
+              });
+    EXPECT_EQ(taken, (std::vector<int>{1, 3, 6, 7}));
+    EXPECT_EQ(values(l), (std::vector<int>{2, 4, 5}));
+    EXPECT_EQ(l.size(), 3u);
+    l.push_back(Node::make(8));  // the tail moved back past the taken last
+    EXPECT_EQ(values(l), (std::vector<int>{2, 4, 5, 8}));
+    l.take_if([](const Node&) { return true; }, [](std::unique_ptr<Node>) {});
+    EXPECT_TRUE(l.empty());
+    l.push_back(Node::make(10));
+    EXPECT_EQ(values(l), (std::vector<int>{10}));
+    EntryList<Node> moved = std::move(l);
+    EXPECT_TRUE(l.empty());
+    EXPECT_EQ(values(moved), (std::vector<int>{10}));
+    moved.push_back(Node::make(11));
+    moved = EntryList<Node>();  // deletes what it held
+    EXPECT_TRUE(moved.empty());
+    for (int i = 0; i < 3; ++i) moved.push_back(Node::make(i));
+  }  // the list deletes what is left
+  EXPECT_EQ(Node::alive, before);
+}
+
 TEST(SlotPool, HandsOutDistinctSlotsAndReusesFreedOnes) {
   using Pool = SlotPool<200>;
   const size_t before = Pool::in_use();
