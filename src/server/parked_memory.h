@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
@@ -235,7 +236,8 @@ class EntryList {
 /// long-lived entries allocated between each connection's short-lived
 /// buffers and coroutine frames would pin the pages of those (freed) once
 /// the readers park, so that none could be given back (see trim_soon).
-/// Slots are reused, blocks are kept (the peak of parked readers).
+/// Slots are reused, blocks are kept (the peak of parked readers); a block's
+/// pages are touched only as far as it was ever used.
 /// Thread safety: any thread.
 #if defined(__SANITIZE_ADDRESS__)
 #define DS_SLOT_POOL_HEAP 1  // ASan sees use-after-free of heap objects only
@@ -245,7 +247,7 @@ class EntryList {
 #endif
 #endif
 
-template <size_t Size>
+template <size_t Size, class Tag = void>
 class SlotPool {
  public:
   static void* get() {
@@ -255,10 +257,13 @@ class SlotPool {
 #endif
     std::lock_guard lock(mu());
     auto& f = free_list();
-    if (!f) grow(f);
-    if (!f) throw std::bad_alloc();
-    Free* p = f;
-    f = p->next;
+    void* p = f;
+    if (p) {
+      f = f->next;
+    } else {
+      p = carve();
+      if (!p) throw std::bad_alloc();
+    }
     in_use_.fetch_add(1, std::memory_order_relaxed);
     return p;
   }
@@ -293,16 +298,59 @@ class SlotPool {
     static Free* f = nullptr;
     return f;
   }
-  static void grow(Free*& f) {
-    void* b = ::mmap(nullptr, kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b == MAP_FAILED) return;
-    // Threaded from the block's end, so the first slots handed out are at its
-    // start and untouched pages stay out of RSS.
-    for (size_t i = kBlock / kSlot; i-- > 0;) {
-      auto* s = reinterpret_cast<Free*>(static_cast<char*>(b) + i * kSlot);
-      s->next = f;
-      f = s;
+  struct Block {
+    char* next = nullptr;  ///< the first slot never handed out
+    char* end = nullptr;
+  };
+  static Block& block() {
+    static Block b;
+    return b;
+  }
+  /// A slot never handed out: carved from the newest block in order, so a
+  /// block's pages are touched only as far as it is used (a pool with a
+  /// hundred objects keeps a few pages resident, not 128 KiB).
+  static void* carve() {
+    auto& b = block();
+    if (b.next == nullptr || b.end - b.next < static_cast<std::ptrdiff_t>(kSlot)) {
+      void* m = ::mmap(nullptr, kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) return nullptr;
+      b.next = static_cast<char*>(m);
+      b.end = b.next + kBlock / kSlot * kSlot;
     }
+    void* p = b.next;
+    b.next += kSlot;
+    return p;
+  }
+};
+
+/// An allocator that takes single objects from SlotPool (arrays from the
+/// heap): for the lot's per-stream objects (the stream's lot, its bucket map
+/// and its entry in the lot of lots). The first readers of a connect burst
+/// make them in the middle of the burst's short-lived frames and buffers,
+/// whose pages they would pin once those are freed.
+template <class T>
+struct PoolAllocator {
+  using value_type = T;
+  PoolAllocator() = default;
+  template <class U>
+  PoolAllocator(const PoolAllocator<U>&) noexcept {}
+  static_assert(alignof(T) <= 16);
+  struct Tag;  // pools apart from the entries' (ParkingLot::trim_soon counts those)
+  using Pool = SlotPool<sizeof(T), Tag>;
+  T* allocate(size_t n) {
+    if (n == 1) return static_cast<T*>(Pool::get());
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) noexcept {
+    if (n == 1) {
+      Pool::put(p);
+      return;
+    }
+    ::operator delete(p);
+  }
+  template <class U>
+  bool operator==(const PoolAllocator<U>&) const noexcept {
+    return true;
   }
 };
 

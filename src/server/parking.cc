@@ -771,7 +771,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   SteadyClock::time_point timer_due_;
   bool stopping_ = false;
   size_t count_ = 0;
-  std::map<Offset, Bucket> buckets_;
+  std::map<Offset, Bucket, std::less<Offset>, PoolAllocator<std::pair<const Offset, Bucket>>>
+      buckets_;
 };
 
 // ------------------------------------------------------------------ the lot of lots
@@ -850,7 +851,7 @@ ParkingLot::~ParkingLot() = default;
 std::shared_ptr<SseLot> ParkingLot::lot_for(const std::string& name) {
   MutexLock lock(mu_);
   auto& lot = lots_[name];
-  if (!lot) lot = std::make_shared<SseLot>(*this, name);
+  if (!lot) lot = std::allocate_shared<SseLot>(PoolAllocator<SseLot>(), *this, name);
   lot->arriving.fetch_add(1);
   return lot;
 }
