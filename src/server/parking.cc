@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <boost/asio/bind_allocator.hpp>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -704,11 +706,14 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     timer_due_ = due;
     timer_armed_ = true;
     timer_.expires_at(due);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec) return;  // re-armed earlier, or stopping
-      self->timer_armed_ = false;
-      self->sweep();
-    });
+    // The wait is pending while the stream's readers are idle: its operation
+    // from SlotPool, not the heap (see PoolAllocator).
+    timer_.async_wait(asio::bind_allocator(PoolAllocator<char>(),
+                                           [self = shared_from_this()](beast::error_code ec) {
+                                             if (ec) return;  // re-armed earlier, or stopping
+                                             self->timer_armed_ = false;
+                                             self->sweep();
+                                           }));
   }
 
   void sweep() {
@@ -840,8 +845,33 @@ void ParkingLot::trim_soon() {
   asio::post(t.timer.get_executor(), [trim = trim_] { trim_after_delay(trim); });
 }
 
+namespace {
+/// Asio keeps the state of as many descriptors as were ever registered at
+/// once (the epoll reactor's pool, never freed). Made during a connect
+/// burst, they land among the burst's short-lived frames and pin a page of
+/// freed memory each once those are freed. Made here, at start, they lie
+/// together and the burst reuses them: `n` sockets opened at once and
+/// closed (fewer if descriptors run out; at most an eighth of the limit).
+void prewarm_descriptor_states(const asio::any_io_executor& ex, size_t n) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    n = std::min<size_t>(n, rl.rlim_cur / 8);
+  std::vector<tcp::socket> open;
+  open.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    tcp::socket s(ex);
+    beast::error_code ec;
+    s.open(tcp::v4(), ec);
+    if (ec) break;
+    open.push_back(std::move(s));
+  }
+}  // closed: their states go back to the pool
+constexpr size_t kPrewarmDescriptors = 512;  // a connect burst of ds-loadgen's 256 and more
+}  // namespace
+
 ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads)
     : shared_(shared), ex_(std::move(ex)), trim_(std::make_shared<Trim>(ex_)) {
+  prewarm_descriptor_states(ex_, kPrewarmDescriptors);
   for (unsigned i = 1; i < threads; ++i) fanout_.push_back(asio::make_strand(ex_));
   on_stop_.emplace(shared.stop_signals, [this] { stop_all(); });
 }
