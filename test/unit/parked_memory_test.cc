@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <memory>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace ds::http_server {
@@ -161,6 +164,51 @@ TEST(SlotPool, HandsOutDistinctSlotsAndReusesFreedOnes) {
   EXPECT_EQ(Pool::in_use(), before);
   Pool::put(nullptr);  // no-op
   EXPECT_EQ(Pool::in_use(), before);
+}
+
+TEST(SlotPool, CarvesSlotsInOrderFromABlock) {
+#ifdef DS_SLOT_POOL_HEAP
+  GTEST_SKIP() << "sanitizer build: slots come from the heap";
+#endif
+  struct Tag;
+  using Pool = SlotPool<48, Tag>;  // a pool of its own: nothing handed out before
+  auto* a = static_cast<char*>(Pool::get());
+  auto* b = static_cast<char*>(Pool::get());
+  auto* c = static_cast<char*>(Pool::get());
+  // In order, one slot apart: a block is touched only as far as it is used.
+  EXPECT_EQ(b - a, 48);
+  EXPECT_EQ(c - b, 48);
+  Pool::put(b);
+  EXPECT_EQ(Pool::get(), b);  // freed slots first
+  auto* d = static_cast<char*>(Pool::get());
+  EXPECT_EQ(d - c, 48);
+  for (char* p : {a, b, c, d}) Pool::put(p);
+  EXPECT_EQ(Pool::in_use(), 0u);
+}
+
+TEST(PoolAllocator, BacksNodeContainersAndSharedObjects) {
+  struct Big {
+    explicit Big(int v) : value(v) {}
+    int value;
+    char pad[300] = {};
+  };
+  {
+    std::map<int, std::string, std::less<int>, PoolAllocator<std::pair<const int, std::string>>> m;
+    for (int i = 0; i < 2000; ++i) m.emplace(i, std::to_string(i));
+    for (int i = 0; i < 2000; i += 2) m.erase(i);
+    ASSERT_EQ(m.size(), 1000u);
+    EXPECT_EQ(m.at(1999), "1999");
+    std::unordered_map<std::string, int, std::hash<std::string>, std::equal_to<std::string>,
+                       PoolAllocator<std::pair<const std::string, int>>>
+        u;  // its bucket arrays (n > 1) come from the heap
+    for (int i = 0; i < 500; ++i) u[std::to_string(i)] = i;
+    EXPECT_EQ(u.at("499"), 499);
+  }
+  auto p = std::allocate_shared<Big>(PoolAllocator<Big>(), 7);
+  std::weak_ptr<Big> w = p;
+  EXPECT_EQ(p->value, 7);
+  p.reset();
+  EXPECT_TRUE(w.expired());
 }
 
 }  // namespace
