@@ -204,8 +204,11 @@ bool would_block(const beast::error_code& ec) {
 
 }  // namespace
 
+namespace {
 /// A time as milliseconds after a base (the request's start), in 32 bits:
-/// 49 days, more than any session (later times are clamped to it).
+/// up to 49.7 days, later times are clamped to that (a session with a longer
+/// --sse-max-duration ends there while parked, and the client resumes from
+/// its last control event, as at any session's end).
 /// `up`: rounded up (a deadline never comes early), else down.
 uint32_t ms_after(SteadyClock::time_point base, SteadyClock::time_point t, bool up) {
   if (t <= base) return 0;
@@ -217,6 +220,7 @@ uint32_t ms_after(SteadyClock::time_point base, SteadyClock::time_point t, bool 
 SteadyClock::time_point at_ms(SteadyClock::time_point base, uint32_t ms) {
   return base + std::chrono::milliseconds(ms);
 }
+}  // namespace
 
 /// A parked SSE reader as the lot keeps it (see "what a parked reader
 /// costs" above): ParkedSse less the socket object, the exchange's strings
