@@ -243,8 +243,8 @@ struct LotSse {
         session_end_ms(ms_after(started, r.st.session_end, true)),
         last_write_ms(ms_after(started, r.st.last_write, false)),
         sock(r.socket),
-        status(static_cast<uint16_t>(r.st.ex.status)),
         mode(r.st.ex.mode),
+        status(static_cast<uint16_t>(r.st.ex.status)),
         base64(r.st.base64),
         json(r.st.json),
         up_to_date(r.st.up_to_date),
@@ -266,8 +266,8 @@ struct LotSse {
   uint32_t session_end_ms = 0;  ///< after `started`
   uint32_t last_write_ms = 0;   ///< after `started`
   ParkedFd sock;
-  uint16_t status = 0;
   ReadMode mode = ReadMode::none;
+  uint16_t status = 0;
   bool base64 = false;
   bool json = false;
   bool up_to_date = false;
@@ -348,6 +348,10 @@ struct LotPoll {
   live::ReaderLimits::Slot slot;
   DetachedCount count;
 };
+
+// What the lot's blocks hold per reader (SlotPool rounds to 16).
+static_assert(sizeof(void*) != 8 || sizeof(LotSse) <= 160, "a parked SSE reader grew");
+static_assert(sizeof(void*) != 8 || sizeof(LotPoll) <= 208, "a parked long-poll grew");
 
 void* LotSse::operator new(size_t n) {
   (void)n;
