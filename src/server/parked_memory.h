@@ -22,12 +22,14 @@ namespace ds::http_server {
 /// Several short strings in one block: a count byte, a width byte (2 or 4),
 /// each length in that width, then the characters. Inline when they fit in
 /// `Inline` bytes (a request id and an address in 40, with a cursor and a
-/// content type in 64, usually do), else on the heap.
+/// content type in 64, usually do), else on the heap: then the first byte
+/// says so and the block's address is kept in the inline bytes (no pointer
+/// beside them: `Inline` bytes in all).
 template <size_t Inline>
 class PackedText {
  public:
   static constexpr size_t kInline = Inline;
-  static_assert(Inline >= 2);
+  static_assert(Inline >= 16 && Inline % 8 == 0);
 
   PackedText() = default;
   explicit PackedText(std::initializer_list<std::string_view> parts) {
@@ -42,8 +44,9 @@ class PackedText {
     const size_t total = 2 + width * n + chars;
     char* out = inline_;
     if (total > kInline) {
-      heap_ = std::make_unique<char[]>(total);
-      out = heap_.get();
+      out = new char[total];
+      inline_[0] = kHeap;
+      std::memcpy(inline_ + 8, &out, sizeof out);
     }
     out[0] = static_cast<char>(n);
     out[1] = static_cast<char>(width);
@@ -63,10 +66,13 @@ class PackedText {
     }
   }
   PackedText(PackedText&&) = delete;  // an entry's, in place
+  ~PackedText() {
+    if (on_heap()) delete[] block();
+  }
 
   /// The `i`th string ("" past the end).
   std::string_view get(size_t i) const {
-    const char* b = heap_ ? heap_.get() : inline_;
+    const char* b = block();
     const size_t n = static_cast<unsigned char>(b[0]);
     const size_t width = static_cast<unsigned char>(b[1]);
     if (i >= n) return {};
@@ -89,8 +95,15 @@ class PackedText {
   }
 
  private:
-  std::unique_ptr<char[]> heap_;
-  char inline_[kInline] = {};
+  static constexpr char kHeap = static_cast<char>(0xff);  // never a count (parts are few)
+  bool on_heap() const { return inline_[0] == kHeap; }
+  char* block() const {
+    if (!on_heap()) return const_cast<char*>(inline_);
+    char* h = nullptr;
+    std::memcpy(&h, inline_ + 8, sizeof h);
+    return h;
+  }
+  alignas(8) char inline_[kInline] = {};
 };
 
 /// One short string in 16 bytes: inline up to 15 characters (a cursor is
@@ -287,7 +300,7 @@ class SlotPool {
   struct Free {
     Free* next;
   };
-  static constexpr size_t kSlot = (Size + 15) / 16 * 16;
+  static constexpr size_t kSlot = (Size + 7) / 8 * 8;  // 8-aligned (PoolAllocator checks)
   static inline std::atomic<size_t> in_use_{0};
   static constexpr size_t kBlock = size_t{128} << 10;
   static std::mutex& mu() {
@@ -334,15 +347,15 @@ struct PoolAllocator {
   PoolAllocator() = default;
   template <class U>
   PoolAllocator(const PoolAllocator<U>&) noexcept {}
-  static_assert(alignof(T) <= 16);
+  static constexpr bool kPooled = alignof(T) <= 8;  // SlotPool's slots are 8-aligned
   struct Tag;  // pools apart from the entries' (ParkingLot::trim_soon counts those)
   using Pool = SlotPool<sizeof(T), Tag>;
   T* allocate(size_t n) {
-    if (n == 1) return static_cast<T*>(Pool::get());
+    if (kPooled && n == 1) return static_cast<T*>(Pool::get());
     return static_cast<T*>(::operator new(n * sizeof(T)));
   }
   void deallocate(T* p, size_t n) noexcept {
-    if (n == 1) {
+    if (kPooled && n == 1) {
       Pool::put(p);
       return;
     }

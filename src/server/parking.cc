@@ -227,8 +227,8 @@ SteadyClock::time_point at_ms(SteadyClock::time_point base, uint32_t ms) {
 /// and the live-read state's held-back bytes (a reader parks only with none:
 /// stream_sse.cc's can_park). Flat, with the cursor inline (ShortText), the
 /// session's times as 32-bit offsets from the request's start and the small
-/// fields together: 160 bytes, where ParkedSse's members one by one took 184
-/// and a bucket vector's slot more.
+/// fields together: 152 bytes, where ParkedSse's members one by one took 184
+/// (a 192-byte slot) and a bucket vector's slot more.
 struct LotSse {
   static void* operator new(size_t n);
   static void operator delete(void* p);
@@ -349,9 +349,9 @@ struct LotPoll {
   DetachedCount count;
 };
 
-// What the lot's blocks hold per reader (SlotPool rounds to 16).
-static_assert(sizeof(void*) != 8 || sizeof(LotSse) <= 160, "a parked SSE reader grew");
-static_assert(sizeof(void*) != 8 || sizeof(LotPoll) <= 208, "a parked long-poll grew");
+// What the lot's blocks hold per reader (SlotPool rounds to 8).
+static_assert(sizeof(void*) != 8 || sizeof(LotSse) <= 152, "a parked SSE reader grew");
+static_assert(sizeof(void*) != 8 || sizeof(LotPoll) <= 200, "a parked long-poll grew");
 
 void* LotSse::operator new(size_t n) {
   (void)n;

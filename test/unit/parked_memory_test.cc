@@ -41,6 +41,15 @@ TEST(PackedText, LongPartsGoToTheHeap) {
   EXPECT_EQ(t.get(4), ct);
 }
 
+TEST(PackedText, TakesItsInlineBytesOnly) {
+  EXPECT_EQ(sizeof(PackedText<40>), 40u);  // the heap block's address in them when long
+  EXPECT_EQ(sizeof(PackedText<64>), 64u);
+  const std::string long_id(100, 'x');
+  PackedText<40> t{long_id, "", "10.0.0.1:1"};
+  EXPECT_EQ(t.get(0), long_id);
+  EXPECT_EQ(t.get(2), "10.0.0.1:1");
+}
+
 TEST(PackedText, PartsLongerThanSixteenBitsKeepTheirLength) {
   const std::string big(70'000, 'c');
   PackedText<64> t{"a", big, "b"};
