@@ -118,19 +118,21 @@ class ShortText {
   ShortText& operator=(const ShortText&) = delete;
   ~ShortText() { free_heap(); }
 
+  /// `v` may be this text's own view.
   void assign(std::string_view v) {
-    free_heap();
+    const char* old = b_[0] == kHeap ? heap() : nullptr;  // freed after the copy
     if (v.size() <= kInline) {
       b_[0] = static_cast<unsigned char>(v.size());
-      if (!v.empty()) std::memcpy(b_ + 1, v.data(), v.size());
-      return;
+      if (!v.empty()) std::memmove(b_ + 1, v.data(), v.size());
+    } else {
+      const auto n = static_cast<uint32_t>(std::min<size_t>(v.size(), UINT32_MAX));
+      char* h = new char[sizeof n + n];
+      std::memcpy(h, &n, sizeof n);
+      std::memcpy(h + sizeof n, v.data(), n);
+      b_[0] = kHeap;
+      std::memcpy(b_ + 8, &h, sizeof h);
     }
-    const auto n = static_cast<uint32_t>(std::min<size_t>(v.size(), UINT32_MAX));
-    char* h = new char[sizeof n + n];
-    std::memcpy(h, &n, sizeof n);
-    std::memcpy(h + sizeof n, v.data(), n);
-    b_[0] = kHeap;
-    std::memcpy(b_ + 8, &h, sizeof h);
+    delete[] old;
   }
 
   std::string_view view() const {

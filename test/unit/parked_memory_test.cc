@@ -79,6 +79,14 @@ TEST(ShortText, LongValuesGoToTheHeapAndBack) {
   EXPECT_EQ(t.view(), "7");
   t.assign(long_value);
   EXPECT_EQ(t.view(), long_value);
+  t.assign(t.view().substr(290));  // its own text, heap to inline (ASan: no use after free)
+  EXPECT_EQ(t.view(), std::string(10, 'x'));
+  t.assign(long_value);
+  t.assign(t.view().substr(1));  // heap to heap
+  EXPECT_EQ(t.view(), long_value.substr(1));
+  t.assign("abc");
+  t.assign(t.view().substr(1));  // inline, overlapping
+  EXPECT_EQ(t.view(), "bc");
 }
 
 struct Node {
