@@ -351,10 +351,11 @@ struct PoolAllocator {
   PoolAllocator(const PoolAllocator<U>&) noexcept {}
   static constexpr bool kPooled = alignof(T) <= 8;  // SlotPool's slots are 8-aligned
   struct Tag;  // pools apart from the entries' (ParkingLot::trim_soon counts those)
-  using Pool = SlotPool<sizeof(T), Tag>;
+  // T may be a pointer (a hash table's buckets): its size is meant.
+  using Pool = SlotPool<sizeof(T), Tag>;  // NOLINT(bugprone-sizeof-expression)
   T* allocate(size_t n) {
     if (kPooled && n == 1) return static_cast<T*>(Pool::get());
-    return static_cast<T*>(::operator new(n * sizeof(T)));
+    return static_cast<T*>(::operator new(n * sizeof(T)));  // NOLINT(bugprone-sizeof-expression)
   }
   void deallocate(T* p, size_t n) noexcept {
     if (kPooled && n == 1) {
