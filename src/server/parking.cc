@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <boost/asio/bind_allocator.hpp>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -92,13 +94,13 @@ struct ParkedLog {
 };
 
 /// A parked socket: a non-blocking descriptor, no reactor registration.
+/// Just the descriptor (4 bytes, next to an entry's small fields): its
+/// address family is asked again when a coroutine takes it back.
 struct ParkedFd {
   ParkedFd() = default;
   /// Takes the descriptor out of `s` (which has no operation pending).
   explicit ParkedFd(tcp::socket& s) {
     beast::error_code ec;
-    const auto ep = s.local_endpoint(ec);
-    v6 = !ec && ep.protocol() == tcp::v6();
     fd = s.release(ec);
     if (ec) {
       s.close(ec);
@@ -108,12 +110,11 @@ struct ParkedFd {
     const int flags = ::fcntl(fd, F_GETFL, 0);
     if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   }
-  ParkedFd(ParkedFd&& o) noexcept : fd(std::exchange(o.fd, -1)), v6(o.v6) {}
+  ParkedFd(ParkedFd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
   ParkedFd& operator=(ParkedFd&& o) noexcept {
     if (this != &o) {
       close();
       fd = std::exchange(o.fd, -1);
-      v6 = o.v6;
     }
     return *this;
   }
@@ -160,6 +161,10 @@ struct ParkedFd {
   tcp::socket take(const asio::any_io_executor& ex) {
     tcp::socket s(asio::make_strand(ex));
     if (fd < 0) return s;
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    const bool v6 = ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+                    addr.ss_family == AF_INET6;
     beast::error_code ec;
     s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
     if (ec) {
@@ -176,8 +181,8 @@ struct ParkedFd {
   }
 
   int fd = -1;
-  bool v6 = false;
 };
+static_assert(sizeof(ParkedFd) == 4);
 
 /// The unwritten tail of a gather write.
 std::string rest_of(const Parts& parts, size_t written) {
@@ -199,46 +204,101 @@ bool would_block(const beast::error_code& ec) {
 
 }  // namespace
 
+namespace {
+/// A time as milliseconds after a base (the request's start), in 32 bits:
+/// up to 49.7 days, later times are clamped to that (a session with a longer
+/// --sse-max-duration ends there while parked, and the client resumes from
+/// its last control event, as at any session's end).
+/// `up`: rounded up (a deadline never comes early), else down.
+uint32_t ms_after(SteadyClock::time_point base, SteadyClock::time_point t, bool up) {
+  if (t <= base) return 0;
+  const auto d = t - base;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d);
+  if (up && ms < d) ++ms;
+  return static_cast<uint32_t>(std::min<int64_t>(ms.count(), UINT32_MAX));
+}
+SteadyClock::time_point at_ms(SteadyClock::time_point base, uint32_t ms) {
+  return base + std::chrono::milliseconds(ms);
+}
+}  // namespace
+
 /// A parked SSE reader as the lot keeps it (see "what a parked reader
 /// costs" above): ParkedSse less the socket object, the exchange's strings
 /// and the live-read state's held-back bytes (a reader parks only with none:
-/// stream_sse.cc's can_park).
+/// stream_sse.cc's can_park). Flat, with the cursor inline (ShortText), the
+/// session's times as 32-bit offsets from the request's start and the small
+/// fields together: 152 bytes, where ParkedSse's members one by one took 184
+/// (a 192-byte slot) and a bucket vector's slot more.
 struct LotSse {
   static void* operator new(size_t n);
   static void operator delete(void* p);
 
   LotSse(Context& shared, ParkedSse&& r)
       : at(r.st.at),
-        cursor(std::move(r.st.cursor)),
+        cursor(r.st.cursor),
+        started(r.st.ex.started),
+        bytes_out(r.st.ex.bytes_out),
+        slot(std::move(r.st.slot)),
+        count(shared, shared.metrics.open_sse),
+        session_end_ms(ms_after(started, r.st.session_end, true)),
+        last_write_ms(ms_after(started, r.st.last_write, false)),
+        sock(r.socket),
+        mode(r.st.ex.mode),
+        status(static_cast<uint16_t>(r.st.ex.status)),
         base64(r.st.base64),
         json(r.st.json),
         up_to_date(r.st.up_to_date),
         ended(r.st.ended),
-        session_end(r.st.session_end),
-        last_write(r.st.last_write),
-        sock(r.socket),
-        log(r.st.ex),
-        slot(std::move(r.st.slot)),
-        count(shared, shared.metrics.open_sse) {}
+        detached(r.st.ex.detached),
+        can_detach(r.st.ex.can_detach),
+        // SSE: no Origin kept (stream_sse.cc)
+        text{r.st.ex.id, r.st.ex.origin, r.st.ex.remote} {}
+
   // live::SseRead with nothing held back (read() and keep()).
   Offset at;
-  std::string cursor;
+  ShortText cursor;
+  // The exchange (exchange()).
+  SteadyClock::time_point started;
+  uint64_t bytes_out = 0;
+  LotSse* next = nullptr;  ///< in its bucket (EntryList)
+  live::ReaderLimits::Slot slot;
+  DetachedCount count;
+  uint32_t session_end_ms = 0;  ///< after `started`
+  uint32_t last_write_ms = 0;   ///< after `started`
+  ParkedFd sock;
+  ReadMode mode = ReadMode::none;
+  uint16_t status = 0;
   bool base64 = false;
   bool json = false;
   bool up_to_date = false;
   bool ended = false;
-  std::chrono::steady_clock::time_point session_end;
-  std::chrono::steady_clock::time_point last_write;
-  ParkedFd sock;
-  ParkedLog<40> log;  // SSE: no Origin kept (stream_sse.cc), no cursor or content type here
-  live::ReaderLimits::Slot slot;
-  DetachedCount count;
+  bool detached = false;
+  bool can_detach = false;
+  PackedText<40> text;  ///< id, Origin, remote address
 
-  /// The live-read state, for a step of the machine (the cursor moves out).
-  live::SseRead read() {
+  SteadyClock::time_point session_end() const { return at_ms(started, session_end_ms); }
+  SteadyClock::time_point last_write() const { return at_ms(started, last_write_ms); }
+  void wrote_at(SteadyClock::time_point now) { last_write_ms = ms_after(started, now, false); }
+
+  Exchange exchange() const {
+    Exchange ex;
+    ex.id = text.get(kId);
+    ex.origin = text.get(kOrigin);
+    ex.remote = text.get(kRemote);
+    ex.started = started;
+    ex.mode = mode;
+    ex.status = status;
+    ex.bytes_out = bytes_out;
+    ex.detached = detached;
+    ex.can_detach = can_detach;
+    return ex;
+  }
+
+  /// The live-read state, for a step of the machine.
+  live::SseRead read() const {
     live::SseRead st;
     st.at = at;
-    st.cursor = std::move(cursor);
+    st.cursor = cursor.view();
     st.base64 = base64;
     st.json = json;
     st.up_to_date = up_to_date;
@@ -246,13 +306,13 @@ struct LotSse {
     return st;
   }
   /// Takes the state back after a step that held nothing back.
-  void keep(live::SseRead& st) {
+  void keep(const live::SseRead& st) {
     at = st.at;
-    cursor = std::move(st.cursor);
+    if (st.cursor != cursor.view()) cursor.assign(st.cursor);
     up_to_date = st.up_to_date;
     ended = st.ended;
   }
-  live::SseNext next() const {
+  live::SseNext next_step() const {
     live::SseRead st;
     st.up_to_date = up_to_date;
     st.ended = ended;
@@ -284,9 +344,14 @@ struct LotPoll {
   uint16_t version = 11;
   bool keep_alive = true;
   ParkedLog<64> log;
+  LotPoll* next = nullptr;  ///< in its bucket (EntryList)
   live::ReaderLimits::Slot slot;
   DetachedCount count;
 };
+
+// What the lot's blocks hold per reader (SlotPool rounds to 8).
+static_assert(sizeof(void*) != 8 || sizeof(LotSse) <= 152, "a parked SSE reader grew");
+static_assert(sizeof(void*) != 8 || sizeof(LotPoll) <= 200, "a parked long-poll grew");
 
 void* LotSse::operator new(size_t n) {
   (void)n;
@@ -350,8 +415,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       self->count_ = 0;
       for (auto& [at, b] : buckets) {
         if (b.waiter) b.waiter->cancel();
-        for (auto& r : b.readers) self->end_with_position(*r);
-        for (auto& r : b.polls) self->answer(std::move(r), std::nullopt);
+        while (auto r = b.readers.pop_front()) self->end_with_position(*r);
+        while (auto r = b.polls.pop_front()) self->answer(std::move(r), std::nullopt);
       }
       self->lot_.release(self);
     });
@@ -362,8 +427,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
  private:
   struct Bucket {
-    std::vector<std::unique_ptr<LotSse>> readers;
-    std::vector<std::unique_ptr<LotPoll>> polls;
+    EntryList<LotSse> readers;
+    EntryList<LotPoll> polls;
     std::shared_ptr<Waiter> waiter;
     bool empty() const { return readers.empty() && polls.empty(); }
   };
@@ -444,13 +509,13 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
   void on_wake(Offset at, Wake w) {
     auto bucket = take(at);
-    for (auto& r : bucket.polls) answer(std::move(r), w);
+    while (auto r = bucket.polls.pop_front()) answer(std::move(r), w);
     auto& readers = bucket.readers;
     if (!readers.empty() && w.kind == Wake::Kind::data) {
       deliver(std::move(readers), at, w);
     } else {
       // Closed, gone or behind the hub's buffer: each reader steps alone.
-      for (auto& r : readers) {
+      while (auto r = readers.pop_front()) {
         std::string out;
         auto st = r->read();
         const auto next = live::sse_on_wake(st, ctx_.clock, w, out);
@@ -469,13 +534,13 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   /// New records for readers all at `at` (all caught up, none holding bytes
   /// back): one data event for all, a control event each (shared by readers
   /// that sent the same cursor).
-  void deliver(std::vector<std::unique_ptr<LotSse>> readers, Offset at, const Wake& w) {
+  void deliver(EntryList<LotSse> readers, Offset at, const Wake& w) {
     auto job = std::make_shared<Delivery>();
     const bool json = readers.front()->json;
     const bool base64 = readers.front()->base64;
     if (!live::sse_broadcast(w, at, json, base64, job->cast)) {
       // A character split across appends: coroutines hold it back per reader.
-      for (auto& r : readers) unpark(std::move(r), {}, w);
+      while (auto r = readers.pop_front()) unpark(std::move(r), {}, w);
       return;
     }
     // Control events: one per distinct client cursor (usually one for all).
@@ -484,7 +549,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     std::string cursor_in;
     bool have_first = false;
     live::SseRead first;  // after its step: the first reader that sent cursor_in
-    for (auto& r : readers) {
+    while (auto r = readers.pop_front()) {
       auto st = r->read();
       if (!have_first || st.cursor != cursor_in) {
         cursor_in = st.cursor;
@@ -544,7 +609,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     for (auto& [r, ctl] : readers) {
       const std::string& control = job.controls[ctl];
       live::ChunkSizeBuf size_buf;
-      const auto next = r->next();
+      const auto next = r->next_step();
       auto size_line = chunk_size_line(job.cast.data.size() + control.size(), size_buf);
       Parts parts{asio::buffer(size_line), asio::buffer(job.cast.data), asio::buffer(control),
                   asio::buffer(kCrlf),
@@ -553,7 +618,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       switch (next) {
         case live::SseNext::end:
           r->sock.shutdown_and_close();
-          log_detached_end(ctx_, r->log.exchange(), name_);
+          log_detached_end(ctx_, r->exchange(), name_);
           break;
         case live::SseNext::read:
           unpark(std::move(r), {}, std::nullopt);
@@ -576,7 +641,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     const size_t n = r->sock.write_some(parts, ec);
     if (ec && !would_block(ec)) {
       r->sock.shutdown_and_close();
-      log_detached_end(ctx_, r->log.exchange(), name_);
+      log_detached_end(ctx_, r->exchange(), name_);
       r.reset();
       return false;
     }
@@ -592,8 +657,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   void sent(LotSse& r, size_t n, SteadyClock::time_point now) {
     if (n == 0) return;
     ctx_.metrics.sent_bytes.inc(n);
-    r.log.bytes_out += n;
-    r.last_write = now;
+    r.bytes_out += n;
+    r.wrote_at(now);
   }
 
   /// Hands the reader back to a coroutine. `read`: its live-read state after
@@ -602,9 +667,9 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
               live::SseRead* read = nullptr) {
     SseState st;
     static_cast<live::SseRead&>(st) = read ? std::move(*read) : r->read();
-    st.session_end = r->session_end;
-    st.last_write = r->last_write;
-    st.ex = r->log.exchange();
+    st.session_end = r->session_end();
+    st.last_write = r->last_write();
+    st.ex = r->exchange();
     st.slot = std::move(r->slot);
     auto back = std::make_unique<ParkedSse>(ctx_, r->sock.take(lot_.ex_), std::move(st));
     r.reset();
@@ -623,7 +688,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     size_t n = r.sock.write_some(parts, ec);
     sent(r, ec ? 0 : n, SteadyClock::now());
     r.sock.shutdown_and_close();
-    log_detached_end(ctx_, r.log.exchange(), name_);
+    log_detached_end(ctx_, r.exchange(), name_);
   }
 
   /// Shutdown: a last control event with the reader's position, so it
@@ -639,7 +704,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   // ---- keep-alive comments and the end of SSE sessions: one timer per lot.
 
   SteadyClock::time_point due(const LotSse& r) const {
-    return std::min(r.session_end, r.last_write + ctx_.options.sse_keepalive);
+    return std::min(r.session_end(), r.last_write() + ctx_.options.sse_keepalive);
   }
 
   void schedule_timer(SteadyClock::time_point due) {
@@ -649,11 +714,14 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     timer_due_ = due;
     timer_armed_ = true;
     timer_.expires_at(due);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec) return;  // re-armed earlier, or stopping
-      self->timer_armed_ = false;
-      self->sweep();
-    });
+    // The wait is pending while the stream's readers are idle: its operation
+    // from SlotPool, not the heap (see PoolAllocator).
+    timer_.async_wait(asio::bind_allocator(PoolAllocator<char>(),
+                                           [self = shared_from_this()](beast::error_code ec) {
+                                             if (ec) return;  // re-armed earlier, or stopping
+                                             self->timer_armed_ = false;
+                                             self->sweep();
+                                           }));
   }
 
   void sweep() {
@@ -662,29 +730,17 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     std::vector<bool> ending;                  // per `out`: session over (else keep-alive due)
     std::vector<std::unique_ptr<LotPoll>> timed_out;
     for (auto it = buckets_.begin(); it != buckets_.end();) {
-      auto& polls = it->second.polls;
-      for (size_t i = 0; i < polls.size();) {
-        if (now >= polls[i]->deadline) {
-          timed_out.push_back(std::move(polls[i]));
-          polls[i] = std::move(polls.back());
-          polls.pop_back();
-          continue;
-        }
-        ++i;
-      }
-      auto& readers = it->second.readers;
-      for (size_t i = 0; i < readers.size();) {
-        auto& r = *readers[i];
-        const bool over = now >= r.session_end;
-        if (over || now - r.last_write >= ctx_.options.sse_keepalive) {
-          out.push_back(std::move(readers[i]));
-          ending.push_back(over);
-          readers[i] = std::move(readers.back());
-          readers.pop_back();
-          continue;
-        }
-        ++i;
-      }
+      it->second.polls.take_if(
+          [&](const LotPoll& r) { return now >= r.deadline; },
+          [&](std::unique_ptr<LotPoll> r) { timed_out.push_back(std::move(r)); });
+      it->second.readers.take_if(
+          [&](const LotSse& r) {
+            return now >= r.session_end() || now - r.last_write() >= ctx_.options.sse_keepalive;
+          },
+          [&](std::unique_ptr<LotSse> r) {
+            ending.push_back(now >= r->session_end());
+            out.push_back(std::move(r));
+          });
       if (it->second.empty()) {
         if (it->second.waiter) it->second.waiter->cancel();
         it = buckets_.erase(it);
@@ -709,8 +765,9 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     // Re-arm for the readers that stayed.
     std::optional<SteadyClock::time_point> next;
     for (const auto& [at, b] : buckets_) {
-      for (const auto& r : b.readers) next = next ? std::min(*next, due(*r)) : due(*r);
-      for (const auto& r : b.polls) next = next ? std::min(*next, r->deadline) : r->deadline;
+      b.readers.for_each([&](const LotSse& r) { next = next ? std::min(*next, due(r)) : due(r); });
+      b.polls.for_each(
+          [&](const LotPoll& r) { next = next ? std::min(*next, r.deadline) : r.deadline; });
     }
     if (next) schedule_timer(*next);
     lot_.release(shared_from_this());
@@ -727,7 +784,8 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
   SteadyClock::time_point timer_due_;
   bool stopping_ = false;
   size_t count_ = 0;
-  std::map<Offset, Bucket> buckets_;
+  std::map<Offset, Bucket, std::less<Offset>, PoolAllocator<std::pair<const Offset, Bucket>>>
+      buckets_;
 };
 
 // ------------------------------------------------------------------ the lot of lots
@@ -795,8 +853,33 @@ void ParkingLot::trim_soon() {
   asio::post(t.timer.get_executor(), [trim = trim_] { trim_after_delay(trim); });
 }
 
+namespace {
+/// Asio keeps the state of as many descriptors as were ever registered at
+/// once (the epoll reactor's pool, never freed). Made during a connect
+/// burst, they land among the burst's short-lived frames and pin a page of
+/// freed memory each once those are freed. Made here, at start, they lie
+/// together and the burst reuses them: `n` sockets opened at once and
+/// closed (fewer if descriptors run out; at most an eighth of the limit).
+void prewarm_descriptor_states(const asio::any_io_executor& ex, size_t n) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    n = std::min<size_t>(n, rl.rlim_cur / 8);
+  std::vector<tcp::socket> open;
+  open.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    tcp::socket s(ex);
+    beast::error_code ec;
+    s.open(tcp::v4(), ec);
+    if (ec) break;
+    open.push_back(std::move(s));
+  }
+}  // closed: their states go back to the pool
+constexpr size_t kPrewarmDescriptors = 512;  // a connect burst of ds-loadgen's 256 and more
+}  // namespace
+
 ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads)
     : shared_(shared), ex_(std::move(ex)), trim_(std::make_shared<Trim>(ex_)) {
+  prewarm_descriptor_states(ex_, kPrewarmDescriptors);
   for (unsigned i = 1; i < threads; ++i) fanout_.push_back(asio::make_strand(ex_));
   on_stop_.emplace(shared.stop_signals, [this] { stop_all(); });
 }
@@ -806,7 +889,7 @@ ParkingLot::~ParkingLot() = default;
 std::shared_ptr<SseLot> ParkingLot::lot_for(const std::string& name) {
   MutexLock lock(mu_);
   auto& lot = lots_[name];
-  if (!lot) lot = std::make_shared<SseLot>(*this, name);
+  if (!lot) lot = std::allocate_shared<SseLot>(PoolAllocator<SseLot>(), *this, name);
   lot->arriving.fetch_add(1);
   return lot;
 }

@@ -28,6 +28,7 @@
 
 #include "server/http.h"
 #include "server/live_read.h"
+#include "server/parked_memory.h"
 
 namespace ds::http_server {
 
@@ -156,7 +157,11 @@ class ParkingLot {
   /// Strands that write parts of a big fan-out (one per thread but the lot's).
   std::vector<asio::strand<asio::any_io_executor>> fanout_;
   Mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<SseLot>> lots_ DS_GUARDED_BY(mu_);
+  /// Nodes from SlotPool (server/parked_memory.h): made by a burst's first readers.
+  std::unordered_map<std::string, std::shared_ptr<SseLot>, std::hash<std::string>,
+                     std::equal_to<std::string>,
+                     PoolAllocator<std::pair<const std::string, std::shared_ptr<SseLot>>>>
+      lots_ DS_GUARDED_BY(mu_);
   std::optional<StopRegistration> on_stop_;
 
  public:

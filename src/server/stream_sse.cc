@@ -27,6 +27,41 @@ enum class SseEnd {
   park,   ///< caught up with nothing left to write: hand the socket to the lot
 };
 
+enum class CatchUp {
+  more,   ///< events queued: go on
+  stop,   ///< no more to read (the reader fell behind retention, or the read failed)
+  ended,  ///< the output failed
+};
+
+/// One catch-up read: read on only once the client has taken what was
+/// queued, so a reader far behind never fills the queue. A coroutine of its
+/// own, so that the read's outcome is not kept in sse_loop's frame for the
+/// whole response (see sse_start).
+asio::awaitable<CatchUp> sse_catch_up(Context& ctx, SseOutput& output, const std::string& name,
+                                      SseState& st) {
+  {
+    auto room = output.wait_for_room();
+    co_await std::move(room);
+  }
+  if (output.failed()) co_return CatchUp::ended;
+  const auto more_from = OffsetSpec::position(st.at);
+  auto more_op = live_read(ctx, name, more_from, false);
+  auto more = co_await std::move(more_op);
+  if (!more) {
+    if (more.error().code == errc::retention_trimmed) {
+      // Fell behind retention: told, not skipped ahead.
+      std::string out;
+      live::sse_on_trimmed(st, more.error(), out);
+      output.push_paced(out);
+    }
+    co_return CatchUp::stop;
+  }
+  std::string out;
+  live::sse_on_read(st, ctx.clock, *more, out);
+  if (!output.push_paced(out)) co_return CatchUp::ended;
+  co_return CatchUp::more;
+}
+
 /// The events of an SSE response from `st` on: catch-up reads (paced by the
 /// output queue) and live wakes (`wake` first, if given) until the stream
 /// closes, the session's time is up, the server drains, the client goes (or
@@ -41,28 +76,13 @@ asio::awaitable<SseEnd> sse_loop(Context& ctx, SseOutput& output, const std::str
         // The session's time is up even while catching up (the reader resumes
         // from the last control event it got).
         if (Clock_::now() >= st.session_end) break;
-        // Catch-up: read on only once the client has taken what was queued, so
-        // a reader far behind never fills the queue.
+        CatchUp step;
         {
-          auto room = output.wait_for_room();
-          co_await std::move(room);
+          auto read = sse_catch_up(ctx, output, name, st);
+          step = co_await std::move(read);
         }
-        if (output.failed()) co_return SseEnd::ended;
-        const auto more_from = OffsetSpec::position(st.at);
-        auto more_op = live_read(ctx, name, more_from, false);
-        auto more = co_await std::move(more_op);
-        if (!more) {
-          if (more.error().code == errc::retention_trimmed) {
-            // Fell behind retention: told, not skipped ahead.
-            std::string out;
-            live::sse_on_trimmed(st, more.error(), out);
-            output.push_paced(out);
-          }
-          break;
-        }
-        std::string out;
-        live::sse_on_read(st, ctx.clock, *more, out);
-        if (!output.push_paced(out)) co_return SseEnd::ended;
+        if (step == CatchUp::ended) co_return SseEnd::ended;
+        if (step == CatchUp::stop) break;
         continue;
       }
       auto now = Clock_::now();
@@ -146,10 +166,19 @@ asio::awaitable<void> resume_sse_co(Context& shared, std::string name,
   log_detached_end(shared, reader->st.ex, name);
 }
 
-}  // namespace
-
-asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
-                                 const std::string& name, const ReadParams& p) {
+/// The start of an SSE response: the first read (before committing to a
+/// 200), the reader caps, the head, and the first events (into `out`, with
+/// what comes next). nullopt: the response started; else it did not, and
+/// this is handle_sse's answer. A coroutine of its own so that its frame
+/// (the first read's outcome, the head and Beast's serializer) is freed
+/// before the response goes on: in a connect burst hundreds of responses are
+/// in flight at once, and what they leave freed between the lot's and the
+/// hub's long-lived objects stays resident (bench/analysis-run-to-completion.md,
+/// "idle SSE readers under 400 B").
+asio::awaitable<std::optional<bool>> sse_start(Context& ctx, Stream& stream, Request& req,
+                                               const std::string& name, const ReadParams& p,
+                                               SseState& st, std::string& out,
+                                               live::SseNext& next) {
   // Resolve the stream (and the start offset) before committing to a 200.
   auto first_op = live_read(ctx, name, p.from, true);
   auto first = co_await std::move(first_op);
@@ -157,7 +186,6 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
     auto err_ = send_error(ctx, stream, req, first.error());
     co_return co_await std::move(err_);
   }
-  SseState st;
   st.base64 = !is_text_media_type(media_type(first->meta.config.content_type));
   st.json = is_json_stream(first->meta);
   st.cursor = p.cursor;
@@ -189,17 +217,28 @@ asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
     co_return false;
   }
   stream.expires_never();
+  next = live::sse_on_read(st, ctx.clock, *first, out);
+  co_return std::nullopt;
+}
+
+}  // namespace
+
+asio::awaitable<bool> handle_sse(Context& ctx, Stream& stream, Request& req,
+                                 const std::string& name, const ReadParams& p) {
+  SseState st;
+  live::SseNext next = live::SseNext::end;
+  std::string out;
+  {
+    auto start = sse_start(ctx, stream, req, name, p, st, out, next);
+    const auto answered = co_await std::move(start);
+    if (answered) co_return *answered;
+  }
   GaugeUp open(ctx.metrics.open_sse);
 
   auto output = std::make_shared<SseOutput>(ctx, stream, ctx.options.max_pending_output_bytes,
                                             sse_hard_end(ctx, st.session_end));
-  live::SseNext next;
-  {
-    std::string out;
-    next = live::sse_on_read(st, ctx.clock, *first, out);
-    output->push_paced(out);
-  }
-  first = Error(errc::not_found, "");  // drop the records: the lot keeps only the state
+  output->push_paced(out);
+  out = std::string();
   SseEnd end = SseEnd::ended;
   if (next != live::SseNext::end) {
     std::optional<Wake> no_wake;
