@@ -157,9 +157,15 @@ struct ParkedFd {
   }
 
   /// A socket on a fresh strand of `ex`, for a coroutine to go on with
-  /// (closed when the reactor refuses the descriptor).
+  /// (closed when the reactor refuses the descriptor). The strand is made
+  /// from the io_context's own executor when `ex` holds one, as the accept
+  /// loop's are: a strand of an any_io_executor answers Asio's property
+  /// queries (blocking, outstanding work) with a heap allocation each,
+  /// about 20 per long-poll delivery (heaptrack).
   tcp::socket take(const asio::any_io_executor& ex) {
-    tcp::socket s(asio::make_strand(ex));
+    const auto* io = ex.target<asio::io_context::executor_type>();
+    tcp::socket s(io ? asio::any_io_executor(asio::make_strand(*io))
+                     : asio::any_io_executor(asio::make_strand(ex)));
     if (fd < 0) return s;
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
