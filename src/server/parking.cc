@@ -56,6 +56,23 @@ static_assert(sizeof(Exchange) == 3 * sizeof(std::string) + 32,
 /// The parts of a ParkedLog's text.
 enum ParkedText : size_t { kId, kOrigin, kRemote, kCursor, kContentType };
 
+/// The Exchange a lot entry (ParkedLog, LotSse) keeps in its own fields,
+/// rebuilt for the coroutine or the access log.
+template <class Entry>
+Exchange exchange_of(const Entry& e) {
+  Exchange ex;
+  ex.id = e.text.get(kId);
+  ex.origin = e.text.get(kOrigin);
+  ex.remote = e.text.get(kRemote);
+  ex.started = e.started;
+  ex.mode = e.mode;
+  ex.status = e.status;
+  ex.bytes_out = e.bytes_out;
+  ex.detached = e.detached;
+  ex.can_detach = e.can_detach;
+  return ex;
+}
+
 template <size_t Inline>
 struct ParkedLog {
   ParkedLog() = default;
@@ -70,19 +87,7 @@ struct ParkedLog {
         can_detach(ex.can_detach),
         text{ex.id, ex.origin, ex.remote, cursor, content_type} {}
 
-  Exchange exchange() const {
-    Exchange ex;
-    ex.id = text.get(kId);
-    ex.origin = text.get(kOrigin);
-    ex.remote = text.get(kRemote);
-    ex.started = started;
-    ex.mode = mode;
-    ex.status = status;
-    ex.bytes_out = bytes_out;
-    ex.detached = detached;
-    ex.can_detach = can_detach;
-    return ex;
-  }
+  Exchange exchange() const { return exchange_of(*this); }
 
   std::chrono::steady_clock::time_point started;
   uint64_t bytes_out = 0;
@@ -286,19 +291,7 @@ struct LotSse {
   SteadyClock::time_point last_write() const { return at_ms(started, last_write_ms); }
   void wrote_at(SteadyClock::time_point now) { last_write_ms = ms_after(started, now, false); }
 
-  Exchange exchange() const {
-    Exchange ex;
-    ex.id = text.get(kId);
-    ex.origin = text.get(kOrigin);
-    ex.remote = text.get(kRemote);
-    ex.started = started;
-    ex.mode = mode;
-    ex.status = status;
-    ex.bytes_out = bytes_out;
-    ex.detached = detached;
-    ex.can_detach = can_detach;
-    return ex;
-  }
+  Exchange exchange() const { return exchange_of(*this); }
 
   /// The live-read state, for a step of the machine.
   live::SseRead read() const {
