@@ -278,15 +278,18 @@ asio::awaitable<bool> handle_control_request(Context& ctx, Stream& stream, Reque
 asio::awaitable<bool> handle_catalog_request(Context& ctx, Stream& stream, Request& req);
 
 /// asio::dispatch(ex, f), without the type-erased path when `ex` is a
-/// connection's strand: dispatching through any_io_executor copies the
-/// strand into a new any_io_executor (asio::prefer), on the heap, on every
-/// call; through the strand's own type it costs nothing (the queued
-/// operation, if any, comes from Asio's per-thread cache either way).
+/// connection's event loop or a strand: dispatching through any_io_executor
+/// copies a strand into a new any_io_executor (asio::prefer), on the heap,
+/// on every call; through the executor's own type it costs nothing (the
+/// queued operation, if any, comes from Asio's per-thread cache either way).
 template <class F>
 void dispatch_to(const asio::any_io_executor& ex, F&& f) {
-  using IoStrand = asio::strand<asio::io_context::executor_type>;
+  using Loop = asio::io_context::executor_type;
+  using IoStrand = asio::strand<Loop>;
   using AnyStrand = asio::strand<asio::any_io_executor>;
-  if (const auto* s = ex.target<IoStrand>()) {
+  if (const auto* l = ex.target<Loop>()) {
+    asio::dispatch(*l, std::forward<F>(f));
+  } else if (const auto* s = ex.target<IoStrand>()) {
     asio::dispatch(*s, std::forward<F>(f));
   } else if (const auto* a = ex.target<AnyStrand>()) {
     asio::dispatch(*a, std::forward<F>(f));

@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <array>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cerrno>
 #include <limits>
@@ -1029,24 +1030,57 @@ unsigned usable_cpus() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+/// One event loop: an io_context that one thread runs. A connection lives on
+/// one loop from accept to close, so its coroutine needs no strand: the
+/// loop's thread is the only one that runs it, and the io_context's own
+/// executor (which any_io_executor holds in place) replaces the strand that
+/// every async operation used to copy to the heap and lock.
+struct EventLoop {
+  EventLoop() = default;
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  asio::io_context io{1};
+  /// After the io_context: results it still holds are released while the
+  /// io_context (the coroutines' executors) exists.
+  Inbox inbox{io.get_executor()};
+  /// The server's context with this loop's inbox: results of the store's
+  /// calls come back to the loop that made them.
+  std::optional<Context> ctx;
+  /// run() returns only at stop(), not when the loop is idle.
+  asio::executor_work_guard<asio::io_context::executor_type> busy{io.get_executor()};
+};
+
+std::vector<std::unique_ptr<EventLoop>> make_loops(unsigned n) {
+  std::vector<std::unique_ptr<EventLoop>> loops;
+  for (unsigned i = 0; i < std::max(1u, n); ++i) loops.push_back(std::make_unique<EventLoop>());
+  return loops;
+}
+
 struct Server::Impl {
   Impl(ServerOptions o, StreamStore& store, LiveHubs& hubs, const Clock& clock)
       : options(std::move(o)),
         registry(options.metrics ? options.metrics : std::make_shared<metrics::Registry>()),
-        threads(options.threads ? options.threads : usable_cpus()),
-        ioc(static_cast<int>(threads)),
+        loops(make_loops(options.threads ? options.threads : usable_cpus())),
+        ioc(loops.front()->io),
         control(asio::make_strand(ioc)),
         acceptor(ioc),
         signals(ioc, SIGINT, SIGTERM),
         reaper(control),
         ctx{options,      store,        hubs,     clock, stopping, options.auth.get(),
-            stop_signals, http_metrics, *registry},
-        parking(ctx, ioc.get_executor(), threads) {
-    ctx.parking = &parking;
+            stop_signals, http_metrics, *registry} {
     ctx.response_memory = &response_memory;
-    ctx.inbox = &inbox;
+    ctx.inbox = &loops.front()->inbox;
     ctx.readers = &readers;
     ctx.subscriptions = options.subscriptions.get();
+    std::vector<ParkingLot::Loop> lot_loops;
+    for (auto& loop : loops) {
+      loop->ctx.emplace(ctx);
+      loop->ctx->inbox = &loop->inbox;
+      lot_loops.push_back({loop->io.get_executor(), &*loop->ctx});
+    }
+    ctx.parking = &parking.emplace(ctx, std::move(lot_loops));
+    for (auto& loop : loops) loop->ctx->parking = ctx.parking;
     registry->add([this](metrics::Exposition& e) {
       http_metrics.collect(e);
       e.gauge("dstreamd_live_hubs", "Streams with a live hub (parked readers) on this node",
@@ -1059,7 +1093,7 @@ struct Server::Impl {
               static_cast<int64_t>(readers.total()));
       e.gauge("dstreamd_sse_parked_readers",
               "Caught-up SSE readers waiting in the parking lot (no coroutine each)",
-              static_cast<int64_t>(parking.parked()));
+              static_cast<int64_t>(parking->parked()));
     });
   }
 
@@ -1082,10 +1116,11 @@ struct Server::Impl {
     auto last_fd_log = SteadyClock::now() - kEpisodeLogEvery;
     auto last_limit_log = SteadyClock::now() - kEpisodeLogEvery;
     uint64_t rejected = 0;  // since the last limit warning
-    for (;;) {
-      auto strand = asio::make_strand(ioc);
-      auto [ec, socket] =
-          co_await acceptor.async_accept(strand, asio::as_tuple(asio::use_awaitable));
+    for (size_t accepted = 0;; ++accepted) {
+      // Connections are dealt to the loops in turn.
+      EventLoop& loop = *loops[accepted % loops.size()];
+      auto [ec, socket] = co_await acceptor.async_accept(loop.io.get_executor(),
+                                                         asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         if (!out_of_resources(ec)) continue;  // e.g. a connection reset before accept
@@ -1134,14 +1169,15 @@ struct Server::Impl {
       }
       at_limit = false;
       stop_signals.sessions.fetch_add(1);
-      asio::co_spawn(ex, run_session(Stream(std::move(socket)), ctx), [](std::exception_ptr e) {
-        if (!e) return;
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          log::error("connection failed", {{"error", ex.what()}});
-        }
-      });
+      asio::co_spawn(ex, run_session(Stream(std::move(socket)), *loop.ctx),
+                     [](std::exception_ptr e) {
+                       if (!e) return;
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                         log::error("connection failed", {{"error", ex.what()}});
+                       }
+                     });
     }
   }
 
@@ -1159,7 +1195,7 @@ struct Server::Impl {
   }
 
   /// Waits (on `control`) until every connection has ended or the shutdown
-  /// timeout passes, then stops the io_context.
+  /// timeout passes, then stops the event loops.
   asio::awaitable<void> drain() {
     const auto deadline = SteadyClock::now() + options.shutdown_timeout;
     asio::steady_timer tick(control);
@@ -1173,7 +1209,11 @@ struct Server::Impl {
     } else {
       log::info("all connections closed");
     }
-    ioc.stop();
+    stop_loops();
+  }
+
+  void stop_loops() {
+    for (auto& loop : loops) loop->io.stop();
   }
 
   /// Runs on `control`.
@@ -1194,7 +1234,7 @@ struct Server::Impl {
       if (ec) return;
       if (stopping) {
         log::warn("second signal: stopping now", {{"signal", sig}});
-        ioc.stop();
+        stop_loops();
         return;
       }
       log::info("signal received", {{"signal", sig}});
@@ -1212,18 +1252,16 @@ struct Server::Impl {
   live::ReaderLimits readers{options.max_readers_per_stream, options.max_parked_readers};
   ResponseMemory response_memory{http_metrics.response_buffer_bytes};
   std::atomic<bool> stopping{false};
-  unsigned threads;
-  asio::io_context ioc;
+  /// One per --threads; each run by one thread (Server::run).
+  std::vector<std::unique_ptr<EventLoop>> loops;
+  asio::io_context& ioc;  ///< the first loop's: accept, signals, shutdown
   asio::strand<asio::io_context::executor_type> control;  ///< accept, reap, shutdown
   tcp::acceptor acceptor;
   asio::signal_set signals;
   asio::steady_timer reaper;
-  // After the io_context: results it still holds are released while the
-  // io_context (the coroutines' executors) exists.
-  Inbox inbox{ioc.get_executor()};
   Context ctx;
-  // After the io_context: destroyed first, while the io_context still exists.
-  ParkingLot parking;
+  // After the loops: destroyed first, while their io_contexts still exist.
+  std::optional<ParkingLot> parking;
 };
 
 Server::Server(ServerOptions options, StreamStore& store, LiveHubs& hubs, const Clock& clock)
@@ -1253,7 +1291,8 @@ void Server::run() {
   asio::co_spawn(impl.control, impl.accept_loop(), asio::detached);
   asio::co_spawn(impl.control, impl.reap_loop(), asio::detached);
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < impl.threads; ++i) pool.emplace_back([&impl] { impl.ioc.run(); });
+  for (size_t i = 1; i < impl.loops.size(); ++i)
+    pool.emplace_back([&loop = *impl.loops[i]] { loop.io.run(); });
   impl.ioc.run();
   for (auto& t : pool) t.join();
 }

@@ -161,16 +161,12 @@ struct ParkedFd {
     close();
   }
 
-  /// A socket on a fresh strand of `ex`, for a coroutine to go on with
-  /// (closed when the reactor refuses the descriptor). The strand is made
-  /// from the io_context's own executor when `ex` holds one, as the accept
-  /// loop's are: a strand of an any_io_executor answers Asio's property
-  /// queries (blocking, outstanding work) with a heap allocation each,
-  /// about 20 per long-poll delivery (heaptrack).
-  tcp::socket take(const asio::any_io_executor& ex) {
-    const auto* io = ex.target<asio::io_context::executor_type>();
-    tcp::socket s(io ? asio::any_io_executor(asio::make_strand(*io))
-                     : asio::any_io_executor(asio::make_strand(ex)));
+  /// A socket on the event loop `loop`, for a coroutine to go on with
+  /// (closed when the reactor refuses the descriptor). On the loop's own
+  /// executor, as accepted connections are: no strand (one thread runs the
+  /// loop), and nothing that answers Asio's property queries from the heap.
+  tcp::socket take(const asio::io_context::executor_type& loop) {
+    tcp::socket s(loop);
     if (fd < 0) return s;
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
@@ -382,11 +378,12 @@ void log_detached_end(Context& shared, const Exchange& ex, std::string_view name
 
 class SseLot : public std::enable_shared_from_this<SseLot> {
  public:
-  SseLot(ParkingLot& lot, std::string name)
+  SseLot(ParkingLot& lot, std::string name, size_t loop)
       : lot_(lot),
-        ctx_(lot.shared_),
+        loop_(loop),
+        ctx_(*lot.loops_[loop].ctx),
         name_(std::move(name)),
-        strand_(asio::make_strand(lot.ex_)),
+        strand_(asio::make_strand(lot.loops_[loop].ex)),
         timer_(strand_) {}
 
   /// park() calls on their way to the strand (the lot is kept meanwhile).
@@ -478,7 +475,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     st.deadline = r->deadline;
     st.ex = r->log.exchange();
     st.slot = std::move(r->slot);
-    auto back = std::make_unique<ParkedLongPoll>(ctx_, r->sock.take(lot_.ex_), std::move(st));
+    auto back = std::make_unique<ParkedLongPoll>(ctx_, r->sock.take(loop_ex()), std::move(st));
     r.reset();
     resume_long_poll(ctx_, name_, std::move(back), std::move(wake));
   }
@@ -562,19 +559,24 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
       r->keep(st);
       all.push_back({std::move(r), job->controls.size() - 1});
     }
-    // Many readers: the writes are split across the fan-out strands (one per
-    // event-loop thread), so one stream's fan-out uses every core. Readers
-    // that stay come back here to park again.
-    const auto& helpers = lot_.fanout_;
-    const size_t parts = all.size() >= kParallelFanout ? helpers.size() + 1 : 1;
+    // Many readers: the writes are split across the event loops (the other
+    // loops each take a part), so one stream's fan-out uses every core.
+    // Readers that stay come back here to park again.
+    const auto& loops = lot_.loops_;
+    const size_t parts = all.size() >= kParallelFanout ? loops.size() : 1;
     const size_t per = (all.size() + parts - 1) / parts;
     for (size_t i = 1; i < parts && i * per < all.size(); ++i) {
       auto first = all.begin() + static_cast<std::ptrdiff_t>(i * per);
       auto last = all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), (i + 1) * per));
       std::vector<Addressed> part(std::make_move_iterator(first), std::make_move_iterator(last));
-      arriving.fetch_add(1);  // they come back: keep the lot
-      asio::post(helpers[i - 1],
-                 [self = shared_from_this(), job, part = std::move(part)]() mutable {
+      arriving.fetch_add(1);  // they come back: keep the lot (in the lots' map)
+      // Another loop's queue holds only a weak reference: if the server is
+      // torn down with this queued, the lot (its timer on this loop) must not
+      // end there. Meanwhile `arriving` keeps it alive in the map.
+      asio::post(loops[(loop_ + i) % loops.size()].ex,
+                 [weak = weak_from_this(), job, part = std::move(part)]() mutable {
+                   auto self = weak.lock();
+                   if (!self) return;
                    auto stay = self->write_all(*job, std::move(part));
                    asio::post(self->strand_, [self, stay = std::move(stay)]() mutable {
                      for (auto& r : stay) self->insert(std::move(r));
@@ -670,7 +672,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
     st.last_write = r->last_write();
     st.ex = r->exchange();
     st.slot = std::move(r->slot);
-    auto back = std::make_unique<ParkedSse>(ctx_, r->sock.take(lot_.ex_), std::move(st));
+    auto back = std::make_unique<ParkedSse>(ctx_, r->sock.take(loop_ex()), std::move(st));
     r.reset();
     resume_sse(ctx_, name_, std::move(back), std::move(pending), std::move(wake));
   }
@@ -774,10 +776,14 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 
   static constexpr auto kSweepGranularity = std::chrono::milliseconds(250);
 
+  const asio::io_context::executor_type& loop_ex() const { return lot_.loops_[loop_].ex; }
+
   ParkingLot& lot_;
+  const size_t loop_;  ///< index into lot_.loops_
+  /// The context of connections on the lot's loop.
   Context& ctx_;
   const std::string name_;
-  asio::strand<asio::any_io_executor> strand_;
+  asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer timer_;
   bool timer_armed_ = false;
   SteadyClock::time_point timer_due_;
@@ -800,7 +806,7 @@ class SseLot : public std::enable_shared_from_this<SseLot> {
 // kTrimDelay at most).
 
 struct ParkingLot::Trim {
-  explicit Trim(const asio::any_io_executor& ex) : timer(asio::make_strand(ex)) {}
+  explicit Trim(const asio::io_context::executor_type& ex) : timer(asio::make_strand(ex)) {}
   asio::steady_timer timer;
   std::atomic<bool> armed{false};
   std::atomic<bool> stopped{false};   ///< the server drains: no more trims
@@ -859,7 +865,7 @@ namespace {
 /// freed memory each once those are freed. Made here, at start, they lie
 /// together and the burst reuses them: `n` sockets opened at once and
 /// closed (fewer if descriptors run out; at most an eighth of the limit).
-void prewarm_descriptor_states(const asio::any_io_executor& ex, size_t n) {
+void prewarm_descriptor_states(const asio::io_context::executor_type& ex, size_t n) {
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
     n = std::min<size_t>(n, rl.rlim_cur / 8);
@@ -876,10 +882,11 @@ void prewarm_descriptor_states(const asio::any_io_executor& ex, size_t n) {
 constexpr size_t kPrewarmDescriptors = 512;  // a connect burst of ds-loadgen's 256 and more
 }  // namespace
 
-ParkingLot::ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads)
-    : shared_(shared), ex_(std::move(ex)), trim_(std::make_shared<Trim>(ex_)) {
-  prewarm_descriptor_states(ex_, kPrewarmDescriptors);
-  for (unsigned i = 1; i < threads; ++i) fanout_.push_back(asio::make_strand(ex_));
+ParkingLot::ParkingLot(Context& shared, std::vector<Loop> loops)
+    : shared_(shared), loops_(std::move(loops)), trim_(std::make_shared<Trim>(loops_.at(0).ex)) {
+  // Each loop's reactor keeps its own descriptor states.
+  for (const auto& loop : loops_)
+    prewarm_descriptor_states(loop.ex, kPrewarmDescriptors / loops_.size());
   on_stop_.emplace(shared.stop_signals, [this] { stop_all(); });
 }
 
@@ -888,7 +895,9 @@ ParkingLot::~ParkingLot() = default;
 std::shared_ptr<SseLot> ParkingLot::lot_for(const std::string& name) {
   MutexLock lock(mu_);
   auto& lot = lots_[name];
-  if (!lot) lot = std::allocate_shared<SseLot>(PoolAllocator<SseLot>(), *this, name);
+  if (!lot)
+    lot = std::allocate_shared<SseLot>(PoolAllocator<SseLot>(), *this, name,
+                                       next_loop_.fetch_add(1) % loops_.size());
   lot->arriving.fetch_add(1);
   return lot;
 }

@@ -123,10 +123,18 @@ class SseLot;
 
 class ParkingLot {
  public:
-  /// `shared`: the server-wide context (no exchange). `ex`: the io_context's
-  /// executor (lots make their strands from it). `threads`: the event-loop
-  /// threads, over which a big fan-out is split.
-  ParkingLot(Context& shared, asio::any_io_executor ex, unsigned threads);
+  /// An event loop (an io_context that one thread runs) and the context of
+  /// the connections on it.
+  struct Loop {
+    asio::io_context::executor_type ex;
+    Context* ctx;
+  };
+
+  /// `shared`: the server-wide context (no exchange). `loops`: the server's
+  /// event loops (at least one). Each stream's lot runs on one of them, dealt
+  /// in turn, and hands its readers back to connections on that loop; a big
+  /// fan-out is split over all of them.
+  ParkingLot(Context& shared, std::vector<Loop> loops);
   ~ParkingLot();
   ParkingLot(const ParkingLot&) = delete;
   ParkingLot& operator=(const ParkingLot&) = delete;
@@ -152,10 +160,9 @@ class ParkingLot {
   void trim_soon();
 
   Context& shared_;
-  asio::any_io_executor ex_;
+  const std::vector<Loop> loops_;
+  std::atomic<size_t> next_loop_{0};  ///< the loop of the next lot made, modulo loops_.size()
   std::atomic<size_t> parked_{0};
-  /// Strands that write parts of a big fan-out (one per thread but the lot's).
-  std::vector<asio::strand<asio::any_io_executor>> fanout_;
   Mutex mu_;
   /// Nodes from SlotPool (server/parked_memory.h): made by a burst's first readers.
   std::unordered_map<std::string, std::shared_ptr<SseLot>, std::hash<std::string>,
