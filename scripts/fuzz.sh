@@ -51,6 +51,14 @@ for name in $TARGETS; do
     failed+=("$name")
     echo "fuzz: $name FAILED (exit $rc); input in $BUILD/findings/$name/, log $log:"
     grep -E -A 30 'ERROR: |runtime error|property does not hold' "$log" | head -60
+    # The input itself, so that a finding on a machine we cannot reach can be replayed here:
+    # base64 -d > x && build-fuzz/fuzz/NAME_fuzz x
+    for input in "$BUILD/findings/$name"/*; do
+      [[ -f $input ]] || continue
+      echo "fuzz: $name input $(basename "$input") ($(stat -c %s "$input") bytes), base64:"
+      head -c 3000 "$input" | base64 -w 0
+      echo
+    done
   fi
 done
 echo "fuzz: total $((SECONDS - start)) s"

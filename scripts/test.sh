@@ -31,18 +31,26 @@ JOBS="${JOBS:-$(nproc)}"
 passed=0
 failed=0
 failures=()
+# Each suite's output also goes to a log here; the last lines of every failed suite's log are
+# repeated at the end, where a CI page that keeps only the tail of the output still shows them.
+LOGS="$ROOT/build/test-logs"
+failure_logs=()
 step() {  # step NAME COMMAND...
   local name=$1
   shift
   echo
   echo "=== $name"
   local start=$SECONDS
-  if "$@"; then
+  mkdir -p "$LOGS"
+  local log
+  log="$LOGS/$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '-' | cut -c1-48).log"
+  if "$@" 2>&1 | tee "$log"; then  # pipefail: the suite's status, not tee's
     passed=$((passed + 1))
     echo "=== $name: ok ($((SECONDS - start))s)"
   else
     failed=$((failed + 1))
     failures+=("$name")
+    failure_logs+=("$log")
     echo "=== $name: FAILED ($((SECONDS - start))s)"
   fi
 }
@@ -75,6 +83,10 @@ want format && step "clang-format" bash -c 'git ls-files "*.cc" "*.h" | xargs cl
 want ui && step "inspector page in headless Chromium (screenshots in test/ui/artifacts)" test/ui/run.sh
 
 echo
+for log in "${failure_logs[@]}"; do
+  echo "--- the last 40 lines of $log"
+  tail -n 40 "$log"
+done
 ((failed)) && echo "failed suites: ${failures[*]}"
 echo "$passed passed, $failed failed"
 ((failed == 0))
